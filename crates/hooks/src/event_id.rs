@@ -1,0 +1,115 @@
+//! Deterministic event ids, the base of exactly-once storage.
+//!
+//! Chat2Desk retries a failed delivery after 10 s, 5 min and 2 h with the same body. The id is
+//! a hash of the tenant and the body, so each retry carries the id of the first try; the
+//! gateway sends it as `Nats-Msg-Id`, and JetStream's duplicate window (at least 3 h) drops the
+//! copies. The body is hashed in a canonical form (object keys sorted, no blanks), so a retry
+//! that re-encodes the same JSON differently is still the same event.
+
+use serde_json::Value as Json;
+use sha2::{Digest, Sha256};
+
+/// Length of an id in hex characters: 128 bits, far beyond any collision risk in a stream.
+pub const EVENT_ID_LEN: usize = 32;
+
+/// The id of a decoded delivery: tenant and canonical JSON body.
+pub fn event_id(tenant: &str, body: &Json) -> String {
+    let mut canonical = Vec::with_capacity(256);
+    write_canonical(body, &mut canonical);
+    digest(b"chat2desk-event-v1", tenant, &canonical)
+}
+
+/// The id of a delivery that could not be decoded: tenant and raw bytes.
+pub fn dead_letter_id(tenant: &str, raw: &[u8]) -> String {
+    digest(b"chat2desk-dlq-v1", tenant, raw)
+}
+
+fn digest(domain: &[u8], tenant: &str, content: &[u8]) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(domain);
+    hasher.update([0]);
+    hasher.update(tenant.as_bytes());
+    hasher.update([0]);
+    hasher.update(content);
+    let hash = hasher.finalize();
+    let mut id = String::with_capacity(EVENT_ID_LEN);
+    for byte in &hash[..EVENT_ID_LEN / 2] {
+        id.push(char::from(HEX[usize::from(byte >> 4)]));
+        id.push(char::from(HEX[usize::from(byte & 0xf)]));
+    }
+    id
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// Compact JSON with object keys sorted, whatever order the map keeps them in.
+fn write_canonical(value: &Json, out: &mut Vec<u8>) {
+    match value {
+        Json::Object(map) => {
+            let mut entries: Vec<_> = map.iter().collect();
+            entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            out.push(b'{');
+            for (i, (key, value)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_string(key, out);
+                out.push(b':');
+                write_canonical(value, out);
+            }
+            out.push(b'}');
+        }
+        Json::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_canonical(item, out);
+            }
+            out.push(b']');
+        }
+        Json::String(s) => write_string(s, out),
+        scalar => out.extend_from_slice(scalar.to_string().as_bytes()),
+    }
+}
+
+fn write_string(s: &str, out: &mut Vec<u8>) {
+    // serde_json's string encoding is canonical: one escape form per character.
+    out.extend_from_slice(Json::String(s.to_owned()).to_string().as_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_same_delivery_gets_the_same_id() {
+        let body = json!({"hook_type": "inbox", "message_id": 1});
+        assert_eq!(event_id("acme", &body), event_id("acme", &body.clone()));
+        assert_eq!(event_id("acme", &body).len(), EVENT_ID_LEN);
+    }
+
+    #[test]
+    fn key_order_and_blanks_do_not_change_the_id() {
+        let a: Json = serde_json::from_str(r#"{"a":1,"b":{"y":[1,2],"x":"é"}}"#).unwrap();
+        let b: Json = serde_json::from_str("{ \"b\": {\"x\": \"\\u00e9\", \"y\": [1, 2]},\n \"a\": 1 }").unwrap();
+        assert_eq!(event_id("acme", &a), event_id("acme", &b));
+    }
+
+    #[test]
+    fn tenant_and_content_change_the_id() {
+        let body = json!({"message_id": 1});
+        assert_ne!(event_id("acme", &body), event_id("globex", &body));
+        assert_ne!(event_id("acme", &body), event_id("acme", &json!({"message_id": 2})));
+        assert_ne!(dead_letter_id("acme", b"x"), dead_letter_id("acme", b"y"));
+    }
+
+    #[test]
+    fn canonical_form_is_sorted_and_compact() {
+        let mut out = Vec::new();
+        write_canonical(&json!({"b": [true, null], "a": "x"}), &mut out);
+        assert_eq!(String::from_utf8(out).unwrap(), r#"{"a":"x","b":[true,null]}"#);
+    }
+}
