@@ -1,1 +1,70 @@
+//! The one harness every integration test of the workspace uses.
+//!
+//! Tests talk to real servers, never to mocks: [`NatsServer`] starts a real `nats-server` with
+//! JetStream on a free loopback port in a temporary directory, and stops it when dropped;
+//! [`ServiceProcess`] runs one of the workspace's binaries the way a user would; [`http`]
+//! sends plain HTTP/1.1 requests; [`fixture`] reads the project's copy of Chat2Desk's examples.
+//!
+//! The `nats-server` binary is found, in order, at `$NATS_SERVER_BIN`, at the workspace's
+//! `tools/bin/nats-server` (installed by `make tools`), or on `PATH`.
 
+pub mod gateway;
+pub mod http;
+mod nats;
+mod process;
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+
+use bytes::Bytes;
+
+pub use gateway::GatewayProcess;
+pub use nats::{NatsServer, stored_events, stream_messages};
+pub use process::ServiceProcess;
+
+/// The workspace's top directory.
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ lives inside the workspace")
+        .to_path_buf()
+}
+
+/// The body of `fixtures/chat2desk/{name}.json`.
+pub fn fixture(name: &str) -> Bytes {
+    let path = workspace_root()
+        .join("fixtures/chat2desk")
+        .join(format!("{name}.json"));
+    std::fs::read(&path)
+        .unwrap_or_else(|error| panic!("cannot read fixture {}: {error}", path.display()))
+        .into()
+}
+
+/// Every fixture that is a webhook body (not the hints answer), by name.
+pub fn webhook_fixtures() -> Vec<(String, Bytes)> {
+    let dir = workspace_root().join("fixtures/chat2desk");
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|error| panic!("cannot list {}: {error}", dir.display()))
+        .filter_map(|entry| {
+            let name = entry.ok()?.file_name().into_string().ok()?;
+            let stem = name.strip_suffix(".json")?;
+            (!stem.ends_with(".response")).then(|| stem.to_owned())
+        })
+        .collect();
+    names.sort();
+    names
+        .into_iter()
+        .map(|name| {
+            let body = fixture(&name);
+            (name, body)
+        })
+        .collect()
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .expect("the loopback interface has free ports")
+}

@@ -1,1 +1,31 @@
-fn main() {}
+//! `c2d-gateway`: configuration, telemetry, serve, shutdown. The logic is in the library.
+
+use anyhow::Context as _;
+use c2d_gateway::{Config, Gateway, shutdown};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let telemetry = c2d_telemetry::init("c2d-gateway")?;
+    let config = Config::from_env()?;
+    let listener = tokio::net::TcpListener::bind(config.addr)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on GATEWAY_ADDR={}; is another process using it?",
+                config.addr
+            )
+        })?;
+    let addr = listener.local_addr()?;
+    tracing::info!(
+        %addr,
+        nats = %config.nats_url,
+        tenants = ?config.tenants,
+        max_body_bytes = config.max_body_bytes,
+        "c2d-gateway listening; webhook URL: http://{addr}/hooks/chat2desk/{{tenant}}?token=SECRET"
+    );
+    let gateway = Gateway::start(config).await?;
+    gateway.serve(listener, shutdown::signal()).await?;
+    tracing::info!("c2d-gateway stopped");
+    telemetry.shutdown();
+    Ok(())
+}

@@ -94,7 +94,9 @@ mod tests {
     #[test]
     fn key_order_and_blanks_do_not_change_the_id() {
         let a: Json = serde_json::from_str(r#"{"a":1,"b":{"y":[1,2],"x":"é"}}"#).unwrap();
-        let b: Json = serde_json::from_str("{ \"b\": {\"x\": \"\\u00e9\", \"y\": [1, 2]},\n \"a\": 1 }").unwrap();
+        let b: Json =
+            serde_json::from_str("{ \"b\": {\"x\": \"\\u00e9\", \"y\": [1, 2]},\n \"a\": 1 }")
+                .unwrap();
         assert_eq!(event_id("acme", &a), event_id("acme", &b));
     }
 
@@ -102,7 +104,10 @@ mod tests {
     fn tenant_and_content_change_the_id() {
         let body = json!({"message_id": 1});
         assert_ne!(event_id("acme", &body), event_id("globex", &body));
-        assert_ne!(event_id("acme", &body), event_id("acme", &json!({"message_id": 2})));
+        assert_ne!(
+            event_id("acme", &body),
+            event_id("acme", &json!({"message_id": 2}))
+        );
         assert_ne!(dead_letter_id("acme", b"x"), dead_letter_id("acme", b"y"));
     }
 
@@ -110,6 +115,9 @@ mod tests {
     fn canonical_form_is_sorted_and_compact() {
         let mut out = Vec::new();
         write_canonical(&json!({"b": [true, null], "a": "x"}), &mut out);
-        assert_eq!(String::from_utf8(out).unwrap(), r#"{"a":"x","b":[true,null]}"#);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#"{"a":"x","b":[true,null]}"#
+        );
     }
 }

@@ -21,13 +21,21 @@ pub struct Fields<'a> {
 
 impl<'a> Fields<'a> {
     pub fn new(object: &'a Map<String, Json>, warnings: &'a mut Vec<String>) -> Self {
-        Fields { object, path: "", warnings }
+        Fields {
+            object,
+            path: "",
+            warnings,
+        }
     }
 
     /// The object under `name` (e.g. `client`), read with the same leniency.
     pub fn nested(&mut self, name: &'static str, path: &'static str) -> Option<Fields<'_>> {
         let object = self.object(name)?;
-        Some(Fields { object, path, warnings: &mut *self.warnings })
+        Some(Fields {
+            object,
+            path,
+            warnings: &mut *self.warnings,
+        })
     }
 
     /// Reads each object of the list under `name` (a lone object is a list of one).
@@ -39,7 +47,13 @@ impl<'a> Fields<'a> {
     ) -> Vec<T> {
         self.objects(name)
             .into_iter()
-            .map(|object| read(&mut Fields { object, path, warnings: &mut *self.warnings }))
+            .map(|object| {
+                read(&mut Fields {
+                    object,
+                    path,
+                    warnings: &mut *self.warnings,
+                })
+            })
             .collect()
     }
 
@@ -62,9 +76,11 @@ impl<'a> Fields<'a> {
     pub fn id(&mut self, name: &str) -> Option<i64> {
         let value = self.present(name)?;
         let id = match value {
-            Json::Number(n) => n
-                .as_i64()
-                .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9.0e18).map(|f| f as i64)),
+            Json::Number(n) => n.as_i64().or_else(|| {
+                n.as_f64()
+                    .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e18)
+                    .map(|f| f as i64)
+            }),
             Json::String(s) => s.trim().parse().ok(),
             _ => None,
         };
@@ -219,12 +235,17 @@ impl<'a> Fields<'a> {
     fn warn(&mut self, name: &str, expected: &str, got: &Json) {
         let mut shown = got.to_string();
         if shown.len() > 64 {
-            let cut = (0..=61).rev().find(|&i| shown.is_char_boundary(i)).unwrap_or(0);
+            let cut = (0..=61)
+                .rev()
+                .find(|&i| shown.is_char_boundary(i))
+                .unwrap_or(0);
             shown.truncate(cut);
             shown.push_str("...");
         }
-        self.warnings
-            .push(format!("{}{name}: expected {expected}, got {shown}", self.path));
+        self.warnings.push(format!(
+            "{}{name}: expected {expected}, got {shown}",
+            self.path
+        ));
     }
 }
 
@@ -280,7 +301,19 @@ mod tests {
         let (ids, warnings) = read(body, |f| {
             ["a", "b", "c", "d", "e", "f", "g", "missing"].map(|n| f.id(n))
         });
-        assert_eq!(ids, [Some(17), Some(17), Some(17), Some(17), None, None, None, None]);
+        assert_eq!(
+            ids,
+            [
+                Some(17),
+                Some(17),
+                Some(17),
+                Some(17),
+                None,
+                None,
+                None,
+                None
+            ]
+        );
         assert!(warnings.is_empty());
     }
 
@@ -288,16 +321,31 @@ mod tests {
     fn an_id_that_is_no_number_is_absent_with_a_warning() {
         let (id, warnings) = read(json!({"message_id": "abc"}), |f| f.id("message_id"));
         assert_eq!(id, None);
-        assert_eq!(warnings, ["message_id: expected an integer id, got \"abc\""]);
+        assert_eq!(
+            warnings,
+            ["message_id: expected an integer id, got \"abc\""]
+        );
     }
 
     #[test]
     fn flags_in_every_php_spelling() {
-        let body = json!({"a": 1, "b": "1", "c": true, "d": 0, "e": "0", "f": false, "g": "", "h": null});
-        let (flags, warnings) = read(body, |f| ["a", "b", "c", "d", "e", "f", "g", "h"].map(|n| f.flag(n)));
+        let body =
+            json!({"a": 1, "b": "1", "c": true, "d": 0, "e": "0", "f": false, "g": "", "h": null});
+        let (flags, warnings) = read(body, |f| {
+            ["a", "b", "c", "d", "e", "f", "g", "h"].map(|n| f.flag(n))
+        });
         assert_eq!(
             flags,
-            [Some(true), Some(true), Some(true), Some(false), Some(false), Some(false), None, None]
+            [
+                Some(true),
+                Some(true),
+                Some(true),
+                Some(false),
+                Some(false),
+                Some(false),
+                None,
+                None
+            ]
         );
         assert!(warnings.is_empty());
     }
@@ -306,7 +354,11 @@ mod tests {
     fn php_empty_array_is_no_object_and_a_lone_object_is_a_list() {
         let body = json!({"extra_data": [], "channels": {"id": 1}, "list": [{"id": 2}, {"id": 3}]});
         let ((extra, lone, list), warnings) = read(body, |f| {
-            (f.object("extra_data").is_none(), f.objects("channels").len(), f.objects("list").len())
+            (
+                f.object("extra_data").is_none(),
+                f.objects("channels").len(),
+                f.objects("list").len(),
+            )
         });
         assert!(extra);
         assert_eq!((lone, list), (1, 2));
@@ -326,11 +378,16 @@ mod tests {
     #[test]
     fn structures_accept_objects_and_php_lists() {
         let body = json!({"custom_fields": {"vip": true, "n": 2}, "list": ["x"]});
-        let ((object, list), _) = read(body, |f| (f.structure("custom_fields"), f.structure("list")));
+        let ((object, list), _) = read(body, |f| {
+            (f.structure("custom_fields"), f.structure("list"))
+        });
         let object = object.unwrap();
         assert_eq!(object.fields["vip"].kind, Some(Kind::BoolValue(true)));
         assert_eq!(object.fields["n"].kind, Some(Kind::NumberValue(2.0)));
-        assert_eq!(list.unwrap().fields["0"].kind, Some(Kind::StringValue("x".into())));
+        assert_eq!(
+            list.unwrap().fields["0"].kind,
+            Some(Kind::StringValue("x".into()))
+        );
     }
 
     #[test]

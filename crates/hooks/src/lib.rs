@@ -142,7 +142,10 @@ fn looks_like_hints(f: &Fields<'_>) -> bool {
         "hint_id",
         "event_time",
     ];
-    f.has("message_id") && f.all().keys().all(|key| HINTS_FIELDS.contains(&key.as_str()))
+    f.has("message_id")
+        && f.all()
+            .keys()
+            .all(|key| HINTS_FIELDS.contains(&key.as_str()))
 }
 
 fn json_kind(json: &Json) -> &'static str {

@@ -25,7 +25,9 @@ pub fn message(f: &mut Fields<'_>) -> Message {
         coordinates: f.text("coordinates"),
         audio: f.text("audio"),
         pdf: f.text("pdf"),
-        client: f.nested("client", "client.").map(|mut c| message_client(&mut c)),
+        client: f
+            .nested("client", "client.")
+            .map(|mut c| message_client(&mut c)),
         request_id: f.id("request_id"),
         attachments: f.values("attachments"),
         is_new_request: f.flag("is_new_request"),

@@ -4,7 +4,10 @@ use super::*;
 use c2d_proto::events::{HintChosen, HintsRequest, Tag};
 use prost_types::value::Kind;
 
-const RECEIVED: Timestamp = Timestamp { seconds: 1_700_000_000, nanos: 0 };
+const RECEIVED: Timestamp = Timestamp {
+    seconds: 1_700_000_000,
+    nanos: 0,
+};
 /// 2019-07-28T23:01:40Z, the `event_time` of every documented example.
 const DOCS_TIME: i64 = 1_564_354_900;
 
@@ -35,7 +38,9 @@ fn inbox() {
     assert_eq!(event.received_at, Some(RECEIVED));
     assert_eq!(event.raw, fixture!("inbox").as_bytes());
     assert!(event.warnings.is_empty(), "{:?}", event.warnings);
-    let Some(Payload::Inbox(m)) = event.payload else { panic!("{:?}", event.payload) };
+    let Some(Payload::Inbox(m)) = event.payload else {
+        panic!("{:?}", event.payload)
+    };
     assert_eq!(m.message_id, Some(106_773_169));
     assert_eq!(m.r#type.as_deref(), Some("from_client"));
     assert_eq!(m.text.as_deref(), Some("Text"));
@@ -43,12 +48,22 @@ fn inbox() {
     assert_eq!(m.client_id, Some(100));
     assert_eq!((m.operator_id, m.dialog_id), (None, None));
     assert_eq!(m.channel_id, Some(17));
-    assert_eq!((m.photo, m.coordinates, m.audio, m.pdf), (None, None, None, None));
+    assert_eq!(
+        (m.photo, m.coordinates, m.audio, m.pdf),
+        (None, None, None, None)
+    );
     let client = m.client.expect("client");
     assert_eq!(client.id, Some(17_340_089));
     assert_eq!(client.phone.as_deref(), Some("[tg] 807892"));
     assert_eq!(client.name.as_deref(), Some("Peter"));
-    assert_eq!((client.client_phone, client.assigned_name, client.external_id), (None, None, None));
+    assert_eq!(
+        (
+            client.client_phone,
+            client.assigned_name,
+            client.external_id
+        ),
+        (None, None, None)
+    );
     assert_eq!(m.request_id, Some(8_725_057));
     assert!(m.attachments.is_empty());
     assert_eq!(m.is_new_request, Some(true));
@@ -60,7 +75,9 @@ fn inbox() {
 fn outbox() {
     let event = parse(fixture!("outbox"));
     assert_eq!(event.hook_type, "outbox");
-    let Some(Payload::Outbox(m)) = event.payload else { panic!() };
+    let Some(Payload::Outbox(m)) = event.payload else {
+        panic!()
+    };
     assert_eq!(m.message_id, Some(106_773_577));
     assert_eq!(m.r#type.as_deref(), Some("to_client"));
     assert_eq!(m.text.as_deref(), Some("Bc["));
@@ -76,7 +93,9 @@ fn outbox() {
 fn outbox_status() {
     let event = parse(fixture!("outbox_status"));
     assert_eq!(event.hook_type, "outbox_status");
-    let Some(Payload::OutboxStatus(s)) = event.payload else { panic!() };
+    let Some(Payload::OutboxStatus(s)) = event.payload else {
+        panic!()
+    };
     assert_eq!(s.id, Some(106_773_577));
     assert_eq!(s.external_id.as_deref(), Some("41164"));
     assert_eq!(s.dialog_id, Some(4_324_035));
@@ -89,7 +108,10 @@ fn outbox_status() {
 
 #[test]
 fn new_client_and_client_updated() {
-    for (fixture, hook) in [(fixture!("new_client"), "new_client"), (fixture!("client_updated"), "client_updated")] {
+    for (fixture, hook) in [
+        (fixture!("new_client"), "new_client"),
+        (fixture!("client_updated"), "client_updated"),
+    ] {
         let event = parse(fixture);
         assert_eq!(event.hook_type, hook);
         let client = match event.payload {
@@ -100,8 +122,16 @@ fn new_client_and_client_updated() {
         assert_eq!(client.id, Some(18_360_561));
         assert_eq!(client.phone.as_deref(), Some("[tg] 1938691"));
         assert_eq!(client.name.as_deref(), Some("Peter"));
-        assert!(client.avatar.unwrap().starts_with("https://storage.chat2desk.com/clients/avatars/"));
-        assert_eq!((client.assigned_name, client.comment, client.client_phone), (None, None, None));
+        assert!(
+            client
+                .avatar
+                .unwrap()
+                .starts_with("https://storage.chat2desk.com/clients/avatars/")
+        );
+        assert_eq!(
+            (client.assigned_name, client.comment, client.client_phone),
+            (None, None, None)
+        );
         assert_eq!(client.channels.len(), 1);
         assert_eq!(client.channels[0].id, Some(17_404));
         assert_eq!(client.channels[0].transports, ["telegram"]);
@@ -126,15 +156,24 @@ fn the_test_tag(all_client_channels: Option<i64>) -> Tag {
 fn the_four_tag_hooks() {
     let event = parse(fixture!("add_tag_to_client"));
     assert_eq!(event.hook_type, "add_tag_to_client");
-    assert_eq!(event.payload, Some(Payload::AddTagToClient(the_test_tag(Some(21_288)))));
+    assert_eq!(
+        event.payload,
+        Some(Payload::AddTagToClient(the_test_tag(Some(21_288))))
+    );
 
     let event = parse(fixture!("add_tag_to_request"));
     assert_eq!(event.hook_type, "add_tag_to_request");
-    assert_eq!(event.payload, Some(Payload::AddTagToRequest(the_test_tag(None))));
+    assert_eq!(
+        event.payload,
+        Some(Payload::AddTagToRequest(the_test_tag(None)))
+    );
 
     let event = parse(fixture!("delete_tag_from_request"));
     assert_eq!(event.hook_type, "delete_tag_from_request");
-    assert_eq!(event.payload, Some(Payload::DeleteTagFromRequest(the_test_tag(None))));
+    assert_eq!(
+        event.payload,
+        Some(Payload::DeleteTagFromRequest(the_test_tag(None)))
+    );
 }
 
 #[test]
@@ -142,15 +181,23 @@ fn delete_tag_to_client_alias_is_read_as_delete_tag_from_client() {
     let event = parse(fixture!("delete_tag_from_client"));
     assert!(fixture!("delete_tag_from_client").contains("delete_tag_to_client"));
     assert_eq!(event.hook_type, "delete_tag_from_client");
-    assert_eq!(event.subject(), "chat2desk.events.acme.delete_tag_from_client");
-    assert_eq!(event.payload, Some(Payload::DeleteTagFromClient(the_test_tag(None))));
+    assert_eq!(
+        event.subject(),
+        "chat2desk.events.acme.delete_tag_from_client"
+    );
+    assert_eq!(
+        event.payload,
+        Some(Payload::DeleteTagFromClient(the_test_tag(None)))
+    );
 }
 
 #[test]
 fn close_dialog_and_close_request() {
     let event = parse(fixture!("close_dialog"));
     assert_eq!(event.hook_type, "close_dialog");
-    let Some(Payload::CloseDialog(d)) = event.payload else { panic!() };
+    let Some(Payload::CloseDialog(d)) = event.payload else {
+        panic!()
+    };
     assert_eq!(d.dialog_id, Some(4_324_035));
     assert_eq!(d.request_id, Some(8_725_057));
     assert_eq!(d.created, at(1_540_282_584));
@@ -159,11 +206,16 @@ fn close_dialog_and_close_request() {
     assert_eq!(d.channel_id, Some(17_404));
     assert_eq!(d.operator_id, Some(41_164));
     assert_eq!(d.transport.as_deref(), Some("telegram"));
-    assert_eq!((d.current_operator_id, d.last_operator_id, d.scenario_id), (None, None, None));
+    assert_eq!(
+        (d.current_operator_id, d.last_operator_id, d.scenario_id),
+        (None, None, None)
+    );
 
     let event = parse(fixture!("close_request"));
     assert_eq!(event.hook_type, "close_request");
-    let Some(Payload::CloseRequest(d)) = event.payload else { panic!() };
+    let Some(Payload::CloseRequest(d)) = event.payload else {
+        panic!()
+    };
     assert_eq!(d.dialog_id, Some(3_951_761));
     assert_eq!(d.request_id, Some(8_086_095));
     assert_eq!(d.created, at(1_550_671_015));
@@ -174,7 +226,9 @@ fn close_dialog_and_close_request() {
 fn dialog_transferred() {
     let event = parse(fixture!("dialog_transferred"));
     assert_eq!(event.hook_type, "dialog_transferred");
-    let Some(Payload::DialogTransferred(d)) = event.payload else { panic!() };
+    let Some(Payload::DialogTransferred(d)) = event.payload else {
+        panic!()
+    };
     assert_eq!(d.current_operator_id, Some(39_538));
     assert_eq!(d.last_operator_id, Some(8236));
     assert_eq!(d.scenario_id, Some(124));
@@ -185,9 +239,15 @@ fn dialog_transferred() {
 fn new_qr_code() {
     let event = parse(fixture!("new_qr_code"));
     assert_eq!(event.hook_type, "new_qr_code");
-    let Some(Payload::NewQrCode(q)) = event.payload else { panic!() };
+    let Some(Payload::NewQrCode(q)) = event.payload else {
+        panic!()
+    };
     assert!(q.qrcode_data.unwrap().starts_with("1@OxrhCyoevcoool+z5GK"));
-    assert!(q.qrcode_image.unwrap().starts_with("data:image/png;base64,iVBORw0KGgo"));
+    assert!(
+        q.qrcode_image
+            .unwrap()
+            .starts_with("data:image/png;base64,iVBORw0KGgo")
+    );
     assert_eq!(q.phone.as_deref(), Some("339002538473"));
     assert_eq!(q.device_owner.as_deref(), Some("service"));
 }
@@ -227,11 +287,24 @@ fn a_hints_request_without_hook_type_is_recognised() {
         "channel_id": 1, "message_id": 8205, "event_time": "2019-07-28T23:01:40Z"
     }));
     assert_eq!(event.hook_type, "ai_hints_requested");
-    assert!(matches!(event.payload, Some(Payload::AiHintsRequested(HintsRequest { message_id: Some(8205), .. }))));
+    assert!(matches!(
+        event.payload,
+        Some(Payload::AiHintsRequested(HintsRequest {
+            message_id: Some(8205),
+            ..
+        }))
+    ));
 
-    let event = parse_json(serde_json::json!({"client_id": 11910, "message_id": 8205, "hint_id": 2}));
+    let event =
+        parse_json(serde_json::json!({"client_id": 11910, "message_id": 8205, "hint_id": 2}));
     assert_eq!(event.hook_type, "ai_hints_requested");
-    assert!(matches!(event.payload, Some(Payload::AiHintChosen(HintChosen { hint_id: Some(2), .. }))));
+    assert!(matches!(
+        event.payload,
+        Some(Payload::AiHintChosen(HintChosen {
+            hint_id: Some(2),
+            ..
+        }))
+    ));
 }
 
 #[test]
@@ -241,14 +314,26 @@ fn string_ids_and_php_booleans() {
         "operator_id": "", "dialog_id": null, "channel_id": "17",
         "is_new_request": "1", "is_new_client": "", "text": "oi"
     }));
-    let Some(Payload::Inbox(m)) = event.payload else { panic!() };
-    assert_eq!((m.message_id, m.client_id, m.channel_id), (Some(106_773_169), Some(100), Some(17)));
+    let Some(Payload::Inbox(m)) = event.payload else {
+        panic!()
+    };
+    assert_eq!(
+        (m.message_id, m.client_id, m.channel_id),
+        (Some(106_773_169), Some(100), Some(17))
+    );
     assert_eq!((m.operator_id, m.dialog_id), (None, None));
     assert_eq!((m.is_new_request, m.is_new_client), (Some(true), None));
 
-    for (raw, flag) in [("true", Some(true)), ("false", Some(false)), ("0", Some(false)), ("\"0\"", Some(false))] {
+    for (raw, flag) in [
+        ("true", Some(true)),
+        ("false", Some(false)),
+        ("0", Some(false)),
+        ("\"0\"", Some(false)),
+    ] {
         let event = parse(&format!(r#"{{"hook_type":"inbox","is_new_client":{raw}}}"#));
-        let Some(Payload::Inbox(m)) = event.payload else { panic!() };
+        let Some(Payload::Inbox(m)) = event.payload else {
+            panic!()
+        };
         assert_eq!(m.is_new_client, flag, "{raw}");
     }
 }
@@ -258,18 +343,31 @@ fn php_empty_arrays_and_lone_objects() {
     let event = parse_json(serde_json::json!({
         "hook_type": "new_client", "id": 5, "custom_fields": [], "channels": {"id": 9, "transports": "whatsapp"}
     }));
-    let Some(Payload::NewClient(c)) = event.payload else { panic!() };
+    let Some(Payload::NewClient(c)) = event.payload else {
+        panic!()
+    };
     assert_eq!(c.custom_fields, None);
     assert_eq!(c.channels.len(), 1);
     assert_eq!(c.channels[0].id, Some(9));
     assert_eq!(c.channels[0].transports, ["whatsapp"]);
 
-    let event = parse_json(serde_json::json!({"hook_type": "inbox", "client": [], "extra_data": {"utm": "ads"}}));
-    let Some(Payload::Inbox(m)) = event.payload else { panic!() };
+    let event = parse_json(
+        serde_json::json!({"hook_type": "inbox", "client": [], "extra_data": {"utm": "ads"}}),
+    );
+    let Some(Payload::Inbox(m)) = event.payload else {
+        panic!()
+    };
     assert_eq!(m.client, None);
     let extra = m.extra_data.expect("extra_data");
-    assert_eq!(extra.fields["utm"].kind, Some(Kind::StringValue("ads".into())));
-    assert!(event.warnings.iter().all(|w| !w.starts_with("client")), "{:?}", event.warnings);
+    assert_eq!(
+        extra.fields["utm"].kind,
+        Some(Kind::StringValue("ads".into()))
+    );
+    assert!(
+        event.warnings.iter().all(|w| !w.starts_with("client")),
+        "{:?}",
+        event.warnings
+    );
 }
 
 #[test]
@@ -277,7 +375,9 @@ fn custom_fields_keep_their_values() {
     let event = parse_json(serde_json::json!({
         "hook_type": "client_updated", "id": "18360561", "custom_fields": {"1": "VIP", "cpf": "123"}
     }));
-    let Some(Payload::ClientUpdated(c)) = event.payload else { panic!() };
+    let Some(Payload::ClientUpdated(c)) = event.payload else {
+        panic!()
+    };
     assert_eq!(c.id, Some(18_360_561));
     let fields = c.custom_fields.expect("custom_fields").fields;
     assert_eq!(fields["1"].kind, Some(Kind::StringValue("VIP".into())));
@@ -294,9 +394,13 @@ fn times_in_every_form() {
         ("1564354900", DOCS_TIME),
         (r#""1564354900""#, DOCS_TIME),
     ] {
-        let event = parse(&format!(r#"{{"hook_type":"close_dialog","event_time":{time},"created":{time}}}"#));
+        let event = parse(&format!(
+            r#"{{"hook_type":"close_dialog","event_time":{time},"created":{time}}}"#
+        ));
         assert_eq!(event.event_time, at(seconds), "event_time {time}");
-        let Some(Payload::CloseDialog(d)) = event.payload else { panic!() };
+        let Some(Payload::CloseDialog(d)) = event.payload else {
+            panic!()
+        };
         assert_eq!(d.created, at(seconds), "created {time}");
         assert!(event.warnings.is_empty(), "{time}: {:?}", event.warnings);
     }
@@ -310,7 +414,10 @@ fn a_missing_or_bad_event_time_falls_back_to_received_at_with_a_warning() {
 
     let event = parse(r#"{"hook_type":"inbox","event_time":"soon"}"#);
     assert_eq!(event.event_time, Some(RECEIVED));
-    assert_eq!(event.warnings, [r#"event_time: expected a time (ISO 8601 or unix seconds), got "soon""#]);
+    assert_eq!(
+        event.warnings,
+        [r#"event_time: expected a time (ISO 8601 or unix seconds), got "soon""#]
+    );
 }
 
 #[test]
@@ -319,7 +426,9 @@ fn unicode_survives() {
     let event = parse_json(serde_json::json!({
         "hook_type": "inbox", "text": text, "client": {"name": "Иван Петрóв 🚀"}
     }));
-    let Some(Payload::Inbox(m)) = event.payload else { panic!() };
+    let Some(Payload::Inbox(m)) = event.payload else {
+        panic!()
+    };
     assert_eq!(m.text.as_deref(), Some(text));
     assert_eq!(m.client.unwrap().name.as_deref(), Some("Иван Петрóв 🚀"));
 }
@@ -327,8 +436,12 @@ fn unicode_survives() {
 #[test]
 fn a_big_base64_image_is_kept_whole() {
     let image = format!("data:image/png;base64,{}", "iVBORw0KGgo".repeat(60_000));
-    let event = parse_json(serde_json::json!({"hook_type": "new_qr_code", "qrcode_image": image, "phone": 5511}));
-    let Some(Payload::NewQrCode(q)) = event.payload else { panic!() };
+    let event = parse_json(
+        serde_json::json!({"hook_type": "new_qr_code", "qrcode_image": image, "phone": 5511}),
+    );
+    let Some(Payload::NewQrCode(q)) = event.payload else {
+        panic!()
+    };
     assert_eq!(q.qrcode_image.as_deref(), Some(image.as_str()));
     assert_eq!(q.phone.as_deref(), Some("5511"));
 }
@@ -338,8 +451,13 @@ fn unknown_hook_types_are_kept_with_their_fields() {
     let event = parse_json(serde_json::json!({"hook_type": "video_call_started", "call_id": 7}));
     assert_eq!(event.hook_type, "video_call_started");
     assert_eq!(event.subject(), "chat2desk.events.acme.unknown");
-    let Some(Payload::Unknown(u)) = event.payload else { panic!() };
-    assert_eq!(u.fields.unwrap().fields["call_id"].kind, Some(Kind::NumberValue(7.0)));
+    let Some(Payload::Unknown(u)) = event.payload else {
+        panic!()
+    };
+    assert_eq!(
+        u.fields.unwrap().fields["call_id"].kind,
+        Some(Kind::NumberValue(7.0))
+    );
 
     let event = parse_json(serde_json::json!({"something": "else"}));
     assert_eq!(event.hook_type, "unknown");
@@ -352,10 +470,17 @@ fn attachments_in_any_shape() {
         "hook_type": "inbox",
         "attachments": [{"link": "https://x/1.jpg", "name": "1.jpg"}, "https://x/2.pdf"]
     }));
-    let Some(Payload::Inbox(m)) = event.payload else { panic!() };
+    let Some(Payload::Inbox(m)) = event.payload else {
+        panic!()
+    };
     assert_eq!(m.attachments.len(), 2);
-    assert!(matches!(&m.attachments[0].kind, Some(Kind::StructValue(s)) if s.fields.contains_key("link")));
-    assert_eq!(m.attachments[1].kind, Some(Kind::StringValue("https://x/2.pdf".into())));
+    assert!(
+        matches!(&m.attachments[0].kind, Some(Kind::StructValue(s)) if s.fields.contains_key("link"))
+    );
+    assert_eq!(
+        m.attachments[1].kind,
+        Some(Kind::StringValue("https://x/2.pdf".into()))
+    );
 }
 
 #[test]
@@ -363,7 +488,9 @@ fn unreadable_values_become_warnings_not_rejections() {
     let event = parse_json(serde_json::json!({
         "hook_type": "inbox", "message_id": "abc", "is_new_client": "maybe", "event_time": 1564354900
     }));
-    let Some(Payload::Inbox(m)) = event.payload else { panic!() };
+    let Some(Payload::Inbox(m)) = event.payload else {
+        panic!()
+    };
     assert_eq!((m.message_id, m.is_new_client), (None, None));
     assert_eq!(event.warnings.len(), 2, "{:?}", event.warnings);
 }
@@ -372,24 +499,50 @@ fn unreadable_values_become_warnings_not_rejections() {
 fn the_event_id_is_the_same_for_a_retried_delivery() {
     let first = parse(fixture!("inbox"));
     let retry = parse(fixture!("inbox"));
-    let reformatted = parse(&serde_json::from_str::<serde_json::Value>(fixture!("inbox")).unwrap().to_string());
+    let reformatted = parse(
+        &serde_json::from_str::<serde_json::Value>(fixture!("inbox"))
+            .unwrap()
+            .to_string(),
+    );
     assert_eq!(first.event_id, retry.event_id);
     assert_eq!(first.event_id, reformatted.event_id);
     assert_ne!(first.event_id, parse(fixture!("outbox")).event_id);
-    let other_tenant = parse_delivery("globex", Bytes::from_static(fixture!("inbox").as_bytes()), RECEIVED).unwrap();
+    let other_tenant = parse_delivery(
+        "globex",
+        Bytes::from_static(fixture!("inbox").as_bytes()),
+        RECEIVED,
+    )
+    .unwrap();
     assert_ne!(first.event_id, other_tenant.event_id);
 }
 
 #[test]
 fn bodies_that_are_not_json_objects_are_undecodable() {
-    let undecodable = |body: &'static [u8]| parse_delivery("acme", Bytes::from_static(body), RECEIVED).unwrap_err();
+    let undecodable = |body: &'static [u8]| {
+        parse_delivery("acme", Bytes::from_static(body), RECEIVED).unwrap_err()
+    };
     assert!(matches!(undecodable(b""), Undecodable::Empty));
     assert!(matches!(undecodable(b"  \n"), Undecodable::Empty));
-    assert!(matches!(undecodable(b"message_id=1&hook_type=inbox"), Undecodable::NotJson(_)));
-    assert!(matches!(undecodable(b"{\"hook_type\": \"inbox\""), Undecodable::NotJson(_)));
-    assert!(matches!(undecodable(b"[1,2]"), Undecodable::NotAnObject("array")));
-    assert!(matches!(undecodable(b"\"inbox\""), Undecodable::NotAnObject("string")));
-    assert!(matches!(undecodable(b"\xff\xfe{}"), Undecodable::NotJson(_)));
+    assert!(matches!(
+        undecodable(b"message_id=1&hook_type=inbox"),
+        Undecodable::NotJson(_)
+    ));
+    assert!(matches!(
+        undecodable(b"{\"hook_type\": \"inbox\""),
+        Undecodable::NotJson(_)
+    ));
+    assert!(matches!(
+        undecodable(b"[1,2]"),
+        Undecodable::NotAnObject("array")
+    ));
+    assert!(matches!(
+        undecodable(b"\"inbox\""),
+        Undecodable::NotAnObject("string")
+    ));
+    assert!(matches!(
+        undecodable(b"\xff\xfe{}"),
+        Undecodable::NotJson(_)
+    ));
 }
 
 #[test]
@@ -406,5 +559,9 @@ fn dead_letters_keep_the_raw_bytes_and_the_reason() {
     assert_eq!(letter.raw, raw);
     assert_eq!(letter.tenant, "acme");
     assert_eq!(letter.event_id, dead_letter_id("acme", b"<xml/>"));
-    assert!(letter.reason.starts_with("the body is not JSON"), "{}", letter.reason);
+    assert!(
+        letter.reason.starts_with("the body is not JSON"),
+        "{}",
+        letter.reason
+    );
 }

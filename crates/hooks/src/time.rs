@@ -25,7 +25,11 @@ pub fn unix_time(value: f64) -> Option<Timestamp> {
     if !value.is_finite() || value < 0.0 {
         return None;
     }
-    let seconds = if value > 95_617_584_000.0 { value / 1000.0 } else { value };
+    let seconds = if value > 95_617_584_000.0 {
+        value / 1000.0
+    } else {
+        value
+    };
     let whole = seconds.trunc();
     Some(Timestamp {
         seconds: whole as i64,
@@ -41,7 +45,10 @@ struct Iso<'a> {
 
 impl<'a> Iso<'a> {
     fn new(text: &'a str) -> Self {
-        Iso { bytes: text.as_bytes(), at: 0 }
+        Iso {
+            bytes: text.as_bytes(),
+            at: 0,
+        }
     }
 
     fn parse(mut self) -> Option<Timestamp> {
@@ -103,7 +110,11 @@ impl<'a> Iso<'a> {
         };
         let hours = self.number(2, 2)?;
         self.eat(b':');
-        let minutes = if self.peek_digit() { self.number(2, 2)? } else { 0 };
+        let minutes = if self.peek_digit() {
+            self.number(2, 2)?
+        } else {
+            0
+        };
         if hours > 23 || minutes > 59 {
             return None;
         }
@@ -239,7 +250,10 @@ mod tests {
     #[test]
     fn reads_unix_seconds_and_milliseconds() {
         assert_eq!(seconds("1540282584"), Some(1_540_282_584));
-        assert_eq!(unix_time(1_540_282_584.0).map(|t| t.seconds), Some(1_540_282_584));
+        assert_eq!(
+            unix_time(1_540_282_584.0).map(|t| t.seconds),
+            Some(1_540_282_584)
+        );
         let ms = unix_time(1_540_282_584_500.0).unwrap();
         assert_eq!((ms.seconds, ms.nanos), (1_540_282_584, 500_000_000));
     }

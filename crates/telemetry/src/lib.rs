@@ -14,12 +14,12 @@
 
 use std::collections::HashMap;
 
+use opentelemetry::Context;
 use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::{SpanContext, TraceContextExt, TraceFlags, TraceState, TracerProvider};
-use opentelemetry::Context;
+use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{IdGenerator, RandomIdGenerator, SdkTracerProvider};
-use opentelemetry_sdk::Resource;
 use tracing::Span;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::layer::SubscriberExt;
@@ -36,7 +36,9 @@ pub enum TelemetryError {
     Filter(#[from] tracing_subscriber::filter::ParseError),
     #[error("LOG_FORMAT={0:?} is not supported; use LOG_FORMAT=text or LOG_FORMAT=json")]
     Format(String),
-    #[error("cannot set up the OTLP exporter for OTEL_EXPORTER_OTLP_ENDPOINT ({0}); check the URL, e.g. http://otel-collector:4317")]
+    #[error(
+        "cannot set up the OTLP exporter for OTEL_EXPORTER_OTLP_ENDPOINT ({0}); check the URL, e.g. http://otel-collector:4317"
+    )]
     Exporter(#[from] opentelemetry_otlp::ExporterBuildError),
     #[error("a global logger is already installed: {0}")]
     AlreadyInstalled(#[from] tracing_subscriber::util::TryInitError),
@@ -62,7 +64,9 @@ pub fn init(service: &'static str) -> Result<Telemetry, TelemetryError> {
     let filter = EnvFilter::try_new(std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))?;
     let format = std::env::var("LOG_FORMAT").unwrap_or_else(|_| "text".into());
     let logs = match format.as_str() {
-        "text" => tracing_subscriber::fmt::layer().with_writer(std::io::stderr).boxed(),
+        "text" => tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .boxed(),
         "json" => tracing_subscriber::fmt::layer()
             .json()
             .with_current_span(true)
@@ -74,10 +78,14 @@ pub fn init(service: &'static str) -> Result<Telemetry, TelemetryError> {
     let name = std::env::var("OTEL_SERVICE_NAME").unwrap_or_else(|_| service.to_owned());
     let mut provider = SdkTracerProvider::builder()
         .with_resource(Resource::builder().with_service_name(name).build());
-    let endpoint = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").ok().filter(|e| !e.is_empty());
+    let endpoint = std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .ok()
+        .filter(|e| !e.is_empty());
     if endpoint.is_some() {
         // The builder reads the endpoint and the other OTEL_EXPORTER_OTLP_* variables itself.
-        let exporter = opentelemetry_otlp::SpanExporter::builder().with_tonic().build()?;
+        let exporter = opentelemetry_otlp::SpanExporter::builder()
+            .with_tonic()
+            .build()?;
         provider = provider.with_batch_exporter(exporter);
     }
     let provider = provider.build();
@@ -149,7 +157,11 @@ mod tests {
         assert_eq!(parts[1].len(), 32);
         assert_eq!(parts[2].len(), 16);
         assert_eq!(parts[3], "01");
-        assert_ne!(traceparent(&Span::none()), value, "each root is a new trace");
+        assert_ne!(
+            traceparent(&Span::none()),
+            value,
+            "each root is a new trace"
+        );
     }
 
     #[test]

@@ -1,0 +1,216 @@
+//! The gateway's configuration: environment variables, each default written down once, here.
+//!
+//! | variable | default | meaning |
+//! | --- | --- | --- |
+//! | `NATS_URL` | `nats://127.0.0.1:4222` | NATS server(s), comma-separated |
+//! | `GATEWAY_ADDR` | `127.0.0.1:8080` | where the HTTP server listens (`0.0.0.0:8080` in a container) |
+//! | `GATEWAY_TOKENS` | required | `tenant=secret,tenant2=secret2`; a tenant listed twice accepts both secrets (token rotation) |
+//! | `GATEWAY_MAX_BODY_BYTES` | `1048576` | largest accepted body; larger gets 413 |
+//! | `GATEWAY_PUBLISH_TIMEOUT_MS` | `2000` | how long a request waits for JetStream's ack before answering 503 |
+//! | `GATEWAY_STREAM_REPLICAS` | `1` | replicas of the `CHAT2DESK` stream (3 on a NATS cluster) |
+//! | `GATEWAY_DUPLICATE_WINDOW_SECS` | `21600` | how long a retried delivery is recognised; at least 3 h to cover Chat2Desk's retries (10 s, 5 min, 2 h), 6 h covers the 5 h until it disables a webhook |
+//! | `GATEWAY_STREAM_MAX_AGE_DAYS` | `0` | drop events older than this; 0 keeps the log forever |
+//! | `GATEWAY_SHUTDOWN_GRACE_SECS` | `25` | how long a stopping gateway lets in-flight requests finish |
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::tenants::{Tenants, TenantsError};
+
+pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
+pub const DEFAULT_ADDR: &str = "127.0.0.1:8080";
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+pub const DEFAULT_PUBLISH_TIMEOUT: Duration = Duration::from_millis(2_000);
+pub const DEFAULT_STREAM_REPLICAS: usize = 1;
+pub const DEFAULT_DUPLICATE_WINDOW: Duration = Duration::from_secs(6 * 3_600);
+/// Chat2Desk's last retry comes 2 h 5 min 10 s after the first try: a shorter window would
+/// store that retry twice.
+pub const MIN_DUPLICATE_WINDOW: Duration = Duration::from_secs(3 * 3_600);
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(25);
+
+/// Everything the gateway needs to run.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub nats_url: String,
+    pub addr: SocketAddr,
+    pub tenants: Tenants,
+    pub max_body_bytes: usize,
+    pub publish_timeout: Duration,
+    pub stream: StreamSettings,
+    pub shutdown_grace: Duration,
+}
+
+/// How the gateway creates the event log's streams.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamSettings {
+    pub replicas: usize,
+    pub duplicate_window: Duration,
+    /// `Duration::ZERO` keeps events forever.
+    pub max_age: Duration,
+}
+
+impl Default for StreamSettings {
+    fn default() -> Self {
+        StreamSettings {
+            replicas: DEFAULT_STREAM_REPLICAS,
+            duplicate_window: DEFAULT_DUPLICATE_WINDOW,
+            max_age: Duration::ZERO,
+        }
+    }
+}
+
+/// A configuration value that cannot be used; the message says which and how to fix it.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{name}={value:?} is not valid: {expected}")]
+    Invalid {
+        name: &'static str,
+        value: String,
+        expected: &'static str,
+    },
+    #[error(
+        "GATEWAY_TOKENS is not set: give each Chat2Desk account a tenant name and a secret, e.g. GATEWAY_TOKENS=acme=$(openssl rand -hex 24)"
+    )]
+    NoTokens,
+    #[error("GATEWAY_TOKENS: {0}")]
+    Tokens(#[from] TenantsError),
+    #[error(
+        "GATEWAY_DUPLICATE_WINDOW_SECS must be at least 10800 (3 h): Chat2Desk retries a delivery up to 2 h after the first try, and a shorter window would store the retry twice"
+    )]
+    DuplicateWindowTooShort,
+}
+
+impl Config {
+    /// Reads the configuration from the process environment.
+    pub fn from_env() -> Result<Config, ConfigError> {
+        Config::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the configuration from any source of variables (tests pass a map).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        let tokens = get("GATEWAY_TOKENS").ok_or(ConfigError::NoTokens)?;
+        let duplicate_window = Duration::from_secs(parse(
+            &get,
+            "GATEWAY_DUPLICATE_WINDOW_SECS",
+            DEFAULT_DUPLICATE_WINDOW.as_secs(),
+            "a number of seconds, at least 10800",
+        )?);
+        if duplicate_window < MIN_DUPLICATE_WINDOW {
+            return Err(ConfigError::DuplicateWindowTooShort);
+        }
+        Ok(Config {
+            nats_url: get("NATS_URL").unwrap_or_else(|| DEFAULT_NATS_URL.to_owned()),
+            addr: parse(
+                &get,
+                "GATEWAY_ADDR",
+                DEFAULT_ADDR.parse().expect("valid default"),
+                "host:port, e.g. 0.0.0.0:8080",
+            )?,
+            tenants: tokens.parse()?,
+            max_body_bytes: parse(
+                &get,
+                "GATEWAY_MAX_BODY_BYTES",
+                DEFAULT_MAX_BODY_BYTES,
+                "a number of bytes, e.g. 1048576",
+            )?,
+            publish_timeout: Duration::from_millis(parse(
+                &get,
+                "GATEWAY_PUBLISH_TIMEOUT_MS",
+                DEFAULT_PUBLISH_TIMEOUT.as_millis() as u64,
+                "a number of milliseconds, e.g. 2000",
+            )?),
+            stream: StreamSettings {
+                replicas: parse(
+                    &get,
+                    "GATEWAY_STREAM_REPLICAS",
+                    DEFAULT_STREAM_REPLICAS,
+                    "1, 3 or 5",
+                )?,
+                duplicate_window,
+                max_age: Duration::from_secs(
+                    86_400
+                        * parse(
+                            &get,
+                            "GATEWAY_STREAM_MAX_AGE_DAYS",
+                            0u64,
+                            "a number of days; 0 keeps events forever",
+                        )?,
+                ),
+            },
+            shutdown_grace: Duration::from_secs(parse(
+                &get,
+                "GATEWAY_SHUTDOWN_GRACE_SECS",
+                DEFAULT_SHUTDOWN_GRACE.as_secs(),
+                "a number of seconds, e.g. 25",
+            )?),
+        })
+    }
+}
+
+fn parse<T: std::str::FromStr>(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    default: T,
+    expected: &'static str,
+) -> Result<T, ConfigError> {
+    match get(name) {
+        None => Ok(default),
+        Some(value) => value.trim().parse().map_err(|_| ConfigError::Invalid {
+            name,
+            value,
+            expected,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|name| vars.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_need_only_tokens() {
+        let config = config(&[("GATEWAY_TOKENS", "acme=s3cret")]).unwrap();
+        assert_eq!(config.nats_url, DEFAULT_NATS_URL);
+        assert_eq!(config.addr.to_string(), DEFAULT_ADDR);
+        assert_eq!(config.max_body_bytes, 1024 * 1024);
+        assert_eq!(config.stream, StreamSettings::default());
+        assert!(config.stream.duplicate_window >= MIN_DUPLICATE_WINDOW);
+    }
+
+    #[test]
+    fn missing_tokens_say_how_to_set_them() {
+        let error = config(&[]).unwrap_err().to_string();
+        assert!(error.contains("GATEWAY_TOKENS=acme="), "{error}");
+    }
+
+    #[test]
+    fn bad_values_name_the_variable_and_the_expected_form() {
+        let error = config(&[("GATEWAY_TOKENS", "a=b"), ("GATEWAY_MAX_BODY_BYTES", "1MB")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("GATEWAY_MAX_BODY_BYTES=\"1MB\"") && error.contains("number of bytes"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_duplicate_window_shorter_than_chat2desks_retries_is_refused() {
+        let error = config(&[
+            ("GATEWAY_TOKENS", "a=b"),
+            ("GATEWAY_DUPLICATE_WINDOW_SECS", "600"),
+        ])
+        .unwrap_err();
+        assert!(matches!(error, ConfigError::DuplicateWindowTooShort));
+    }
+}

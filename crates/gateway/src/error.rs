@@ -1,0 +1,82 @@
+//! Every answer the webhook endpoint gives other than success, and its HTTP status.
+//!
+//! Chat2Desk shows the answers of failing deliveries in its webhooks "errors" section, so each
+//! body says what is wrong and what to do about it.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use crate::event_log::AppendError;
+
+/// Why a webhook request was not stored.
+#[derive(Debug, thiserror::Error)]
+pub enum Rejection {
+    #[error(
+        "unknown tenant {0:?}: the webhook URL must name a tenant configured in GATEWAY_TOKENS"
+    )]
+    UnknownTenant(String),
+    #[error(
+        "missing token: add ?token=SECRET to the webhook URL or send Authorization: Bearer SECRET"
+    )]
+    MissingToken,
+    #[error(
+        "wrong token for this tenant: check the token in the webhook URL against GATEWAY_TOKENS"
+    )]
+    WrongToken,
+    #[error("the query string cannot be read: {0}")]
+    BadQuery(String),
+    #[error(
+        "body larger than {limit} bytes: raise GATEWAY_MAX_BODY_BYTES if such deliveries are legitimate"
+    )]
+    TooLarge { limit: usize },
+    #[error("content type {0:?} is not accepted: send the webhook body as application/json")]
+    UnsupportedMediaType(String),
+    #[error("the request body could not be read: {0}")]
+    UnreadableBody(String),
+    #[error("the event could not be stored ({0}); retry later, it will be stored once")]
+    Unavailable(#[from] AppendError),
+}
+
+impl Rejection {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Rejection::UnknownTenant(_) => StatusCode::NOT_FOUND,
+            Rejection::MissingToken | Rejection::WrongToken => StatusCode::UNAUTHORIZED,
+            Rejection::BadQuery(_) | Rejection::UnreadableBody(_) => StatusCode::BAD_REQUEST,
+            Rejection::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Rejection::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Rejection::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// The outcome label of the requests metric.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            Rejection::UnknownTenant(_) => "unknown_tenant",
+            Rejection::MissingToken | Rejection::WrongToken => "unauthorized",
+            Rejection::BadQuery(_) | Rejection::UnreadableBody(_) => "bad_request",
+            Rejection::TooLarge { .. } => "too_large",
+            Rejection::UnsupportedMediaType(_) => "unsupported_media_type",
+            Rejection::Unavailable(_) => "unavailable",
+        }
+    }
+}
+
+impl IntoResponse for Rejection {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let body = serde_json::json!({ "status": "error", "error": self.to_string() });
+        let mut response = (status, axum::Json(body)).into_response();
+        let headers = response.headers_mut();
+        match self {
+            Rejection::Unavailable(_) => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("10"));
+            }
+            Rejection::MissingToken | Rejection::WrongToken => {
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            _ => {}
+        }
+        response
+    }
+}

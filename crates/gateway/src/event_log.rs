@@ -1,0 +1,270 @@
+//! The event log: the JetStream streams the gateway writes, and the one way it writes them.
+//!
+//! A webhook is answered 2xx only after [`EventLog::append`] returned, that is after JetStream
+//! acknowledged the message as stored. Each message carries `Nats-Msg-Id` = event id, so a
+//! delivery Chat2Desk retries within the duplicate window is acknowledged as a duplicate and
+//! stored once. When NATS is unreachable the append fails fast with [`AppendError::Unavailable`]
+//! (the client reconnects by itself), and the gateway answers 503 so that Chat2Desk retries.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use async_nats::connection::State;
+use async_nats::jetstream::context::PublishErrorKind;
+use async_nats::jetstream::message::PublishMessage;
+use async_nats::jetstream::stream::{Config as StreamConfig, StorageType};
+use async_nats::jetstream::{self, Context};
+use bytes::Bytes;
+use c2d_proto::events::{DLQ_STREAM, DLQ_STREAM_SUBJECTS, STREAM, STREAM_SUBJECTS};
+use c2d_telemetry::TRACEPARENT;
+
+use crate::cfg::StreamSettings;
+
+/// How often the keeper re-checks the streams while they are not known to be there.
+const KEEPER_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The gateway's handle on NATS JetStream.
+pub struct EventLog {
+    client: async_nats::Client,
+    jetstream: Context,
+    settings: StreamSettings,
+    /// How long an append waits for JetStream's acknowledgement.
+    publish_timeout: Duration,
+    /// Both streams exist with our configuration, as far as we know.
+    streams_ready: AtomicBool,
+}
+
+/// Where an appended message landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    pub sequence: u64,
+    /// JetStream already held a message with this id: a retried delivery, stored once.
+    pub duplicate: bool,
+}
+
+/// Why a message was not stored. Every variant is worth a retry later: the gateway answers
+/// 503 and Chat2Desk retries.
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    #[error("NATS is not reachable ({0}); the gateway reconnects by itself")]
+    Unavailable(String),
+    #[error("JetStream did not acknowledge within {0:?}")]
+    TimedOut(Duration),
+    #[error("the stream for this subject does not exist yet; the gateway is creating it")]
+    NoStream,
+    #[error(
+        "the message ({size} bytes) exceeds the NATS server's max_payload; raise max_payload (e.g. 8MB) in the nats-server configuration"
+    )]
+    TooLarge { size: usize },
+    #[error("JetStream refused the message: {0}")]
+    Refused(String),
+}
+
+/// The streams could not be created or checked.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    #[error(
+        "cannot connect to NATS at {url}: {source}; is nats-server running? (make run starts one)"
+    )]
+    Connect {
+        url: String,
+        source: async_nats::ConnectError,
+    },
+    #[error(
+        "cannot create or update stream {stream}: {source}; if it exists with another storage type or subjects, fix or delete it (nats stream info {stream})"
+    )]
+    Create {
+        stream: &'static str,
+        source: async_nats::jetstream::context::CreateStreamError,
+    },
+}
+
+impl EventLog {
+    /// Connects to NATS in the background: the gateway starts (and `/healthz` answers) even
+    /// while NATS is down, and `/readyz` tells when it is usable.
+    pub async fn connect(
+        url: &str,
+        settings: StreamSettings,
+        publish_timeout: Duration,
+    ) -> Result<Arc<EventLog>, StreamError> {
+        let client = async_nats::ConnectOptions::new()
+            .name("c2d-gateway")
+            .retry_on_initial_connect()
+            .max_reconnects(None)
+            .connection_timeout(publish_timeout)
+            .reconnect_delay_callback(|attempts| {
+                Duration::from_millis((attempts as u64 * 250).min(2_000))
+            })
+            .event_callback(|event| async move {
+                match event {
+                    async_nats::Event::Connected => tracing::info!("connected to NATS"),
+                    async_nats::Event::Disconnected => {
+                        tracing::warn!("disconnected from NATS; webhooks get 503 until it is back")
+                    }
+                    other => tracing::info!(event = %other, "NATS connection event"),
+                }
+            })
+            .connect(url)
+            .await
+            .map_err(|source| StreamError::Connect {
+                url: url.to_owned(),
+                source,
+            })?;
+        let jetstream = jetstream::ContextBuilder::new()
+            .timeout(publish_timeout)
+            .max_ack_inflight(10_000)
+            .backpressure_on_inflight(true)
+            .build(client.clone());
+        Ok(Arc::new(EventLog {
+            client,
+            jetstream,
+            settings,
+            publish_timeout,
+            streams_ready: AtomicBool::new(false),
+        }))
+    }
+
+    /// Creates both streams, or updates them to the configured settings.
+    pub async fn ensure_streams(&self) -> Result<(), StreamError> {
+        for (name, subjects, description) in [
+            (
+                STREAM,
+                STREAM_SUBJECTS,
+                "Chat2Desk webhook events, one protobuf chat2desk.events.v1.Event each",
+            ),
+            (
+                DLQ_STREAM,
+                DLQ_STREAM_SUBJECTS,
+                "Chat2Desk deliveries the gateway could not decode",
+            ),
+        ] {
+            let config = StreamConfig {
+                name: name.to_owned(),
+                description: Some(description.to_owned()),
+                subjects: vec![subjects.to_owned()],
+                storage: StorageType::File,
+                num_replicas: self.settings.replicas,
+                duplicate_window: self.settings.duplicate_window,
+                max_age: self.settings.max_age,
+                allow_direct: true,
+                ..Default::default()
+            };
+            self.jetstream
+                .create_or_update_stream(config)
+                .await
+                .map_err(|source| StreamError::Create {
+                    stream: name,
+                    source,
+                })?;
+        }
+        self.streams_ready.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Keeps the streams present: at start, and again whenever an append found one missing
+    /// (a NATS server that lost its data, say). Runs until the process ends.
+    pub fn spawn_keeper(self: &Arc<Self>) {
+        let log = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut last_error = String::new();
+            while let Some(log) = log.upgrade() {
+                if !log.streams_ready.load(Ordering::Acquire) && log.is_connected() {
+                    match log.ensure_streams().await {
+                        Ok(()) => {
+                            tracing::info!(stream = STREAM, dlq = DLQ_STREAM, "streams ready");
+                            last_error.clear();
+                        }
+                        Err(error) => {
+                            let error = error.to_string();
+                            if error != last_error {
+                                tracing::error!(%error, "streams not ready");
+                                last_error = error;
+                            }
+                        }
+                    }
+                }
+                drop(log);
+                tokio::time::sleep(KEEPER_INTERVAL).await;
+            }
+        });
+    }
+
+    /// Stores one message and waits for JetStream's acknowledgement.
+    pub async fn append(
+        &self,
+        subject: String,
+        msg_id: &str,
+        traceparent: &str,
+        payload: Bytes,
+    ) -> Result<Appended, AppendError> {
+        if !self.is_connected() {
+            return Err(AppendError::Unavailable(format!(
+                "{:?}",
+                self.client.connection_state()
+            )));
+        }
+        let size = payload.len();
+        let publish = PublishMessage::build()
+            .payload(payload)
+            .message_id(msg_id)
+            .header(TRACEPARENT, traceparent);
+        let started = Instant::now();
+        let ack = async {
+            let pending = self.jetstream.send_publish(subject, publish).await?;
+            pending.await
+        };
+        let ack = match tokio::time::timeout(self.publish_timeout, ack).await {
+            Ok(ack) => ack,
+            Err(_) => return Err(AppendError::TimedOut(started.elapsed())),
+        };
+        match ack {
+            Ok(ack) => Ok(Appended {
+                sequence: ack.sequence,
+                duplicate: ack.duplicate,
+            }),
+            Err(error) => Err(match error.kind() {
+                PublishErrorKind::StreamNotFound => {
+                    self.streams_ready.store(false, Ordering::Release);
+                    AppendError::NoStream
+                }
+                PublishErrorKind::TimedOut => AppendError::TimedOut(started.elapsed()),
+                PublishErrorKind::BrokenPipe => AppendError::Unavailable(error.to_string()),
+                PublishErrorKind::MaxPayloadExceeded => AppendError::TooLarge { size },
+                _ => AppendError::Refused(error.to_string()),
+            }),
+        }
+    }
+
+    /// Whether the gateway can store events now: connected, and the streams exist.
+    pub fn readiness(&self) -> Result<(), String> {
+        if !self.is_connected() {
+            return Err(format!(
+                "NATS connection is {:?}",
+                self.client.connection_state()
+            ));
+        }
+        if !self.streams_ready.load(Ordering::Acquire) {
+            return Err(format!(
+                "streams {STREAM} and {DLQ_STREAM} are not ready yet"
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.client.connection_state() == State::Connected
+    }
+
+    /// The largest message the connected server accepts (0 before the first connection).
+    pub fn max_payload(&self) -> usize {
+        self.client.server_info().max_payload
+    }
+
+    /// Sends what is buffered; called once the HTTP server has stopped.
+    pub async fn flush(&self) {
+        if let Err(error) = self.client.flush().await {
+            tracing::warn!(%error, "could not flush the NATS connection at shutdown");
+        }
+    }
+}

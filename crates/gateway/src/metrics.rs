@@ -1,0 +1,142 @@
+//! What the gateway counts, served at `GET /metrics` in Prometheus text format.
+//!
+//! Labels are bounded: tenants come from configuration (a request for an unknown tenant is
+//! counted without one), and hook types are the 14 known ones or `unknown`.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::{Registry, Unit};
+
+/// An event's tenant and hook type.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EventLabels {
+    pub tenant: String,
+    pub hook_type: String,
+}
+
+/// The outcome of one webhook request.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// stored, duplicate, dead_letter, unauthorized, unknown_tenant, too_large,
+    /// unsupported_media_type, unavailable.
+    pub outcome: &'static str,
+}
+
+/// Every metric of the gateway.
+pub struct Metrics {
+    registry: Registry,
+    pub requests: Family<RequestLabels, Counter>,
+    pub events: Family<EventLabels, Counter>,
+    pub duplicates: Family<EventLabels, Counter>,
+    pub dead_letters: Family<EventLabels, Counter>,
+    pub publish_seconds: Histogram,
+    pub request_seconds: Histogram,
+    pub nats_connected: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("c2d_gateway");
+        let metrics = Metrics {
+            requests: Family::default(),
+            events: Family::default(),
+            duplicates: Family::default(),
+            dead_letters: Family::default(),
+            // 100 µs to ~3.3 s.
+            publish_seconds: Histogram::new(exponential_buckets(0.000_1, 2.0, 16)),
+            request_seconds: Histogram::new(exponential_buckets(0.000_1, 2.0, 16)),
+            nats_connected: Gauge::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "requests",
+            "Webhook requests by outcome",
+            metrics.requests.clone(),
+        );
+        registry.register(
+            "events",
+            "Events stored in JetStream for the first time",
+            metrics.events.clone(),
+        );
+        registry.register(
+            "dedupe_hits",
+            "Deliveries JetStream recognised as retries of a stored event",
+            metrics.duplicates.clone(),
+        );
+        registry.register(
+            "dead_letters",
+            "Undecodable deliveries stored on chat2desk.dlq.{tenant}",
+            metrics.dead_letters.clone(),
+        );
+        registry.register_with_unit(
+            "publish_duration",
+            "Time from publish to JetStream acknowledgement",
+            Unit::Seconds,
+            metrics.publish_seconds.clone(),
+        );
+        registry.register_with_unit(
+            "request_duration",
+            "Time to answer a webhook request",
+            Unit::Seconds,
+            metrics.request_seconds.clone(),
+        );
+        registry.register(
+            "nats_connected",
+            "1 while the gateway is connected to NATS",
+            metrics.nats_connected.clone(),
+        );
+        Metrics {
+            registry,
+            ..metrics
+        }
+    }
+}
+
+impl Metrics {
+    /// Counts a request's outcome.
+    pub fn request(&self, outcome: &'static str) {
+        self.requests
+            .get_or_create(&RequestLabels { outcome })
+            .inc();
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut text = String::with_capacity(4096);
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_with_their_labels() {
+        let metrics = Metrics::default();
+        metrics.request("stored");
+        let labels = EventLabels {
+            tenant: "acme".into(),
+            hook_type: "inbox".into(),
+        };
+        metrics.dead_letters.get_or_create(&labels).inc();
+        let text = metrics.render();
+        assert!(
+            text.contains(r#"c2d_gateway_requests_total{outcome="stored"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"c2d_gateway_dead_letters_total{tenant="acme",hook_type="inbox"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains("c2d_gateway_publish_duration_seconds_bucket"),
+            "{text}"
+        );
+    }
+}

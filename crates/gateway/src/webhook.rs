@@ -1,0 +1,291 @@
+//! `POST /hooks/chat2desk/{tenant}`: one Chat2Desk delivery in, one stored event out.
+//!
+//! The order of the steps is the contract: the tenant and its token are checked before the
+//! body is read; the body is read within the size limit; it is decoded into an event, or kept
+//! as a dead letter when it is not JSON; it is appended to JetStream; and only then is 2xx
+//! answered. Any failure to store answers 503, which Chat2Desk retries, and the retry carries
+//! the same event id, so it is stored once.
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use c2d_proto::events::{HookType, Payload, dlq_subject};
+use c2d_telemetry::{TRACEPARENT, continue_trace, traceparent};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use prost::Message as _;
+use serde_json::json;
+use tracing::{Instrument, field};
+
+use crate::Gateway;
+use crate::error::Rejection;
+use crate::event_log::Appended;
+use crate::hints::HintsAnswer;
+use crate::metrics::EventLabels;
+use crate::tenants::Access;
+
+/// The handler of the webhook route.
+pub async fn receive(
+    State(gateway): State<Arc<Gateway>>,
+    Path(tenant): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let started = Instant::now();
+    let span = tracing::info_span!(
+        "webhook",
+        tenant = %tenant,
+        hook_type = field::Empty,
+        event_id = field::Empty,
+        duplicate = field::Empty,
+    );
+    continue_trace(
+        &span,
+        headers.get(TRACEPARENT).and_then(|v| v.to_str().ok()),
+    );
+
+    let answer = store(&gateway, &tenant, query.as_deref(), &headers, body)
+        .instrument(span.clone())
+        .await;
+    gateway
+        .metrics
+        .request_seconds
+        .observe(started.elapsed().as_secs_f64());
+    let _entered = span.enter();
+    match answer {
+        Ok((outcome, response)) => {
+            gateway.metrics.request(outcome);
+            response
+        }
+        Err(rejection) => {
+            gateway.metrics.request(rejection.outcome());
+            match &rejection {
+                Rejection::Unavailable(error) => tracing::warn!(%error, "answered 503"),
+                other => {
+                    tracing::info!(status = other.status().as_u16(), error = %other, "rejected")
+                }
+            }
+            rejection.into_response()
+        }
+    }
+}
+
+async fn store(
+    gateway: &Gateway,
+    tenant: &str,
+    query: Option<&str>,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(&'static str, Response), Rejection> {
+    authorize(gateway, tenant, query, headers)?;
+    let content_type = accepted_content_type(headers)?;
+    let body = read_body(body, gateway.config.max_body_bytes).await?;
+    let received_at = prost_types::Timestamp::from(SystemTime::now());
+    let span = tracing::Span::current();
+    let traceparent = traceparent(&span);
+
+    let event = match c2d_hooks::parse_delivery(tenant, body.clone(), received_at) {
+        Ok(event) => event,
+        Err(undecodable) => {
+            let letter =
+                c2d_hooks::dead_letter(tenant, body, content_type, &undecodable, received_at);
+            span.record("event_id", letter.event_id.as_str());
+            let appended = gateway
+                .append(
+                    dlq_subject(tenant),
+                    &letter.event_id,
+                    &traceparent,
+                    letter.encode_to_vec().into(),
+                )
+                .await?;
+            let labels = EventLabels {
+                tenant: tenant.to_owned(),
+                hook_type: "undecodable".to_owned(),
+            };
+            let counter = if appended.duplicate {
+                &gateway.metrics.duplicates
+            } else {
+                &gateway.metrics.dead_letters
+            };
+            counter.get_or_create(&labels).inc();
+            tracing::warn!(reason = %undecodable, "stored an undecodable delivery on the dead-letter subject");
+            let answer = json!({ "status": "dead_letter", "event_id": letter.event_id, "reason": letter.reason });
+            return Ok(("dead_letter", axum::Json(answer).into_response()));
+        }
+    };
+
+    span.record("hook_type", event.hook_type.as_str());
+    span.record("event_id", event.event_id.as_str());
+    if !event.warnings.is_empty() {
+        tracing::info!(warnings = ?event.warnings, "stored with fields that did not match their documented types");
+    }
+    let subject = event.subject();
+    let labels = EventLabels {
+        tenant: tenant.to_owned(),
+        hook_type: HookType::parse(&event.hook_type)
+            .map_or("unknown", HookType::as_str)
+            .to_owned(),
+    };
+    let Appended { duplicate, .. } = gateway
+        .append(
+            subject,
+            &event.event_id,
+            &traceparent,
+            event.encode_to_vec().into(),
+        )
+        .await?;
+    span.record("duplicate", duplicate);
+    let (outcome, counter) = if duplicate {
+        ("duplicate", &gateway.metrics.duplicates)
+    } else {
+        ("stored", &gateway.metrics.events)
+    };
+    counter.get_or_create(&labels).inc();
+
+    let response = match &event.payload {
+        Some(Payload::AiHintsRequested(request)) => {
+            axum::Json(HintsAnswer::empty(request.message_id)).into_response()
+        }
+        _ => axum::Json(
+            json!({ "status": "ok", "event_id": event.event_id, "duplicate": duplicate }),
+        )
+        .into_response(),
+    };
+    Ok((outcome, response))
+}
+
+/// The tenant must be configured and the token (query `token` or `Authorization: Bearer`)
+/// must be one of its secrets.
+fn authorize(
+    gateway: &Gateway,
+    tenant: &str,
+    query: Option<&str>,
+    headers: &HeaderMap,
+) -> Result<(), Rejection> {
+    let from_query = match query {
+        Some(query) => query_token(query)?,
+        None => None,
+    };
+    let from_header = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| {
+            value
+                .strip_prefix("Bearer ")
+                .or_else(|| value.strip_prefix("bearer "))
+        })
+        .map(|token| token.trim().to_owned());
+    match gateway
+        .config
+        .tenants
+        .check(tenant, from_query.or(from_header).as_deref())
+    {
+        Access::Granted => Ok(()),
+        Access::UnknownTenant => Err(Rejection::UnknownTenant(tenant.to_owned())),
+        Access::MissingToken => Err(Rejection::MissingToken),
+        Access::WrongToken => Err(Rejection::WrongToken),
+    }
+}
+
+/// The `token` parameter of the query string, percent-decoded.
+fn query_token(query: &str) -> Result<Option<String>, Rejection> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query)
+        .map_err(|error| Rejection::BadQuery(error.to_string()))?;
+    Ok(pairs
+        .into_iter()
+        .find(|(name, _)| name == "token")
+        .map(|(_, value)| value))
+}
+
+/// JSON, or no declared type, or text (some senders label JSON as text/plain). Form and
+/// multipart bodies are not what Chat2Desk sends, and get 415.
+fn accepted_content_type(headers: &HeaderMap) -> Result<&str, Rejection> {
+    let Some(value) = headers.get(header::CONTENT_TYPE) else {
+        return Ok("");
+    };
+    let text = value.to_str().map_err(|_| {
+        Rejection::UnsupportedMediaType(String::from_utf8_lossy(value.as_bytes()).into_owned())
+    })?;
+    let essence = text
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    let accepted = essence.is_empty()
+        || essence == "application/json"
+        || essence == "text/json"
+        || essence == "text/plain"
+        || (essence.starts_with("application/") && essence.ends_with("+json"));
+    if accepted {
+        Ok(text)
+    } else {
+        Err(Rejection::UnsupportedMediaType(text.to_owned()))
+    }
+}
+
+/// The whole body, refusing early (from `Content-Length`) or while reading, past `limit`.
+async fn read_body(body: Body, limit: usize) -> Result<Bytes, Rejection> {
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.is::<LengthLimitError>() => Err(Rejection::TooLarge { limit }),
+        Err(error) => Err(Rejection::UnreadableBody(error.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn with_type(value: &'static str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(value));
+        headers
+    }
+
+    #[test]
+    fn json_and_untyped_bodies_are_accepted() {
+        assert!(accepted_content_type(&HeaderMap::new()).is_ok());
+        for ok in [
+            "application/json",
+            "application/json; charset=utf-8",
+            "Application/JSON",
+            "text/plain",
+            "application/vnd.c2d+json",
+        ] {
+            assert!(accepted_content_type(&with_type(ok)).is_ok(), "{ok}");
+        }
+    }
+
+    #[test]
+    fn forms_and_files_get_415() {
+        for bad in [
+            "application/x-www-form-urlencoded",
+            "multipart/form-data; boundary=x",
+            "image/png",
+        ] {
+            assert!(
+                matches!(
+                    accepted_content_type(&with_type(bad)),
+                    Err(Rejection::UnsupportedMediaType(_))
+                ),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_token_is_read_percent_decoded_from_the_query() {
+        assert_eq!(
+            query_token("token=a%2Bb&x=1").unwrap().as_deref(),
+            Some("a+b")
+        );
+        assert_eq!(query_token("x=1").unwrap(), None);
+    }
+}

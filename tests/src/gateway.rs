@@ -1,0 +1,65 @@
+//! The `c2d-gateway` binary, started against a test's NATS server.
+
+use std::time::Duration;
+
+use crate::{NatsServer, ServiceProcess, free_port};
+
+/// The tenants every gateway test knows, with their secrets.
+pub const TENANTS: &str = "acme=acme-secret-1,globex=globex-secret-1";
+pub const ACME_TOKEN: &str = "acme-secret-1";
+
+/// A gateway process on a free port.
+pub struct GatewayProcess {
+    pub process: ServiceProcess,
+    pub port: u16,
+}
+
+impl GatewayProcess {
+    /// Starts `binary` (the test's `env!("CARGO_BIN_EXE_c2d-gateway")`) against `nats`, with
+    /// [`TENANTS`], plus `env`, and waits until it is ready to store events.
+    pub async fn start(
+        binary: &str,
+        nats: &NatsServer,
+        env: &[(&str, String)],
+    ) -> anyhow::Result<GatewayProcess> {
+        GatewayProcess::start_on(binary, free_port(), nats, env).await
+    }
+
+    /// As [`GatewayProcess::start`], on a given port (to restart a gateway where it was).
+    pub async fn start_on(
+        binary: &str,
+        port: u16,
+        nats: &NatsServer,
+        env: &[(&str, String)],
+    ) -> anyhow::Result<GatewayProcess> {
+        let mut vars = vec![
+            ("NATS_URL", nats.url()),
+            ("GATEWAY_ADDR", format!("127.0.0.1:{port}")),
+            ("GATEWAY_TOKENS", TENANTS.to_owned()),
+        ];
+        vars.extend(env.iter().cloned());
+        let mut process = ServiceProcess::spawn(binary, &vars)?;
+        process
+            .wait_for_ok(
+                &format!("http://127.0.0.1:{port}/readyz"),
+                Duration::from_secs(30),
+            )
+            .await?;
+        Ok(GatewayProcess { process, port })
+    }
+
+    /// `http://127.0.0.1:{port}`.
+    pub fn base_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The webhook URL of `tenant` with `token`.
+    pub fn hook_url(&self, tenant: &str, token: &str) -> String {
+        format!("{}/hooks/chat2desk/{tenant}?token={token}", self.base_url())
+    }
+
+    /// The webhook URL of tenant `acme` with its valid token.
+    pub fn acme_url(&self) -> String {
+        self.hook_url("acme", ACME_TOKEN)
+    }
+}

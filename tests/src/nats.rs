@@ -1,0 +1,201 @@
+//! A real nats-server with JetStream, private to one test.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+use crate::{free_port, workspace_root};
+
+/// A nats-server process on a free loopback port, with its JetStream store in a temporary
+/// directory. It is killed when dropped; [`NatsServer::stop`] and [`NatsServer::restart`]
+/// simulate an outage while keeping the stored streams.
+pub struct NatsServer {
+    child: Option<Child>,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl NatsServer {
+    /// Starts a server and waits until it accepts clients.
+    pub async fn start() -> anyhow::Result<NatsServer> {
+        let dir = tempfile::Builder::new().prefix("c2d-nats-").tempdir()?;
+        let mut server = NatsServer {
+            child: None,
+            port: free_port(),
+            dir,
+        };
+        server.spawn().await?;
+        Ok(server)
+    }
+
+    /// `nats://127.0.0.1:{port}`.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// A client connected to this server.
+    pub async fn client(&self) -> async_nats::Client {
+        async_nats::connect(self.url())
+            .await
+            .expect("the test server accepts clients")
+    }
+
+    /// A JetStream context on this server.
+    pub async fn jetstream(&self) -> async_nats::jetstream::Context {
+        async_nats::jetstream::new(self.client().await)
+    }
+
+    /// Kills the server (SIGKILL: the harshest outage); its store stays for [`Self::restart`].
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same port with the same store.
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        self.stop();
+        self.spawn().await
+    }
+
+    async fn spawn(&mut self) -> anyhow::Result<()> {
+        let config = self.dir.path().join("nats.conf");
+        let store = self.dir.path().join("jetstream");
+        std::fs::write(
+            &config,
+            format!(
+                "listen: 127.0.0.1:{port}\nmax_payload: 8MB\njetstream {{\n  store_dir: {store:?}\n}}\n",
+                port = self.port,
+                store = store.display().to_string(),
+            ),
+        )?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("nats.log"))?;
+        let binary = nats_server_binary()?;
+        let child = Command::new(&binary)
+            .arg("-c")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("cannot start {}", binary.display()))?;
+        self.child = Some(child);
+        self.wait_until_ready().await
+    }
+
+    async fn wait_until_ready(&mut self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(client) = async_nats::connect(self.url()).await {
+                let jetstream = async_nats::jetstream::new(client);
+                if jetstream.query_account().await.is_ok() {
+                    return Ok(());
+                }
+            }
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                bail!("nats-server exited with {status}; its log: {}", self.log());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "nats-server did not become ready in 20 s; its log: {}",
+                    self.log()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("nats.log")).unwrap_or_default()
+    }
+
+    /// The directory holding the server's store and log.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The nats-server to run: `$NATS_SERVER_BIN`, the workspace's `tools/bin/nats-server`, or the
+/// one on `PATH`.
+pub fn nats_server_binary() -> anyhow::Result<PathBuf> {
+    if let Some(path) = std::env::var_os("NATS_SERVER_BIN") {
+        return Ok(PathBuf::from(path));
+    }
+    let tools = workspace_root().join("tools/bin/nats-server");
+    if tools.exists() {
+        return Ok(tools);
+    }
+    if Command::new("nats-server")
+        .arg("--version")
+        .output()
+        .is_ok()
+    {
+        return Ok(PathBuf::from("nats-server"));
+    }
+    bail!(
+        "no nats-server found: run `make tools` (installs one into tools/bin) or set NATS_SERVER_BIN"
+    )
+}
+
+/// Every message stored in `stream`, in order, read one by one by sequence.
+pub async fn stream_messages(
+    jetstream: &async_nats::jetstream::Context,
+    stream: &str,
+) -> anyhow::Result<Vec<async_nats::jetstream::message::StreamMessage>> {
+    let stream = jetstream.get_stream(stream).await?;
+    let state = stream.get_info().await?.state;
+    let mut messages = Vec::with_capacity(state.messages as usize);
+    if state.messages == 0 {
+        return Ok(messages);
+    }
+    for sequence in state.first_sequence..=state.last_sequence {
+        match stream.get_raw_message(sequence).await {
+            Ok(message) => messages.push(message),
+            Err(error)
+                if error.kind()
+                    == async_nats::jetstream::stream::RawMessageErrorKind::NoMessageFound => {}
+            Err(error) => return Err(error.into()),
+        }
+    }
+    Ok(messages)
+}
+
+/// Every event of the `CHAT2DESK` stream, decoded, with the message it came in.
+pub async fn stored_events(
+    nats: &NatsServer,
+) -> anyhow::Result<
+    Vec<(
+        async_nats::jetstream::message::StreamMessage,
+        c2d_proto::events::Event,
+    )>,
+> {
+    use prost::Message as _;
+    let jetstream = nats.jetstream().await;
+    let mut events = Vec::new();
+    for message in stream_messages(&jetstream, c2d_proto::events::STREAM).await? {
+        let event =
+            c2d_proto::events::Event::decode(message.payload.clone()).with_context(|| {
+                format!(
+                    "message {} is not a chat2desk.events.v1.Event",
+                    message.sequence
+                )
+            })?;
+        events.push((message, event));
+    }
+    Ok(events)
+}
