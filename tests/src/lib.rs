@@ -10,6 +10,7 @@
 
 pub mod gateway;
 pub mod http;
+pub mod load;
 mod nats;
 mod process;
 

@@ -38,10 +38,11 @@ impl ServiceProcess {
     pub async fn wait_for_ok(&mut self, url: &str, timeout: Duration) -> anyhow::Result<()> {
         let deadline = Instant::now() + timeout;
         loop {
-            if let Ok(response) = crate::http::get(url).await {
-                if response.status == 200 {
-                    return Ok(());
-                }
+            if crate::http::get(url)
+                .await
+                .is_ok_and(|response| response.status == 200)
+            {
+                return Ok(());
             }
             if let Some(status) = self.child.try_wait()? {
                 bail!(

@@ -1,1 +1,285 @@
-fn main() {}
+//! `make bench-gateway`: the gateway's rate and latency over HTTP, beside a plain HTTP server
+//! that only reads the body and a raw JetStream publisher, all measured in one run on this
+//! machine so that the ratios mean something.
+//!
+//! Every request carries a realistic Chat2Desk body (the fixtures, mostly messages), made
+//! unique so that each is a new event. `BENCH_SECONDS` (default 10) and `BENCH_CONNECTIONS`
+//! (default 64) change the run.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use bytes::Bytes;
+use c2d_testkit::load::{LoadReport, cpu_time, post_load};
+use c2d_testkit::{GatewayProcess, NatsServer, free_port, webhook_fixtures};
+use prost::Message as _;
+
+const GATEWAY: &str = env!("CARGO_BIN_EXE_c2d-gateway");
+const PLAIN_SERVER_FLAG: &str = "--plain-http-server";
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let runtime = tokio::runtime::Runtime::new()?;
+    if let Some(at) = args.iter().position(|a| a == PLAIN_SERVER_FLAG) {
+        let port: u16 = args
+            .get(at + 1)
+            .context("port after --plain-http-server")?
+            .parse()?;
+        return runtime.block_on(plain_http_server(port));
+    }
+    runtime.block_on(bench())
+}
+
+/// The baseline: an axum server that reads the body and answers 200, nothing else.
+async fn plain_http_server(port: u16) -> anyhow::Result<()> {
+    use axum::routing::post;
+    let app = axum::Router::new().route(
+        "/hooks/chat2desk/{tenant}",
+        post(|body: Bytes| async move {
+            axum::Json(serde_json::json!({"status": "ok", "len": body.len()}))
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
+    axum::serve(listener, app).await?;
+    Ok(())
+}
+
+/// Realistic bodies: the fixtures weighted towards messages, each made unique by a sequence
+/// field, so every request is a new event.
+fn bodies() -> Arc<dyn Fn(u64) -> Bytes + Send + Sync> {
+    let mut templates = Vec::new();
+    for (name, body) in webhook_fixtures() {
+        let text = String::from_utf8(body.to_vec()).expect("fixtures are UTF-8");
+        let open = text
+            .trim_end()
+            .strip_suffix('}')
+            .expect("fixtures are objects")
+            .to_owned();
+        let weight = if name == "inbox" || name == "outbox" {
+            6
+        } else {
+            1
+        };
+        for _ in 0..weight {
+            templates.push(format!("{open},\n  \"bench_seq\": "));
+        }
+    }
+    Arc::new(move |n: u64| {
+        let template = &templates[n as usize % templates.len()];
+        Bytes::from(format!("{template}{n}}}"))
+    })
+}
+
+async fn bench() -> anyhow::Result<()> {
+    let seconds: u64 = std::env::var("BENCH_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10);
+    let connections: usize = std::env::var("BENCH_CONNECTIONS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(64);
+    let (warmup, duration) = (Duration::from_secs(2), Duration::from_secs(seconds));
+    let json = [("content-type", "application/json".to_owned())];
+    println!(
+        "bench-gateway: {connections} connections, {seconds} s per target after 2 s warm-up, {} cores",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+
+    // 1. The plain HTTP server, as its own process like the gateway.
+    let port = free_port();
+    let mut plain = std::process::Command::new(std::env::current_exe()?)
+        .args([PLAIN_SERVER_FLAG, &port.to_string()])
+        .spawn()?;
+    let plain_url = format!("http://127.0.0.1:{port}/hooks/chat2desk/acme");
+    wait_for_port(port).await?;
+    let plain_cpu = Cpu::start(&[plain.id()]);
+    let plain_report =
+        post_load(&plain_url, &json, connections, warmup, duration, bodies()).await?;
+    let plain_cpu = plain_cpu.per_request(&plain_report);
+    let _ = plain.kill();
+    let _ = plain.wait();
+
+    // 2. The gateway against a real nats-server.
+    let nats = NatsServer::start().await?;
+    let gateway = GatewayProcess::start(GATEWAY, &nats, &[("RUST_LOG", "error".into())]).await?;
+    let pids = [
+        gateway.process.id(),
+        nats.pid().context("nats-server runs")?,
+    ];
+    let gateway_cpu = Cpu::start(&pids);
+    let gateway_report = post_load(
+        &gateway.acme_url(),
+        &json,
+        connections,
+        warmup,
+        duration,
+        bodies(),
+    )
+    .await?;
+    let gateway_cpu = gateway_cpu.per_request(&gateway_report);
+    let stored = nats
+        .jetstream()
+        .await
+        .get_stream("CHAT2DESK")
+        .await?
+        .get_info()
+        .await?
+        .state
+        .messages;
+
+    // 3. Raw JetStream publishing of the same events, no HTTP, same concurrency.
+    let raw_cpu = Cpu::start(&[nats.pid().context("nats-server runs")?]);
+    let raw_report = raw_publish(&nats, connections, warmup, duration).await?;
+    let raw_cpu = raw_cpu.per_request(&raw_report);
+
+    println!();
+    println!(
+        "{:<30} {:>11} {:>8} {:>8} {:>7}  server CPU per request",
+        "target", "requests/s", "p50 ms", "p99 ms", "errors"
+    );
+    for (name, report, cpu) in [
+        ("plain HTTP server (body only)", &plain_report, plain_cpu),
+        ("raw JetStream publish", &raw_report, raw_cpu),
+        ("c2d-gateway", &gateway_report, gateway_cpu),
+    ] {
+        println!(
+            "{name:<30} {:>11.0} {:>8.2} {:>8.2} {:>7}  {cpu}",
+            report.rate(),
+            report.quantile_ms(0.5),
+            report.quantile_ms(0.99),
+            report.errors
+        );
+    }
+    let versus_plain = 100.0 * gateway_report.rate() / plain_report.rate();
+    let versus_raw = 100.0 * gateway_report.rate() / raw_report.rate();
+    let p99 = gateway_report.quantile_ms(0.99);
+    println!();
+    println!(
+        "gateway / plain HTTP server:   {versus_plain:.0}% (target >= 50%) {}",
+        verdict(versus_plain >= 50.0)
+    );
+    println!("gateway / raw JetStream:       {versus_raw:.0}%");
+    println!(
+        "gateway p99 at {connections} connections: {p99:.2} ms (target < 10 ms) {}",
+        verdict(p99 < 10.0)
+    );
+    println!(
+        "events in the stream: {stored} (gateway answered 2xx to at least {})",
+        gateway_report.requests
+    );
+    drop(gateway);
+    Ok(())
+}
+
+/// CPU used by server processes during a run, to print per request.
+struct Cpu {
+    pids: Vec<u32>,
+    before: Vec<Duration>,
+}
+
+impl Cpu {
+    fn start(pids: &[u32]) -> Cpu {
+        let before = pids
+            .iter()
+            .map(|&pid| cpu_time(pid).unwrap_or_default())
+            .collect();
+        Cpu {
+            pids: pids.to_vec(),
+            before,
+        }
+    }
+
+    /// Microseconds of CPU per counted request, per process (warm-up included in the CPU, so
+    /// this slightly overstates).
+    fn per_request(self, report: &LoadReport) -> String {
+        let all = report.requests.max(1) as f64;
+        self.pids
+            .iter()
+            .zip(&self.before)
+            .map(|(&pid, before)| {
+                let used = cpu_time(pid).unwrap_or_default().saturating_sub(*before);
+                format!("{:.0} µs", used.as_secs_f64() * 1e6 / all)
+            })
+            .collect::<Vec<_>>()
+            .join(" + ")
+    }
+}
+
+fn verdict(met: bool) -> &'static str {
+    if met { "met" } else { "NOT MET" }
+}
+
+/// Publishes encoded events straight to JetStream from `connections` concurrent tasks, each
+/// awaiting its ack, for `duration`.
+async fn raw_publish(
+    nats: &NatsServer,
+    connections: usize,
+    warmup: Duration,
+    duration: Duration,
+) -> anyhow::Result<LoadReport> {
+    let jetstream = nats.jetstream().await;
+    let bodies = bodies();
+    let counter = Arc::new(std::sync::atomic::AtomicU64::new(10_000_000_000));
+    let start = Instant::now();
+    let (measure_from, end) = (start + warmup, start + warmup + duration);
+    let mut tasks = Vec::new();
+    for _ in 0..connections {
+        let (jetstream, bodies, counter) = (jetstream.clone(), bodies.clone(), counter.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut errors = 0u64;
+            while Instant::now() < end {
+                let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let received = prost_types::Timestamp::from(std::time::SystemTime::now());
+                let event = c2d_hooks::parse_delivery("bench", bodies(n), received)
+                    .expect("fixtures parse");
+                let sent = Instant::now();
+                let publish = async_nats::jetstream::message::PublishMessage::build()
+                    .payload(event.encode_to_vec().into())
+                    .message_id(&event.event_id);
+                let ok = match jetstream.send_publish(event.subject(), publish).await {
+                    Ok(ack) => ack.await.is_ok(),
+                    Err(_) => false,
+                };
+                let answered = Instant::now();
+                if sent >= measure_from && answered <= end {
+                    if ok {
+                        latencies.push(answered.duration_since(sent).as_micros() as u32);
+                    } else {
+                        errors += 1;
+                    }
+                }
+            }
+            (latencies, errors)
+        }));
+    }
+    let mut latencies_us = Vec::new();
+    let mut errors = 0;
+    for task in tasks {
+        let (mut l, e) = task.await?;
+        latencies_us.append(&mut l);
+        errors += e;
+    }
+    latencies_us.sort_unstable();
+    Ok(LoadReport {
+        requests: latencies_us.len() as u64,
+        errors,
+        elapsed: duration,
+        latencies_us,
+    })
+}
+
+async fn wait_for_port(port: u16) -> anyhow::Result<()> {
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    anyhow::bail!("the plain HTTP server did not start on port {port}")
+}

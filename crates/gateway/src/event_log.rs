@@ -31,6 +31,9 @@ pub struct EventLog {
     settings: StreamSettings,
     /// How long an append waits for JetStream's acknowledgement.
     publish_timeout: Duration,
+    /// The largest message the gateway may publish (an event carries its raw body, so about
+    /// twice the body limit); the server's max_payload is checked against it.
+    largest_message: usize,
     /// Both streams exist with our configuration, as far as we know.
     streams_ready: AtomicBool,
 }
@@ -87,6 +90,7 @@ impl EventLog {
         url: &str,
         settings: StreamSettings,
         publish_timeout: Duration,
+        largest_message: usize,
     ) -> Result<Arc<EventLog>, StreamError> {
         let client = async_nats::ConnectOptions::new()
             .name("c2d-gateway")
@@ -121,6 +125,7 @@ impl EventLog {
             jetstream,
             settings,
             publish_timeout,
+            largest_message,
             streams_ready: AtomicBool::new(false),
         }))
     }
@@ -174,6 +179,7 @@ impl EventLog {
                         Ok(()) => {
                             tracing::info!(stream = STREAM, dlq = DLQ_STREAM, "streams ready");
                             last_error.clear();
+                            log.check_max_payload();
                         }
                         Err(error) => {
                             let error = error.to_string();
@@ -259,6 +265,20 @@ impl EventLog {
     /// The largest message the connected server accepts (0 before the first connection).
     pub fn max_payload(&self) -> usize {
         self.client.server_info().max_payload
+    }
+
+    /// Warns when the server would refuse the largest events the body limit lets in.
+    fn check_max_payload(&self) {
+        let max_payload = self.max_payload();
+        if max_payload < self.largest_message {
+            tracing::warn!(
+                max_payload,
+                needed = self.largest_message,
+                "the NATS server's max_payload is below the largest event this gateway may publish \
+                 (twice GATEWAY_MAX_BODY_BYTES plus headers); such deliveries would get 503: \
+                 set max_payload: 8MB in the nats-server configuration or lower GATEWAY_MAX_BODY_BYTES"
+            );
+        }
     }
 
     /// Sends what is buffered; called once the HTTP server has stopped.

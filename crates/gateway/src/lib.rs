@@ -43,10 +43,13 @@ impl Gateway {
     /// Connects to NATS (in the background when it is not up yet) and keeps the streams
     /// present. Returns at once: readiness is reported by `/readyz`.
     pub async fn start(config: Config) -> Result<Arc<Gateway>, StreamError> {
+        // An event holds the raw body and the fields read from it: at most about twice the body.
+        let largest_message = 2 * config.max_body_bytes + 64 * 1024;
         let log = EventLog::connect(
             &config.nats_url,
             config.stream.clone(),
             config.publish_timeout,
+            largest_message,
         )
         .await?;
         log.spawn_keeper();

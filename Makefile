@@ -1,0 +1,48 @@
+# The project's commands. `make run` and `make test` work on a fresh machine: they install
+# what is missing (a nats-server >= 2.10 into tools/) through scripts/ in this repository.
+
+SHELL := /bin/bash
+CARGO ?= cargo
+NATS_SERVER := $(CURDIR)/tools/bin/nats-server
+export NATS_SERVER_BIN := $(NATS_SERVER)
+
+.PHONY: all tools build test lint fmt run bench-gateway clean
+
+all: build
+
+## tools: install nats-server (>= 2.10) into tools/bin unless a new enough one is installed
+tools: $(NATS_SERVER)
+
+$(NATS_SERVER): scripts/install-nats-server.sh
+	@bash scripts/install-nats-server.sh
+
+build:
+	$(CARGO) build --workspace
+
+## test: every unit and integration test, against real nats-server processes
+test: tools
+	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
+		$(CARGO) nextest run --workspace --no-fail-fast; \
+	else \
+		$(CARGO) test --workspace --no-fail-fast; \
+	fi
+
+## lint: formatting and clippy, warnings as errors
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+## run: nats-server (unless one answers at NATS_URL) and the gateway with a demo tenant
+run: tools
+	@bash scripts/run.sh
+
+## bench-gateway: gateway vs plain HTTP server vs raw JetStream publish, printed
+bench-gateway: tools
+	$(CARGO) bench -p c2d-gateway --bench gateway
+
+clean:
+	$(CARGO) clean
+	rm -rf tools .run

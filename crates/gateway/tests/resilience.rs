@@ -1,0 +1,225 @@
+//! The gateway under failure: NATS going away, the gateway killed or stopped mid-load.
+//! Whatever happens, every delivery answered 2xx is in the stream, once.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use c2d_testkit::{GatewayProcess, NatsServer, http, stored_events};
+use serde_json::json;
+use tokio::sync::Mutex;
+
+const GATEWAY: &str = env!("CARGO_BIN_EXE_c2d-gateway");
+
+/// A distinct client message, as Chat2Desk would deliver it.
+fn inbox(n: u64) -> String {
+    json!({
+        "message_id": 200_000_000 + n, "type": "from_client", "text": format!("mensagem {n}"),
+        "transport": "whatsapp", "client_id": 1000 + n % 50, "channel_id": 17, "request_id": 9_000 + n / 10,
+        "hook_type": "inbox", "event_time": "2024-03-10T12:00:00Z"
+    })
+    .to_string()
+}
+
+/// What a load run saw: the event ids answered 2xx and how many requests failed otherwise.
+#[derive(Default)]
+struct Tally {
+    stored: Vec<String>,
+    failed: Vec<u64>,
+}
+
+/// Posts distinct deliveries from `connections` concurrent senders until `stop` is set.
+async fn load(url: String, connections: u64, stop: Arc<AtomicBool>) -> Tally {
+    let tally = Arc::new(Mutex::new(Tally::default()));
+    let mut senders = Vec::new();
+    for sender in 0..connections {
+        let (url, stop, tally) = (url.clone(), stop.clone(), tally.clone());
+        senders.push(tokio::spawn(async move {
+            let mut n = sender;
+            while !stop.load(Ordering::Relaxed) {
+                match http::post_json(&url, inbox(n)).await {
+                    Ok(answer) if answer.status == 200 => {
+                        let id = answer.json()["event_id"].as_str().unwrap().to_owned();
+                        tally.lock().await.stored.push(id);
+                    }
+                    _ => tally.lock().await.failed.push(n),
+                }
+                n += connections;
+            }
+        }));
+    }
+    for sender in senders {
+        sender.await.unwrap();
+    }
+    Arc::try_unwrap(tally).ok().unwrap().into_inner()
+}
+
+async fn wait_for_answers(gateway: &GatewayProcess, at_least: u64) {
+    let url = format!("{}/metrics", gateway.base_url());
+    loop {
+        let metrics = http::get(&url).await.unwrap().text();
+        let stored = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(r#"c2d_gateway_requests_total{outcome="stored"} "#))
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+        if stored >= at_least {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Every id answered 2xx is in the stream, and no message id is there twice.
+async fn assert_all_answered_are_stored_once(nats: &NatsServer, answered: &[String]) -> usize {
+    let stored = stored_events(nats).await.unwrap();
+    let ids: Vec<&str> = stored.iter().map(|(_, e)| e.event_id.as_str()).collect();
+    let unique: HashSet<&str> = ids.iter().copied().collect();
+    assert_eq!(unique.len(), ids.len(), "an event is in the stream twice");
+    let missing: Vec<&String> = answered
+        .iter()
+        .filter(|id| !unique.contains(id.as_str()))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} events answered 2xx are not in the stream: {missing:?}",
+        missing.len()
+    );
+    ids.len()
+}
+
+#[tokio::test]
+async fn killing_the_gateway_mid_load_loses_no_event_answered_2xx() {
+    let nats = NatsServer::start().await.unwrap();
+    let mut gateway = GatewayProcess::start(GATEWAY, &nats, &[]).await.unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let running = tokio::spawn(load(gateway.acme_url(), 32, stop.clone()));
+    wait_for_answers(&gateway, 300).await;
+    gateway.process.kill(); // SIGKILL, with requests in flight
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stop.store(true, Ordering::Relaxed);
+    let tally = running.await.unwrap();
+    println!(
+        "SIGKILL under load: {} answered 2xx, {} failed",
+        tally.stored.len(),
+        tally.failed.len()
+    );
+    assert!(tally.stored.len() >= 300);
+    let in_stream = assert_all_answered_are_stored_once(&nats, &tally.stored).await;
+
+    // Chat2Desk retries what failed; a restarted gateway stores each exactly once.
+    let gateway = GatewayProcess::start_on(GATEWAY, gateway.port, &nats, &[])
+        .await
+        .unwrap();
+    for n in &tally.failed {
+        assert_eq!(
+            http::post_json(&gateway.acme_url(), inbox(*n))
+                .await
+                .unwrap()
+                .status,
+            200
+        );
+    }
+    let total = assert_all_answered_are_stored_once(&nats, &tally.stored).await;
+    println!("after retries: {in_stream} -> {total} events, 0 lost, 0 duplicated");
+    assert_eq!(
+        total,
+        tally.stored.len() + tally.failed.len(),
+        "every delivery once"
+    );
+}
+
+#[tokio::test]
+async fn sigterm_finishes_in_flight_requests_and_exits_cleanly() {
+    let nats = NatsServer::start().await.unwrap();
+    let mut gateway = GatewayProcess::start(GATEWAY, &nats, &[]).await.unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let running = tokio::spawn(load(gateway.acme_url(), 32, stop.clone()));
+    wait_for_answers(&gateway, 300).await;
+    let clean = tokio::task::spawn_blocking(move || gateway.process.terminate())
+        .await
+        .unwrap()
+        .unwrap();
+    stop.store(true, Ordering::Relaxed);
+    let tally = running.await.unwrap();
+    println!(
+        "SIGTERM under load: {} answered 2xx, {} refused",
+        tally.stored.len(),
+        tally.failed.len()
+    );
+    assert!(clean, "the gateway exits 0 after draining");
+    let in_stream = assert_all_answered_are_stored_once(&nats, &tally.stored).await;
+    assert_eq!(
+        in_stream,
+        tally.stored.len(),
+        "nothing stored that was not answered"
+    );
+}
+
+#[tokio::test]
+async fn nats_down_answers_503_at_once_and_the_gateway_recovers_by_itself() {
+    let mut nats = NatsServer::start().await.unwrap();
+    let gateway = GatewayProcess::start(
+        GATEWAY,
+        &nats,
+        &[("GATEWAY_PUBLISH_TIMEOUT_MS", "1000".into())],
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        http::post_json(&gateway.acme_url(), inbox(1))
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+
+    nats.stop();
+    let started = Instant::now();
+    let answer = http::post_json(&gateway.acme_url(), inbox(2))
+        .await
+        .unwrap();
+    let waited = started.elapsed();
+    println!("NATS down: answered {} after {waited:?}", answer.status);
+    assert_eq!(answer.status, 503, "{}", answer.text());
+    assert_eq!(answer.headers["retry-after"], "10");
+    assert!(
+        answer.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("retry later")
+    );
+    // Not a benchmark: a guard that the gateway does not hang while NATS is away.
+    assert!(
+        waited < Duration::from_secs(10),
+        "answered after {waited:?}"
+    );
+
+    nats.restart().await.unwrap();
+    let ready = format!("{}/readyz", gateway.base_url());
+    let mut status = 0;
+    for _ in 0..200 {
+        status = http::get(&ready).await.unwrap().status;
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, 200, "ready again once NATS is back");
+    // Chat2Desk's retry of the refused delivery is stored, once.
+    let retry = http::post_json(&gateway.acme_url(), inbox(2))
+        .await
+        .unwrap();
+    assert_eq!(retry.status, 200);
+    let again = http::post_json(&gateway.acme_url(), inbox(2))
+        .await
+        .unwrap();
+    assert_eq!(again.json()["duplicate"], true);
+    let stored = stored_events(&nats).await.unwrap();
+    assert_eq!(
+        stored.len(),
+        2,
+        "inbox 1 before the outage and inbox 2 after it"
+    );
+}

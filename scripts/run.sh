@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# `make run`: the pipeline on this machine with embedded defaults.
+#
+# Uses the NATS at $NATS_URL when one answers there, and otherwise starts tools/bin/nats-server
+# with JetStream and its data under .run/nats. Starts the gateway with a demo tenant unless
+# GATEWAY_TOKENS is set, and prints the webhook URL to paste into Chat2Desk.
+set -euo pipefail
+
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+export NATS_URL="${NATS_URL:-nats://127.0.0.1:4222}"
+export GATEWAY_ADDR="${GATEWAY_ADDR:-127.0.0.1:8080}"
+profile="${PROFILE:-release}"
+run_dir="$root/.run"
+mkdir -p "$run_dir"
+
+hostport="${NATS_URL#*://}"
+hostport="${hostport%%,*}"
+host="${hostport%:*}"
+port="${hostport##*:}"
+
+answers() { (exec 3<>"/dev/tcp/$host/$port") 2>/dev/null; }
+
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+}
+trap cleanup EXIT INT TERM
+
+if answers; then
+    echo "using the NATS server already answering at $NATS_URL"
+else
+    bash scripts/install-nats-server.sh >/dev/null
+    mkdir -p "$run_dir/nats"
+    cat > "$run_dir/nats.conf" <<CONF
+listen: $host:$port
+max_payload: 8MB
+jetstream {
+  store_dir: "$run_dir/nats"
+}
+CONF
+    echo "starting nats-server on $host:$port (data in .run/nats, log in .run/nats.log)"
+    "$root/tools/bin/nats-server" -c "$run_dir/nats.conf" >"$run_dir/nats.log" 2>&1 &
+    pids+=($!)
+    for _ in $(seq 1 100); do answers && break; sleep 0.1; done
+    answers || { echo "nats-server did not start; see .run/nats.log" >&2; exit 1; }
+fi
+
+if [ -z "${GATEWAY_TOKENS:-}" ]; then
+    secret_file="$run_dir/demo-secret"
+    [ -s "$secret_file" ] || od -An -tx1 -N16 /dev/urandom | tr -d ' \n' > "$secret_file"
+    export GATEWAY_TOKENS="demo=$(cat "$secret_file")"
+fi
+
+cargo build --quiet --profile "$profile" -p c2d-gateway
+target_dir="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
+bin_dir="$target_dir/$([ "$profile" = dev ] && echo debug || echo "$profile")"
+
+"$bin_dir/c2d-gateway" &
+pids+=($!)
+
+for _ in $(seq 1 100); do
+    curl -fsS "http://$GATEWAY_ADDR/readyz" >/dev/null 2>&1 && break
+    sleep 0.1
+done
+
+echo
+echo "c2d-gateway is ready. Paste into Chat2Desk (webhooks API, every hook type):"
+IFS=',' read -ra entries <<< "$GATEWAY_TOKENS"
+for entry in "${entries[@]}"; do
+    tenant="${entry%%=*}"; secret="${entry#*=}"
+    echo "  http://$GATEWAY_ADDR/hooks/chat2desk/$tenant?token=$secret"
+done
+echo
+echo "Try it:   curl -sS -H 'content-type: application/json' --data @fixtures/chat2desk/inbox.json \\"
+echo "            'http://$GATEWAY_ADDR/hooks/chat2desk/${tenant}?token=${secret}'"
+echo "Health:   http://$GATEWAY_ADDR/healthz  http://$GATEWAY_ADDR/readyz  http://$GATEWAY_ADDR/metrics"
+echo "Stop:     Ctrl-C"
+wait -n "${pids[@]}"

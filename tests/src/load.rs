@@ -1,0 +1,161 @@
+//! A closed-loop HTTP load generator for benchmarks: `connections` keep-alive connections,
+//! each sending its next request as soon as the previous one is answered, for a fixed time.
+//! Rates and latencies measured this way compare fairly between two servers in one run.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::Request;
+use hyper_util::rt::TokioIo;
+
+/// What one load run measured.
+#[derive(Debug, Clone)]
+pub struct LoadReport {
+    pub requests: u64,
+    pub errors: u64,
+    pub elapsed: Duration,
+    /// Latency of every successful request, sorted, in microseconds.
+    pub latencies_us: Vec<u32>,
+}
+
+impl LoadReport {
+    pub fn rate(&self) -> f64 {
+        self.requests as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// The `q` quantile (0..=1) of latency in milliseconds.
+    pub fn quantile_ms(&self, q: f64) -> f64 {
+        quantile_ms(&self.latencies_us, q)
+    }
+}
+
+/// The `q` quantile of sorted microsecond latencies, in milliseconds.
+pub fn quantile_ms(sorted_us: &[u32], q: f64) -> f64 {
+    if sorted_us.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((sorted_us.len() as f64 * q).ceil() as usize).clamp(1, sorted_us.len());
+    f64::from(sorted_us[rank - 1]) / 1000.0
+}
+
+/// POSTs `body(n)` (n counts requests across connections) to `url` over `connections`
+/// connections for `duration`, after `warmup` whose requests are not counted.
+pub async fn post_load(
+    url: &str,
+    headers: &[(&'static str, String)],
+    connections: usize,
+    warmup: Duration,
+    duration: Duration,
+    body: Arc<dyn Fn(u64) -> Bytes + Send + Sync>,
+) -> anyhow::Result<LoadReport> {
+    let uri: hyper::Uri = url.parse().with_context(|| format!("bad URL {url}"))?;
+    let authority = uri.authority().context("URL without host")?.to_string();
+    let path = uri
+        .path_and_query()
+        .map_or("/".to_owned(), |p| p.to_string());
+    let counter = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let start = Instant::now();
+    let measure_from = start + warmup;
+    let end = measure_from + duration;
+
+    let mut workers = Vec::with_capacity(connections);
+    for _ in 0..connections {
+        let (authority, path, counter, body) = (
+            authority.clone(),
+            path.clone(),
+            counter.clone(),
+            body.clone(),
+        );
+        let headers = headers.to_vec();
+        workers.push(tokio::spawn(async move {
+            let mut latencies = Vec::with_capacity(100_000);
+            let mut errors = 0u64;
+            let mut sender = None;
+            while Instant::now() < end {
+                if sender.is_none() {
+                    let stream = tokio::net::TcpStream::connect(&authority).await?;
+                    stream.set_nodelay(true)?;
+                    let (s, connection) =
+                        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+                    tokio::spawn(connection);
+                    sender = Some(s);
+                }
+                let s = sender.as_mut().expect("connected above");
+                let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let mut request = Request::post(&path).header(hyper::header::HOST, &authority);
+                for (name, value) in &headers {
+                    request = request.header(*name, value);
+                }
+                let request = request.body(Full::new(body(n)))?;
+                let sent = Instant::now();
+                let ok = match s.send_request(request).await {
+                    Ok(response) => {
+                        let ok = response.status().is_success();
+                        ok && response.into_body().collect().await.is_ok()
+                    }
+                    Err(_) => {
+                        sender = None;
+                        false
+                    }
+                };
+                let answered = Instant::now();
+                if sent >= measure_from && answered <= end {
+                    if ok {
+                        latencies.push(
+                            answered
+                                .duration_since(sent)
+                                .as_micros()
+                                .min(u128::from(u32::MAX)) as u32,
+                        );
+                    } else {
+                        errors += 1;
+                    }
+                }
+            }
+            anyhow::Ok((latencies, errors))
+        }));
+    }
+    let mut latencies_us = Vec::new();
+    let mut errors = 0;
+    for worker in workers {
+        let (mut l, e) = worker.await??;
+        latencies_us.append(&mut l);
+        errors += e;
+    }
+    latencies_us.sort_unstable();
+    Ok(LoadReport {
+        requests: latencies_us.len() as u64,
+        errors,
+        elapsed: duration,
+        latencies_us,
+    })
+}
+
+/// CPU time (user + system) a process has used so far, from `/proc/{pid}/stat`; `None` where
+/// there is no procfs. Benchmarks print CPU per request beside rates, since on a small machine
+/// the load generator, the server and NATS share the same cores.
+pub fn cpu_time(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may hold blanks.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // USER_HZ is 100 on every Linux this project runs on.
+    Some(Duration::from_millis(ticks * 10))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_are_nearest_rank() {
+        let sorted: Vec<u32> = (1..=100).map(|ms| ms * 1000).collect();
+        assert_eq!(quantile_ms(&sorted, 0.5), 50.0);
+        assert_eq!(quantile_ms(&sorted, 0.99), 99.0);
+        assert_eq!(quantile_ms(&sorted, 1.0), 100.0);
+        assert!(quantile_ms(&[], 0.5).is_nan());
+    }
+}
