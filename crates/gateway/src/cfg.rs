@@ -179,7 +179,7 @@ mod tests {
 
     #[test]
     fn defaults_need_only_tokens() {
-        let config = config(&[("GATEWAY_TOKENS", "acme=s3cret")]).unwrap();
+        let config = config(&[("GATEWAY_TOKENS", "acme=s3cret-acme")]).unwrap();
         assert_eq!(config.nats_url, DEFAULT_NATS_URL);
         assert_eq!(config.addr.to_string(), DEFAULT_ADDR);
         assert_eq!(config.max_body_bytes, 1024 * 1024);
@@ -195,7 +195,7 @@ mod tests {
 
     #[test]
     fn bad_values_name_the_variable_and_the_expected_form() {
-        let error = config(&[("GATEWAY_TOKENS", "a=b"), ("GATEWAY_MAX_BODY_BYTES", "1MB")])
+        let error = config(&[("GATEWAY_TOKENS", "a=b-secret-1"), ("GATEWAY_MAX_BODY_BYTES", "1MB")])
             .unwrap_err()
             .to_string();
         assert!(
@@ -207,7 +207,7 @@ mod tests {
     #[test]
     fn a_duplicate_window_shorter_than_chat2desks_retries_is_refused() {
         let error = config(&[
-            ("GATEWAY_TOKENS", "a=b"),
+            ("GATEWAY_TOKENS", "a=b-secret-1"),
             ("GATEWAY_DUPLICATE_WINDOW_SECS", "600"),
         ])
         .unwrap_err();
