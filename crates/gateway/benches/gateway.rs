@@ -103,7 +103,7 @@ async fn bench() -> anyhow::Result<()> {
 
     // 2. The gateway against a real nats-server.
     let nats = NatsServer::start().await?;
-    let gateway = GatewayProcess::start(GATEWAY, &nats, &[("RUST_LOG", "error".into())]).await?;
+    let gateway = GatewayProcess::start(GATEWAY, &nats, &[("RUST_LOG", "info".into())]).await?;
     let pids = [
         gateway.process.id(),
         nats.pid().context("nats-server runs")?,

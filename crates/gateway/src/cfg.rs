@@ -195,9 +195,12 @@ mod tests {
 
     #[test]
     fn bad_values_name_the_variable_and_the_expected_form() {
-        let error = config(&[("GATEWAY_TOKENS", "a=b-secret-1"), ("GATEWAY_MAX_BODY_BYTES", "1MB")])
-            .unwrap_err()
-            .to_string();
+        let error = config(&[
+            ("GATEWAY_TOKENS", "a=b-secret-1"),
+            ("GATEWAY_MAX_BODY_BYTES", "1MB"),
+        ])
+        .unwrap_err()
+        .to_string();
         assert!(
             error.contains("GATEWAY_MAX_BODY_BYTES=\"1MB\"") && error.contains("number of bytes"),
             "{error}"

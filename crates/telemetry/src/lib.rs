@@ -89,7 +89,11 @@ pub fn init(service: &'static str) -> Result<Telemetry, TelemetryError> {
         provider = provider.with_batch_exporter(exporter);
     }
     let provider = provider.build();
-    let traces = tracing_opentelemetry::layer().with_tracer(provider.tracer(service));
+    // Spans are only worth their cost where they are exported; without an exporter,
+    // `traceparent` still starts a fresh trace per unit of work, so ids keep linking services.
+    let traces = endpoint
+        .is_some()
+        .then(|| tracing_opentelemetry::layer().with_tracer(provider.tracer(service)));
 
     tracing_subscriber::registry()
         .with(filter)
