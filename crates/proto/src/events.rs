@@ -42,6 +42,12 @@ pub fn dlq_subject(tenant: &str) -> String {
     format!("chat2desk.dlq.{tenant}")
 }
 
+/// `chat2desk.dlq.consumer.{consumer}`: where a subscriber puts the events its handler could
+/// not process (four tokens, so it never collides with a tenant's `chat2desk.dlq.{tenant}`).
+pub fn consumer_dlq_subject(consumer: &str) -> String {
+    format!("chat2desk.dlq.consumer.{consumer}")
+}
+
 /// Whether `tenant` can name a tenant: it becomes one token of a NATS subject and one segment
 /// of a URL path, so it is 1 to 64 ASCII letters, digits, `-` or `_`.
 pub fn is_valid_tenant(tenant: &str) -> bool {

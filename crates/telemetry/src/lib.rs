@@ -141,6 +141,30 @@ pub fn continue_trace(span: &Span, traceparent: Option<&str>) {
     }
 }
 
+/// Trace context in gRPC metadata, so a call between services stays in the caller's trace.
+pub mod grpc {
+    use tonic::metadata::MetadataValue;
+    use tracing::Span;
+
+    use super::{TRACEPARENT, continue_trace, traceparent};
+
+    /// Adds `span`'s `traceparent` to an outgoing request: the server's span becomes its child.
+    pub fn inject<T>(request: &mut tonic::Request<T>, span: &Span) {
+        if let Ok(value) = MetadataValue::try_from(traceparent(span)) {
+            request.metadata_mut().insert(TRACEPARENT, value);
+        }
+    }
+
+    /// Makes the caller's span (from the request's `traceparent`) the parent of `span`.
+    pub fn continue_from<T>(request: &tonic::Request<T>, span: &Span) {
+        let value = request
+            .metadata()
+            .get(TRACEPARENT)
+            .and_then(|v| v.to_str().ok());
+        continue_trace(span, value);
+    }
+}
+
 /// The trace id of a `traceparent` value, for logs and tests.
 pub fn trace_id(traceparent: &str) -> Option<&str> {
     let mut parts = traceparent.split('-');

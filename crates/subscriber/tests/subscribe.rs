@@ -1,0 +1,380 @@
+//! The subscriber SDK against a real nats-server, fed by a real gateway over HTTP.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use c2d_proto::events::{DLQ_STREAM, DeadLetter, Event, consumer_dlq_subject};
+use c2d_subscriber::{Delivery, HandlerError, StartAt, Subscriber, SubscriberConfig};
+use c2d_testkit::{stored_events, stream_messages, webhook_fixtures};
+use prost::Message as _;
+use support::{Pipeline, inbox};
+use tokio::sync::Notify;
+
+/// Runs `handler` on `durable` until `done` is notified, and returns the subscriber's stats.
+async fn run_until<F, Fut>(
+    pipeline: &Pipeline,
+    config: SubscriberConfig,
+    done: Arc<Notify>,
+    handler: F,
+) -> Arc<c2d_subscriber::Stats>
+where
+    F: Fn(Delivery) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<(), HandlerError>> + Send,
+{
+    let subscriber = Subscriber::open(pipeline.client().await, config)
+        .await
+        .expect("subscriber opens");
+    subscriber
+        .run(handler, async move { done.notified().await })
+        .await
+        .expect("subscriber runs")
+}
+
+fn fast_retries(durable: &str) -> SubscriberConfig {
+    SubscriberConfig::new(durable).backoff(vec![Duration::from_millis(50)])
+}
+
+#[tokio::test]
+async fn a_fresh_durable_consumer_receives_every_event_once() {
+    let pipeline = Pipeline::start().await;
+    for (_, body) in webhook_fixtures() {
+        pipeline.post(body).await;
+    }
+    let stored: BTreeSet<String> = stored_events(&pipeline.nats)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(_, e)| e.event_id)
+        .collect();
+
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let done = Arc::new(Notify::new());
+    let (seen_in, done_in) = (seen.clone(), done.clone());
+    let stats = run_until(
+        &pipeline,
+        SubscriberConfig::new("everything"),
+        done,
+        move |delivery: Delivery| {
+            let (seen, done) = (seen_in.clone(), done_in.clone());
+            async move {
+                let mut seen = seen.lock().unwrap();
+                seen.push((
+                    delivery.stream_sequence,
+                    delivery.event.event_id.clone(),
+                    delivery.event.hook_type.clone(),
+                ));
+                if delivery.pending == 0 && seen.len() == 15 {
+                    done.notify_one();
+                }
+                Ok(())
+            }
+        },
+    )
+    .await;
+
+    let seen = seen.lock().unwrap();
+    let sequences: Vec<u64> = seen.iter().map(|(s, _, _)| *s).collect();
+    assert_eq!(sequences, (1..=15).collect::<Vec<_>>(), "in stream order");
+    let ids: BTreeSet<String> = seen.iter().map(|(_, id, _)| id.clone()).collect();
+    assert_eq!(ids, stored);
+    assert!(
+        seen.iter()
+            .any(|(_, _, hook)| hook == "delete_tag_from_client")
+    );
+    assert_eq!(
+        (stats.acked(), stats.retried(), stats.dead_lettered()),
+        (15, 0, 0)
+    );
+}
+
+#[tokio::test]
+async fn a_transient_failure_is_retried_and_then_succeeds() {
+    let pipeline = Pipeline::start().await;
+    for n in 0..3 {
+        pipeline.post(inbox(n)).await;
+    }
+    let attempts = Arc::new(Mutex::new(BTreeMap::<u64, Vec<u64>>::new()));
+    let done = Arc::new(Notify::new());
+    let (attempts_in, done_in) = (attempts.clone(), done.clone());
+    let stats = run_until(
+        &pipeline,
+        fast_retries("flaky"),
+        done,
+        move |delivery: Delivery| {
+            let (attempts, done) = (attempts_in.clone(), done_in.clone());
+            async move {
+                let mut attempts = attempts.lock().unwrap();
+                attempts
+                    .entry(delivery.stream_sequence)
+                    .or_default()
+                    .push(delivery.delivered);
+                if delivery.stream_sequence == 2 && delivery.delivered == 1 {
+                    return Err(HandlerError::transient("database unreachable"));
+                }
+                if attempts.values().all(|a| a.len() >= 1)
+                    && attempts.len() == 3
+                    && attempts[&2].len() == 2
+                {
+                    done.notify_one();
+                }
+                Ok(())
+            }
+        },
+    )
+    .await;
+    let attempts = attempts.lock().unwrap();
+    assert_eq!(attempts[&1], [1]);
+    assert_eq!(attempts[&2], [1, 2], "delivered again after the failure");
+    assert_eq!(attempts[&3], [1]);
+    assert_eq!(
+        (stats.acked(), stats.retried(), stats.dead_lettered()),
+        (3, 1, 0)
+    );
+}
+
+#[tokio::test]
+async fn poison_messages_go_to_the_dead_letter_subject_while_the_rest_flows() {
+    let pipeline = Pipeline::start().await;
+    pipeline.post(inbox(0)).await; // seq 1: rejected as permanent
+    pipeline.post(inbox(1)).await; // seq 2: fails every time
+    // seq 3: not an event at all, published around the gateway.
+    let jetstream = pipeline.nats.jetstream().await;
+    jetstream
+        .publish("chat2desk.events.acme.inbox", "garbage".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    pipeline.post(inbox(2)).await; // seq 4: panics
+    for n in 3..10 {
+        pipeline.post(inbox(n)).await; // seq 5..=11: fine
+    }
+
+    let handled = Arc::new(Mutex::new(Vec::new()));
+    let handled_in = handled.clone();
+    let subscriber = Subscriber::open(
+        pipeline.client().await,
+        fast_retries("picky").max_deliveries(3),
+    )
+    .await
+    .unwrap();
+    let stats = subscriber.stats();
+    let (stats_seen, handled_seen) = (stats.clone(), handled.clone());
+    // Stop once the seven good events are handled and the four poison ones are put aside.
+    let finished = async move {
+        while stats_seen.dead_lettered() < 4 || handled_seen.lock().unwrap().len() < 7 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let handler = move |delivery: Delivery| {
+        let handled = handled_in.clone();
+        async move {
+            match delivery.stream_sequence {
+                1 => {
+                    return Err(HandlerError::permanent(
+                        "client 500 does not exist in this tenant",
+                    ));
+                }
+                2 => return Err(HandlerError::transient("timeout")),
+                4 => panic!("unexpected shape"),
+                _ => {}
+            }
+            handled.lock().unwrap().push(delivery.stream_sequence);
+            Ok(())
+        }
+    };
+    subscriber.run(handler, finished).await.unwrap();
+    assert_eq!(
+        *handled.lock().unwrap(),
+        (5..=11).collect::<Vec<_>>(),
+        "the good events all flowed"
+    );
+
+    let letters = stream_messages(&jetstream, DLQ_STREAM).await.unwrap();
+    assert_eq!(letters.len(), 4, "four poison messages");
+    let mut reasons = BTreeMap::new();
+    for letter in &letters {
+        assert_eq!(letter.subject.as_str(), consumer_dlq_subject("picky"));
+        let sequence: u64 = letter
+            .headers
+            .get("C2d-Stream-Sequence")
+            .unwrap()
+            .as_str()
+            .parse()
+            .unwrap();
+        let dead = DeadLetter::decode(letter.payload.clone()).unwrap();
+        if sequence != 3 {
+            let event = Event::decode(dead.raw.clone()).expect("the raw event is kept");
+            assert_eq!(event.event_id, dead.event_id);
+        }
+        reasons.insert(sequence, dead.reason);
+    }
+    assert!(
+        reasons[&1].contains("rejected by the handler: client 500"),
+        "{}",
+        reasons[&1]
+    );
+    assert!(
+        reasons[&2].contains("failed 3 deliveries") && reasons[&2].contains("timeout"),
+        "{}",
+        reasons[&2]
+    );
+    assert!(
+        reasons[&3].contains("not a chat2desk.events.v1.Event"),
+        "{}",
+        reasons[&3]
+    );
+    assert!(
+        reasons[&4].contains("panicked: unexpected shape"),
+        "{}",
+        reasons[&4]
+    );
+    assert_eq!(
+        (stats.acked(), stats.retried(), stats.dead_lettered()),
+        (7, 2, 4)
+    );
+}
+
+#[tokio::test]
+async fn a_consumer_restarted_mid_stream_resumes_without_loss() {
+    let pipeline = Pipeline::start().await;
+    for n in 0..200 {
+        pipeline.post(inbox(n)).await;
+    }
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let collect = |seen: Arc<Mutex<Vec<u64>>>, stop_at: usize, done: Arc<Notify>| {
+        move |delivery: Delivery| {
+            let (seen, done) = (seen.clone(), done.clone());
+            async move {
+                let mut seen = seen.lock().unwrap();
+                seen.push(delivery.stream_sequence);
+                if seen.len() == stop_at {
+                    done.notify_one();
+                }
+                Ok(())
+            }
+        }
+    };
+    let config = SubscriberConfig::new("restartable")
+        .concurrency(8)
+        .batch(16);
+    let done = Arc::new(Notify::new());
+    let first = run_until(
+        &pipeline,
+        config.clone(),
+        done.clone(),
+        collect(seen.clone(), 80, done),
+    )
+    .await;
+    let after_first = seen.lock().unwrap().len();
+    assert!(
+        after_first >= 80 && after_first < 200,
+        "stopped mid-stream at {after_first}"
+    );
+    assert_eq!(
+        first.acked() as usize,
+        after_first,
+        "every event in hand was finished and acked"
+    );
+
+    let done = Arc::new(Notify::new());
+    run_until(
+        &pipeline,
+        config,
+        done.clone(),
+        collect(seen.clone(), 200, done),
+    )
+    .await;
+    let seen = seen.lock().unwrap();
+    let unique: BTreeSet<u64> = seen.iter().copied().collect();
+    assert_eq!(
+        unique,
+        (1..=200).collect(),
+        "nothing lost across the restart"
+    );
+    assert_eq!(
+        seen.len(),
+        200,
+        "and nothing handled twice after a clean stop"
+    );
+}
+
+/// A small projection: events per hook type and per client, with the last applied sequence.
+#[derive(Debug, Default, PartialEq, Clone)]
+struct Projection {
+    per_hook_type: BTreeMap<String, u64>,
+    per_client: BTreeMap<i64, u64>,
+    last_sequence: u64,
+}
+
+impl Projection {
+    fn apply(&mut self, delivery: &Delivery) {
+        if delivery.stream_sequence <= self.last_sequence {
+            return; // the idempotency rule: already applied
+        }
+        *self
+            .per_hook_type
+            .entry(delivery.event.hook_type.clone())
+            .or_default() += 1;
+        if let Some(c2d_proto::events::Payload::Inbox(m)) = &delivery.event.payload {
+            *self
+                .per_client
+                .entry(m.client_id.unwrap_or_default())
+                .or_default() += 1;
+        }
+        self.last_sequence = delivery.stream_sequence;
+    }
+}
+
+async fn build(pipeline: &Pipeline, durable: &str, start_at: StartAt, last: u64) -> Projection {
+    let projection = Arc::new(Mutex::new(Projection::default()));
+    let done = Arc::new(Notify::new());
+    let (state, done_in) = (projection.clone(), done.clone());
+    run_until(
+        pipeline,
+        SubscriberConfig::new(durable).start_at(start_at),
+        done,
+        move |delivery: Delivery| {
+            let (state, done) = (state.clone(), done_in.clone());
+            async move {
+                let mut state = state.lock().unwrap();
+                state.apply(&delivery);
+                if state.last_sequence == last {
+                    done.notify_one();
+                }
+                Ok(())
+            }
+        },
+    )
+    .await;
+    let projection = projection.lock().unwrap().clone();
+    projection
+}
+
+#[tokio::test]
+async fn a_replay_from_the_beginning_rebuilds_the_same_state() {
+    let pipeline = Pipeline::start().await;
+    for (_, body) in webhook_fixtures() {
+        pipeline.post(body).await;
+    }
+    for n in 0..40 {
+        pipeline.post(inbox(n)).await;
+    }
+    let built = build(&pipeline, "projection", StartAt::Beginning, 55).await;
+    assert_eq!(built.per_hook_type["inbox"], 41);
+    assert_eq!(built.per_client.values().sum::<u64>(), 41);
+
+    // Drop the state and the durable, replay the whole log.
+    Subscriber::reset(pipeline.client().await, "projection")
+        .await
+        .unwrap();
+    let rebuilt = build(&pipeline, "projection", StartAt::Beginning, 55).await;
+    assert_eq!(rebuilt, built);
+
+    // A durable started at a sequence sees that event and the ones after it.
+    let tail = build(&pipeline, "tail", StartAt::Sequence(51), 55).await;
+    assert_eq!(tail.per_hook_type["inbox"], 5);
+}

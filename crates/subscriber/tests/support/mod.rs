@@ -1,0 +1,64 @@
+//! A gateway served in-process over real HTTP, in front of a test's own nats-server, so that
+//! events reach the stream exactly as they do in production.
+
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use c2d_gateway::{Config, Gateway};
+use c2d_testkit::gateway::{ACME_TOKEN, TENANTS};
+use c2d_testkit::{NatsServer, http};
+
+pub struct Pipeline {
+    pub nats: NatsServer,
+    pub base_url: String,
+}
+
+impl Pipeline {
+    pub async fn start() -> Pipeline {
+        let nats = NatsServer::start().await.expect("nats-server starts");
+        let url = nats.url();
+        let config = Config::from_lookup(|name| match name {
+            "NATS_URL" => Some(url.clone()),
+            "GATEWAY_TOKENS" => Some(TENANTS.to_owned()),
+            _ => None,
+        })
+        .expect("test configuration is valid");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base_url = format!("http://{}", listener.local_addr().unwrap());
+        let gateway = Gateway::start(config).await.expect("gateway starts");
+        tokio::spawn(gateway.serve(listener, std::future::pending()));
+        for _ in 0..400 {
+            if http::get(&format!("{base_url}/readyz"))
+                .await
+                .is_ok_and(|a| a.status == 200)
+            {
+                return Pipeline { nats, base_url };
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("the in-process gateway did not become ready");
+    }
+
+    /// POSTs a webhook body for tenant `acme` and expects it stored.
+    pub async fn post(&self, body: impl Into<bytes::Bytes>) -> serde_json::Value {
+        let url = format!("{}/hooks/chat2desk/acme?token={ACME_TOKEN}", self.base_url);
+        let answer = http::post_json(&url, body).await.expect("gateway answers");
+        assert_eq!(answer.status, 200, "{}", answer.text());
+        answer.json()
+    }
+
+    pub async fn client(&self) -> async_nats::Client {
+        self.nats.client().await
+    }
+}
+
+/// A distinct client message number `n`.
+pub fn inbox(n: u64) -> String {
+    serde_json::json!({
+        "message_id": 300_000_000 + n, "type": "from_client", "text": format!("olá {n}"),
+        "transport": "telegram", "client_id": 500 + n % 7, "channel_id": 17, "request_id": 7_000 + n / 5,
+        "hook_type": "inbox", "event_time": "2024-03-10T12:00:00Z"
+    })
+    .to_string()
+}
