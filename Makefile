@@ -6,7 +6,7 @@ CARGO ?= cargo
 NATS_SERVER := $(CURDIR)/tools/bin/nats-server
 export NATS_SERVER_BIN := $(NATS_SERVER)
 
-.PHONY: all tools build test lint fmt run bench-gateway clean
+.PHONY: all tools build test lint fmt run bench-gateway bench-subscriber clean
 
 all: build
 
@@ -42,6 +42,10 @@ run: tools
 ## bench-gateway: gateway vs plain HTTP server vs raw JetStream publish, printed
 bench-gateway: tools
 	$(CARGO) bench -p c2d-gateway --bench gateway
+
+## bench-subscriber: SDK consume rate (decode + ack) vs a raw ordered read of the same stream
+bench-subscriber: tools
+	$(CARGO) bench -p c2d-subscriber --bench subscriber
 
 clean:
 	$(CARGO) clean

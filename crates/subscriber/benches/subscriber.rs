@@ -1,1 +1,174 @@
-fn main() {}
+//! `make bench-subscriber`: how fast the SDK consumes (decode, handler, ack) against a raw
+//! ordered read of the same stream (no decode, no acks), in one run on this machine.
+//!
+//! `BENCH_EVENTS` (default 200000) sets the stream's size.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::consumer::pull::OrderedConfig;
+use async_nats::jetstream::message::PublishMessage;
+use c2d_gateway::cfg::StreamSettings;
+use c2d_gateway::event_log::EventLog;
+use c2d_proto::events::STREAM;
+use c2d_subscriber::{Delivery, HandlerError, Subscriber, SubscriberConfig};
+use c2d_testkit::load::cpu_time;
+use c2d_testkit::{NatsServer, webhook_fixtures};
+use futures_util::StreamExt as _;
+use prost::Message as _;
+use tokio::sync::Notify;
+
+fn main() -> anyhow::Result<()> {
+    tokio::runtime::Runtime::new()?.block_on(bench())
+}
+
+async fn bench() -> anyhow::Result<()> {
+    let events: u64 = std::env::var("BENCH_EVENTS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(200_000);
+    let nats = NatsServer::start().await?;
+    let log = EventLog::connect(
+        &nats.url(),
+        StreamSettings::default(),
+        Duration::from_secs(5),
+        8 << 20,
+    )
+    .await?;
+    log.ensure_streams().await?;
+    let filled = fill(&nats, events).await?;
+    println!(
+        "bench-subscriber: {events} events ({:.0} MB) in {STREAM}, {} cores",
+        filled as f64 / 1e6,
+        cores()
+    );
+
+    let cpu = Cpu::new(nats.pid().unwrap_or_default());
+    let raw = raw_ordered_read(&nats, events).await?;
+    let mut rows = vec![("raw ordered read (no decode, no ack)", raw, cpu.per_event(events))];
+    for (concurrency, name) in [(1, "c2d-subscriber, in order"), (16, "c2d-subscriber, concurrency 16")] {
+        let cpu = Cpu::new(nats.pid().unwrap_or_default());
+        let rate = sdk_consume(&nats, events, concurrency).await?;
+        rows.push((name, rate, cpu.per_event(events)));
+    }
+    println!();
+    println!("{:<40} {:>12}  CPU per event: reader + nats-server", "reader", "events/s");
+    for (name, rate, cpu) in &rows {
+        println!("{name:<40} {rate:>12.0}  {cpu}");
+    }
+    println!();
+    for (name, rate, _) in &rows[1..] {
+        let ratio = 100.0 * rate / raw;
+        println!(
+            "{name} / raw read: {ratio:.0}% (target >= 60%) {}",
+            if ratio >= 60.0 { "met" } else { "NOT MET" }
+        );
+    }
+    Ok(())
+}
+
+/// CPU spent by this process and by nats-server since `new`.
+struct Cpu {
+    nats: u32,
+    before: (Duration, Duration),
+}
+
+impl Cpu {
+    fn new(nats: u32) -> Cpu {
+        Cpu { nats, before: Cpu::now(nats) }
+    }
+
+    fn now(nats: u32) -> (Duration, Duration) {
+        (cpu_time(std::process::id()).unwrap_or_default(), cpu_time(nats).unwrap_or_default())
+    }
+
+    fn per_event(&self, events: u64) -> String {
+        let (me, nats) = Cpu::now(self.nats);
+        let us = |d: Duration| d.as_secs_f64() * 1e6 / events as f64;
+        format!("{:.1} µs + {:.1} µs", us(me.saturating_sub(self.before.0)), us(nats.saturating_sub(self.before.1)))
+    }
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(0, |n| n.get())
+}
+
+/// Publishes `count` realistic events (the fixtures, made unique), pipelining acks.
+async fn fill(nats: &NatsServer, count: u64) -> anyhow::Result<u64> {
+    let jetstream = nats.jetstream().await;
+    let fixtures: Vec<String> = webhook_fixtures()
+        .into_iter()
+        .map(|(_, body)| String::from_utf8(body.to_vec()).expect("UTF-8"))
+        .collect();
+    let mut bytes = 0;
+    let mut pending = Vec::with_capacity(1000);
+    for n in 0..count {
+        let template = &fixtures[n as usize % fixtures.len()];
+        let body = format!(
+            "{},\"bench_seq\":{n}}}",
+            template.trim_end().trim_end_matches('}')
+        );
+        let received = prost_types::Timestamp::from(std::time::SystemTime::now());
+        let event = c2d_hooks::parse_delivery("bench", body.into(), received)?;
+        let payload = event.encode_to_vec();
+        bytes += payload.len() as u64;
+        let publish = PublishMessage::build()
+            .payload(payload.into())
+            .message_id(&event.event_id);
+        pending.push(jetstream.send_publish(event.subject(), publish).await?);
+        if pending.len() == 1000 {
+            for ack in pending.drain(..) {
+                ack.await?;
+            }
+        }
+    }
+    for ack in pending {
+        ack.await?;
+    }
+    Ok(bytes)
+}
+
+/// Reads every message with an ordered consumer: the fastest way to read a stream.
+async fn raw_ordered_read(nats: &NatsServer, count: u64) -> anyhow::Result<f64> {
+    let stream = nats.jetstream().await.get_stream(STREAM).await?;
+    let consumer = stream.create_consumer(OrderedConfig::default()).await?;
+    let started = Instant::now();
+    let mut messages = consumer.messages().await?;
+    let mut seen = 0;
+    while seen < count {
+        let message = messages
+            .next()
+            .await
+            .ok_or_else(|| anyhow::anyhow!("ordered read ended early"))??;
+        std::hint::black_box(&message.payload);
+        seen += 1;
+    }
+    Ok(count as f64 / started.elapsed().as_secs_f64())
+}
+
+/// Consumes every event through the SDK with a handler that only counts.
+async fn sdk_consume(nats: &NatsServer, count: u64, concurrency: usize) -> anyhow::Result<f64> {
+    let config = SubscriberConfig::new(format!("bench-{concurrency}")).concurrency(concurrency);
+    let subscriber = Subscriber::open(nats.client().await, config).await?;
+    let seen = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(Notify::new());
+    let (seen_in, done_in) = (seen.clone(), done.clone());
+    let started = Instant::now();
+    subscriber
+        .run(
+            move |delivery: Delivery| {
+                let (seen, done) = (seen_in.clone(), done_in.clone());
+                async move {
+                    std::hint::black_box(&delivery.event);
+                    if seen.fetch_add(1, Ordering::Relaxed) + 1 == count {
+                        done.notify_one();
+                    }
+                    Ok::<(), HandlerError>(())
+                }
+            },
+            async move { done.notified().await },
+        )
+        .await?;
+    Ok(count as f64 / started.elapsed().as_secs_f64())
+}

@@ -224,12 +224,16 @@ impl Subscriber {
             let reason = format!(
                 "delivered {delivered} times without an answer (the handler hung or the process died)"
             );
+            let named = Named {
+                event_id: &event.event_id,
+                tenant: &event.tenant,
+            };
             self.dead_letter(
                 &message,
                 &subject,
                 stream_sequence,
                 delivered,
-                Some(&event),
+                Some(named),
                 reason,
             )
             .await;
@@ -246,19 +250,23 @@ impl Subscriber {
             tenant = %event.tenant,
             hook_type = %event.hook_type,
         );
-        let traceparent = message
-            .headers
-            .as_ref()
-            .and_then(|h| h.get(TRACEPARENT))
-            .map(|v| v.as_str());
-        continue_trace(&span, traceparent);
+        if !span.is_disabled() {
+            let traceparent = message
+                .headers
+                .as_ref()
+                .and_then(|h| h.get(TRACEPARENT))
+                .map(|v| v.as_str());
+            continue_trace(&span, traceparent);
+        }
 
+        // What a dead letter needs to name the event, kept before the event moves to the handler.
+        let (event_id, tenant) = (event.event_id.clone(), event.tenant.clone());
         let delivery = Delivery {
-            event: event.clone(),
+            event,
             stream_sequence,
             delivered,
             pending,
-            subject: subject.clone(),
+            subject,
             span: span.clone(),
         };
         let handled = self.keep_alive(
@@ -267,13 +275,15 @@ impl Subscriber {
         );
         let outcome = handled.instrument(span.clone()).await;
         let _entered = span.enter();
-        match outcome {
+        let subject = message.subject.as_str();
+        let reason = match outcome {
             Ok(Ok(())) => {
                 if let Err(error) = message.ack().await {
                     tracing::warn!(%error, "ack failed; the event will be delivered again");
                 } else {
                     self.stats.acked.fetch_add(1, Ordering::Relaxed);
                 }
+                return;
             }
             Ok(Err(HandlerError::Transient(error))) if delivered < self.config.max_deliveries => {
                 let delay = self.config.retry_delay(delivered);
@@ -282,49 +292,34 @@ impl Subscriber {
                 if let Err(error) = message.ack_with(AckKind::Nak(Some(delay))).await {
                     tracing::warn!(%error, "nak failed; the event comes back after ack_wait");
                 }
+                return;
             }
             Ok(Err(HandlerError::Transient(error))) => {
-                let reason = format!("failed {delivered} deliveries, the last with: {error}");
-                self.dead_letter(
-                    &message,
-                    &subject,
-                    stream_sequence,
-                    delivered,
-                    Some(&event),
-                    reason,
-                )
-                .await;
+                format!("failed {delivered} deliveries, the last with: {error}")
             }
-            Ok(Err(HandlerError::Permanent(error))) => {
-                let reason = format!("rejected by the handler: {error}");
-                self.dead_letter(
-                    &message,
-                    &subject,
-                    stream_sequence,
-                    delivered,
-                    Some(&event),
-                    reason,
-                )
-                .await;
-            }
+            Ok(Err(HandlerError::Permanent(error))) => format!("rejected by the handler: {error}"),
             Err(panic) => {
                 let text = panic
                     .downcast_ref::<&str>()
                     .map(|s| (*s).to_owned())
                     .or_else(|| panic.downcast_ref::<String>().cloned())
                     .unwrap_or_else(|| "no message".to_owned());
-                let reason = format!("the handler panicked: {text}");
-                self.dead_letter(
-                    &message,
-                    &subject,
-                    stream_sequence,
-                    delivered,
-                    Some(&event),
-                    reason,
-                )
-                .await;
+                format!("the handler panicked: {text}")
             }
-        }
+        };
+        let named = Named {
+            event_id: &event_id,
+            tenant: &tenant,
+        };
+        self.dead_letter(
+            &message,
+            subject,
+            stream_sequence,
+            delivered,
+            Some(named),
+            reason,
+        )
+        .await;
     }
 
     /// Runs `work`, telling JetStream every half `ack_wait` that the event is still in hand.
@@ -334,6 +329,10 @@ impl Subscriber {
         work: impl Future<Output = T>,
     ) -> T {
         let mut work = std::pin::pin!(work);
+        // Most handlers finish without waiting: no timer for them.
+        if let Some(done) = (&mut work).now_or_never() {
+            return done;
+        }
         let period = (self.config.ack_wait / 2).max(Duration::from_millis(100));
         let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         loop {
@@ -354,7 +353,7 @@ impl Subscriber {
         subject: &str,
         stream_sequence: u64,
         delivered: u64,
-        event: Option<&Event>,
+        event: Option<Named<'_>>,
         reason: String,
     ) {
         tracing::error!(durable = %self.config.durable, stream_sequence, %reason, "dead-lettering an event");
@@ -363,8 +362,8 @@ impl Subscriber {
             subject,
             stream_sequence,
             delivered,
-            event_id: event.map_or("", |e| e.event_id.as_str()),
-            tenant: event.map_or("", |e| e.tenant.as_str()),
+            event_id: event.map_or("", |e| e.event_id),
+            tenant: event.map_or("", |e| e.tenant),
             payload: message.payload.clone(),
             reason,
         };
@@ -383,6 +382,13 @@ impl Subscriber {
             }
         }
     }
+}
+
+/// The names of an event a dead letter carries.
+#[derive(Clone, Copy)]
+struct Named<'a> {
+    event_id: &'a str,
+    tenant: &'a str,
 }
 
 async fn next_message(
