@@ -46,14 +46,24 @@ async fn bench() -> anyhow::Result<()> {
 
     let cpu = Cpu::new(nats.pid().unwrap_or_default());
     let raw = raw_ordered_read(&nats, events).await?;
-    let mut rows = vec![("raw ordered read (no decode, no ack)", raw, cpu.per_event(events))];
-    for (concurrency, name) in [(1, "c2d-subscriber, in order"), (16, "c2d-subscriber, concurrency 16")] {
+    let mut rows = vec![(
+        "raw ordered read (no decode, no ack)",
+        raw,
+        cpu.per_event(events),
+    )];
+    for (concurrency, name) in [
+        (1, "c2d-subscriber, in order"),
+        (16, "c2d-subscriber, concurrency 16"),
+    ] {
         let cpu = Cpu::new(nats.pid().unwrap_or_default());
         let rate = sdk_consume(&nats, events, concurrency).await?;
         rows.push((name, rate, cpu.per_event(events)));
     }
     println!();
-    println!("{:<40} {:>12}  CPU per event: reader + nats-server", "reader", "events/s");
+    println!(
+        "{:<40} {:>12}  CPU per event: reader + nats-server",
+        "reader", "events/s"
+    );
     for (name, rate, cpu) in &rows {
         println!("{name:<40} {rate:>12.0}  {cpu}");
     }
@@ -76,17 +86,27 @@ struct Cpu {
 
 impl Cpu {
     fn new(nats: u32) -> Cpu {
-        Cpu { nats, before: Cpu::now(nats) }
+        Cpu {
+            nats,
+            before: Cpu::now(nats),
+        }
     }
 
     fn now(nats: u32) -> (Duration, Duration) {
-        (cpu_time(std::process::id()).unwrap_or_default(), cpu_time(nats).unwrap_or_default())
+        (
+            cpu_time(std::process::id()).unwrap_or_default(),
+            cpu_time(nats).unwrap_or_default(),
+        )
     }
 
     fn per_event(&self, events: u64) -> String {
         let (me, nats) = Cpu::now(self.nats);
         let us = |d: Duration| d.as_secs_f64() * 1e6 / events as f64;
-        format!("{:.1} µs + {:.1} µs", us(me.saturating_sub(self.before.0)), us(nats.saturating_sub(self.before.1)))
+        format!(
+            "{:.1} µs + {:.1} µs",
+            us(me.saturating_sub(self.before.0)),
+            us(nats.saturating_sub(self.before.1))
+        )
     }
 }
 

@@ -114,7 +114,7 @@ async fn a_transient_failure_is_retried_and_then_succeeds() {
                 if delivery.stream_sequence == 2 && delivery.delivered == 1 {
                     return Err(HandlerError::transient("database unreachable"));
                 }
-                if attempts.values().all(|a| a.len() >= 1)
+                if attempts.values().all(|a| !a.is_empty())
                     && attempts.len() == 3
                     && attempts[&2].len() == 2
                 {
@@ -271,7 +271,7 @@ async fn a_consumer_restarted_mid_stream_resumes_without_loss() {
     .await;
     let after_first = seen.lock().unwrap().len();
     assert!(
-        after_first >= 80 && after_first < 200,
+        (80..200).contains(&after_first),
         "stopped mid-stream at {after_first}"
     );
     assert_eq!(
@@ -350,8 +350,7 @@ async fn build(pipeline: &Pipeline, durable: &str, start_at: StartAt, last: u64)
         },
     )
     .await;
-    let projection = projection.lock().unwrap().clone();
-    projection
+    projection.lock().unwrap().clone()
 }
 
 #[tokio::test]
