@@ -2,6 +2,7 @@
 //! each sending its next request as soon as the previous one is answered, for a fixed time.
 //! Rates and latencies measured this way compare fairly between two servers in one run.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -41,8 +42,64 @@ pub fn quantile_ms(sorted_us: &[u32], q: f64) -> f64 {
     f64::from(sorted_us[rank - 1]) / 1000.0
 }
 
-/// POSTs `body(n)` (n counts requests across connections) to `url` over `connections`
-/// connections for `duration`, after `warmup` whose requests are not counted.
+/// One closed-loop client of a load run: it performs request `n` and says whether it
+/// succeeded. Each worker keeps its own state (a connection, say) across calls.
+pub trait Worker: Send + 'static {
+    fn call(&mut self, n: u64) -> impl Future<Output = bool> + Send;
+}
+
+/// Runs `workers` workers made by `make_worker`, each calling again as soon as its previous
+/// call returned, for `duration` after a `warmup` whose calls are not counted. `n` counts
+/// calls across workers, so each call can send something unique.
+pub async fn closed_loop<W: Worker>(
+    workers: usize,
+    warmup: Duration,
+    duration: Duration,
+    make_worker: impl Fn() -> W,
+) -> anyhow::Result<LoadReport> {
+    let counter = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let measure_from = Instant::now() + warmup;
+    let end = measure_from + duration;
+    let mut tasks = Vec::with_capacity(workers);
+    for _ in 0..workers {
+        let (mut worker, counter) = (make_worker(), counter.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::with_capacity(100_000);
+            let mut errors = 0u64;
+            while Instant::now() < end {
+                let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let sent = Instant::now();
+                let ok = worker.call(n).await;
+                let answered = Instant::now();
+                if sent >= measure_from && answered <= end {
+                    if ok {
+                        let micros = answered.duration_since(sent).as_micros();
+                        latencies.push(micros.min(u128::from(u32::MAX)) as u32);
+                    } else {
+                        errors += 1;
+                    }
+                }
+            }
+            (latencies, errors)
+        }));
+    }
+    let mut latencies_us = Vec::new();
+    let mut errors = 0;
+    for task in tasks {
+        let (mut latencies, task_errors) = task.await?;
+        latencies_us.append(&mut latencies);
+        errors += task_errors;
+    }
+    latencies_us.sort_unstable();
+    Ok(LoadReport {
+        requests: latencies_us.len() as u64,
+        errors,
+        elapsed: duration,
+        latencies_us,
+    })
+}
+
+/// POSTs `body(n)` to `url` over `connections` keep-alive connections (see [`closed_loop`]).
 pub async fn post_load(
     url: &str,
     headers: &[(&'static str, String)],
@@ -56,82 +113,65 @@ pub async fn post_load(
     let path = uri
         .path_and_query()
         .map_or("/".to_owned(), |p| p.to_string());
-    let counter = Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let start = Instant::now();
-    let measure_from = start + warmup;
-    let end = measure_from + duration;
-
-    let mut workers = Vec::with_capacity(connections);
-    for _ in 0..connections {
-        let (authority, path, counter, body) = (
-            authority.clone(),
-            path.clone(),
-            counter.clone(),
-            body.clone(),
-        );
-        let headers = headers.to_vec();
-        workers.push(tokio::spawn(async move {
-            let mut latencies = Vec::with_capacity(100_000);
-            let mut errors = 0u64;
-            let mut sender = None;
-            while Instant::now() < end {
-                if sender.is_none() {
-                    let stream = tokio::net::TcpStream::connect(&authority).await?;
-                    stream.set_nodelay(true)?;
-                    let (s, connection) =
-                        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-                    tokio::spawn(connection);
-                    sender = Some(s);
-                }
-                let s = sender.as_mut().expect("connected above");
-                let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let mut request = Request::post(&path).header(hyper::header::HOST, &authority);
-                for (name, value) in &headers {
-                    request = request.header(*name, value);
-                }
-                let request = request.body(Full::new(body(n)))?;
-                let sent = Instant::now();
-                let ok = match s.send_request(request).await {
-                    Ok(response) => {
-                        let ok = response.status().is_success();
-                        ok && response.into_body().collect().await.is_ok()
-                    }
-                    Err(_) => {
-                        sender = None;
-                        false
-                    }
-                };
-                let answered = Instant::now();
-                if sent >= measure_from && answered <= end {
-                    if ok {
-                        latencies.push(
-                            answered
-                                .duration_since(sent)
-                                .as_micros()
-                                .min(u128::from(u32::MAX)) as u32,
-                        );
-                    } else {
-                        errors += 1;
-                    }
-                }
-            }
-            anyhow::Ok((latencies, errors))
-        }));
-    }
-    let mut latencies_us = Vec::new();
-    let mut errors = 0;
-    for worker in workers {
-        let (mut l, e) = worker.await??;
-        latencies_us.append(&mut l);
-        errors += e;
-    }
-    latencies_us.sort_unstable();
-    Ok(LoadReport {
-        requests: latencies_us.len() as u64,
-        errors,
-        elapsed: duration,
-        latencies_us,
+    closed_loop(connections, warmup, duration, || HttpPoster {
+        authority: authority.clone(),
+        path: path.clone(),
+        headers: headers.to_vec(),
+        body: body.clone(),
+        sender: None,
     })
+    .await
+}
+
+/// A keep-alive HTTP/1.1 connection that POSTs; it reconnects after an error.
+struct HttpPoster {
+    authority: String,
+    path: String,
+    headers: Vec<(&'static str, String)>,
+    body: Arc<dyn Fn(u64) -> Bytes + Send + Sync>,
+    sender: Option<hyper::client::conn::http1::SendRequest<Full<Bytes>>>,
+}
+
+impl HttpPoster {
+    async fn connect(
+        &self,
+    ) -> anyhow::Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>> {
+        let stream = tokio::net::TcpStream::connect(&self.authority).await?;
+        stream.set_nodelay(true)?;
+        let (sender, connection) =
+            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(connection);
+        Ok(sender)
+    }
+}
+
+impl Worker for HttpPoster {
+    async fn call(&mut self, n: u64) -> bool {
+        if self.sender.is_none() {
+            match self.connect().await {
+                Ok(sender) => self.sender = Some(sender),
+                Err(_) => return false,
+            }
+        }
+        let mut request = Request::post(&self.path).header(hyper::header::HOST, &self.authority);
+        for (name, value) in &self.headers {
+            request = request.header(*name, value);
+        }
+        let Ok(request) = request.body(Full::new((self.body)(n))) else {
+            return false;
+        };
+        let sender = self.sender.as_mut().expect("connected above");
+        match sender.send_request(request).await {
+            Ok(response) => {
+                let ok = response.status().is_success();
+                ok && response.into_body().collect().await.is_ok()
+            }
+            Err(_) => {
+                self.sender = None;
+                false
+            }
+        }
+    }
 }
 
 /// CPU time (user + system) a process has used so far, from `/proc/{pid}/stat`; `None` where

@@ -7,11 +7,11 @@
 //! (default 64) change the run.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use bytes::Bytes;
-use c2d_testkit::load::{LoadReport, cpu_time, post_load};
+use c2d_testkit::load::{LoadReport, Worker, closed_loop, cpu_time, post_load};
 use c2d_testkit::{GatewayProcess, NatsServer, free_port, webhook_fixtures};
 use prost::Message as _;
 
@@ -211,7 +211,7 @@ fn verdict(met: bool) -> &'static str {
     if met { "met" } else { "NOT MET" }
 }
 
-/// Publishes encoded events straight to JetStream from `connections` concurrent tasks, each
+/// Publishes encoded events straight to JetStream from `connections` concurrent workers, each
 /// awaiting its ack, for `duration`.
 async fn raw_publish(
     nats: &NatsServer,
@@ -220,55 +220,35 @@ async fn raw_publish(
     duration: Duration,
 ) -> anyhow::Result<LoadReport> {
     let jetstream = nats.jetstream().await;
-    let bodies = bodies();
-    let counter = Arc::new(std::sync::atomic::AtomicU64::new(10_000_000_000));
-    let start = Instant::now();
-    let (measure_from, end) = (start + warmup, start + warmup + duration);
-    let mut tasks = Vec::new();
-    for _ in 0..connections {
-        let (jetstream, bodies, counter) = (jetstream.clone(), bodies.clone(), counter.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut latencies = Vec::new();
-            let mut errors = 0u64;
-            while Instant::now() < end {
-                let n = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let received = prost_types::Timestamp::from(std::time::SystemTime::now());
-                let event = c2d_hooks::parse_delivery("bench", bodies(n), received)
-                    .expect("fixtures parse");
-                let sent = Instant::now();
-                let publish = async_nats::jetstream::message::PublishMessage::build()
-                    .payload(event.encode_to_vec().into())
-                    .message_id(&event.event_id);
-                let ok = match jetstream.send_publish(event.subject(), publish).await {
-                    Ok(ack) => ack.await.is_ok(),
-                    Err(_) => false,
-                };
-                let answered = Instant::now();
-                if sent >= measure_from && answered <= end {
-                    if ok {
-                        latencies.push(answered.duration_since(sent).as_micros() as u32);
-                    } else {
-                        errors += 1;
-                    }
-                }
-            }
-            (latencies, errors)
-        }));
-    }
-    let mut latencies_us = Vec::new();
-    let mut errors = 0;
-    for task in tasks {
-        let (mut l, e) = task.await?;
-        latencies_us.append(&mut l);
-        errors += e;
-    }
-    latencies_us.sort_unstable();
-    Ok(LoadReport {
-        requests: latencies_us.len() as u64,
-        errors,
-        elapsed: duration,
-        latencies_us,
+    closed_loop(connections, warmup, duration, || RawPublisher {
+        jetstream: jetstream.clone(),
+        bodies: bodies(),
     })
+    .await
+}
+
+/// Does what the gateway does to a body, minus HTTP: parse, encode, publish, await the ack.
+struct RawPublisher {
+    jetstream: async_nats::jetstream::Context,
+    bodies: Arc<dyn Fn(u64) -> Bytes + Send + Sync>,
+}
+
+impl Worker for RawPublisher {
+    async fn call(&mut self, n: u64) -> bool {
+        let received = prost_types::Timestamp::from(std::time::SystemTime::now());
+        let Ok(event) =
+            c2d_hooks::parse_delivery("bench", (self.bodies)(10_000_000_000 + n), received)
+        else {
+            return false;
+        };
+        let publish = async_nats::jetstream::message::PublishMessage::build()
+            .payload(event.encode_to_vec().into())
+            .message_id(&event.event_id);
+        match self.jetstream.send_publish(event.subject(), publish).await {
+            Ok(ack) => ack.await.is_ok(),
+            Err(_) => false,
+        }
+    }
 }
 
 async fn wait_for_port(port: u16) -> anyhow::Result<()> {

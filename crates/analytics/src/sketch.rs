@@ -1,0 +1,167 @@
+//! Durations as a mergeable quantile sketch (DDSketch).
+//!
+//! A contact-center lead asks for "p90 first-response time this month": a quantile over any
+//! range. Averages of per-bucket percentiles are wrong, and keeping every sample is too big.
+//! A DDSketch keeps counts in logarithmic bins: any quantile it answers is within
+//! [`RELATIVE_ERROR`] of the true value, sketches of different buckets merge exactly (add the
+//! counts), and a sample can be removed again (a late event that changes a first response).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Every quantile is within 1% of the exact value.
+pub const RELATIVE_ERROR: f64 = 0.01;
+/// Durations below this (10 ms) count as zero: no contact center measures finer.
+const MIN_VALUE: f64 = 0.01;
+
+fn gamma() -> f64 {
+    (1.0 + RELATIVE_ERROR) / (1.0 - RELATIVE_ERROR)
+}
+
+/// Counts of durations (seconds) in logarithmic bins.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Sketch {
+    bins: BTreeMap<i32, u64>,
+    zeros: u64,
+    count: u64,
+}
+
+impl Sketch {
+    pub fn add(&mut self, seconds: f64) {
+        match bin_of(seconds) {
+            Some(bin) => *self.bins.entry(bin).or_default() += 1,
+            None => self.zeros += 1,
+        }
+        self.count += 1;
+    }
+
+    /// Takes back one sample added earlier; a sample that was never added is ignored.
+    pub fn remove(&mut self, seconds: f64) {
+        let removed = match bin_of(seconds) {
+            Some(bin) => match self.bins.get_mut(&bin) {
+                Some(n) if *n > 1 => {
+                    *n -= 1;
+                    true
+                }
+                Some(_) => self.bins.remove(&bin).is_some(),
+                None => false,
+            },
+            None if self.zeros > 0 => {
+                self.zeros -= 1;
+                true
+            }
+            None => false,
+        };
+        if removed {
+            self.count -= 1;
+        }
+    }
+
+    pub fn merge(&mut self, other: &Sketch) {
+        for (bin, n) in &other.bins {
+            *self.bins.entry(*bin).or_default() += n;
+        }
+        self.zeros += other.zeros;
+        self.count += other.count;
+    }
+
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The `q` quantile (0 < q <= 1) in seconds, by nearest rank; 0 for an empty sketch.
+    pub fn quantile(&self, q: f64) -> f64 {
+        if self.count == 0 {
+            return 0.0;
+        }
+        let rank = ((q.clamp(0.0, 1.0) * self.count as f64).ceil() as u64).max(1);
+        if rank <= self.zeros {
+            return 0.0;
+        }
+        let mut seen = self.zeros;
+        for (bin, n) in &self.bins {
+            seen += n;
+            if seen >= rank {
+                return value_of(*bin);
+            }
+        }
+        self.bins.keys().next_back().map_or(0.0, |bin| value_of(*bin))
+    }
+}
+
+/// The bin of a duration: values in (gamma^(i-1), gamma^i] share bin i.
+fn bin_of(seconds: f64) -> Option<i32> {
+    if !seconds.is_finite() || seconds < MIN_VALUE {
+        return None;
+    }
+    Some((seconds.ln() / gamma().ln()).ceil() as i32)
+}
+
+/// The value a bin stands for, within the relative error of every value in it.
+fn value_of(bin: i32) -> f64 {
+    2.0 * gamma().powi(bin) / (gamma() + 1.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exact_quantile(sorted: &[f64], q: f64) -> f64 {
+        let rank = ((q * sorted.len() as f64).ceil() as usize).max(1);
+        sorted[rank - 1]
+    }
+
+    #[test]
+    fn quantiles_are_within_the_stated_relative_error() {
+        let values: Vec<f64> = (1..=10_000).map(|i| (i as f64 * 0.731).powf(1.3) % 7_200.0 + 0.5).collect();
+        let mut sketch = Sketch::default();
+        values.iter().for_each(|v| sketch.add(*v));
+        let mut sorted = values.clone();
+        sorted.sort_by(f64::total_cmp);
+        for q in [0.01, 0.25, 0.5, 0.9, 0.99, 1.0] {
+            let (exact, estimate) = (exact_quantile(&sorted, q), sketch.quantile(q));
+            assert!((estimate - exact).abs() <= RELATIVE_ERROR * exact + 1e-9, "q{q}: {estimate} vs {exact}");
+        }
+    }
+
+    #[test]
+    fn merged_sketches_answer_as_one() {
+        let (mut a, mut b, mut all) = (Sketch::default(), Sketch::default(), Sketch::default());
+        for i in 1..=500 {
+            let v = f64::from(i) * 3.0;
+            if i % 3 == 0 { a.add(v) } else { b.add(v) }
+            all.add(v);
+        }
+        a.merge(&b);
+        assert_eq!(a, all);
+    }
+
+    #[test]
+    fn removing_a_sample_undoes_adding_it() {
+        let mut sketch = Sketch::default();
+        sketch.add(30.0);
+        sketch.add(600.0);
+        sketch.remove(600.0);
+        let mut expected = Sketch::default();
+        expected.add(30.0);
+        assert_eq!(sketch, expected);
+        sketch.remove(5.0); // never added
+        assert_eq!(sketch.count(), 1);
+    }
+
+    #[test]
+    fn zero_durations_and_empty_sketches() {
+        let mut sketch = Sketch::default();
+        assert_eq!(sketch.quantile(0.5), 0.0);
+        sketch.add(0.0);
+        sketch.add(0.0);
+        sketch.add(100.0);
+        assert_eq!(sketch.quantile(0.5), 0.0);
+        assert!((sketch.quantile(1.0) - 100.0).abs() <= 1.0);
+    }
+}
