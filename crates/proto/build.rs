@@ -6,7 +6,10 @@ use std::path::PathBuf;
 use prost::Message;
 
 /// Every .proto file of the public contract, relative to `proto/`.
-const PROTOS: &[&str] = &["chat2desk/events/v1/events.proto"];
+const PROTOS: &[&str] = &[
+    "chat2desk/events/v1/events.proto",
+    "chat2desk/analytics/v1/analytics.proto",
+];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");

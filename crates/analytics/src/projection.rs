@@ -1,0 +1,216 @@
+//! The analytics projection: every event of the log folded into per-tenant aggregates.
+//!
+//! It follows the idempotency rule of the subscriber SDK: the last applied stream sequence is
+//! part of the state (and of every snapshot), and an event at or below it is skipped, so a
+//! redelivered event is never counted twice.
+
+use std::collections::{BTreeSet, HashMap};
+
+use c2d_proto::events::{Event, HookType, Payload};
+use prost_types::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use crate::aggregates::{Dims, Granularity, Measure, TenantAggregates};
+use crate::requests::RequestClock;
+
+/// Everything analytics knows.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Projection {
+    /// The stream sequence of the last applied event.
+    pub last_sequence: u64,
+    pub tenants: HashMap<String, Tenant>,
+    /// Minutes whose totals changed since [`Projection::take_changed_minutes`] was last called.
+    #[serde(skip)]
+    changed_minutes: BTreeSet<(String, i64)>,
+}
+
+/// One tenant's aggregates and the state needed to compute them.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Tenant {
+    pub aggregates: TenantAggregates,
+    /// Clocks of requests, by request id.
+    requests: HashMap<i64, RequestClock>,
+    /// Outgoing messages by id: a delivery failure names only the message, and is counted
+    /// under the operator and transport that sent it.
+    sent: HashMap<i64, Dims>,
+}
+
+impl Projection {
+    /// Applies the event at `sequence`; false when it was applied before.
+    pub fn apply(&mut self, sequence: u64, event: &Event) -> bool {
+        if sequence <= self.last_sequence {
+            return false;
+        }
+        self.last_sequence = sequence;
+        let Some(event_time) = event.event_time.or(event.received_at) else { return true };
+        let at = seconds(&event_time);
+        let tenant = match self.tenants.get_mut(&event.tenant) {
+            Some(tenant) => tenant,
+            None => self.tenants.entry(event.tenant.clone()).or_default(),
+        };
+        tenant.apply(at, event);
+        self.changed_minutes.insert((event.tenant.clone(), Granularity::Minute.floor(at.floor() as i64)));
+        true
+    }
+
+    /// The minutes whose totals changed since the last call, for live updates.
+    pub fn take_changed_minutes(&mut self) -> BTreeSet<(String, i64)> {
+        std::mem::take(&mut self.changed_minutes)
+    }
+
+    /// Rebuilds lookup indexes after loading a snapshot.
+    pub fn reindex(&mut self) {
+        for tenant in self.tenants.values_mut() {
+            tenant.aggregates.names.reindex();
+        }
+    }
+}
+
+impl Tenant {
+    fn apply(&mut self, at: f64, event: &Event) {
+        let second = at.floor() as i64;
+        let hook_type = HookType::parse(&event.hook_type).map_or("unknown", HookType::as_str);
+        let events_dims = Dims { hook_type: self.aggregates.names.intern(Some(hook_type)), ..Dims::default() };
+        self.aggregates.count(Measure::Events, second, events_dims);
+
+        let names = &mut self.aggregates.names;
+        match &event.payload {
+            Some(Payload::Inbox(message)) => {
+                let dims = Dims {
+                    transport: names.intern(message.transport.as_deref()),
+                    channel: message.channel_id,
+                    operator: message.operator_id,
+                    ..Dims::default()
+                };
+                self.aggregates.count(Measure::Inbound, second, dims);
+                if let Some(request) = message.request_id {
+                    let clock = self.requests.entry(request).or_default();
+                    clock.client_message(at, Dims { operator: None, ..dims }, &mut self.aggregates);
+                }
+            }
+            Some(Payload::Outbox(message)) => {
+                let dims = Dims {
+                    transport: names.intern(message.transport.as_deref()),
+                    channel: message.channel_id,
+                    operator: message.operator_id,
+                    ..Dims::default()
+                };
+                self.aggregates.count(Measure::Outbound, second, dims);
+                if let Some(id) = message.message_id {
+                    self.sent.insert(id, dims);
+                }
+                if let (Some(request), Some(_)) = (message.request_id, message.operator_id) {
+                    let clock = self.requests.entry(request).or_default();
+                    clock.operator_message(at, dims, &mut self.aggregates);
+                }
+            }
+            Some(Payload::OutboxStatus(status)) => {
+                let failure = match (status.gateway_status.as_deref(), status.error.as_deref()) {
+                    (Some(status), Some(error)) => format!("{status}: {error}"),
+                    (Some(only), None) | (None, Some(only)) => only.to_owned(),
+                    (None, None) => "unknown".to_owned(),
+                };
+                let sent = status.id.and_then(|id| self.sent.get(&id)).copied().unwrap_or_default();
+                let dims = Dims {
+                    failure: names.intern(Some(&failure)),
+                    channel: status.channel_id.or(sent.channel),
+                    ..sent
+                };
+                self.aggregates.count(Measure::DeliveryFailures, second, dims);
+            }
+            Some(Payload::NewClient(client)) => {
+                let channel = client.channels.first();
+                let dims = Dims {
+                    transport: names.intern(channel.and_then(|c| c.transports.first()).map(String::as_str)),
+                    channel: channel.and_then(|c| c.id),
+                    ..Dims::default()
+                };
+                self.aggregates.count(Measure::NewClients, second, dims);
+            }
+            Some(Payload::AddTagToClient(tag) | Payload::AddTagToRequest(tag)) => {
+                let dims = Dims { tag: names.intern(tag.name.as_deref()), ..Dims::default() };
+                self.aggregates.count(Measure::TagsAdded, second, dims);
+            }
+            Some(Payload::DeleteTagFromClient(tag) | Payload::DeleteTagFromRequest(tag)) => {
+                let dims = Dims { tag: names.intern(tag.name.as_deref()), ..Dims::default() };
+                self.aggregates.count(Measure::TagsRemoved, second, dims);
+            }
+            Some(Payload::DialogTransferred(dialog)) => {
+                let dims = Dims {
+                    transport: names.intern(dialog.transport.as_deref()),
+                    channel: dialog.channel_id,
+                    operator: dialog.current_operator_id.or(dialog.operator_id),
+                    ..Dims::default()
+                };
+                self.aggregates.count(Measure::Transfers, second, dims);
+            }
+            Some(Payload::CloseDialog(dialog)) => {
+                let dims = Dims {
+                    transport: names.intern(dialog.transport.as_deref()),
+                    channel: dialog.channel_id,
+                    operator: dialog.operator_id,
+                    ..Dims::default()
+                };
+                self.aggregates.count(Measure::DialogsClosed, second, dims);
+            }
+            Some(Payload::CloseRequest(dialog)) => {
+                let dims = Dims {
+                    transport: names.intern(dialog.transport.as_deref()),
+                    channel: dialog.channel_id,
+                    operator: dialog.operator_id,
+                    ..Dims::default()
+                };
+                self.aggregates.count(Measure::RequestsClosed, second, dims);
+                if let Some(request) = dialog.request_id {
+                    let clock = self.requests.entry(request).or_default();
+                    clock.closed(at, dims, &mut self.aggregates);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// A protobuf time as fractional unix seconds.
+pub fn seconds(time: &Timestamp) -> f64 {
+    time.seconds as f64 + f64::from(time.nanos) / 1e9
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use c2d_proto::events::Message;
+
+    fn inbox(seq_time: i64, request: i64) -> Event {
+        Event {
+            tenant: "acme".into(),
+            hook_type: "inbox".into(),
+            event_time: Some(Timestamp { seconds: seq_time, nanos: 0 }),
+            payload: Some(Payload::Inbox(Message {
+                request_id: Some(request),
+                transport: Some("whatsapp".into()),
+                ..Message::default()
+            })),
+            ..Event::default()
+        }
+    }
+
+    #[test]
+    fn a_redelivered_event_is_not_counted_twice() {
+        let mut projection = Projection::default();
+        assert!(projection.apply(1, &inbox(1_709_251_200, 1)));
+        assert!(!projection.apply(1, &inbox(1_709_251_200, 1)));
+        assert!(projection.apply(2, &inbox(1_709_251_260, 1)));
+        let tenant = &projection.tenants["acme"];
+        let minutes = tenant.aggregates.series(
+            Measure::Inbound,
+            Granularity::Hour,
+            (1_709_251_200, 1_709_254_800),
+            None,
+            &[],
+        );
+        assert_eq!(minutes.values().map(|t| t.count).sum::<u64>(), 2);
+        assert_eq!(projection.take_changed_minutes().len(), 2);
+        assert!(projection.take_changed_minutes().is_empty());
+    }
+}

@@ -1,0 +1,175 @@
+//! First-response and resolution times, from events that may arrive late or out of order.
+//!
+//! A request's clock keeps the times of its messages. The first response is the first
+//! operator message at or after the client's first message; the resolution, from the
+//! request's first message to its close_request. Whenever a late event moves either, the
+//! sample recorded before is taken back from the sketches and the new one added, so the
+//! figures are those of the events' own times, whatever order they came in.
+
+use serde::{Deserialize, Serialize};
+
+use crate::aggregates::{Dims, Measure, TenantAggregates};
+
+/// A duration sample as recorded: the bucket time, the dimensions and the value.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+struct Sample {
+    at: i64,
+    dims: Dims,
+    seconds: f64,
+}
+
+/// The clock of one request.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct RequestClock {
+    /// The client's first message: time and dimensions.
+    first_client: Option<(f64, Dims)>,
+    /// Every operator message: time and dimensions (requests hold few).
+    replies: Vec<(f64, Dims)>,
+    /// The first message of any kind.
+    opened: Option<f64>,
+    /// close_request: time and dimensions.
+    closed: Option<(f64, Dims)>,
+    first_response: Option<Sample>,
+    resolution: Option<Sample>,
+}
+
+impl RequestClock {
+    /// A message from the client at `at`.
+    pub fn client_message(&mut self, at: f64, dims: Dims, aggregates: &mut TenantAggregates) {
+        if self.first_client.is_none_or(|(first, _)| at < first) {
+            self.first_client = Some((at, dims));
+        }
+        self.opened(at);
+        self.settle(aggregates);
+    }
+
+    /// A message from an operator at `at`.
+    pub fn operator_message(&mut self, at: f64, dims: Dims, aggregates: &mut TenantAggregates) {
+        self.replies.push((at, dims));
+        self.opened(at);
+        self.settle(aggregates);
+    }
+
+    /// The request was closed at `at`.
+    pub fn closed(&mut self, at: f64, dims: Dims, aggregates: &mut TenantAggregates) {
+        if self.closed.is_none_or(|(closed, _)| at < closed) {
+            self.closed = Some((at, dims));
+        }
+        self.settle(aggregates);
+    }
+
+    fn opened(&mut self, at: f64) {
+        if self.opened.is_none_or(|opened| at < opened) {
+            self.opened = Some(at);
+        }
+    }
+
+    /// Records the samples the clock now defines, replacing outdated ones.
+    fn settle(&mut self, aggregates: &mut TenantAggregates) {
+        let first_response = self.first_client.and_then(|(asked, client)| {
+            let (answered, operator) = self
+                .replies
+                .iter()
+                .filter(|(at, _)| *at >= asked)
+                .min_by(|a, b| a.0.total_cmp(&b.0))?;
+            let dims = Dims { operator: operator.operator, ..client };
+            Some(Sample { at: asked.floor() as i64, dims, seconds: answered - asked })
+        });
+        replace(aggregates, Measure::FirstResponse, &mut self.first_response, first_response);
+
+        let resolution = match (self.opened, self.closed) {
+            (Some(opened), Some((closed, dims))) if closed >= opened => {
+                Some(Sample { at: closed.floor() as i64, dims, seconds: closed - opened })
+            }
+            _ => None,
+        };
+        replace(aggregates, Measure::Resolution, &mut self.resolution, resolution);
+    }
+}
+
+fn replace(aggregates: &mut TenantAggregates, measure: Measure, recorded: &mut Option<Sample>, new: Option<Sample>) {
+    if *recorded == new {
+        return;
+    }
+    if let Some(old) = recorded.take() {
+        aggregates.remove_duration(measure, old.at, old.dims, old.seconds);
+    }
+    if let Some(sample) = new {
+        aggregates.add_duration(measure, sample.at, sample.dims, sample.seconds);
+    }
+    *recorded = new;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aggregates::{Dimension, Granularity};
+
+    const T0: i64 = 1_709_251_200;
+
+    fn frt(aggregates: &TenantAggregates) -> Vec<(u64, f64)> {
+        aggregates
+            .series(Measure::FirstResponse, Granularity::Day, (T0, T0 + 86_400), None, &[])
+            .values()
+            .map(|t| (t.count, t.sketch.quantile(1.0)))
+            .collect()
+    }
+
+    fn operator(id: i64) -> Dims {
+        Dims { operator: Some(id), ..Dims::default() }
+    }
+
+    #[test]
+    fn first_response_is_the_first_operator_message_after_the_client() {
+        let mut aggregates = TenantAggregates::default();
+        let mut clock = RequestClock::default();
+        let t = T0 as f64;
+        clock.client_message(t + 100.0, Dims::default(), &mut aggregates);
+        clock.operator_message(t + 160.0, operator(5), &mut aggregates);
+        clock.operator_message(t + 400.0, operator(6), &mut aggregates);
+        let [(count, seconds)] = frt(&aggregates)[..] else { panic!() };
+        assert_eq!(count, 1);
+        assert!((seconds - 60.0).abs() < 1.0);
+        let by_operator = aggregates.summary((T0, T0 + 86_400), Dimension::Operator);
+        assert_eq!(by_operator["5"][&Measure::FirstResponse].count, 1);
+    }
+
+    #[test]
+    fn a_late_earlier_client_message_moves_the_sample() {
+        let mut aggregates = TenantAggregates::default();
+        let mut clock = RequestClock::default();
+        let t = T0 as f64;
+        clock.client_message(t + 100.0, Dims::default(), &mut aggregates);
+        clock.operator_message(t + 160.0, operator(5), &mut aggregates);
+        // Delivered late: the client had written 40 s earlier.
+        clock.client_message(t + 60.0, Dims::default(), &mut aggregates);
+        let [(count, seconds)] = frt(&aggregates)[..] else { panic!() };
+        assert_eq!(count, 1, "one sample, replaced");
+        assert!((seconds - 100.0).abs() < 1.0, "{seconds}");
+    }
+
+    #[test]
+    fn an_operator_message_before_the_client_is_no_response() {
+        let mut aggregates = TenantAggregates::default();
+        let mut clock = RequestClock::default();
+        let t = T0 as f64;
+        clock.operator_message(t + 10.0, operator(5), &mut aggregates);
+        clock.client_message(t + 100.0, Dims::default(), &mut aggregates);
+        assert!(frt(&aggregates).is_empty());
+        clock.operator_message(t + 130.0, operator(5), &mut aggregates);
+        assert_eq!(frt(&aggregates).len(), 1);
+    }
+
+    #[test]
+    fn resolution_runs_from_the_first_message_to_the_close() {
+        let mut aggregates = TenantAggregates::default();
+        let mut clock = RequestClock::default();
+        let t = T0 as f64;
+        clock.closed(t + 3_700.0, operator(5), &mut aggregates);
+        clock.client_message(t + 100.0, Dims::default(), &mut aggregates);
+        let resolution = aggregates.series(Measure::Resolution, Granularity::Day, (T0, T0 + 86_400), None, &[]);
+        let total = resolution.values().next().unwrap();
+        assert_eq!(total.count, 1);
+        assert!((total.sketch.quantile(0.5) - 3_600.0).abs() < 36.0);
+    }
+}
