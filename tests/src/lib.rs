@@ -3,7 +3,8 @@
 //! Tests talk to real servers, never to mocks: [`NatsServer`] starts a real `nats-server` with
 //! JetStream on a free loopback port in a temporary directory, and stops it when dropped;
 //! [`ServiceProcess`] runs one of the workspace's binaries the way a user would; [`http`]
-//! sends plain HTTP/1.1 requests; [`fixture`] reads the project's copy of Chat2Desk's examples.
+//! sends plain HTTP/1.1 requests; [`Pipeline`] puts an in-process gateway in front of a
+//! server for consumers' tests; [`fixture`] reads the project's copy of Chat2Desk's examples.
 //!
 //! The `nats-server` binary is found, in order, at `$NATS_SERVER_BIN`, at the workspace's
 //! `tools/bin/nats-server` (installed by `make tools`), or on `PATH`.
@@ -12,6 +13,7 @@ pub mod gateway;
 pub mod http;
 pub mod load;
 mod nats;
+mod pipeline;
 mod process;
 
 use std::net::TcpListener;
@@ -21,6 +23,7 @@ use bytes::Bytes;
 
 pub use gateway::GatewayProcess;
 pub use nats::{NatsServer, stored_events, stream_messages};
+pub use pipeline::{Pipeline, inbox};
 pub use process::ServiceProcess;
 
 /// The workspace's top directory.

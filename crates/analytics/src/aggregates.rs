@@ -99,14 +99,19 @@ pub struct Names {
 
 impl Default for Names {
     fn default() -> Self {
-        Names { texts: vec![String::new()], index: HashMap::new() }
+        Names {
+            texts: vec![String::new()],
+            index: HashMap::new(),
+        }
     }
 }
 
 impl Names {
     /// The id of `text`; 0 for none or empty.
     pub fn intern(&mut self, text: Option<&str>) -> u32 {
-        let Some(text) = text.filter(|t| !t.is_empty()) else { return 0 };
+        let Some(text) = text.filter(|t| !t.is_empty()) else {
+            return 0;
+        };
         if let Some(id) = self.index.get(text) {
             return *id;
         }
@@ -127,7 +132,13 @@ impl Names {
 
     /// Rebuilds the lookup index after loading a snapshot.
     pub fn reindex(&mut self) {
-        self.index = self.texts.iter().enumerate().skip(1).map(|(i, t)| (t.clone(), i as u32)).collect();
+        self.index = self
+            .texts
+            .iter()
+            .enumerate()
+            .skip(1)
+            .map(|(i, t)| (t.clone(), i as u32))
+            .collect();
     }
 }
 
@@ -200,7 +211,9 @@ impl TenantAggregates {
         for granularity in Granularity::ALL {
             let cell = self.cell(granularity, measure, at, dims);
             cell.count += 1;
-            cell.sketch.get_or_insert_with(Default::default).add(seconds);
+            cell.sketch
+                .get_or_insert_with(Default::default)
+                .add(seconds);
         }
     }
 
@@ -208,7 +221,10 @@ impl TenantAggregates {
     pub fn remove_duration(&mut self, measure: Measure, at: i64, dims: Dims, seconds: f64) {
         for granularity in Granularity::ALL {
             let start = granularity.floor(at);
-            let Some(cell) = self.buckets[granularity.index()].get_mut(&start).and_then(|b| b.get_mut(&(measure, dims))) else {
+            let Some(cell) = self.buckets[granularity.index()]
+                .get_mut(&start)
+                .and_then(|b| b.get_mut(&(measure, dims)))
+            else {
                 continue;
             };
             cell.count = cell.count.saturating_sub(1);
@@ -218,7 +234,13 @@ impl TenantAggregates {
         }
     }
 
-    fn cell(&mut self, granularity: Granularity, measure: Measure, at: i64, dims: Dims) -> &mut Cell {
+    fn cell(
+        &mut self,
+        granularity: Granularity,
+        measure: Measure,
+        at: i64,
+        dims: Dims,
+    ) -> &mut Cell {
         self.buckets[granularity.index()]
             .entry(granularity.floor(at))
             .or_default()
@@ -237,7 +259,9 @@ impl TenantAggregates {
         conditions: &[Condition],
     ) -> BTreeMap<(i64, String), Total> {
         let mut totals: BTreeMap<(i64, String), Total> = BTreeMap::new();
-        for (bucket_start, bucket) in self.buckets[granularity.index()].range(granularity.floor(start)..end) {
+        for (bucket_start, bucket) in
+            self.buckets[granularity.index()].range(granularity.floor(start)..end)
+        {
             for ((cell_measure, dims), cell) in bucket {
                 if *cell_measure != measure || !conditions.iter().all(|c| c.holds(dims)) {
                     continue;
@@ -251,16 +275,27 @@ impl TenantAggregates {
 
     /// Every measure over `[start, end)`, grouped by `group`: the cells of whole days, hours
     /// and minutes that tile the range.
-    pub fn summary(&self, (start, end): (i64, i64), group: Dimension) -> HashMap<String, HashMap<Measure, Total>> {
+    pub fn summary(
+        &self,
+        (start, end): (i64, i64),
+        group: Dimension,
+    ) -> HashMap<String, HashMap<Measure, Total>> {
         let mut totals: HashMap<String, HashMap<Measure, Total>> = HashMap::new();
         for (granularity, bucket_start) in tiles(start, end) {
-            let Some(bucket) = self.buckets[granularity.index()].get(&bucket_start) else { continue };
+            let Some(bucket) = self.buckets[granularity.index()].get(&bucket_start) else {
+                continue;
+            };
             for ((measure, dims), cell) in bucket {
                 let key = self.group_value(group, dims);
                 if key.is_empty() {
                     continue;
                 }
-                totals.entry(key).or_default().entry(*measure).or_default().absorb(cell);
+                totals
+                    .entry(key)
+                    .or_default()
+                    .entry(*measure)
+                    .or_default()
+                    .absorb(cell);
             }
         }
         totals
@@ -324,7 +359,14 @@ mod tests {
         let end = T0 + 30 * DAY + 3_600 + 120; // 01:02 on the 31st
         let tiles = tiles(start, end);
         let count = |g| tiles.iter().filter(|(t, _)| *t == g).count();
-        assert_eq!((count(Granularity::Minute), count(Granularity::Hour), count(Granularity::Day)), (4, 1, 30));
+        assert_eq!(
+            (
+                count(Granularity::Minute),
+                count(Granularity::Hour),
+                count(Granularity::Day)
+            ),
+            (4, 1, 30)
+        );
         let covered: i64 = tiles.iter().map(|(g, _)| g.seconds()).sum();
         assert_eq!(covered, end - Granularity::Minute.floor(start));
     }
@@ -334,27 +376,57 @@ mod tests {
         let mut tenant = TenantAggregates::default();
         let whatsapp = tenant.names.intern(Some("whatsapp"));
         let telegram = tenant.names.intern(Some("telegram"));
-        let dims = |transport, operator| Dims { transport, operator: Some(operator), ..Dims::default() };
+        let dims = |transport, operator| Dims {
+            transport,
+            operator: Some(operator),
+            ..Dims::default()
+        };
         tenant.count(Measure::Inbound, T0 + 10, dims(whatsapp, 1));
         tenant.count(Measure::Inbound, T0 + 70, dims(whatsapp, 2));
         tenant.count(Measure::Inbound, T0 + 80, dims(telegram, 2));
         tenant.count(Measure::Outbound, T0 + 80, dims(telegram, 2));
 
-        let by_transport = tenant.series(Measure::Inbound, Granularity::Hour, (T0, T0 + 3_600), Some(Dimension::Transport), &[]);
-        let counts: Vec<_> = by_transport.iter().map(|((_, g), t)| (g.as_str(), t.count)).collect();
+        let by_transport = tenant.series(
+            Measure::Inbound,
+            Granularity::Hour,
+            (T0, T0 + 3_600),
+            Some(Dimension::Transport),
+            &[],
+        );
+        let counts: Vec<_> = by_transport
+            .iter()
+            .map(|((_, g), t)| (g.as_str(), t.count))
+            .collect();
         assert_eq!(counts, [("telegram", 1), ("whatsapp", 2)]);
 
-        let per_minute = tenant.series(Measure::Inbound, Granularity::Minute, (T0, T0 + 3_600), None, &[Condition::Operator(2)]);
-        let counts: Vec<_> = per_minute.iter().map(|((at, _), t)| (*at - T0, t.count)).collect();
+        let per_minute = tenant.series(
+            Measure::Inbound,
+            Granularity::Minute,
+            (T0, T0 + 3_600),
+            None,
+            &[Condition::Operator(2)],
+        );
+        let counts: Vec<_> = per_minute
+            .iter()
+            .map(|((at, _), t)| (*at - T0, t.count))
+            .collect();
         assert_eq!(counts, [(60, 2)]);
     }
 
     #[test]
     fn summaries_merge_sketches_across_granularities() {
         let mut tenant = TenantAggregates::default();
-        let dims = Dims { operator: Some(7), ..Dims::default() };
+        let dims = Dims {
+            operator: Some(7),
+            ..Dims::default()
+        };
         for (i, seconds) in [30.0, 60.0, 90.0, 600.0].into_iter().enumerate() {
-            tenant.add_duration(Measure::FirstResponse, T0 + i as i64 * DAY + 5, dims, seconds);
+            tenant.add_duration(
+                Measure::FirstResponse,
+                T0 + i as i64 * DAY + 5,
+                dims,
+                seconds,
+            );
         }
         tenant.remove_duration(Measure::FirstResponse, T0 + 3 * DAY + 5, dims, 600.0);
         let summary = tenant.summary((T0, T0 + 4 * DAY), Dimension::Operator);

@@ -1,1 +1,38 @@
-fn main() {}
+//! `c2d-analytics [--rebuild]`: configuration, telemetry, serve, shutdown.
+
+use anyhow::Context as _;
+use c2d_analytics::{Analytics, Config};
+
+const USAGE: &str = "usage: c2d-analytics [--rebuild]\n\n  --rebuild  drop the snapshot and replay the whole event stream\n\nConfiguration comes from the environment; see the README.";
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let mut rebuild = false;
+    for argument in std::env::args().skip(1) {
+        match argument.as_str() {
+            "--rebuild" => rebuild = true,
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                return Ok(());
+            }
+            other => anyhow::bail!("unknown argument {other:?}\n\n{USAGE}"),
+        }
+    }
+    let telemetry = c2d_telemetry::init("c2d-analytics")?;
+    let config = Config::from_env()?;
+    let listener = tokio::net::TcpListener::bind(config.grpc_addr)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on ANALYTICS_GRPC_ADDR={}; is another process using it?",
+                config.grpc_addr
+            )
+        })?;
+    let analytics = Analytics::open(config, rebuild)?;
+    analytics
+        .run(listener, c2d_telemetry::shutdown_signal())
+        .await?;
+    tracing::info!("c2d-analytics stopped");
+    telemetry.shutdown();
+    Ok(())
+}

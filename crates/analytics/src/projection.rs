@@ -42,14 +42,19 @@ impl Projection {
             return false;
         }
         self.last_sequence = sequence;
-        let Some(event_time) = event.event_time.or(event.received_at) else { return true };
+        let Some(event_time) = event.event_time.or(event.received_at) else {
+            return true;
+        };
         let at = seconds(&event_time);
         let tenant = match self.tenants.get_mut(&event.tenant) {
             Some(tenant) => tenant,
             None => self.tenants.entry(event.tenant.clone()).or_default(),
         };
         tenant.apply(at, event);
-        self.changed_minutes.insert((event.tenant.clone(), Granularity::Minute.floor(at.floor() as i64)));
+        self.changed_minutes.insert((
+            event.tenant.clone(),
+            Granularity::Minute.floor(at.floor() as i64),
+        ));
         true
     }
 
@@ -70,7 +75,10 @@ impl Tenant {
     fn apply(&mut self, at: f64, event: &Event) {
         let second = at.floor() as i64;
         let hook_type = HookType::parse(&event.hook_type).map_or("unknown", HookType::as_str);
-        let events_dims = Dims { hook_type: self.aggregates.names.intern(Some(hook_type)), ..Dims::default() };
+        let events_dims = Dims {
+            hook_type: self.aggregates.names.intern(Some(hook_type)),
+            ..Dims::default()
+        };
         self.aggregates.count(Measure::Events, second, events_dims);
 
         let names = &mut self.aggregates.names;
@@ -85,7 +93,14 @@ impl Tenant {
                 self.aggregates.count(Measure::Inbound, second, dims);
                 if let Some(request) = message.request_id {
                     let clock = self.requests.entry(request).or_default();
-                    clock.client_message(at, Dims { operator: None, ..dims }, &mut self.aggregates);
+                    clock.client_message(
+                        at,
+                        Dims {
+                            operator: None,
+                            ..dims
+                        },
+                        &mut self.aggregates,
+                    );
                 }
             }
             Some(Payload::Outbox(message)) => {
@@ -110,29 +125,44 @@ impl Tenant {
                     (Some(only), None) | (None, Some(only)) => only.to_owned(),
                     (None, None) => "unknown".to_owned(),
                 };
-                let sent = status.id.and_then(|id| self.sent.get(&id)).copied().unwrap_or_default();
+                let sent = status
+                    .id
+                    .and_then(|id| self.sent.get(&id))
+                    .copied()
+                    .unwrap_or_default();
                 let dims = Dims {
                     failure: names.intern(Some(&failure)),
                     channel: status.channel_id.or(sent.channel),
                     ..sent
                 };
-                self.aggregates.count(Measure::DeliveryFailures, second, dims);
+                self.aggregates
+                    .count(Measure::DeliveryFailures, second, dims);
             }
             Some(Payload::NewClient(client)) => {
                 let channel = client.channels.first();
                 let dims = Dims {
-                    transport: names.intern(channel.and_then(|c| c.transports.first()).map(String::as_str)),
+                    transport: names.intern(
+                        channel
+                            .and_then(|c| c.transports.first())
+                            .map(String::as_str),
+                    ),
                     channel: channel.and_then(|c| c.id),
                     ..Dims::default()
                 };
                 self.aggregates.count(Measure::NewClients, second, dims);
             }
             Some(Payload::AddTagToClient(tag) | Payload::AddTagToRequest(tag)) => {
-                let dims = Dims { tag: names.intern(tag.name.as_deref()), ..Dims::default() };
+                let dims = Dims {
+                    tag: names.intern(tag.name.as_deref()),
+                    ..Dims::default()
+                };
                 self.aggregates.count(Measure::TagsAdded, second, dims);
             }
             Some(Payload::DeleteTagFromClient(tag) | Payload::DeleteTagFromRequest(tag)) => {
-                let dims = Dims { tag: names.intern(tag.name.as_deref()), ..Dims::default() };
+                let dims = Dims {
+                    tag: names.intern(tag.name.as_deref()),
+                    ..Dims::default()
+                };
                 self.aggregates.count(Measure::TagsRemoved, second, dims);
             }
             Some(Payload::DialogTransferred(dialog)) => {
@@ -185,7 +215,10 @@ mod tests {
         Event {
             tenant: "acme".into(),
             hook_type: "inbox".into(),
-            event_time: Some(Timestamp { seconds: seq_time, nanos: 0 }),
+            event_time: Some(Timestamp {
+                seconds: seq_time,
+                nanos: 0,
+            }),
             payload: Some(Payload::Inbox(Message {
                 request_id: Some(request),
                 transport: Some("whatsapp".into()),

@@ -72,22 +72,46 @@ impl RequestClock {
                 .iter()
                 .filter(|(at, _)| *at >= asked)
                 .min_by(|a, b| a.0.total_cmp(&b.0))?;
-            let dims = Dims { operator: operator.operator, ..client };
-            Some(Sample { at: asked.floor() as i64, dims, seconds: answered - asked })
+            let dims = Dims {
+                operator: operator.operator,
+                ..client
+            };
+            Some(Sample {
+                at: asked.floor() as i64,
+                dims,
+                seconds: answered - asked,
+            })
         });
-        replace(aggregates, Measure::FirstResponse, &mut self.first_response, first_response);
+        replace(
+            aggregates,
+            Measure::FirstResponse,
+            &mut self.first_response,
+            first_response,
+        );
 
         let resolution = match (self.opened, self.closed) {
-            (Some(opened), Some((closed, dims))) if closed >= opened => {
-                Some(Sample { at: closed.floor() as i64, dims, seconds: closed - opened })
-            }
+            (Some(opened), Some((closed, dims))) if closed >= opened => Some(Sample {
+                at: closed.floor() as i64,
+                dims,
+                seconds: closed - opened,
+            }),
             _ => None,
         };
-        replace(aggregates, Measure::Resolution, &mut self.resolution, resolution);
+        replace(
+            aggregates,
+            Measure::Resolution,
+            &mut self.resolution,
+            resolution,
+        );
     }
 }
 
-fn replace(aggregates: &mut TenantAggregates, measure: Measure, recorded: &mut Option<Sample>, new: Option<Sample>) {
+fn replace(
+    aggregates: &mut TenantAggregates,
+    measure: Measure,
+    recorded: &mut Option<Sample>,
+    new: Option<Sample>,
+) {
     if *recorded == new {
         return;
     }
@@ -109,14 +133,23 @@ mod tests {
 
     fn frt(aggregates: &TenantAggregates) -> Vec<(u64, f64)> {
         aggregates
-            .series(Measure::FirstResponse, Granularity::Day, (T0, T0 + 86_400), None, &[])
+            .series(
+                Measure::FirstResponse,
+                Granularity::Day,
+                (T0, T0 + 86_400),
+                None,
+                &[],
+            )
             .values()
             .map(|t| (t.count, t.sketch.quantile(1.0)))
             .collect()
     }
 
     fn operator(id: i64) -> Dims {
-        Dims { operator: Some(id), ..Dims::default() }
+        Dims {
+            operator: Some(id),
+            ..Dims::default()
+        }
     }
 
     #[test]
@@ -127,7 +160,9 @@ mod tests {
         clock.client_message(t + 100.0, Dims::default(), &mut aggregates);
         clock.operator_message(t + 160.0, operator(5), &mut aggregates);
         clock.operator_message(t + 400.0, operator(6), &mut aggregates);
-        let [(count, seconds)] = frt(&aggregates)[..] else { panic!() };
+        let [(count, seconds)] = frt(&aggregates)[..] else {
+            panic!()
+        };
         assert_eq!(count, 1);
         assert!((seconds - 60.0).abs() < 1.0);
         let by_operator = aggregates.summary((T0, T0 + 86_400), Dimension::Operator);
@@ -143,7 +178,9 @@ mod tests {
         clock.operator_message(t + 160.0, operator(5), &mut aggregates);
         // Delivered late: the client had written 40 s earlier.
         clock.client_message(t + 60.0, Dims::default(), &mut aggregates);
-        let [(count, seconds)] = frt(&aggregates)[..] else { panic!() };
+        let [(count, seconds)] = frt(&aggregates)[..] else {
+            panic!()
+        };
         assert_eq!(count, 1, "one sample, replaced");
         assert!((seconds - 100.0).abs() < 1.0, "{seconds}");
     }
@@ -167,7 +204,13 @@ mod tests {
         let t = T0 as f64;
         clock.closed(t + 3_700.0, operator(5), &mut aggregates);
         clock.client_message(t + 100.0, Dims::default(), &mut aggregates);
-        let resolution = aggregates.series(Measure::Resolution, Granularity::Day, (T0, T0 + 86_400), None, &[]);
+        let resolution = aggregates.series(
+            Measure::Resolution,
+            Granularity::Day,
+            (T0, T0 + 86_400),
+            None,
+            &[],
+        );
         let total = resolution.values().next().unwrap();
         assert_eq!(total.count, 1);
         assert!((total.sketch.quantile(0.5) - 3_600.0).abs() < 36.0);

@@ -90,7 +90,10 @@ impl Sketch {
                 return value_of(*bin);
             }
         }
-        self.bins.keys().next_back().map_or(0.0, |bin| value_of(*bin))
+        self.bins
+            .keys()
+            .next_back()
+            .map_or(0.0, |bin| value_of(*bin))
     }
 }
 
@@ -118,14 +121,19 @@ mod tests {
 
     #[test]
     fn quantiles_are_within_the_stated_relative_error() {
-        let values: Vec<f64> = (1..=10_000).map(|i| (i as f64 * 0.731).powf(1.3) % 7_200.0 + 0.5).collect();
+        let values: Vec<f64> = (1..=10_000)
+            .map(|i| (i as f64 * 0.731).powf(1.3) % 7_200.0 + 0.5)
+            .collect();
         let mut sketch = Sketch::default();
         values.iter().for_each(|v| sketch.add(*v));
         let mut sorted = values.clone();
         sorted.sort_by(f64::total_cmp);
         for q in [0.01, 0.25, 0.5, 0.9, 0.99, 1.0] {
             let (exact, estimate) = (exact_quantile(&sorted, q), sketch.quantile(q));
-            assert!((estimate - exact).abs() <= RELATIVE_ERROR * exact + 1e-9, "q{q}: {estimate} vs {exact}");
+            assert!(
+                (estimate - exact).abs() <= RELATIVE_ERROR * exact + 1e-9,
+                "q{q}: {estimate} vs {exact}"
+            );
         }
     }
 
@@ -134,7 +142,11 @@ mod tests {
         let (mut a, mut b, mut all) = (Sketch::default(), Sketch::default(), Sketch::default());
         for i in 1..=500 {
             let v = f64::from(i) * 3.0;
-            if i % 3 == 0 { a.add(v) } else { b.add(v) }
+            if i % 3 == 0 {
+                a.add(v)
+            } else {
+                b.add(v)
+            }
             all.add(v);
         }
         a.merge(&b);

@@ -18,8 +18,14 @@ const FILE_NAME: &str = "analytics.snapshot";
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
     #[error("cannot {action} {path}: {source}; check ANALYTICS_DATA_DIR and its permissions")]
-    Io { action: &'static str, path: PathBuf, source: std::io::Error },
-    #[error("{path} is not an analytics snapshot of this version; delete it or start with --rebuild")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "{path} is not an analytics snapshot of this version; delete it or start with --rebuild"
+    )]
     Format { path: PathBuf },
     #[error("cannot encode the snapshot: {0}")]
     Encode(#[from] postcard::Error),
@@ -46,26 +52,50 @@ impl SnapshotStore {
         let bytes = match fs::read(&path) {
             Ok(bytes) => bytes,
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => return Err(SnapshotError::Io { action: "read", path, source }),
+            Err(source) => {
+                return Err(SnapshotError::Io {
+                    action: "read",
+                    path,
+                    source,
+                });
+            }
         };
-        let body = bytes.strip_prefix(MAGIC.as_slice()).ok_or_else(|| SnapshotError::Format { path: path.clone() })?;
-        let mut projection: Projection = postcard::from_bytes(body).map_err(|_| SnapshotError::Format { path })?;
+        let body = bytes
+            .strip_prefix(MAGIC.as_slice())
+            .ok_or_else(|| SnapshotError::Format { path: path.clone() })?;
+        let mut projection: Projection =
+            postcard::from_bytes(body).map_err(|_| SnapshotError::Format { path })?;
         projection.reindex();
         Ok(Some(projection))
     }
 
     /// Writes `projection` atomically; returns the snapshot's size in bytes.
     pub fn save(&self, projection: &Projection) -> Result<usize, SnapshotError> {
-        let io = |action, path: &Path| {
-            let path = path.to_path_buf();
-            move |source| SnapshotError::Io { action, path, source }
-        };
-        fs::create_dir_all(&self.dir).map_err(io("create", &self.dir))?;
+        self.write(&Self::encode(projection)?)
+    }
+
+    /// The bytes of a snapshot of `projection`: quick, so it is done under the projection's
+    /// lock, and the slow write to disk after.
+    pub fn encode(projection: &Projection) -> Result<Vec<u8>, SnapshotError> {
         let mut bytes = MAGIC.to_vec();
         bytes.extend(postcard::to_stdvec(projection)?);
+        Ok(bytes)
+    }
+
+    /// Writes encoded snapshot bytes atomically; returns their size.
+    pub fn write(&self, bytes: &[u8]) -> Result<usize, SnapshotError> {
+        let io = |action, path: &Path| {
+            let path = path.to_path_buf();
+            move |source| SnapshotError::Io {
+                action,
+                path,
+                source,
+            }
+        };
+        fs::create_dir_all(&self.dir).map_err(io("create", &self.dir))?;
         let temporary = self.dir.join(format!("{FILE_NAME}.tmp"));
         let mut file = fs::File::create(&temporary).map_err(io("create", &temporary))?;
-        file.write_all(&bytes).map_err(io("write", &temporary))?;
+        file.write_all(bytes).map_err(io("write", &temporary))?;
         file.sync_all().map_err(io("flush", &temporary))?;
         fs::rename(&temporary, self.path()).map_err(io("replace", &self.path()))?;
         if let Ok(dir) = fs::File::open(&self.dir) {
@@ -77,9 +107,11 @@ impl SnapshotStore {
     /// Removes the snapshot, for a rebuild from the beginning of the stream.
     pub fn delete(&self) -> Result<(), SnapshotError> {
         match fs::remove_file(self.path()) {
-            Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
-                Err(SnapshotError::Io { action: "delete", path: self.path(), source: error })
-            }
+            Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err(SnapshotError::Io {
+                action: "delete",
+                path: self.path(),
+                source: error,
+            }),
             _ => Ok(()),
         }
     }
@@ -92,7 +124,8 @@ mod tests {
 
     #[test]
     fn a_saved_projection_loads_back_the_same() {
-        let dir = std::env::temp_dir().join(format!("c2d-analytics-snapshot-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("c2d-analytics-snapshot-{}", std::process::id()));
         let store = SnapshotStore::new(&dir);
         assert!(store.load().unwrap().is_none());
 
@@ -100,8 +133,14 @@ mod tests {
         let event = Event {
             tenant: "acme".into(),
             hook_type: "inbox".into(),
-            event_time: Some(prost_types::Timestamp { seconds: 1_709_251_200, nanos: 0 }),
-            payload: Some(Payload::Inbox(Message { transport: Some("telegram".into()), ..Message::default() })),
+            event_time: Some(prost_types::Timestamp {
+                seconds: 1_709_251_200,
+                nanos: 0,
+            }),
+            payload: Some(Payload::Inbox(Message {
+                transport: Some("telegram".into()),
+                ..Message::default()
+            })),
             ..Event::default()
         };
         projection.apply(7, &event);
@@ -110,8 +149,14 @@ mod tests {
         let mut loaded = store.load().unwrap().expect("saved");
         assert_eq!(loaded.last_sequence, 7);
         let names = &loaded.tenants["acme"].aggregates.names;
-        assert_eq!(names.find("telegram").map(|id| names.text(id)), Some("telegram"));
-        assert!(!loaded.apply(7, &event), "what the snapshot holds is not applied again");
+        assert_eq!(
+            names.find("telegram").map(|id| names.text(id)),
+            Some("telegram")
+        );
+        assert!(
+            !loaded.apply(7, &event),
+            "what the snapshot holds is not applied again"
+        );
 
         std::fs::write(store.path(), b"garbage").unwrap();
         assert!(matches!(store.load(), Err(SnapshotError::Format { .. })));

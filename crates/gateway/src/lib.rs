@@ -9,7 +9,7 @@
 //! - [`tenants`]: which accounts may post, with which secrets.
 //! - [`webhook`]: the delivery route, step by step.
 //! - [`event_log`]: JetStream streams and appends.
-//! - [`http`], [`metrics`], [`hints`], [`error`], [`shutdown`]: the rest of the HTTP surface.
+//! - [`http`], [`metrics`], [`hints`], [`error`]: the rest of the HTTP surface.
 
 pub mod cfg;
 pub mod error;
@@ -17,7 +17,6 @@ pub mod event_log;
 pub mod hints;
 pub mod http;
 pub mod metrics;
-pub mod shutdown;
 pub mod tenants;
 pub mod webhook;
 

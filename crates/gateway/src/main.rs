@@ -1,7 +1,7 @@
 //! `c2d-gateway`: configuration, telemetry, serve, shutdown. The logic is in the library.
 
 use anyhow::Context as _;
-use c2d_gateway::{Config, Gateway, shutdown};
+use c2d_gateway::{Config, Gateway};
 
 // Every request allocates a handful of short-lived buffers (body, JSON tree, protobuf);
 // mimalloc serves them markedly cheaper than the system allocator.
@@ -29,7 +29,9 @@ async fn main() -> anyhow::Result<()> {
         "c2d-gateway listening; webhook URL: http://{addr}/hooks/chat2desk/{{tenant}}?token=SECRET"
     );
     let gateway = Gateway::start(config).await?;
-    gateway.serve(listener, shutdown::signal()).await?;
+    gateway
+        .serve(listener, c2d_telemetry::shutdown_signal())
+        .await?;
     tracing::info!("c2d-gateway stopped");
     telemetry.shutdown();
     Ok(())

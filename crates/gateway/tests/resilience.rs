@@ -6,21 +6,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use c2d_testkit::{GatewayProcess, NatsServer, http, stored_events};
-use serde_json::json;
+use c2d_testkit::{GatewayProcess, NatsServer, http, inbox, stored_events};
 use tokio::sync::Mutex;
 
 const GATEWAY: &str = env!("CARGO_BIN_EXE_c2d-gateway");
-
-/// A distinct client message, as Chat2Desk would deliver it.
-fn inbox(n: u64) -> String {
-    json!({
-        "message_id": 200_000_000 + n, "type": "from_client", "text": format!("mensagem {n}"),
-        "transport": "whatsapp", "client_id": 1000 + n % 50, "channel_id": 17, "request_id": 9_000 + n / 10,
-        "hook_type": "inbox", "event_time": "2024-03-10T12:00:00Z"
-    })
-    .to_string()
-}
 
 /// What a load run saw: the event ids answered 2xx and how many requests failed otherwise.
 #[derive(Default)]

@@ -9,12 +9,10 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::consumer::pull::OrderedConfig;
 use async_nats::jetstream::message::PublishMessage;
-use c2d_gateway::cfg::StreamSettings;
-use c2d_gateway::event_log::EventLog;
 use c2d_proto::events::STREAM;
 use c2d_subscriber::{Delivery, HandlerError, Subscriber, SubscriberConfig};
 use c2d_testkit::load::cpu_time;
-use c2d_testkit::{NatsServer, webhook_fixtures};
+use c2d_testkit::{NatsServer, Pipeline, webhook_fixtures};
 use futures_util::StreamExt as _;
 use prost::Message as _;
 use tokio::sync::Notify;
@@ -28,16 +26,10 @@ async fn bench() -> anyhow::Result<()> {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(200_000);
-    let nats = NatsServer::start().await?;
-    let log = EventLog::connect(
-        &nats.url(),
-        StreamSettings::default(),
-        Duration::from_secs(5),
-        8 << 20,
-    )
-    .await?;
-    log.ensure_streams().await?;
-    let filled = fill(&nats, events).await?;
+    // The gateway creates the streams, as in production.
+    let pipeline = Pipeline::start().await;
+    let nats = &pipeline.nats;
+    let filled = fill(nats, events).await?;
     println!(
         "bench-subscriber: {events} events ({:.0} MB) in {STREAM}, {} cores",
         filled as f64 / 1e6,
@@ -45,7 +37,7 @@ async fn bench() -> anyhow::Result<()> {
     );
 
     let cpu = Cpu::new(nats.pid().unwrap_or_default());
-    let raw = raw_ordered_read(&nats, events).await?;
+    let raw = raw_ordered_read(nats, events).await?;
     let mut rows = vec![(
         "raw ordered read (no decode, no ack)",
         raw,
@@ -56,7 +48,7 @@ async fn bench() -> anyhow::Result<()> {
         (16, "c2d-subscriber, concurrency 16"),
     ] {
         let cpu = Cpu::new(nats.pid().unwrap_or_default());
-        let rate = sdk_consume(&nats, events, concurrency).await?;
+        let rate = sdk_consume(nats, events, concurrency).await?;
         rows.push((name, rate, cpu.per_event(events)));
     }
     println!();

@@ -1,14 +1,12 @@
 //! The example service of the README builds and does what it says.
 
-mod support;
-
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use c2d_testkit::Pipeline;
 use c2d_testkit::fixture;
-use support::Pipeline;
 
 /// `target/{profile}/examples/delivery_failures`, built by `cargo test` with the tests.
 fn example_binary() -> std::path::PathBuf {

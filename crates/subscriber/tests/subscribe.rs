@@ -1,16 +1,14 @@
 //! The subscriber SDK against a real nats-server, fed by a real gateway over HTTP.
 
-mod support;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use c2d_proto::events::{DLQ_STREAM, DeadLetter, Event, consumer_dlq_subject};
 use c2d_subscriber::{Delivery, HandlerError, StartAt, Subscriber, SubscriberConfig};
+use c2d_testkit::{Pipeline, inbox};
 use c2d_testkit::{stored_events, stream_messages, webhook_fixtures};
 use prost::Message as _;
-use support::{Pipeline, inbox};
 use tokio::sync::Notify;
 
 /// Runs `handler` on `durable` until `done` is notified, and returns the subscriber's stats.

@@ -2,15 +2,13 @@
 //! child of the gateway's span, and a gRPC server's span is a child of the consumer's.
 //! In its own test binary, because it installs the process-wide tracing subscriber.
 
-mod support;
-
 use std::sync::{Arc, Mutex};
 
 use c2d_subscriber::{Delivery, Subscriber, SubscriberConfig};
+use c2d_testkit::Pipeline;
 use c2d_testkit::fixture;
 use opentelemetry::trace::{SpanId, TraceId, TracerProvider as _};
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
-use support::Pipeline;
 use tokio::sync::Notify;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;

@@ -1,4 +1,4 @@
-//! Logs and traces, set up the same way in every service of the pipeline.
+//! Logs, traces and the stop signal, set up the same way in every service of the pipeline.
 //!
 //! One trace runs from the webhook to every service it touched: the gateway writes the W3C
 //! `traceparent` of its request span into the NATS message headers ([`traceparent`]), and each
@@ -162,6 +162,32 @@ pub mod grpc {
             .get(TRACEPARENT)
             .and_then(|v| v.to_str().ok());
         continue_trace(span, value);
+    }
+}
+
+/// Completes when the process is asked to stop: SIGTERM (Kubernetes, systemd) or Ctrl-C.
+/// Every service's `main` hands it to its server as the shutdown future.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut sigterm) => {
+                sigterm.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => tracing::info!("Ctrl-C received; finishing in-flight work"),
+        () = terminate => tracing::info!("SIGTERM received; finishing in-flight work"),
     }
 }
 

@@ -1,14 +1,15 @@
 //! A gateway served in-process over real HTTP, in front of a test's own nats-server, so that
-//! events reach the stream exactly as they do in production.
-
-#![allow(dead_code)]
+//! events reach the stream exactly as they do in production. Consumers' tests use it to feed
+//! the stream; the gateway's own tests run the binary instead ([`crate::GatewayProcess`]).
 
 use std::time::Duration;
 
 use c2d_gateway::{Config, Gateway};
-use c2d_testkit::gateway::{ACME_TOKEN, TENANTS};
-use c2d_testkit::{NatsServer, http};
 
+use crate::gateway::{ACME_TOKEN, TENANTS};
+use crate::{NatsServer, http};
+
+/// nats-server and an in-process gateway, both on free ports.
 pub struct Pipeline {
     pub nats: NatsServer,
     pub base_url: String,
@@ -24,8 +25,10 @@ impl Pipeline {
             _ => None,
         })
         .expect("test configuration is valid");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base_url = format!("http://{}", listener.local_addr().unwrap());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a free port");
+        let base_url = format!("http://{}", listener.local_addr().expect("bound"));
         let gateway = Gateway::start(config).await.expect("gateway starts");
         tokio::spawn(gateway.serve(listener, std::future::pending()));
         for _ in 0..400 {
@@ -40,7 +43,16 @@ impl Pipeline {
         panic!("the in-process gateway did not become ready");
     }
 
-    /// POSTs a webhook body for tenant `acme` and expects it stored.
+    /// POSTs a webhook body for `tenant` (one of [`TENANTS`]) and expects it stored.
+    pub async fn post_as(&self, tenant: &str, body: impl Into<bytes::Bytes>) -> serde_json::Value {
+        let token = format!("{tenant}-secret-1");
+        let url = format!("{}/hooks/chat2desk/{tenant}?token={token}", self.base_url);
+        let answer = http::post_json(&url, body).await.expect("gateway answers");
+        assert_eq!(answer.status, 200, "{}", answer.text());
+        answer.json()
+    }
+
+    /// POSTs a webhook body for tenant `acme`.
     pub async fn post(&self, body: impl Into<bytes::Bytes>) -> serde_json::Value {
         let url = format!("{}/hooks/chat2desk/acme?token={ACME_TOKEN}", self.base_url);
         let answer = http::post_json(&url, body).await.expect("gateway answers");
@@ -53,7 +65,7 @@ impl Pipeline {
     }
 }
 
-/// A distinct client message number `n`.
+/// A distinct client message number `n`, as Chat2Desk would deliver it.
 pub fn inbox(n: u64) -> String {
     serde_json::json!({
         "message_id": 300_000_000 + n, "type": "from_client", "text": format!("olá {n}"),

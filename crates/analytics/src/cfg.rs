@@ -1,0 +1,93 @@
+//! c2d-analytics configuration: environment variables, each default written down once, here.
+//!
+//! | variable | default | meaning |
+//! | --- | --- | --- |
+//! | `NATS_URL` | `nats://127.0.0.1:4222` | NATS server(s) |
+//! | `ANALYTICS_GRPC_ADDR` | `127.0.0.1:50052` | where AnalyticsService listens (`0.0.0.0:50052` in a container) |
+//! | `ANALYTICS_DATA_DIR` | `data/analytics` | where snapshots are kept |
+//! | `ANALYTICS_SNAPSHOT_SECS` | `30` | how often the projection is saved (and at shutdown) |
+//! | `ANALYTICS_DURABLE` | `analytics` | the durable consumer's name; each replica needs its own |
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
+pub const DEFAULT_GRPC_ADDR: &str = "127.0.0.1:50052";
+pub const DEFAULT_DATA_DIR: &str = "data/analytics";
+pub const DEFAULT_SNAPSHOT_INTERVAL: Duration = Duration::from_secs(30);
+pub const DEFAULT_DURABLE: &str = "analytics";
+
+/// Everything c2d-analytics needs to run.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub nats_url: String,
+    pub grpc_addr: SocketAddr,
+    pub data_dir: PathBuf,
+    pub snapshot_interval: Duration,
+    pub durable: String,
+}
+
+/// A configuration value that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("{name}={value:?} is not valid: {expected}")]
+pub struct ConfigError {
+    name: &'static str,
+    value: String,
+    expected: &'static str,
+}
+
+impl Config {
+    pub fn from_env() -> Result<Config, ConfigError> {
+        Config::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        let grpc_addr = match get("ANALYTICS_GRPC_ADDR") {
+            None => DEFAULT_GRPC_ADDR.parse().expect("valid default"),
+            Some(value) => value.trim().parse().map_err(|_| ConfigError {
+                name: "ANALYTICS_GRPC_ADDR",
+                value,
+                expected: "host:port, e.g. 0.0.0.0:50052",
+            })?,
+        };
+        let snapshot_interval = match get("ANALYTICS_SNAPSHOT_SECS") {
+            None => DEFAULT_SNAPSHOT_INTERVAL,
+            Some(value) => match value.trim().parse::<u64>() {
+                Ok(secs) if secs > 0 => Duration::from_secs(secs),
+                _ => {
+                    return Err(ConfigError {
+                        name: "ANALYTICS_SNAPSHOT_SECS",
+                        value,
+                        expected: "a positive number of seconds, e.g. 30",
+                    });
+                }
+            },
+        };
+        Ok(Config {
+            nats_url: get("NATS_URL").unwrap_or_else(|| DEFAULT_NATS_URL.to_owned()),
+            grpc_addr,
+            data_dir: get("ANALYTICS_DATA_DIR")
+                .unwrap_or_else(|| DEFAULT_DATA_DIR.to_owned())
+                .into(),
+            snapshot_interval,
+            durable: get("ANALYTICS_DURABLE").unwrap_or_else(|| DEFAULT_DURABLE.to_owned()),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_errors() {
+        let config = Config::from_lookup(|_| None).unwrap();
+        assert_eq!(config.grpc_addr.to_string(), DEFAULT_GRPC_ADDR);
+        assert_eq!(config.snapshot_interval, DEFAULT_SNAPSHOT_INTERVAL);
+        let error = Config::from_lookup(|n| (n == "ANALYTICS_SNAPSHOT_SECS").then(|| "0".into()))
+            .unwrap_err();
+        assert!(error.to_string().contains("positive number of seconds"));
+    }
+}

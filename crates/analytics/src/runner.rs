@@ -1,0 +1,299 @@
+//! The running service: snapshot in, catch up from the log, serve gRPC, snapshot out.
+//!
+//! On start the last snapshot is loaded and the durable consumer is reset to the event after
+//! the snapshot's sequence, so a restart replays only what the snapshot lacks; with
+//! `rebuild` the snapshot is dropped and the whole stream is replayed. While running, the
+//! projection is saved every `snapshot_interval`, live minute totals are broadcast once a
+//! second, and progress is logged every ten seconds; at shutdown the events in hand are
+//! finished and a last snapshot is written.
+
+use std::future::Future;
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
+
+use c2d_proto::analytics::AnalyticsServiceServer;
+use c2d_proto::analytics::v1::MinuteUpdate;
+use c2d_subscriber::{
+    Delivery, HandlerError, StartAt, SubscribeError, Subscriber, SubscriberConfig,
+};
+use prost_types::Timestamp;
+use tokio::net::TcpListener;
+use tokio::sync::{broadcast, watch};
+
+use crate::aggregates::Measure;
+use crate::cfg::Config;
+use crate::projection::Projection;
+use crate::service::AnalyticsGrpc;
+use crate::snapshot::{SnapshotError, SnapshotStore};
+
+/// Why c2d-analytics could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum AnalyticsError {
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
+    #[error(
+        "cannot connect to NATS at {url}: {source}; is nats-server running? (make run starts one)"
+    )]
+    Connect {
+        url: String,
+        source: async_nats::ConnectError,
+    },
+    #[error(transparent)]
+    Subscribe(#[from] SubscribeError),
+    #[error("gRPC server failed: {0}")]
+    Grpc(#[from] tonic::transport::Error),
+    #[error("gRPC reflection could not load the descriptors: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+}
+
+/// c2d-analytics, ready to run.
+pub struct Analytics {
+    config: Config,
+    store: SnapshotStore,
+    projection: Arc<RwLock<Projection>>,
+    minutes: broadcast::Sender<MinuteUpdate>,
+}
+
+impl Analytics {
+    /// Loads the last snapshot, or with `rebuild` deletes it to replay the whole stream.
+    pub fn open(config: Config, rebuild: bool) -> Result<Analytics, AnalyticsError> {
+        let store = SnapshotStore::new(&config.data_dir);
+        if rebuild {
+            store.delete()?;
+            tracing::info!("rebuilding: the whole stream will be replayed");
+        }
+        let projection = store.load()?.unwrap_or_default();
+        if projection.last_sequence > 0 {
+            tracing::info!(
+                sequence = projection.last_sequence,
+                tenants = projection.tenants.len(),
+                path = %store.path().display(),
+                "snapshot loaded"
+            );
+        }
+        let (minutes, _) = broadcast::channel(1024);
+        Ok(Analytics {
+            config,
+            store,
+            projection: Arc::new(RwLock::new(projection)),
+            minutes,
+        })
+    }
+
+    /// The projection the service answers from (shared with tests and benchmarks).
+    pub fn projection(&self) -> Arc<RwLock<Projection>> {
+        Arc::clone(&self.projection)
+    }
+
+    /// Serves gRPC on `listener` and follows the event log until `shutdown` completes.
+    pub async fn run(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), AnalyticsError> {
+        let (stop_tx, stop) = watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        });
+
+        let client = async_nats::ConnectOptions::new()
+            .name("c2d-analytics")
+            .connect(&self.config.nats_url)
+            .await
+            .map_err(|source| AnalyticsError::Connect {
+                url: self.config.nats_url.clone(),
+                source,
+            })?;
+        let after = read(&self.projection).last_sequence;
+        Subscriber::reset(client.clone(), &self.config.durable).await?;
+        let start_at = if after == 0 {
+            StartAt::Beginning
+        } else {
+            StartAt::Sequence(after + 1)
+        };
+        let subscriber = Subscriber::open(
+            client,
+            SubscriberConfig::new(&self.config.durable).start_at(start_at),
+        )
+        .await?;
+        tracing::info!(durable = %self.config.durable, ?start_at, "following the event log");
+
+        let grpc = tokio::spawn(serve_grpc(
+            listener,
+            AnalyticsGrpc::new(self.projection(), self.minutes.clone()),
+            stopped(stop.clone()),
+        ));
+        let background = [
+            tokio::spawn(save_periodically(
+                self.store.clone(),
+                self.projection(),
+                self.config.snapshot_interval,
+                stop.clone(),
+            )),
+            tokio::spawn(broadcast_minutes(
+                self.projection(),
+                self.minutes.clone(),
+                stop.clone(),
+            )),
+            tokio::spawn(log_progress(self.projection(), stop.clone())),
+        ];
+
+        let projection = self.projection();
+        let handler = move |delivery: Delivery| {
+            let projection = Arc::clone(&projection);
+            async move {
+                projection
+                    .write()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .apply(delivery.stream_sequence, &delivery.event);
+                Ok::<(), HandlerError>(())
+            }
+        };
+        let consumed = subscriber.run(handler, stopped(stop.clone())).await;
+
+        for task in background {
+            let _ = task.await;
+        }
+        save(&self.store, &self.projection);
+        let served = grpc.await.unwrap_or(Ok(()));
+        consumed?;
+        served
+    }
+}
+
+async fn serve_grpc(
+    listener: TcpListener,
+    service: AnalyticsGrpc,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), AnalyticsError> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<AnalyticsServiceServer<AnalyticsGrpc>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(c2d_proto::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "AnalyticsService listening");
+    tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(AnalyticsServiceServer::new(service))
+        .serve_with_incoming_shutdown(
+            tonic::transport::server::TcpIncoming::from(listener),
+            shutdown,
+        )
+        .await?;
+    Ok(())
+}
+
+/// Completes when the stop flag is raised.
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stopped| *stopped).await;
+}
+
+fn read(projection: &RwLock<Projection>) -> std::sync::RwLockReadGuard<'_, Projection> {
+    projection.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Saves the projection: encoded under the read lock, written to disk after.
+fn save(store: &SnapshotStore, projection: &RwLock<Projection>) -> Option<u64> {
+    let (sequence, bytes) = {
+        let projection = read(projection);
+        (projection.last_sequence, SnapshotStore::encode(&projection))
+    };
+    match bytes.and_then(|bytes| store.write(&bytes)) {
+        Ok(size) => {
+            tracing::debug!(sequence, size, "snapshot saved");
+            Some(sequence)
+        }
+        Err(error) => {
+            tracing::error!(%error, "snapshot not saved; a restart will replay more of the stream");
+            None
+        }
+    }
+}
+
+async fn save_periodically(
+    store: SnapshotStore,
+    projection: Arc<RwLock<Projection>>,
+    interval: Duration,
+    stop: watch::Receiver<bool>,
+) {
+    let mut saved = read(&projection).last_sequence;
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+    loop {
+        tokio::select! {
+            () = stopped(stop.clone()) => return,
+            _ = ticks.tick() => {}
+        }
+        if read(&projection).last_sequence != saved {
+            let (store, projection) = (store.clone(), Arc::clone(&projection));
+            if let Ok(Some(sequence)) =
+                tokio::task::spawn_blocking(move || save(&store, &projection)).await
+            {
+                saved = sequence;
+            }
+        }
+    }
+}
+
+async fn broadcast_minutes(
+    projection: Arc<RwLock<Projection>>,
+    minutes: broadcast::Sender<MinuteUpdate>,
+    stop: watch::Receiver<bool>,
+) {
+    let mut ticks = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            () = stopped(stop.clone()) => return,
+            _ = ticks.tick() => {}
+        }
+        let updates: Vec<MinuteUpdate> = {
+            let mut projection = projection.write().unwrap_or_else(PoisonError::into_inner);
+            let changed = projection.take_changed_minutes();
+            changed
+                .into_iter()
+                .filter_map(|(tenant, minute)| {
+                    let totals = projection.tenants.get(&tenant)?.aggregates.minute(minute);
+                    let total = |m| totals.get(&m).copied().unwrap_or(0);
+                    Some(MinuteUpdate {
+                        minute: Some(Timestamp {
+                            seconds: minute,
+                            nanos: 0,
+                        }),
+                        inbound_messages: total(Measure::Inbound),
+                        outbound_messages: total(Measure::Outbound),
+                        delivery_failures: total(Measure::DeliveryFailures),
+                        events: total(Measure::Events),
+                        tenant,
+                    })
+                })
+                .collect()
+        };
+        for update in updates {
+            // No watcher is not an error.
+            let _ = minutes.send(update);
+        }
+    }
+}
+
+async fn log_progress(projection: Arc<RwLock<Projection>>, stop: watch::Receiver<bool>) {
+    let mut last = read(&projection).last_sequence;
+    let mut ticks = tokio::time::interval(Duration::from_secs(10));
+    loop {
+        tokio::select! {
+            () = stopped(stop.clone()) => return,
+            _ = ticks.tick() => {}
+        }
+        let now = read(&projection).last_sequence;
+        if now != last {
+            tracing::info!(
+                sequence = now,
+                applied = now - last,
+                "events applied in the last 10 s"
+            );
+            last = now;
+        }
+    }
+}
