@@ -26,6 +26,9 @@ use crate::projection::Projection;
 use crate::service::AnalyticsGrpc;
 use crate::snapshot::{SnapshotError, SnapshotStore};
 
+/// How long in-flight gRPC calls may run on after the stop signal.
+const GRPC_GRACE: Duration = Duration::from_secs(5);
+
 /// Why c2d-analytics could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum AnalyticsError {
@@ -119,11 +122,8 @@ impl Analytics {
         .await?;
         tracing::info!(durable = %self.config.durable, ?start_at, "following the event log");
 
-        let grpc = tokio::spawn(serve_grpc(
-            listener,
-            AnalyticsGrpc::new(self.projection(), self.minutes.clone()),
-            stopped(stop.clone()),
-        ));
+        let service = AnalyticsGrpc::new(self.projection(), self.minutes.clone(), stop.clone());
+        let grpc = tokio::spawn(serve_grpc(listener, service, stopped(stop.clone())));
         let background = [
             tokio::spawn(save_periodically(
                 self.store.clone(),
@@ -156,7 +156,11 @@ impl Analytics {
             let _ = task.await;
         }
         save(&self.store, &self.projection);
-        let served = grpc.await.unwrap_or(Ok(()));
+        // Calls in flight get a moment to finish; idle client connections do not hold the stop.
+        let served = match tokio::time::timeout(GRPC_GRACE, grpc).await {
+            Ok(served) => served.unwrap_or(Ok(())),
+            Err(_) => Ok(()),
+        };
         consumed?;
         served
     }

@@ -11,7 +11,7 @@ use c2d_proto::analytics::v1::{
 };
 use futures_util::Stream;
 use prost_types::Timestamp;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 use tonic::{Request, Response, Status};
 
 use crate::aggregates::{Dimension, Measure, Total};
@@ -24,16 +24,20 @@ use crate::sketch::RELATIVE_ERROR;
 pub struct AnalyticsGrpc {
     projection: Arc<RwLock<Projection>>,
     minutes: broadcast::Sender<MinuteUpdate>,
+    /// Raised at shutdown: live streams end, so the server can stop.
+    stop: watch::Receiver<bool>,
 }
 
 impl AnalyticsGrpc {
     pub fn new(
         projection: Arc<RwLock<Projection>>,
         minutes: broadcast::Sender<MinuteUpdate>,
+        stop: watch::Receiver<bool>,
     ) -> Self {
         AnalyticsGrpc {
             projection,
             minutes,
+            stop,
         }
     }
 
@@ -139,18 +143,24 @@ impl AnalyticsService for AnalyticsGrpc {
             return Err(query::QueryError::NoTenant.into());
         }
         let updates = self.minutes.subscribe();
-        let stream =
-            futures_util::stream::unfold((updates, tenant), |(mut updates, tenant)| async move {
+        let stream = futures_util::stream::unfold(
+            (updates, tenant, self.stop.clone()),
+            |(mut updates, tenant, mut stop)| async move {
                 loop {
-                    match updates.recv().await {
+                    let update = tokio::select! {
+                        update = updates.recv() => update,
+                        _ = stop.wait_for(|stopped| *stopped) => return None,
+                    };
+                    match update {
                         Ok(update) if update.tenant == tenant => {
-                            return Some((Ok(update), (updates, tenant)));
+                            return Some((Ok(update), (updates, tenant, stop)));
                         }
                         Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => continue,
                         Err(broadcast::error::RecvError::Closed) => return None,
                     }
                 }
-            });
+            },
+        );
         Ok(Response::new(Box::pin(stream)))
     }
 }

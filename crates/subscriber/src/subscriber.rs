@@ -230,7 +230,7 @@ impl Subscriber {
             let message = match next {
                 Some(Ok(message)) => message,
                 Some(Err(error)) => {
-                    self.pull_failed(&error, &mut messages).await;
+                    self.pull_failed(error.to_string(), &mut messages).await;
                     continue;
                 }
                 None => {
@@ -358,7 +358,7 @@ impl Subscriber {
                 Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
                 next = next_message(&mut messages), if room && !stopping => match next {
                     Some(Ok(message)) => in_flight.push(self.handle_alone(Arc::clone(&handler), message)),
-                    Some(Err(error)) => self.pull_failed(&error, &mut messages).await,
+                    Some(Err(error)) => self.pull_failed(error.to_string(), &mut messages).await,
                     None => messages = None,
                 },
             }
@@ -595,11 +595,7 @@ impl Subscriber {
         }
     }
 
-    async fn pull_failed(
-        &self,
-        error: &dyn std::fmt::Display,
-        messages: &mut Option<MessageStream>,
-    ) {
+    async fn pull_failed(&self, error: String, messages: &mut Option<MessageStream>) {
         tracing::warn!(durable = %self.config.durable, %error, "pulling messages failed; pulling again");
         *messages = None;
         tokio::time::sleep(Duration::from_millis(250)).await;

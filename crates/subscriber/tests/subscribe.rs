@@ -35,6 +35,13 @@ fn fast_retries(durable: &str) -> SubscriberConfig {
     SubscriberConfig::new(durable).backoff(vec![Duration::from_millis(50)])
 }
 
+/// A service spawns its subscriber on the runtime: the loop must be `Send`.
+#[allow(dead_code)]
+fn the_run_future_is_send(subscriber: Subscriber) {
+    fn spawnable<T: Send>(_: T) {}
+    spawnable(subscriber.run(|_: Delivery| async { Ok::<(), HandlerError>(()) }, async {}));
+}
+
 #[tokio::test]
 async fn a_fresh_durable_consumer_receives_every_event_once() {
     let pipeline = Pipeline::start().await;
