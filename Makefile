@@ -6,7 +6,7 @@ CARGO ?= cargo
 NATS_SERVER := $(CURDIR)/tools/bin/nats-server
 export NATS_SERVER_BIN := $(NATS_SERVER)
 
-.PHONY: all tools build test lint fmt run bench-gateway bench-subscriber clean
+.PHONY: all tools build test lint fmt run bench-gateway bench-subscriber bench-analytics clean
 
 all: build
 
@@ -46,6 +46,10 @@ bench-gateway: tools
 ## bench-subscriber: SDK consume rate (decode + ack) vs a raw ordered read of the same stream
 bench-subscriber: tools
 	$(CARGO) bench -p c2d-subscriber --bench subscriber
+
+## bench-analytics: rebuild rate vs a raw ordered read, and 30-day summary latency over 1M events
+bench-analytics: tools
+	$(CARGO) bench -p c2d-analytics --bench analytics
 
 clean:
 	$(CARGO) clean

@@ -22,7 +22,7 @@ use std::path::PathBuf;
 use bytes::Bytes;
 
 pub use gateway::GatewayProcess;
-pub use nats::{NatsServer, stored_events, stream_messages};
+pub use nats::{NatsServer, ordered_read_rate, publish_deliveries, stored_events, stream_messages};
 pub use pipeline::{Pipeline, inbox};
 pub use process::ServiceProcess;
 

@@ -204,3 +204,59 @@ pub async fn stored_events(
     }
     Ok(events)
 }
+
+/// Parses each `(tenant, body)` as the gateway would and publishes the events straight to
+/// JetStream, acks pipelined: how benchmarks fill a stream quickly. Returns the bytes stored.
+pub async fn publish_deliveries(
+    nats: &NatsServer,
+    deliveries: impl IntoIterator<Item = (String, bytes::Bytes)>,
+) -> anyhow::Result<u64> {
+    use prost::Message as _;
+    let jetstream = nats.jetstream().await;
+    let mut bytes = 0;
+    let mut pending = Vec::with_capacity(1000);
+    for (tenant, body) in deliveries {
+        let received = prost_types::Timestamp::from(std::time::SystemTime::now());
+        let event = c2d_hooks::parse_delivery(&tenant, body, received)?;
+        let payload = event.encode_to_vec();
+        bytes += payload.len() as u64;
+        let publish = async_nats::jetstream::message::PublishMessage::build()
+            .payload(payload.into())
+            .message_id(&event.event_id);
+        pending.push(jetstream.send_publish(event.subject(), publish).await?);
+        if pending.len() == 1000 {
+            for ack in pending.drain(..) {
+                ack.await?;
+            }
+        }
+    }
+    for ack in pending {
+        ack.await?;
+    }
+    Ok(bytes)
+}
+
+/// Reads `count` messages of the `CHAT2DESK` stream with an ordered consumer, neither
+/// decoding nor acking: the fastest possible read, the yardstick of consumer benchmarks.
+/// Returns messages per second.
+pub async fn ordered_read_rate(nats: &NatsServer, count: u64) -> anyhow::Result<f64> {
+    use futures_util::StreamExt as _;
+    let stream = nats
+        .jetstream()
+        .await
+        .get_stream(c2d_proto::events::STREAM)
+        .await?;
+    let consumer = stream
+        .create_consumer(async_nats::jetstream::consumer::pull::OrderedConfig::default())
+        .await?;
+    let started = std::time::Instant::now();
+    let mut messages = consumer.messages().await?;
+    for _ in 0..count {
+        let message = messages
+            .next()
+            .await
+            .context("the ordered read ended early")??;
+        std::hint::black_box(&message.payload);
+    }
+    Ok(count as f64 / started.elapsed().as_secs_f64())
+}

@@ -1,1 +1,235 @@
-fn main() {}
+//! `make bench-analytics`: how fast c2d-analytics rebuilds from the log, against a raw ordered
+//! read of the same stream in the same run, and how fast it answers a 30-day per-operator
+//! summary over one million events.
+//!
+//! `BENCH_EVENTS` (default 200000) sets the stream for the rebuild; `BENCH_QUERY_EVENTS`
+//! (default 1000000) the projection queried.
+
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use c2d_analytics::projection::Projection;
+use c2d_analytics::service::AnalyticsGrpc;
+use c2d_analytics::{Analytics, Config};
+use c2d_proto::analytics::v1::{SummaryRequest, TimeRange};
+use c2d_proto::analytics::{AnalyticsServiceClient, AnalyticsServiceServer};
+use c2d_proto::events::{DialogEvent, Event, Message, Payload};
+use c2d_testkit::load::quantile_ms;
+use c2d_testkit::{Pipeline, ordered_read_rate, publish_deliveries};
+use prost_types::Timestamp;
+use tokio::sync::{broadcast, watch};
+
+/// 2024-03-01T00:00:00Z: the first of the 30 days.
+const START: i64 = 1_709_251_200;
+const DAYS: i64 = 30;
+
+fn main() -> anyhow::Result<()> {
+    tokio::runtime::Runtime::new()?.block_on(bench())
+}
+
+fn env(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+async fn bench() -> anyhow::Result<()> {
+    let events = env("BENCH_EVENTS", 200_000);
+    let query_events = env("BENCH_QUERY_EVENTS", 1_000_000);
+    println!(
+        "bench-analytics: {} cores",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+
+    let pipeline = Pipeline::start().await;
+    let bytes = publish_deliveries(
+        &pipeline.nats,
+        (0..events).map(|n| ("acme".to_owned(), delivery(n).into())),
+    )
+    .await?;
+    println!("stream: {events} events, {:.0} MB", bytes as f64 / 1e6);
+    let raw = ordered_read_rate(&pipeline.nats, events).await?;
+    let rebuild = rebuild_rate(&pipeline, events).await?;
+    println!();
+    println!("{:<42} {:>12}", "reader", "events/s");
+    println!(
+        "{:<42} {:>12.0}",
+        "raw ordered read (no decode, no ack)", raw
+    );
+    println!("{:<42} {:>12.0}", "c2d-analytics --rebuild", rebuild);
+    let ratio = 100.0 * rebuild / raw;
+    println!(
+        "rebuild / raw read: {ratio:.0}% (target >= 60%) {}",
+        verdict(ratio >= 60.0)
+    );
+
+    let (p50, p99, operators) = query_latency(query_events).await?;
+    println!();
+    println!(
+        "OperatorSummary over {DAYS} days of {query_events} events ({operators} operators), over gRPC:"
+    );
+    println!(
+        "p50 {p50:.2} ms, p99 {p99:.2} ms (target p99 < 5 ms) {}",
+        verdict(p99 < 5.0)
+    );
+    Ok(())
+}
+
+fn verdict(met: bool) -> &'static str {
+    if met { "met" } else { "NOT MET" }
+}
+
+/// Delivery `n` of a busy contact center: requests of four events (client message, operator
+/// answer, second answer, closing), spread over 30 days.
+fn delivery(n: u64) -> String {
+    let request = n / 4;
+    let at = START + (request as i64 * 37) % (DAYS * 86_400);
+    let operator = 1 + request % 20;
+    let transport = ["telegram", "whatsapp", "viber"][(request % 3) as usize];
+    let (hook, at, operator_id) = match n % 4 {
+        0 => ("inbox", at, None),
+        1 => ("outbox", at + 30 + (request % 600) as i64, Some(operator)),
+        2 => ("outbox", at + 700, Some(operator)),
+        _ => (
+            "close_request",
+            at + 1_800 + (request % 3_600) as i64,
+            Some(operator),
+        ),
+    };
+    serde_json::json!({
+        "message_id": n, "hook_type": hook, "type": if hook == "inbox" { "from_client" } else { "to_client" },
+        "text": "Olá, tudo bem?", "transport": transport, "client_id": 1_000 + request % 5_000,
+        "operator_id": operator_id, "channel_id": 10 + request % 4, "request_id": request, "dialog_id": request,
+        "event_time": at
+    })
+    .to_string()
+}
+
+/// Events per second of a rebuild from the beginning of the stream.
+async fn rebuild_rate(pipeline: &Pipeline, events: u64) -> anyhow::Result<f64> {
+    let data = tempfile::tempdir()?;
+    let url = pipeline.nats.url();
+    let dir = data.path().display().to_string();
+    let config = Config::from_lookup(|name| match name {
+        "NATS_URL" => Some(url.clone()),
+        "ANALYTICS_DATA_DIR" => Some(dir.clone()),
+        "ANALYTICS_SNAPSHOT_SECS" => Some("3600".into()),
+        _ => None,
+    })?;
+    let analytics = Analytics::open(config, true)?;
+    let projection = analytics.projection();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let started = Instant::now();
+    let running = tokio::spawn(analytics.run(listener, async move {
+        let _ = stopped.await;
+    }));
+    while projection.read().map(|p| p.last_sequence).unwrap_or(0) < events {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let rate = events as f64 / started.elapsed().as_secs_f64();
+    let _ = stop.send(());
+    running.await??;
+    Ok(rate)
+}
+
+/// p50 and p99 in ms of a 30-day OperatorSummary over gRPC, on a projection of `events`.
+async fn query_latency(events: u64) -> anyhow::Result<(f64, f64, usize)> {
+    let mut projection = Projection::default();
+    for n in 0..events {
+        projection.apply(n + 1, &event(n));
+    }
+    let projection = Arc::new(RwLock::new(projection));
+    let (minutes, _) = broadcast::channel(16);
+    let (_stop_tx, stop) = watch::channel(false);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let service = AnalyticsServiceServer::new(AnalyticsGrpc::new(projection, minutes, stop));
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(service)
+            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
+    );
+    let mut client = AnalyticsServiceClient::connect(format!("http://{addr}")).await?;
+    let request = SummaryRequest {
+        tenant: "acme".into(),
+        range: Some(TimeRange {
+            start: Some(Timestamp {
+                seconds: START,
+                nanos: 0,
+            }),
+            end: Some(Timestamp {
+                seconds: START + DAYS * 86_400,
+                nanos: 0,
+            }),
+        }),
+    };
+    let mut operators = 0;
+    for _ in 0..50 {
+        operators = client
+            .operator_summary(request.clone())
+            .await?
+            .into_inner()
+            .summaries
+            .len();
+    }
+    let mut latencies = Vec::with_capacity(1_000);
+    for _ in 0..1_000 {
+        let sent = Instant::now();
+        std::hint::black_box(client.operator_summary(request.clone()).await?);
+        latencies.push(sent.elapsed().as_micros() as u32);
+    }
+    latencies.sort_unstable();
+    Ok((
+        quantile_ms(&latencies, 0.5),
+        quantile_ms(&latencies, 0.99),
+        operators,
+    ))
+}
+
+/// The event of delivery `n`, built directly (no NATS) for the query benchmark.
+fn event(n: u64) -> Event {
+    let request = (n / 4) as i64;
+    let at = START + (request * 37) % (DAYS * 86_400);
+    let operator = 1 + request % 20;
+    let transport = Some(["telegram", "whatsapp", "viber"][(request % 3) as usize].to_owned());
+    let message = |operator_id| Message {
+        message_id: Some(n as i64),
+        transport: transport.clone(),
+        operator_id,
+        channel_id: Some(10 + request % 4),
+        request_id: Some(request),
+        ..Message::default()
+    };
+    let (hook, at, payload) = match n % 4 {
+        0 => ("inbox", at, Payload::Inbox(message(None))),
+        1 => (
+            "outbox",
+            at + 30 + request % 600,
+            Payload::Outbox(message(Some(operator))),
+        ),
+        2 => ("outbox", at + 700, Payload::Outbox(message(Some(operator)))),
+        _ => (
+            "close_request",
+            at + 1_800 + request % 3_600,
+            Payload::CloseRequest(DialogEvent {
+                request_id: Some(request),
+                operator_id: Some(operator),
+                channel_id: Some(10 + request % 4),
+                transport: transport.clone(),
+                ..DialogEvent::default()
+            }),
+        ),
+    };
+    Event {
+        tenant: "acme".into(),
+        hook_type: hook.into(),
+        event_time: Some(Timestamp {
+            seconds: at,
+            nanos: 0,
+        }),
+        payload: Some(payload),
+        ..Event::default()
+    }
+}

@@ -9,6 +9,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use rustc_hash::FxHashMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::sketch::Sketch;
@@ -94,14 +96,14 @@ pub struct Dims {
 pub struct Names {
     texts: Vec<String>,
     #[serde(skip)]
-    index: HashMap<String, u32>,
+    index: FxHashMap<String, u32>,
 }
 
 impl Default for Names {
     fn default() -> Self {
         Names {
             texts: vec![String::new()],
-            index: HashMap::new(),
+            index: FxHashMap::default(),
         }
     }
 }
@@ -149,7 +151,7 @@ pub struct Cell {
     pub sketch: Option<Box<Sketch>>,
 }
 
-type Bucket = HashMap<(Measure, Dims), Cell>;
+type Bucket = FxHashMap<(Measure, Dims), Cell>;
 
 /// The aggregates of one tenant.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -280,16 +282,15 @@ impl TenantAggregates {
         (start, end): (i64, i64),
         group: Dimension,
     ) -> HashMap<String, HashMap<Measure, Total>> {
-        let mut totals: HashMap<String, HashMap<Measure, Total>> = HashMap::new();
+        let mut totals: FxHashMap<GroupKey, FxHashMap<Measure, Total>> = FxHashMap::default();
         for (granularity, bucket_start) in tiles(start, end) {
             let Some(bucket) = self.buckets[granularity.index()].get(&bucket_start) else {
                 continue;
             };
             for ((measure, dims), cell) in bucket {
-                let key = self.group_value(group, dims);
-                if key.is_empty() {
+                let Some(key) = group_key(group, dims) else {
                     continue;
-                }
+                };
                 totals
                     .entry(key)
                     .or_default()
@@ -299,6 +300,16 @@ impl TenantAggregates {
             }
         }
         totals
+            .into_iter()
+            .map(|(key, measures)| (self.key_text(key), measures.into_iter().collect()))
+            .collect()
+    }
+
+    fn key_text(&self, key: GroupKey) -> String {
+        match key {
+            GroupKey::Id(id) => id.to_string(),
+            GroupKey::Text(id) => self.names.text(id).to_owned(),
+        }
     }
 
     /// Totals of every measure in one minute, for live updates.
@@ -326,6 +337,26 @@ impl TenantAggregates {
     /// Whether any event was counted for this tenant.
     pub fn is_empty(&self) -> bool {
         self.buckets.iter().all(BTreeMap::is_empty)
+    }
+}
+
+/// A group's value before it is turned into text for the answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum GroupKey {
+    Id(i64),
+    Text(u32),
+}
+
+/// The group of a cell; `None` when the cell has no value for the dimension.
+fn group_key(dimension: Dimension, dims: &Dims) -> Option<GroupKey> {
+    let text = |id: u32| (id != 0).then_some(GroupKey::Text(id));
+    match dimension {
+        Dimension::Transport => text(dims.transport),
+        Dimension::Channel => dims.channel.map(GroupKey::Id),
+        Dimension::Operator => dims.operator.map(GroupKey::Id),
+        Dimension::Tag => text(dims.tag),
+        Dimension::Failure => text(dims.failure),
+        Dimension::HookType => text(dims.hook_type),
     }
 }
 

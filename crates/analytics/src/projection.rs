@@ -5,6 +5,9 @@
 //! redelivered event is never counted twice.
 
 use std::collections::{BTreeSet, HashMap};
+use std::time::SystemTime;
+
+use rustc_hash::FxHashMap;
 
 use c2d_proto::events::{Event, HookType, Payload};
 use prost_types::Timestamp;
@@ -29,10 +32,10 @@ pub struct Projection {
 pub struct Tenant {
     pub aggregates: TenantAggregates,
     /// Clocks of requests, by request id.
-    requests: HashMap<i64, RequestClock>,
+    requests: FxHashMap<i64, RequestClock>,
     /// Outgoing messages by id: a delivery failure names only the message, and is counted
     /// under the operator and transport that sent it.
-    sent: HashMap<i64, Dims>,
+    sent: FxHashMap<i64, Dims>,
 }
 
 impl Projection {
@@ -51,10 +54,11 @@ impl Projection {
             None => self.tenants.entry(event.tenant.clone()).or_default(),
         };
         tenant.apply(at, event);
-        self.changed_minutes.insert((
-            event.tenant.clone(),
-            Granularity::Minute.floor(at.floor() as i64),
-        ));
+        // Live updates are about the present: a replay of old events announces nothing.
+        let minute = Granularity::Minute.floor(at.floor() as i64);
+        if minute >= now_seconds() - LIVE_WINDOW_SECONDS {
+            self.changed_minutes.insert((event.tenant.clone(), minute));
+        }
         true
     }
 
@@ -201,6 +205,15 @@ impl Tenant {
     }
 }
 
+/// How far back an event still counts as live, for minute updates.
+const LIVE_WINDOW_SECONDS: i64 = 2 * 3_600;
+
+fn now_seconds() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
 /// A protobuf time as fractional unix seconds.
 pub fn seconds(time: &Timestamp) -> f64 {
     time.seconds as f64 + f64::from(time.nanos) / 1e9
@@ -243,7 +256,14 @@ mod tests {
             &[],
         );
         assert_eq!(minutes.values().map(|t| t.count).sum::<u64>(), 2);
-        assert_eq!(projection.take_changed_minutes().len(), 2);
+        assert!(
+            projection.take_changed_minutes().is_empty(),
+            "old minutes are not live"
+        );
+        let now = now_seconds();
+        projection.apply(3, &inbox(now, 2));
+        projection.apply(4, &inbox(now, 2));
+        assert_eq!(projection.take_changed_minutes().len(), 1);
         assert!(projection.take_changed_minutes().is_empty());
     }
 }

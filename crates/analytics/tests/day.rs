@@ -391,6 +391,14 @@ async fn a_scripted_day_is_answered_exactly_across_restarts_rebuilds_and_redeliv
                 .await;
         }
     }
+    // One message of today, for the live minute stream (the scripted day is in the past).
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    pipeline
+        .post_as("acme", json!({"hook_type": "inbox", "message_id": 1, "transport": "telegram", "event_time": now}).to_string())
+        .await;
     let stored = stored_events(&pipeline.nats).await.unwrap();
     let last = stored.last().unwrap().0.sequence;
     running.caught_up(last).await;

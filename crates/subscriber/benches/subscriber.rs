@@ -7,14 +7,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::consumer::pull::OrderedConfig;
-use async_nats::jetstream::message::PublishMessage;
 use c2d_proto::events::STREAM;
 use c2d_subscriber::{Delivery, HandlerError, Subscriber, SubscriberConfig};
 use c2d_testkit::load::cpu_time;
-use c2d_testkit::{NatsServer, Pipeline, webhook_fixtures};
-use futures_util::StreamExt as _;
-use prost::Message as _;
+use c2d_testkit::{NatsServer, Pipeline, ordered_read_rate, publish_deliveries, webhook_fixtures};
 use tokio::sync::Notify;
 
 fn main() -> anyhow::Result<()> {
@@ -37,7 +33,7 @@ async fn bench() -> anyhow::Result<()> {
     );
 
     let cpu = Cpu::new(nats.pid().unwrap_or_default());
-    let raw = raw_ordered_read(nats, events).await?;
+    let raw = ordered_read_rate(nats, events).await?;
     let mut rows = vec![(
         "raw ordered read (no decode, no ack)",
         raw,
@@ -106,57 +102,21 @@ fn cores() -> usize {
     std::thread::available_parallelism().map_or(0, |n| n.get())
 }
 
-/// Publishes `count` realistic events (the fixtures, made unique), pipelining acks.
+/// Publishes `count` realistic events (the fixtures, made unique).
 async fn fill(nats: &NatsServer, count: u64) -> anyhow::Result<u64> {
-    let jetstream = nats.jetstream().await;
     let fixtures: Vec<String> = webhook_fixtures()
         .into_iter()
         .map(|(_, body)| String::from_utf8(body.to_vec()).expect("UTF-8"))
         .collect();
-    let mut bytes = 0;
-    let mut pending = Vec::with_capacity(1000);
-    for n in 0..count {
+    let deliveries = (0..count).map(|n| {
         let template = &fixtures[n as usize % fixtures.len()];
         let body = format!(
             "{},\"bench_seq\":{n}}}",
             template.trim_end().trim_end_matches('}')
         );
-        let received = prost_types::Timestamp::from(std::time::SystemTime::now());
-        let event = c2d_hooks::parse_delivery("bench", body.into(), received)?;
-        let payload = event.encode_to_vec();
-        bytes += payload.len() as u64;
-        let publish = PublishMessage::build()
-            .payload(payload.into())
-            .message_id(&event.event_id);
-        pending.push(jetstream.send_publish(event.subject(), publish).await?);
-        if pending.len() == 1000 {
-            for ack in pending.drain(..) {
-                ack.await?;
-            }
-        }
-    }
-    for ack in pending {
-        ack.await?;
-    }
-    Ok(bytes)
-}
-
-/// Reads every message with an ordered consumer: the fastest way to read a stream.
-async fn raw_ordered_read(nats: &NatsServer, count: u64) -> anyhow::Result<f64> {
-    let stream = nats.jetstream().await.get_stream(STREAM).await?;
-    let consumer = stream.create_consumer(OrderedConfig::default()).await?;
-    let started = Instant::now();
-    let mut messages = consumer.messages().await?;
-    let mut seen = 0;
-    while seen < count {
-        let message = messages
-            .next()
-            .await
-            .ok_or_else(|| anyhow::anyhow!("ordered read ended early"))??;
-        std::hint::black_box(&message.payload);
-        seen += 1;
-    }
-    Ok(count as f64 / started.elapsed().as_secs_f64())
+        ("bench".to_owned(), body.into())
+    });
+    publish_deliveries(nats, deliveries).await
 }
 
 /// Consumes every event through the SDK with a handler that only counts.
