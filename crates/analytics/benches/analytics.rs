@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use c2d_analytics::projection::Projection;
 use c2d_analytics::service::AnalyticsGrpc;
 use c2d_analytics::{Analytics, Config};
+use c2d_proto::analytics::AnalyticsServiceClient;
 use c2d_proto::analytics::v1::{SummaryRequest, TimeRange};
-use c2d_proto::analytics::{AnalyticsServiceClient, AnalyticsServiceServer};
 use c2d_proto::events::{DialogEvent, Event, Message, Payload};
 use c2d_testkit::load::quantile_ms;
 use c2d_testkit::{Pipeline, ordered_read_rate, publish_deliveries};
@@ -145,12 +145,12 @@ async fn query_latency(events: u64) -> anyhow::Result<(f64, f64, usize)> {
     let (_stop_tx, stop) = watch::channel(false);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    let service = AnalyticsServiceServer::new(AnalyticsGrpc::new(projection, minutes, stop));
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(service)
-            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
-    );
+    let service = AnalyticsGrpc::new(projection, minutes, stop);
+    tokio::spawn(c2d_analytics::runner::serve_grpc(
+        listener,
+        service,
+        std::future::pending(),
+    ));
     let mut client = AnalyticsServiceClient::connect(format!("http://{addr}")).await?;
     let request = SummaryRequest {
         tenant: "acme".into(),

@@ -166,7 +166,8 @@ impl Analytics {
     }
 }
 
-async fn serve_grpc(
+/// Serves AnalyticsService, gRPC health and reflection on `listener` until `shutdown`.
+pub async fn serve_grpc(
     listener: TcpListener,
     service: AnalyticsGrpc,
     shutdown: impl Future<Output = ()>,
@@ -184,7 +185,7 @@ async fn serve_grpc(
         .add_service(reflection)
         .add_service(AnalyticsServiceServer::new(service))
         .serve_with_incoming_shutdown(
-            tonic::transport::server::TcpIncoming::from(listener),
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
             shutdown,
         )
         .await?;
