@@ -6,7 +6,6 @@
 //! | `ANALYTICS_GRPC_ADDR` | `127.0.0.1:50052` | where AnalyticsService listens (`0.0.0.0:50052` in a container) |
 //! | `ANALYTICS_DATA_DIR` | `data/analytics` | where snapshots are kept |
 //! | `ANALYTICS_SNAPSHOT_SECS` | `30` | how often the projection is saved (and at shutdown) |
-//! | `ANALYTICS_DURABLE` | `analytics` | the durable consumer's name; each replica needs its own |
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -16,7 +15,6 @@ pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
 pub const DEFAULT_GRPC_ADDR: &str = "127.0.0.1:50052";
 pub const DEFAULT_DATA_DIR: &str = "data/analytics";
 pub const DEFAULT_SNAPSHOT_INTERVAL: Duration = Duration::from_secs(30);
-pub const DEFAULT_DURABLE: &str = "analytics";
 
 /// Everything c2d-analytics needs to run.
 #[derive(Debug, Clone)]
@@ -25,7 +23,6 @@ pub struct Config {
     pub grpc_addr: SocketAddr,
     pub data_dir: PathBuf,
     pub snapshot_interval: Duration,
-    pub durable: String,
 }
 
 /// A configuration value that cannot be used.
@@ -72,7 +69,6 @@ impl Config {
                 .unwrap_or_else(|| DEFAULT_DATA_DIR.to_owned())
                 .into(),
             snapshot_interval,
-            durable: get("ANALYTICS_DURABLE").unwrap_or_else(|| DEFAULT_DURABLE.to_owned()),
         })
     }
 }

@@ -1,6 +1,6 @@
 //! The running service: snapshot in, catch up from the log, serve gRPC, snapshot out.
 //!
-//! On start the last snapshot is loaded and the durable consumer is reset to the event after
+//! On start the last snapshot is loaded and the log is read from the event after
 //! the snapshot's sequence, so a restart replays only what the snapshot lacks; with
 //! `rebuild` the snapshot is dropped and the whole stream is replayed. While running, the
 //! projection is saved every `snapshot_interval`, live minute totals are broadcast once a
@@ -25,6 +25,9 @@ use crate::cfg::Config;
 use crate::projection::Projection;
 use crate::service::AnalyticsGrpc;
 use crate::snapshot::{SnapshotError, SnapshotStore};
+
+/// The subscriber's name in logs and dead letters.
+const SUBSCRIBER: &str = "analytics";
 
 /// How long in-flight gRPC calls may run on after the stop signal.
 const GRPC_GRACE: Duration = Duration::from_secs(5);
@@ -108,19 +111,19 @@ impl Analytics {
                 url: self.config.nats_url.clone(),
                 source,
             })?;
+        // The projection keeps its position (the snapshot's sequence): every replica reads the
+        // whole log for itself, in order, with no consumer state on the server.
         let after = read(&self.projection).last_sequence;
-        Subscriber::reset(client.clone(), &self.config.durable).await?;
         let start_at = if after == 0 {
             StartAt::Beginning
         } else {
             StartAt::Sequence(after + 1)
         };
-        let subscriber = Subscriber::open(
-            client,
-            SubscriberConfig::new(&self.config.durable).start_at(start_at),
-        )
-        .await?;
-        tracing::info!(durable = %self.config.durable, ?start_at, "following the event log");
+        let config = SubscriberConfig::new(SUBSCRIBER)
+            .start_at(start_at)
+            .position_kept_by_handler();
+        let subscriber = Subscriber::open(client, config).await?;
+        tracing::info!(?start_at, "following the event log");
 
         let service = AnalyticsGrpc::new(self.projection(), self.minutes.clone(), stop.clone());
         let grpc = tokio::spawn(serve_grpc(listener, service, stopped(stop.clone())));

@@ -18,6 +18,18 @@ pub enum StartAt {
     Time(SystemTime),
 }
 
+/// Who remembers how far a subscriber has read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Position {
+    /// A durable consumer on the server, moved by acks: restarts resume where the last run
+    /// stopped. The default, and what a service with no state of its own wants.
+    Server,
+    /// The handler keeps the last applied stream sequence with its state (a projection with
+    /// snapshots) and opens at the event after it, `StartAt::Sequence(last + 1)`. The log is
+    /// then read by an ordered consumer with no acks: the fastest way to read it, in order.
+    Handler,
+}
+
 /// How one subscriber consumes.
 #[derive(Debug, Clone)]
 pub struct SubscriberConfig {
@@ -35,6 +47,8 @@ pub struct SubscriberConfig {
     pub batch: usize,
     /// Events handled at once. 1 (the default) handles them in stream order.
     pub concurrency: usize,
+    /// Who keeps the read position.
+    pub position: Position,
     /// How long JetStream waits for an ack before redelivering; a handler that runs longer
     /// keeps its event with progress signals, so this only matters when a process dies.
     pub ack_wait: Duration,
@@ -60,6 +74,7 @@ impl SubscriberConfig {
             ],
             batch: DEFAULT_BATCH,
             concurrency: 1,
+            position: Position::Server,
             ack_wait: DEFAULT_ACK_WAIT,
         }
     }
@@ -99,6 +114,12 @@ impl SubscriberConfig {
         self
     }
 
+    /// The handler keeps its read position with its state: see [`Position::Handler`].
+    pub fn position_kept_by_handler(mut self) -> Self {
+        self.position = Position::Handler;
+        self
+    }
+
     pub fn ack_wait(mut self, ack_wait: Duration) -> Self {
         self.ack_wait = ack_wait;
         self
@@ -126,6 +147,9 @@ impl SubscriberConfig {
             return Err(format!(
                 "durable name {name:?} must be 1 to 128 letters, digits, '-' or '_'"
             ));
+        }
+        if self.position == Position::Handler && self.concurrency != 1 {
+            return Err("a subscriber whose handler keeps the position reads in order: concurrency must be 1".into());
         }
         if self.filters.is_empty() {
             return Err("at least one subject filter is needed, e.g. chat2desk.events.>".into());

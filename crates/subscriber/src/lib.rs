@@ -54,7 +54,7 @@ mod delivery;
 mod subscriber;
 
 pub use config::{
-    DEFAULT_ACK_WAIT, DEFAULT_BATCH, DEFAULT_MAX_DELIVERIES, StartAt, SubscriberConfig,
+    DEFAULT_ACK_WAIT, DEFAULT_BATCH, DEFAULT_MAX_DELIVERIES, Position, StartAt, SubscriberConfig,
 };
 pub use delivery::{BoxError, Delivery, HandlerError};
 pub use subscriber::{Handler, Stats, SubscribeError, Subscriber};

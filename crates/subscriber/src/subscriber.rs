@@ -7,18 +7,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use async_nats::jetstream::consumer::pull::{Config as PullConfig, Stream as MessageStream};
+use async_nats::jetstream::consumer::pull::{Config as PullConfig, OrderedConfig};
 use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, PullConsumer};
 use async_nats::jetstream::{self, AckKind};
 use c2d_proto::events::{Event, STREAM};
 use c2d_telemetry::{TRACEPARENT, continue_trace};
 use futures_util::future::FusedFuture;
 use futures_util::stream::FuturesUnordered;
-use futures_util::{FutureExt as _, StreamExt as _};
+use futures_util::{FutureExt as _, Stream, StreamExt as _};
 use prost::Message as _;
 use tracing::Instrument as _;
 
-use crate::config::{StartAt, SubscriberConfig};
+use crate::config::{Position, StartAt, SubscriberConfig};
 use crate::dead_letter::{self, Poison};
 use crate::delivery::{Delivery, HandlerError};
 
@@ -82,9 +82,22 @@ impl Stats {
 pub struct Subscriber {
     config: SubscriberConfig,
     jetstream: jetstream::Context,
-    consumer: PullConsumer,
+    source: Source,
     stats: Arc<Stats>,
+    /// The stream sequence of the last event handled, to resume an ordered read after it.
+    handled_through: AtomicU64,
 }
+
+/// Where messages come from.
+enum Source {
+    /// A durable consumer ([`Position::Server`]).
+    Durable(PullConsumer),
+    /// Ordered consumers, recreated after the last handled event ([`Position::Handler`]).
+    Ordered(jetstream::stream::Stream),
+}
+
+/// Messages as they arrive, whatever the source.
+type MessageStream = Pin<Box<dyn Stream<Item = Result<jetstream::Message, String>> + Send>>;
 
 impl Subscriber {
     /// Opens (or creates) the durable consumer `config.durable` on the `CHAT2DESK` stream.
@@ -98,36 +111,16 @@ impl Subscriber {
             .get_stream(STREAM)
             .await
             .map_err(|error| SubscribeError::NoStream(error.to_string()))?;
-        let consumer_error = |reason: String| SubscribeError::Consumer {
-            durable: config.durable.clone(),
-            reason,
-        };
-        let consumer = match stream.get_consumer::<PullConfig>(&config.durable).await {
-            Ok(existing) => {
-                let policy = existing.cached_info().config.ack_policy;
-                if policy != ack_policy(&config) {
-                    return Err(consumer_error(format!(
-                        "it exists with ack policy {policy:?}, made for concurrency {}; reset it \
-                         (Subscriber::reset) or open it with the concurrency it was created with",
-                        if policy == AckPolicy::All {
-                            "1"
-                        } else {
-                            "above 1"
-                        }
-                    )));
-                }
-                existing
-            }
-            Err(_) => stream
-                .create_consumer(pull_config(&config))
-                .await
-                .map_err(|error| consumer_error(error.to_string()))?,
+        let source = match config.position {
+            Position::Handler => Source::Ordered(stream),
+            Position::Server => Source::Durable(durable(&stream, &config).await?),
         };
         Ok(Subscriber {
             config,
             jetstream,
-            consumer,
+            source,
             stats: Arc::new(Stats::default()),
+            handled_through: AtomicU64::new(0),
         })
     }
 
@@ -188,17 +181,52 @@ impl Subscriber {
 
     /// A continuous pull: JetStream keeps up to `batch` messages on the way.
     async fn pull(&self) -> Result<MessageStream, SubscribeError> {
-        self.consumer
-            .stream()
-            .max_messages_per_batch(self.config.batch)
-            .heartbeat(Duration::from_secs(5))
-            .expires(Duration::from_secs(30))
-            .messages()
-            .await
-            .map_err(|error| SubscribeError::Pull {
-                durable: self.config.durable.clone(),
-                reason: error.to_string(),
-            })
+        let failed = |error: &dyn std::fmt::Display| SubscribeError::Pull {
+            durable: self.config.durable.clone(),
+            reason: error.to_string(),
+        };
+        match &self.source {
+            Source::Durable(consumer) => {
+                let messages = consumer
+                    .stream()
+                    .max_messages_per_batch(self.config.batch)
+                    .heartbeat(Duration::from_secs(5))
+                    .expires(Duration::from_secs(30))
+                    .messages()
+                    .await
+                    .map_err(|error| failed(&error))?;
+                Ok(Box::pin(
+                    messages.map(|m| m.map_err(|error| error.to_string())),
+                ))
+            }
+            Source::Ordered(stream) => {
+                let after = self.handled_through.load(Ordering::Relaxed);
+                let start_at = if after == 0 {
+                    self.config.start_at
+                } else {
+                    StartAt::Sequence(after + 1)
+                };
+                let (filter_subject, filter_subjects) = filters(&self.config);
+                let consumer = stream
+                    .create_consumer(OrderedConfig {
+                        deliver_policy: deliver_policy(start_at),
+                        filter_subject,
+                        filter_subjects,
+                        ..Default::default()
+                    })
+                    .await
+                    .map_err(|error| failed(&error))?;
+                let messages = consumer.messages().await.map_err(|error| failed(&error))?;
+                Ok(Box::pin(
+                    messages.map(|m| m.map_err(|error| error.to_string())),
+                ))
+            }
+        }
+    }
+
+    /// Whether this subscriber acks (a durable consumer) or keeps no server-side position.
+    fn acks(&self) -> bool {
+        matches!(self.source, Source::Durable(_))
     }
 
     fn in_order(&self) -> bool {
@@ -230,7 +258,7 @@ impl Subscriber {
             let message = match next {
                 Some(Ok(message)) => message,
                 Some(Err(error)) => {
-                    self.pull_failed(error.to_string(), &mut messages).await;
+                    self.pull_failed(error, &mut messages).await;
                     continue;
                 }
                 None => {
@@ -242,6 +270,16 @@ impl Subscriber {
                 Handled::Done => handled_since_ack += 1,
                 Handled::DeadLettered | Handled::Skipped => {}
                 Handled::Interrupted => break,
+            }
+            if let Ok(info) = message.info() {
+                self.handled_through
+                    .store(info.stream_sequence, Ordering::Relaxed);
+            }
+            if !self.acks() {
+                self.stats
+                    .acked
+                    .fetch_add(std::mem::take(&mut handled_since_ack), Ordering::Relaxed);
+                continue;
             }
             // Acked with the next cumulative ack, dead-lettered or not.
             unacked = Some(message);
@@ -358,7 +396,7 @@ impl Subscriber {
                 Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
                 next = next_message(&mut messages), if room && !stopping => match next {
                     Some(Ok(message)) => in_flight.push(self.handle_alone(Arc::clone(&handler), message)),
-                    Some(Err(error)) => self.pull_failed(error.to_string(), &mut messages).await,
+                    Some(Err(error)) => self.pull_failed(error, &mut messages).await,
                     None => messages = None,
                 },
             }
@@ -643,7 +681,7 @@ enum Handled {
 
 async fn next_message(
     messages: &mut Option<MessageStream>,
-) -> Option<Result<jetstream::Message, async_nats::jetstream::consumer::pull::MessagesError>> {
+) -> Option<Result<jetstream::Message, String>> {
     match messages {
         Some(stream) => stream.next().await,
         None => std::future::pending().await,
@@ -658,8 +696,40 @@ fn ack_policy(config: &SubscriberConfig) -> AckPolicy {
     }
 }
 
-fn pull_config(config: &SubscriberConfig) -> PullConfig {
-    let deliver_policy = match config.start_at {
+/// Opens the durable consumer, or creates it at the configured start.
+async fn durable(
+    stream: &jetstream::stream::Stream,
+    config: &SubscriberConfig,
+) -> Result<PullConsumer, SubscribeError> {
+    let consumer_error = |reason: String| SubscribeError::Consumer {
+        durable: config.durable.clone(),
+        reason,
+    };
+    match stream.get_consumer::<PullConfig>(&config.durable).await {
+        Ok(existing) => {
+            let policy = existing.cached_info().config.ack_policy;
+            if policy != ack_policy(config) {
+                return Err(consumer_error(format!(
+                    "it exists with ack policy {policy:?}, made for concurrency {}; reset it \
+                     (Subscriber::reset) or open it with the concurrency it was created with",
+                    if policy == AckPolicy::All {
+                        "1"
+                    } else {
+                        "above 1"
+                    }
+                )));
+            }
+            Ok(existing)
+        }
+        Err(_) => stream
+            .create_consumer(pull_config(config))
+            .await
+            .map_err(|error| consumer_error(error.to_string())),
+    }
+}
+
+fn deliver_policy(start_at: StartAt) -> DeliverPolicy {
+    match start_at {
         StartAt::Beginning => DeliverPolicy::All,
         StartAt::New => DeliverPolicy::New,
         StartAt::Sequence(start_sequence) => DeliverPolicy::ByStartSequence {
@@ -668,15 +738,23 @@ fn pull_config(config: &SubscriberConfig) -> PullConfig {
         StartAt::Time(at) => DeliverPolicy::ByStartTime {
             start_time: time::OffsetDateTime::from(at),
         },
-    };
-    let (filter_subject, filter_subjects) = match config.filters.as_slice() {
+    }
+}
+
+/// The consumer's filter: one subject, or several.
+fn filters(config: &SubscriberConfig) -> (String, Vec<String>) {
+    match config.filters.as_slice() {
         [one] => (one.clone(), Vec::new()),
         many => (String::new(), many.to_vec()),
-    };
+    }
+}
+
+fn pull_config(config: &SubscriberConfig) -> PullConfig {
+    let (filter_subject, filter_subjects) = filters(config);
     PullConfig {
         durable_name: Some(config.durable.clone()),
         description: Some("c2d-subscriber".to_owned()),
-        deliver_policy,
+        deliver_policy: deliver_policy(config.start_at),
         // In order, one ack confirms every event before it; concurrently, each its own.
         ack_policy: ack_policy(config),
         ack_wait: config.ack_wait,

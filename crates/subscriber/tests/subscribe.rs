@@ -382,3 +382,68 @@ async fn a_replay_from_the_beginning_rebuilds_the_same_state() {
     let tail = build(&pipeline, "tail", StartAt::Sequence(51), 55).await;
     assert_eq!(tail.per_hook_type["inbox"], 5);
 }
+
+#[tokio::test]
+async fn a_handler_that_keeps_its_position_reads_in_order_and_resumes_after_it() {
+    let pipeline = Pipeline::start().await;
+    for n in 0..60 {
+        pipeline.post(inbox(n)).await;
+    }
+    let projection = Arc::new(Mutex::new(Projection::default()));
+    let run = |start_at: StartAt, stop_at: u64| {
+        let (projection, client) = (projection.clone(), pipeline.client());
+        async move {
+            let config = SubscriberConfig::new("self-positioned")
+                .start_at(start_at)
+                .position_kept_by_handler();
+            let subscriber = Subscriber::open(client.await, config).await.unwrap();
+            let done = Arc::new(Notify::new());
+            let (state, done_in) = (projection.clone(), done.clone());
+            subscriber
+                .run(
+                    move |delivery: Delivery| {
+                        let (state, done) = (state.clone(), done_in.clone());
+                        async move {
+                            let mut state = state.lock().unwrap();
+                            assert_eq!(
+                                delivery.stream_sequence,
+                                state.last_sequence + 1,
+                                "in order, none skipped, none twice"
+                            );
+                            state.apply(&delivery);
+                            if state.last_sequence == stop_at {
+                                done.notify_one();
+                            }
+                            Ok(())
+                        }
+                    },
+                    async move { done.notified().await },
+                )
+                .await
+                .unwrap()
+        }
+    };
+    run(StartAt::Beginning, 25).await;
+    let after = projection.lock().unwrap().last_sequence;
+    assert!(after >= 25);
+    // No consumer state on the server: the handler says where to go on.
+    let stats = run(StartAt::Sequence(after + 1), 60).await;
+    assert_eq!(projection.lock().unwrap().last_sequence, 60);
+    assert_eq!(projection.lock().unwrap().per_hook_type["inbox"], 60);
+    assert_eq!(
+        stats.acked(),
+        60 - after,
+        "counted as handled, without acks"
+    );
+    let stream = pipeline
+        .nats
+        .jetstream()
+        .await
+        .get_stream("CHAT2DESK")
+        .await
+        .unwrap();
+    assert!(
+        stream.consumer_info("self-positioned").await.is_err(),
+        "no durable was created"
+    );
+}
