@@ -3,13 +3,16 @@
 #
 # Uses the NATS at $NATS_URL when one answers there, and otherwise starts tools/bin/nats-server
 # with JetStream and its data under .run/nats. Starts the gateway with a demo tenant unless
-# GATEWAY_TOKENS is set, and prints the webhook URL to paste into Chat2Desk.
+# GATEWAY_TOKENS is set and prints the webhook URL to paste into Chat2Desk, then the services
+# that follow the event log (analytics, with its snapshots under .run/analytics).
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 export NATS_URL="${NATS_URL:-nats://127.0.0.1:4222}"
 export GATEWAY_ADDR="${GATEWAY_ADDR:-127.0.0.1:8080}"
+export ANALYTICS_GRPC_ADDR="${ANALYTICS_GRPC_ADDR:-127.0.0.1:50052}"
+export ANALYTICS_DATA_DIR="${ANALYTICS_DATA_DIR:-$PWD/.run/analytics}"
 profile="${PROFILE:-release}"
 run_dir="$root/.run"
 mkdir -p "$run_dir"
@@ -53,7 +56,7 @@ if [ -z "${GATEWAY_TOKENS:-}" ]; then
     export GATEWAY_TOKENS="demo=$(cat "$secret_file")"
 fi
 
-cargo build --quiet --profile "$profile" -p c2d-gateway
+cargo build --quiet --profile "$profile" -p c2d-gateway -p c2d-analytics
 target_dir="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
 bin_dir="$target_dir/$([ "$profile" = dev ] && echo debug || echo "$profile")"
 
@@ -64,6 +67,10 @@ for _ in $(seq 1 100); do
     curl -fsS "http://$GATEWAY_ADDR/readyz" >/dev/null 2>&1 && break
     sleep 0.1
 done
+
+# The consumers need the stream the gateway creates.
+"$bin_dir/c2d-analytics" &
+pids+=($!)
 
 echo
 echo "c2d-gateway is ready. Paste into Chat2Desk (webhooks API, every hook type):"
@@ -76,5 +83,8 @@ echo
 echo "Try it:   curl -sS -H 'content-type: application/json' --data @fixtures/chat2desk/inbox.json \\"
 echo "            'http://$GATEWAY_ADDR/hooks/chat2desk/${tenant}?token=${secret}'"
 echo "Health:   http://$GATEWAY_ADDR/healthz  http://$GATEWAY_ADDR/readyz  http://$GATEWAY_ADDR/metrics"
+echo "Analytics (gRPC with reflection) on $ANALYTICS_GRPC_ADDR, e.g.:"
+echo "          grpcurl -plaintext -d '{\"tenant\":\"$tenant\",\"range\":{\"start\":\"2019-07-28T00:00:00Z\",\"end\":\"2019-07-29T00:00:00Z\"}}' \\"
+echo "            $ANALYTICS_GRPC_ADDR chat2desk.analytics.v1.AnalyticsService/ChannelSummary"
 echo "Stop:     Ctrl-C"
 wait -n "${pids[@]}"
