@@ -13,7 +13,7 @@ use c2d_proto::events::{Event, HookType, Payload};
 use prost_types::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use crate::aggregates::{Dims, Granularity, Measure, TenantAggregates};
+use crate::aggregates::{Dims, Granularity, Measure, Names, TenantAggregates};
 use crate::requests::RequestClock;
 
 /// Everything analytics knows.
@@ -88,12 +88,12 @@ impl Tenant {
         let names = &mut self.aggregates.names;
         match &event.payload {
             Some(Payload::Inbox(message)) => {
-                let dims = Dims {
-                    transport: names.intern(message.transport.as_deref()),
-                    channel: message.channel_id,
-                    operator: message.operator_id,
-                    ..Dims::default()
-                };
+                let dims = served(
+                    names,
+                    message.transport.as_deref(),
+                    message.channel_id,
+                    message.operator_id,
+                );
                 self.aggregates.count(Measure::Inbound, second, dims);
                 if let Some(request) = message.request_id {
                     let clock = self.requests.entry(request).or_default();
@@ -108,12 +108,12 @@ impl Tenant {
                 }
             }
             Some(Payload::Outbox(message)) => {
-                let dims = Dims {
-                    transport: names.intern(message.transport.as_deref()),
-                    channel: message.channel_id,
-                    operator: message.operator_id,
-                    ..Dims::default()
-                };
+                let dims = served(
+                    names,
+                    message.transport.as_deref(),
+                    message.channel_id,
+                    message.operator_id,
+                );
                 self.aggregates.count(Measure::Outbound, second, dims);
                 if let Some(id) = message.message_id {
                     self.sent.insert(id, dims);
@@ -170,30 +170,30 @@ impl Tenant {
                 self.aggregates.count(Measure::TagsRemoved, second, dims);
             }
             Some(Payload::DialogTransferred(dialog)) => {
-                let dims = Dims {
-                    transport: names.intern(dialog.transport.as_deref()),
-                    channel: dialog.channel_id,
-                    operator: dialog.current_operator_id.or(dialog.operator_id),
-                    ..Dims::default()
-                };
+                let dims = served(
+                    names,
+                    dialog.transport.as_deref(),
+                    dialog.channel_id,
+                    dialog.current_operator_id.or(dialog.operator_id),
+                );
                 self.aggregates.count(Measure::Transfers, second, dims);
             }
             Some(Payload::CloseDialog(dialog)) => {
-                let dims = Dims {
-                    transport: names.intern(dialog.transport.as_deref()),
-                    channel: dialog.channel_id,
-                    operator: dialog.operator_id,
-                    ..Dims::default()
-                };
+                let dims = served(
+                    names,
+                    dialog.transport.as_deref(),
+                    dialog.channel_id,
+                    dialog.operator_id,
+                );
                 self.aggregates.count(Measure::DialogsClosed, second, dims);
             }
             Some(Payload::CloseRequest(dialog)) => {
-                let dims = Dims {
-                    transport: names.intern(dialog.transport.as_deref()),
-                    channel: dialog.channel_id,
-                    operator: dialog.operator_id,
-                    ..Dims::default()
-                };
+                let dims = served(
+                    names,
+                    dialog.transport.as_deref(),
+                    dialog.channel_id,
+                    dialog.operator_id,
+                );
                 self.aggregates.count(Measure::RequestsClosed, second, dims);
                 if let Some(request) = dialog.request_id {
                     let clock = self.requests.entry(request).or_default();
@@ -202,6 +202,21 @@ impl Tenant {
             }
             _ => {}
         }
+    }
+}
+
+/// The dimensions of who served a client where: messenger, channel and operator.
+fn served(
+    names: &mut Names,
+    transport: Option<&str>,
+    channel: Option<i64>,
+    operator: Option<i64>,
+) -> Dims {
+    Dims {
+        transport: names.intern(transport),
+        channel,
+        operator,
+        ..Dims::default()
     }
 }
 
