@@ -10,6 +10,7 @@
 //! `tools/bin/nats-server` (installed by `make tools`), or on `PATH`.
 
 pub mod gateway;
+pub mod grpc;
 pub mod http;
 pub mod load;
 mod nats;

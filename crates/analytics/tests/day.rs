@@ -410,6 +410,25 @@ async fn a_scripted_day_is_answered_exactly_across_restarts_rebuilds_and_redeliv
     assert_eq!(update.tenant, "acme");
     assert!(update.events > 0);
 
+    // What grpcurl relies on: health and reflection.
+    let endpoint = format!("http://{}", running.addr);
+    let status = c2d_testkit::grpc::health(&endpoint, c2d_proto::analytics::SERVICE_NAME)
+        .await
+        .unwrap();
+    assert_eq!(
+        status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving
+    );
+    let services = c2d_testkit::grpc::reflected_services(&endpoint)
+        .await
+        .unwrap();
+    assert!(
+        services
+            .iter()
+            .any(|s| s == c2d_proto::analytics::SERVICE_NAME),
+        "{services:?}"
+    );
+
     let first = answers(&mut client, "acme").await;
     check_against_script(&first, "acme", &script);
     let globex = answers(&mut client, "globex").await;

@@ -1,0 +1,47 @@
+//! What every gRPC service of the pipeline must offer, checked the way grpcurl would.
+
+use anyhow::Context as _;
+use futures_util::StreamExt as _;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_reflection::pb::v1::ServerReflectionRequest;
+use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+
+async fn channel(endpoint: &str) -> anyhow::Result<tonic::transport::Channel> {
+    Ok(tonic::transport::Endpoint::from_shared(endpoint.to_owned())?.connect().await?)
+}
+
+/// The gRPC health status of `service` at `endpoint` (e.g. `http://127.0.0.1:50052`).
+pub async fn health(endpoint: &str, service: &str) -> anyhow::Result<ServingStatus> {
+    let mut client = HealthClient::new(channel(endpoint).await?);
+    let answer = client
+        .check(HealthCheckRequest {
+            service: service.to_owned(),
+        })
+        .await?
+        .into_inner();
+    Ok(ServingStatus::try_from(answer.status)?)
+}
+
+/// The services `endpoint` lists through gRPC reflection.
+pub async fn reflected_services(endpoint: &str) -> anyhow::Result<Vec<String>> {
+    let mut client = ServerReflectionClient::new(channel(endpoint).await?);
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut answers = client
+        .server_reflection_info(futures_util::stream::iter([request]))
+        .await?
+        .into_inner();
+    let answer = answers.next().await.context("no reflection answer")??;
+    match answer.message_response {
+        Some(MessageResponse::ListServicesResponse(list)) => {
+            Ok(list.service.into_iter().map(|s| s.name).collect())
+        }
+        other => anyhow::bail!("unexpected reflection answer {other:?}"),
+    }
+}
