@@ -11,7 +11,11 @@ use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
 use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
 
 async fn channel(endpoint: &str) -> anyhow::Result<tonic::transport::Channel> {
-    Ok(tonic::transport::Endpoint::from_shared(endpoint.to_owned())?.connect().await?)
+    Ok(
+        tonic::transport::Endpoint::from_shared(endpoint.to_owned())?
+            .connect()
+            .await?,
+    )
 }
 
 /// The gRPC health status of `service` at `endpoint` (e.g. `http://127.0.0.1:50052`).

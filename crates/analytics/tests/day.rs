@@ -162,7 +162,7 @@ async fn start(pipeline: &Pipeline, data_dir: &std::path::Path, rebuild: bool) -
 
 impl Running {
     async fn caught_up(&self, last: u64) {
-        for _ in 0..600 {
+        for _ in 0..2_400 {
             if self.projection.read().unwrap().last_sequence >= last {
                 return;
             }

@@ -164,7 +164,7 @@ impl Subscriber {
     ) -> Result<Arc<Stats>, SubscribeError> {
         let mut shutdown = std::pin::pin!(shutdown.fuse());
         tracing::info!(
-            durable = %self.config.durable,
+            subscriber = %self.config.durable,
             filters = ?self.config.filters,
             in_order = self.in_order(),
             "subscriber running"
@@ -175,7 +175,7 @@ impl Subscriber {
             self.run_concurrently(Arc::new(handler), &mut shutdown)
                 .await?;
         }
-        tracing::info!(durable = %self.config.durable, acked = self.stats.acked(), "subscriber stopped");
+        tracing::info!(subscriber = %self.config.durable, acked = self.stats.acked(), "subscriber stopped");
         Ok(Arc::clone(&self.stats))
     }
 
@@ -390,7 +390,7 @@ impl Subscriber {
             tokio::select! {
                 biased;
                 () = &mut *shutdown, if !stopping => {
-                    tracing::info!(durable = %self.config.durable, in_flight = in_flight.len(), "stopping: finishing the events in hand");
+                    tracing::info!(subscriber = %self.config.durable, in_flight = in_flight.len(), "stopping: finishing the events in hand");
                     messages = None;
                 }
                 Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
@@ -610,7 +610,7 @@ impl Subscriber {
         names: Option<&(String, String)>,
         reason: String,
     ) -> bool {
-        tracing::error!(durable = %self.config.durable, stream_sequence = meta.stream_sequence, %reason, "dead-lettering an event");
+        tracing::error!(subscriber = %self.config.durable, stream_sequence = meta.stream_sequence, %reason, "dead-lettering an event");
         let poison = Poison {
             durable: &self.config.durable,
             subject: message.subject.as_str(),
@@ -634,7 +634,7 @@ impl Subscriber {
     }
 
     async fn pull_failed(&self, error: String, messages: &mut Option<MessageStream>) {
-        tracing::warn!(durable = %self.config.durable, %error, "pulling messages failed; pulling again");
+        tracing::warn!(subscriber = %self.config.durable, %error, "pulling messages failed; pulling again");
         *messages = None;
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
