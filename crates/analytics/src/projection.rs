@@ -35,7 +35,9 @@ pub struct Tenant {
     requests: FxHashMap<i64, RequestClock>,
     /// Outgoing messages by id: a delivery failure names only the message, and is counted
     /// under the operator and transport that sent it.
-    sent: FxHashMap<i64, Dims>,
+    sent: FxHashMap<i64, (Dims, i64)>,
+    /// The latest event time seen, the clock that state is pruned by.
+    newest: i64,
 }
 
 impl Projection {
@@ -67,6 +69,26 @@ impl Projection {
         std::mem::take(&mut self.changed_minutes)
     }
 
+    /// Forgets what late events can no longer need: sent messages older than
+    /// [`SENT_RETENTION`] (delivery failures come within minutes) and requests closed, or
+    /// silent, for longer than [`REQUEST_RETENTION`]. The aggregates themselves are kept.
+    pub fn prune(&mut self) {
+        for tenant in self.tenants.values_mut() {
+            let newest = tenant.newest;
+            tenant
+                .sent
+                .retain(|_, (_, at)| *at >= newest - SENT_RETENTION);
+            tenant.requests.retain(|_, clock| {
+                let idle = newest as f64 - clock.last_activity();
+                idle < (if clock.is_closed() {
+                    REQUEST_RETENTION
+                } else {
+                    OPEN_REQUEST_RETENTION
+                }) as f64
+            });
+        }
+    }
+
     /// Rebuilds lookup indexes after loading a snapshot.
     pub fn reindex(&mut self) {
         for tenant in self.tenants.values_mut() {
@@ -78,6 +100,7 @@ impl Projection {
 impl Tenant {
     fn apply(&mut self, at: f64, event: &Event) {
         let second = at.floor() as i64;
+        self.newest = self.newest.max(second);
         let hook_type = HookType::parse(&event.hook_type).map_or("unknown", HookType::as_str);
         let events_dims = Dims {
             hook_type: self.aggregates.names.intern(Some(hook_type)),
@@ -116,7 +139,7 @@ impl Tenant {
                 );
                 self.aggregates.count(Measure::Outbound, second, dims);
                 if let Some(id) = message.message_id {
-                    self.sent.insert(id, dims);
+                    self.sent.insert(id, (dims, second));
                 }
                 if let (Some(request), Some(_)) = (message.request_id, message.operator_id) {
                     let clock = self.requests.entry(request).or_default();
@@ -132,7 +155,7 @@ impl Tenant {
                 let sent = status
                     .id
                     .and_then(|id| self.sent.get(&id))
-                    .copied()
+                    .map(|(dims, _)| *dims)
                     .unwrap_or_default();
                 let dims = Dims {
                     failure: names.intern(Some(&failure)),
@@ -220,6 +243,13 @@ fn served(
     }
 }
 
+/// How long an outgoing message is remembered for a late delivery failure: two days.
+pub const SENT_RETENTION: i64 = 2 * 86_400;
+/// How long a closed request's clock is kept for late events: seven days.
+pub const REQUEST_RETENTION: i64 = 7 * 86_400;
+/// How long a request that never closes is kept after its last event: thirty days.
+pub const OPEN_REQUEST_RETENTION: i64 = 30 * 86_400;
+
 /// How far back an event still counts as live, for minute updates.
 const LIVE_WINDOW_SECONDS: i64 = 2 * 3_600;
 
@@ -280,5 +310,12 @@ mod tests {
         projection.apply(4, &inbox(now, 2));
         assert_eq!(projection.take_changed_minutes().len(), 1);
         assert!(projection.take_changed_minutes().is_empty());
+        projection.prune();
+        let tenant = &projection.tenants["acme"];
+        assert!(
+            !tenant.requests.contains_key(&1),
+            "request 1 fell silent 30+ days before the newest event"
+        );
+        assert!(tenant.requests.contains_key(&2));
     }
 }

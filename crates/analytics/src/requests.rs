@@ -34,6 +34,20 @@ pub struct RequestClock {
 }
 
 impl RequestClock {
+    /// The time of the request's last known event.
+    pub fn last_activity(&self) -> f64 {
+        let replies = self.replies.iter().map(|(at, _)| *at);
+        let closed = self.closed.map(|(at, _)| at);
+        replies
+            .chain(closed)
+            .chain(self.opened)
+            .fold(f64::MIN, f64::max)
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed.is_some()
+    }
+
     /// A message from the client at `at`.
     pub fn client_message(&mut self, at: f64, dims: Dims, aggregates: &mut TenantAggregates) {
         if self.first_client.is_none_or(|(first, _)| at < first) {

@@ -236,6 +236,10 @@ async fn save_periodically(
             _ = ticks.tick() => {}
         }
         if read(&projection).last_sequence != saved {
+            projection
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .prune();
             let (store, projection) = (store.clone(), Arc::clone(&projection));
             if let Ok(Some(sequence)) =
                 tokio::task::spawn_blocking(move || save(&store, &projection)).await
