@@ -48,13 +48,17 @@
 //! by `event.event_id` so a second write is a no-op (stores of independent facts). Either way,
 //! dropping the state and replaying the stream from the beginning rebuilds it exactly.
 
+mod attempt;
+mod concurrent;
 mod config;
 pub mod dead_letter;
 mod delivery;
+mod in_order;
 mod subscriber;
 
 pub use config::{
     DEFAULT_ACK_WAIT, DEFAULT_BATCH, DEFAULT_MAX_DELIVERIES, Position, StartAt, SubscriberConfig,
 };
 pub use delivery::{BoxError, Delivery, HandlerError};
+pub use in_order::ACK_EVERY;
 pub use subscriber::{Handler, Stats, SubscribeError, Subscriber};
