@@ -3,6 +3,11 @@
 use anyhow::Context as _;
 use c2d_analytics::{Analytics, Config};
 
+// A projection is millions of small allocations over its life; mimalloc serves them cheaper
+// than the system allocator (the benchmark uses it too).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const USAGE: &str = "usage: c2d-analytics [--rebuild]\n\n  --rebuild  drop the snapshot and replay the whole event stream\n\nConfiguration comes from the environment; see the README.";
 
 #[tokio::main]

@@ -127,6 +127,10 @@ impl HookType {
     /// `delete_tag_to_client` that Chat2Desk's own documentation uses. Case and surrounding
     /// blanks are forgiven.
     pub fn parse(name: &str) -> Option<HookType> {
+        // Real deliveries spell it exactly: the common case costs one comparison per type.
+        if let Some(exact) = HookType::ALL.into_iter().find(|hook| hook.as_str() == name) {
+            return Some(exact);
+        }
         let name = name.trim();
         if name.eq_ignore_ascii_case("delete_tag_to_client") {
             return Some(HookType::DeleteTagFromClient);

@@ -57,10 +57,6 @@ impl Subscriber {
                 Handled::DeadLettered | Handled::Skipped => {}
                 Handled::Interrupted => break,
             }
-            if let Ok(info) = message.info() {
-                self.handled_through
-                    .store(info.stream_sequence, Ordering::Relaxed);
-            }
             if !self.acks() {
                 self.stats
                     .acked
@@ -102,12 +98,15 @@ impl Subscriber {
         };
         let mut delivered = meta.delivered;
         loop {
-            let names = (event.event_id.clone(), event.tenant.clone());
             let reason = match self
                 .attempt(handler, message, &meta, event, delivered)
                 .await
             {
-                Attempt::Handled => return Handled::Done,
+                Attempt::Handled => {
+                    self.handled_through
+                        .store(meta.stream_sequence, Ordering::Relaxed);
+                    return Handled::Done;
+                }
                 Attempt::Failed {
                     transient: true,
                     reason,
@@ -126,6 +125,9 @@ impl Subscriber {
                 }
                 Attempt::Failed { reason, .. } => reason,
             };
+            // The event went to the handler; its names come from the same bytes again.
+            let again = Event::decode(message.payload.clone()).unwrap_or_default();
+            let names = (again.event_id, again.tenant);
             return self
                 .dead_letter_in_order(message, &meta, delivered, Some(names), reason, shutdown)
                 .await;
@@ -148,6 +150,8 @@ impl Subscriber {
                 .store_dead_letter(message, meta, delivered, names.as_ref(), reason.clone())
                 .await
             {
+                self.handled_through
+                    .store(meta.stream_sequence, Ordering::Relaxed);
                 return Handled::DeadLettered;
             }
             tokio::select! {

@@ -10,7 +10,7 @@ use std::time::Duration;
 use async_nats::jetstream;
 use async_nats::jetstream::consumer::pull::{Config as PullConfig, OrderedConfig};
 use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, PullConsumer};
-use c2d_proto::events::STREAM;
+use c2d_proto::events::{STREAM, STREAM_SUBJECTS};
 use futures_util::{FutureExt as _, Stream, StreamExt as _};
 
 use crate::config::{Position, StartAt, SubscriberConfig};
@@ -295,6 +295,8 @@ fn deliver_policy(start_at: StartAt) -> DeliverPolicy {
 /// The consumer's filter: one subject, or several.
 fn filters(config: &SubscriberConfig) -> (String, Vec<String>) {
     match config.filters.as_slice() {
+        // The whole stream: no filter, so the server matches nothing per message.
+        [all] if all == STREAM_SUBJECTS => (String::new(), Vec::new()),
         [one] => (one.clone(), Vec::new()),
         many => (String::new(), many.to_vec()),
     }
