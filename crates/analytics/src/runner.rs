@@ -68,7 +68,16 @@ impl Analytics {
             store.delete()?;
             tracing::info!("rebuilding: the whole stream will be replayed");
         }
-        let projection = store.load()?.unwrap_or_default();
+        // A snapshot is a cache of the log: one this version cannot read is rebuilt from the log.
+        let projection = match store.load() {
+            Ok(projection) => projection.unwrap_or_default(),
+            Err(SnapshotError::Format { path }) => {
+                tracing::warn!(path = %path.display(), "the snapshot is from another version; rebuilding from the whole stream");
+                store.delete()?;
+                Projection::default()
+            }
+            Err(error) => return Err(error.into()),
+        };
         if projection.last_sequence > 0 {
             tracing::info!(
                 sequence = projection.last_sequence,
@@ -307,5 +316,30 @@ async fn log_progress(projection: Arc<RwLock<Projection>>, stop: watch::Receiver
             );
             last = now;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_snapshot_of_another_version_means_a_rebuild_not_a_crash() {
+        let dir = std::env::temp_dir().join(format!("c2d-analytics-open-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = SnapshotStore::new(&dir);
+        std::fs::write(store.path(), b"C2DANL01 from an older version").unwrap();
+        let dir_text = dir.display().to_string();
+        let config =
+            Config::from_lookup(|name| (name == "ANALYTICS_DATA_DIR").then(|| dir_text.clone()))
+                .unwrap();
+        let analytics = Analytics::open(config, false).expect("opens");
+        assert_eq!(
+            read(&analytics.projection).last_sequence,
+            0,
+            "starts over from the log"
+        );
+        assert!(!store.path().exists(), "the unreadable snapshot is gone");
+        let _ = std::fs::remove_dir_all(dir);
     }
 }
