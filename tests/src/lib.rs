@@ -66,6 +66,32 @@ pub fn webhook_fixtures() -> Vec<(String, Bytes)> {
         .collect()
 }
 
+/// Realistic webhook bodies for benchmarks: the fixtures, weighted towards messages as real
+/// traffic is, each made unique by a `bench_seq` field so that every body is a new event.
+pub fn unique_fixture_bodies() -> std::sync::Arc<dyn Fn(u64) -> Bytes + Send + Sync> {
+    let mut templates = Vec::new();
+    for (name, body) in webhook_fixtures() {
+        let text = String::from_utf8(body.to_vec()).expect("fixtures are UTF-8");
+        let open = text
+            .trim_end()
+            .strip_suffix('}')
+            .expect("fixtures are objects")
+            .to_owned();
+        let weight = if name == "inbox" || name == "outbox" {
+            6
+        } else {
+            1
+        };
+        for _ in 0..weight {
+            templates.push(format!("{open},\n  \"bench_seq\": "));
+        }
+    }
+    std::sync::Arc::new(move |n: u64| {
+        let template = &templates[n as usize % templates.len()];
+        Bytes::from(format!("{template}{n}}}"))
+    })
+}
+
 /// A TCP port on 127.0.0.1 that was free a moment ago.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

@@ -1,6 +1,6 @@
 //! A real nats-server with JetStream, private to one test.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -121,11 +121,6 @@ impl NatsServer {
     /// The server's process id, while it runs.
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
-    }
-
-    /// The directory holding the server's store and log.
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
     }
 }
 

@@ -13,7 +13,7 @@ use c2d_analytics::service::AnalyticsGrpc;
 use c2d_analytics::{Analytics, Config};
 use c2d_proto::analytics::AnalyticsServiceClient;
 use c2d_proto::analytics::v1::{SummaryRequest, TimeRange};
-use c2d_proto::events::{DialogEvent, Event, Message, Payload};
+use c2d_proto::events::Event;
 use c2d_testkit::load::quantile_ms;
 use c2d_testkit::{Pipeline, ordered_read_rate, publish_deliveries};
 use prost_types::Timestamp;
@@ -206,48 +206,15 @@ async fn query_latency(events: u64) -> anyhow::Result<(f64, f64, usize)> {
     ))
 }
 
-/// The event of delivery `n`, built directly (no NATS) for the query benchmark.
+/// The event of delivery `n`, parsed as the gateway would, for the query benchmark (no NATS).
 fn event(n: u64) -> Event {
-    let request = (n / 4) as i64;
-    let at = START + (request * 37) % (DAYS * 86_400);
-    let operator = 1 + request % 20;
-    let transport = Some(["telegram", "whatsapp", "viber"][(request % 3) as usize].to_owned());
-    let message = |operator_id| Message {
-        message_id: Some(n as i64),
-        transport: transport.clone(),
-        operator_id,
-        channel_id: Some(10 + request % 4),
-        request_id: Some(request),
-        ..Message::default()
-    };
-    let (hook, at, payload) = match n % 4 {
-        0 => ("inbox", at, Payload::Inbox(message(None))),
-        1 => (
-            "outbox",
-            at + 30 + request % 600,
-            Payload::Outbox(message(Some(operator))),
-        ),
-        2 => ("outbox", at + 700, Payload::Outbox(message(Some(operator)))),
-        _ => (
-            "close_request",
-            at + 1_800 + request % 3_600,
-            Payload::CloseRequest(DialogEvent {
-                request_id: Some(request),
-                operator_id: Some(operator),
-                channel_id: Some(10 + request % 4),
-                transport: transport.clone(),
-                ..DialogEvent::default()
-            }),
-        ),
-    };
-    Event {
-        tenant: "acme".into(),
-        hook_type: hook.into(),
-        event_time: Some(Timestamp {
-            seconds: at,
+    c2d_hooks::parse_delivery(
+        "acme",
+        delivery(n).into(),
+        Timestamp {
+            seconds: START,
             nanos: 0,
-        }),
-        payload: Some(payload),
-        ..Event::default()
-    }
+        },
+    )
+    .expect("the bench's own deliveries parse")
 }

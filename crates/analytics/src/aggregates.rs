@@ -333,11 +333,6 @@ impl TenantAggregates {
             Dimension::HookType => self.names.text(dims.hook_type).to_owned(),
         }
     }
-
-    /// Whether any event was counted for this tenant.
-    pub fn is_empty(&self) -> bool {
-        self.buckets.iter().all(BTreeMap::is_empty)
-    }
 }
 
 /// A group's value before it is turned into text for the answer.

@@ -84,10 +84,6 @@ impl Sketch {
         self.count
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.count == 0
-    }
-
     /// The `q` quantile (0 < q <= 1) in seconds, by nearest rank; 0 for an empty sketch.
     pub fn quantile(&self, q: f64) -> f64 {
         if self.count == 0 {

@@ -12,7 +12,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use bytes::Bytes;
 use c2d_testkit::load::{LoadReport, Worker, closed_loop, cpu_time, post_load};
-use c2d_testkit::{GatewayProcess, NatsServer, free_port, webhook_fixtures};
+use c2d_testkit::{GatewayProcess, NatsServer, free_port, unique_fixture_bodies};
 use prost::Message as _;
 
 const GATEWAY: &str = env!("CARGO_BIN_EXE_c2d-gateway");
@@ -45,32 +45,6 @@ async fn plain_http_server(port: u16) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Realistic bodies: the fixtures weighted towards messages, each made unique by a sequence
-/// field, so every request is a new event.
-fn bodies() -> Arc<dyn Fn(u64) -> Bytes + Send + Sync> {
-    let mut templates = Vec::new();
-    for (name, body) in webhook_fixtures() {
-        let text = String::from_utf8(body.to_vec()).expect("fixtures are UTF-8");
-        let open = text
-            .trim_end()
-            .strip_suffix('}')
-            .expect("fixtures are objects")
-            .to_owned();
-        let weight = if name == "inbox" || name == "outbox" {
-            6
-        } else {
-            1
-        };
-        for _ in 0..weight {
-            templates.push(format!("{open},\n  \"bench_seq\": "));
-        }
-    }
-    Arc::new(move |n: u64| {
-        let template = &templates[n as usize % templates.len()];
-        Bytes::from(format!("{template}{n}}}"))
-    })
-}
-
 async fn bench() -> anyhow::Result<()> {
     let seconds: u64 = std::env::var("BENCH_SECONDS")
         .ok()
@@ -95,8 +69,15 @@ async fn bench() -> anyhow::Result<()> {
     let plain_url = format!("http://127.0.0.1:{port}/hooks/chat2desk/acme");
     wait_for_port(port).await?;
     let plain_cpu = Cpu::start(&[plain.id()]);
-    let plain_report =
-        post_load(&plain_url, &json, connections, warmup, duration, bodies()).await?;
+    let plain_report = post_load(
+        &plain_url,
+        &json,
+        connections,
+        warmup,
+        duration,
+        unique_fixture_bodies(),
+    )
+    .await?;
     let plain_cpu = plain_cpu.per_request(&plain_report);
     let _ = plain.kill();
     let _ = plain.wait();
@@ -115,7 +96,7 @@ async fn bench() -> anyhow::Result<()> {
         connections,
         warmup,
         duration,
-        bodies(),
+        unique_fixture_bodies(),
     )
     .await?;
     let gateway_cpu = gateway_cpu.per_request(&gateway_report);
@@ -222,7 +203,7 @@ async fn raw_publish(
     let jetstream = nats.jetstream().await;
     closed_loop(connections, warmup, duration, || RawPublisher {
         jetstream: jetstream.clone(),
-        bodies: bodies(),
+        bodies: unique_fixture_bodies(),
     })
     .await
 }

@@ -98,10 +98,6 @@ impl Tenants {
         names.sort_unstable();
         names
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.secrets.is_empty()
-    }
 }
 
 impl fmt::Debug for Tenants {

@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use c2d_proto::events::STREAM;
 use c2d_subscriber::{Delivery, HandlerError, Subscriber, SubscriberConfig};
 use c2d_testkit::load::cpu_time;
-use c2d_testkit::{NatsServer, Pipeline, ordered_read_rate, publish_deliveries, webhook_fixtures};
+use c2d_testkit::{
+    NatsServer, Pipeline, ordered_read_rate, publish_deliveries, unique_fixture_bodies,
+};
 use tokio::sync::Notify;
 
 fn main() -> anyhow::Result<()> {
@@ -104,19 +106,8 @@ fn cores() -> usize {
 
 /// Publishes `count` realistic events (the fixtures, made unique).
 async fn fill(nats: &NatsServer, count: u64) -> anyhow::Result<u64> {
-    let fixtures: Vec<String> = webhook_fixtures()
-        .into_iter()
-        .map(|(_, body)| String::from_utf8(body.to_vec()).expect("UTF-8"))
-        .collect();
-    let deliveries = (0..count).map(|n| {
-        let template = &fixtures[n as usize % fixtures.len()];
-        let body = format!(
-            "{},\"bench_seq\":{n}}}",
-            template.trim_end().trim_end_matches('}')
-        );
-        ("bench".to_owned(), body.into())
-    });
-    publish_deliveries(nats, deliveries).await
+    let bodies = unique_fixture_bodies();
+    publish_deliveries(nats, (0..count).map(|n| ("bench".to_owned(), bodies(n)))).await
 }
 
 /// Consumes every event through the SDK with a handler that only counts.
