@@ -9,6 +9,7 @@ use prost::Message;
 const PROTOS: &[&str] = &[
     "chat2desk/events/v1/events.proto",
     "chat2desk/analytics/v1/analytics.proto",
+    "chat2desk/crm/v1/crm.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -3,7 +3,8 @@
 //! Tests talk to real servers, never to mocks: [`NatsServer`] starts a real `nats-server` with
 //! JetStream on a free loopback port in a temporary directory, and stops it when dropped;
 //! [`ServiceProcess`] runs one of the workspace's binaries the way a user would; [`http`]
-//! sends plain HTTP/1.1 requests; [`Pipeline`] puts an in-process gateway in front of a
+//! sends plain HTTP/1.1 requests; [`TestDatabase`] is a fresh PostgreSQL database (on a server
+//! the test starts when none runs); [`Pipeline`] puts an in-process gateway in front of a
 //! server for consumers' tests; [`fixture`] reads the project's copy of Chat2Desk's examples.
 //!
 //! The `nats-server` binary is found, in order, at `$NATS_SERVER_BIN`, at the workspace's
@@ -15,6 +16,7 @@ pub mod http;
 pub mod load;
 mod nats;
 mod pipeline;
+pub mod postgres;
 mod process;
 
 use std::net::TcpListener;
@@ -25,6 +27,7 @@ use bytes::Bytes;
 pub use gateway::GatewayProcess;
 pub use nats::{NatsServer, ordered_read_rate, publish_deliveries, stored_events, stream_messages};
 pub use pipeline::{Pipeline, inbox};
+pub use postgres::TestDatabase;
 pub use process::ServiceProcess;
 
 /// The workspace's top directory.

@@ -6,7 +6,11 @@
 //! of the schema, so the wire format has exactly one definition.
 
 pub mod analytics;
+pub mod crm;
 pub mod events;
 
 /// The encoded `FileDescriptorSet` of every package, for gRPC reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/descriptors.bin"));
+
+#[cfg(feature = "server")]
+pub mod server;

@@ -1,0 +1,357 @@
+//! Reading the client directory: one client's full view, lookups by phone and external id,
+//! search, requests and tags. CrmService answers from here, and connectors' changes are
+//! built from the same [`ClientView`], so a CRM and a gRPC caller see the same client.
+
+use serde_json::Value as Json;
+use sqlx::{AnyConnection, Row as _};
+
+use crate::projection::{ClientKey, digits, name_key};
+use crate::store::{Store, StoreError};
+
+/// Everything the directory knows about one client. Times are store micros.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClientView {
+    pub key: ClientKey,
+    pub name: Option<String>,
+    pub phone: Option<String>,
+    pub client_phone: Option<String>,
+    pub avatar: Option<String>,
+    pub assigned_name: Option<String>,
+    pub comment: Option<String>,
+    pub extra_comment_1: Option<String>,
+    pub extra_comment_2: Option<String>,
+    pub extra_comment_3: Option<String>,
+    pub external_id: Option<String>,
+    pub region_id: Option<i64>,
+    pub country_id: Option<i64>,
+    /// A JSON object (empty when Chat2Desk sent none).
+    pub custom_fields: Json,
+    pub profile_at: Option<i64>,
+    pub first_contact_at: Option<i64>,
+    pub last_contact_at: Option<i64>,
+    /// (transport, channel id), sorted.
+    pub channels: Vec<(String, Option<i64>)>,
+    /// Names of the tags on the client, sorted.
+    pub tags: Vec<String>,
+    /// Open requests, newest first.
+    pub open_requests: Vec<RequestView>,
+    pub current_operator_id: Option<i64>,
+}
+
+impl ClientView {
+    /// The distinct transports of the client's channels, sorted.
+    pub fn transports(&self) -> Vec<&str> {
+        let mut transports: Vec<&str> = self.channels.iter().map(|(t, _)| t.as_str()).collect();
+        transports.dedup();
+        transports
+    }
+}
+
+/// One request of a client.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RequestView {
+    pub request_id: i64,
+    pub dialog_id: Option<i64>,
+    pub channel_id: Option<i64>,
+    pub transport: Option<String>,
+    pub operator_id: Option<i64>,
+    pub opened_at: Option<i64>,
+    pub closed_at: Option<i64>,
+    pub last_message_at: Option<i64>,
+    pub tags: Vec<String>,
+}
+
+/// One tag on a client (request_id None) or on one of its requests.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TagView {
+    pub tag_id: i64,
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub group_id: Option<i64>,
+    pub group_name: Option<String>,
+    pub request_id: Option<i64>,
+    pub tagged_at: i64,
+}
+
+/// How GetClient names a client.
+#[derive(Debug, Clone)]
+pub enum Lookup {
+    Id(i64),
+    Phone(String),
+    ExternalId(String),
+}
+
+/// What SearchClients asks for; empty criteria match everyone.
+#[derive(Debug, Clone, Default)]
+pub struct Search {
+    pub name_prefix: Option<String>,
+    pub tag: Option<String>,
+    pub transport: Option<String>,
+    pub has_open_request: Option<bool>,
+    pub after_client_id: i64,
+    pub limit: i64,
+}
+
+/// The client `lookup` names in `tenant`, if any.
+pub async fn find(
+    store: &Store,
+    tenant: &str,
+    lookup: &Lookup,
+) -> Result<Option<ClientView>, StoreError> {
+    let mut connection = store.pool().acquire().await?;
+    let client_id: Option<i64> = match lookup {
+        Lookup::Id(id) => Some(*id),
+        Lookup::Phone(phone) => sqlx::query(
+            "SELECT client_id FROM clients WHERE tenant = $1
+                 AND (phone = $2 OR client_phone = $2 OR phone_digits = $3 OR client_phone_digits = $3)
+             ORDER BY client_id LIMIT 1",
+        )
+        .bind(tenant)
+        .bind(phone.trim())
+        .bind(digits(phone).unwrap_or_default())
+        .fetch_optional(&mut *connection)
+        .await?
+        .map(|row| row.try_get("client_id"))
+        .transpose()?,
+        Lookup::ExternalId(external_id) => sqlx::query(
+            "SELECT client_id FROM clients WHERE tenant = $1 AND external_id = $2
+             ORDER BY client_id LIMIT 1",
+        )
+        .bind(tenant)
+        .bind(external_id.trim())
+        .fetch_optional(&mut *connection)
+        .await?
+        .map(|row| row.try_get("client_id"))
+        .transpose()?,
+    };
+    match client_id {
+        Some(client_id) => {
+            let key = ClientKey {
+                tenant: tenant.to_owned(),
+                client_id,
+            };
+            read(&mut connection, &key).await
+        }
+        None => Ok(None),
+    }
+}
+
+/// One client's view, read on `connection` (inside a transaction when building a change).
+pub async fn read(
+    connection: &mut AnyConnection,
+    key: &ClientKey,
+) -> Result<Option<ClientView>, StoreError> {
+    let Some(row) = sqlx::query(
+        "SELECT name, phone, client_phone, avatar, assigned_name, comment, extra_comment_1,
+             extra_comment_2, extra_comment_3, external_id, region_id, country_id, custom_fields,
+             profile_at, first_contact_at, last_contact_at
+         FROM clients WHERE tenant = $1 AND client_id = $2",
+    )
+    .bind(&key.tenant)
+    .bind(key.client_id)
+    .fetch_optional(&mut *connection)
+    .await?
+    else {
+        return Ok(None);
+    };
+    let text = |name: &str| row.try_get::<Option<String>, _>(name);
+    let number = |name: &str| row.try_get::<Option<i64>, _>(name);
+
+    let channels = sqlx::query(
+        "SELECT transport, channel_id FROM client_channels WHERE tenant = $1 AND client_id = $2
+         ORDER BY transport, channel_id",
+    )
+    .bind(&key.tenant)
+    .bind(key.client_id)
+    .fetch_all(&mut *connection)
+    .await?
+    .iter()
+    .map(|row| {
+        let channel: i64 = row.try_get("channel_id")?;
+        Ok((row.try_get("transport")?, (channel != 0).then_some(channel)))
+    })
+    .collect::<Result<_, sqlx::Error>>()?;
+    let tags = tags(connection, key)
+        .await?
+        .into_iter()
+        .filter(|tag| tag.request_id.is_none())
+        .map(|tag| tag.name.unwrap_or_else(|| format!("tag {}", tag.tag_id)))
+        .collect();
+    let requests = requests(connection, key).await?;
+    let open_requests: Vec<RequestView> = requests
+        .iter()
+        .filter(|r| r.closed_at.is_none())
+        .cloned()
+        .collect();
+    // The operator of the newest open request, else of the newest request.
+    let current_operator_id = open_requests
+        .first()
+        .or(requests.first())
+        .and_then(|r| r.operator_id);
+
+    Ok(Some(ClientView {
+        key: key.clone(),
+        name: text("name")?,
+        phone: text("phone")?,
+        client_phone: text("client_phone")?,
+        avatar: text("avatar")?,
+        assigned_name: text("assigned_name")?,
+        comment: text("comment")?,
+        extra_comment_1: text("extra_comment_1")?,
+        extra_comment_2: text("extra_comment_2")?,
+        extra_comment_3: text("extra_comment_3")?,
+        external_id: text("external_id")?,
+        region_id: number("region_id")?,
+        country_id: number("country_id")?,
+        custom_fields: text("custom_fields")?
+            .and_then(|text| serde_json::from_str(&text).ok())
+            .unwrap_or_else(|| Json::Object(Default::default())),
+        profile_at: number("profile_at")?,
+        first_contact_at: number("first_contact_at")?,
+        last_contact_at: number("last_contact_at")?,
+        channels,
+        tags,
+        open_requests,
+        current_operator_id,
+    }))
+}
+
+/// A client's requests, newest first, each with its tags.
+pub async fn requests(
+    connection: &mut AnyConnection,
+    key: &ClientKey,
+) -> Result<Vec<RequestView>, StoreError> {
+    let mut requests: Vec<RequestView> = sqlx::query(
+        "SELECT request_id, dialog_id, channel_id, transport, operator_id, opened_at, closed_at,
+             last_message_at
+         FROM requests WHERE tenant = $1 AND client_id = $2
+         ORDER BY opened_at DESC, request_id DESC",
+    )
+    .bind(&key.tenant)
+    .bind(key.client_id)
+    .fetch_all(&mut *connection)
+    .await?
+    .iter()
+    .map(|row| {
+        Ok(RequestView {
+            request_id: row.try_get("request_id")?,
+            dialog_id: row.try_get("dialog_id")?,
+            channel_id: row.try_get("channel_id")?,
+            transport: row.try_get("transport")?,
+            operator_id: row.try_get("operator_id")?,
+            opened_at: row.try_get("opened_at")?,
+            closed_at: row.try_get("closed_at")?,
+            last_message_at: row.try_get("last_message_at")?,
+            tags: Vec::new(),
+        })
+    })
+    .collect::<Result<_, sqlx::Error>>()?;
+    for tag in tags(connection, key).await? {
+        if let Some(request) = requests
+            .iter_mut()
+            .find(|r| Some(r.request_id) == tag.request_id)
+        {
+            request
+                .tags
+                .push(tag.name.unwrap_or_else(|| format!("tag {}", tag.tag_id)));
+        }
+    }
+    Ok(requests)
+}
+
+/// The tags on a client and on its requests, by name.
+pub async fn tags(
+    connection: &mut AnyConnection,
+    key: &ClientKey,
+) -> Result<Vec<TagView>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT tag_id, name, description, group_id, group_name, NULL AS request_id, changed_at
+             FROM client_tags WHERE tenant = $1 AND client_id = $2 AND present = 1
+         UNION ALL
+         SELECT tag_id, name, description, group_id, group_name, request_id, changed_at
+             FROM request_tags WHERE tenant = $1 AND client_id = $2 AND present = 1
+         ORDER BY name, tag_id",
+    )
+    .bind(&key.tenant)
+    .bind(key.client_id)
+    .fetch_all(&mut *connection)
+    .await?;
+    Ok(rows
+        .iter()
+        .map(|row| {
+            Ok(TagView {
+                tag_id: row.try_get("tag_id")?,
+                name: row.try_get("name")?,
+                description: row.try_get("description")?,
+                group_id: row.try_get("group_id")?,
+                group_name: row.try_get("group_name")?,
+                request_id: row.try_get("request_id")?,
+                tagged_at: row.try_get("changed_at")?,
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()?)
+}
+
+/// Clients matching `search`, by id, and whether there may be more.
+pub async fn search(
+    store: &Store,
+    tenant: &str,
+    search: &Search,
+) -> Result<(Vec<ClientView>, bool), StoreError> {
+    let mut connection = store.pool().acquire().await?;
+    let open = match search.has_open_request {
+        None => -1,
+        Some(false) => 0,
+        Some(true) => 1,
+    };
+    let prefix = search
+        .name_prefix
+        .as_deref()
+        .map(name_key)
+        .unwrap_or_default();
+    let ids: Vec<i64> = sqlx::query(
+        "SELECT client_id FROM clients c WHERE tenant = $1 AND client_id > $2
+           AND ($3 = '' OR substr(name_key, 1, length($3)) = $3)
+           AND ($4 = '' OR EXISTS (SELECT 1 FROM client_tags t WHERE t.tenant = c.tenant
+                 AND t.client_id = c.client_id AND t.present = 1 AND t.name = $4))
+           AND ($5 = '' OR EXISTS (SELECT 1 FROM client_channels h WHERE h.tenant = c.tenant
+                 AND h.client_id = c.client_id AND h.transport = $5))
+           AND ($6 = -1
+                OR ($6 = 1 AND EXISTS (SELECT 1 FROM requests r WHERE r.tenant = c.tenant
+                     AND r.client_id = c.client_id AND r.closed_at IS NULL))
+                OR ($6 = 0 AND NOT EXISTS (SELECT 1 FROM requests r WHERE r.tenant = c.tenant
+                     AND r.client_id = c.client_id AND r.closed_at IS NULL)))
+         ORDER BY client_id LIMIT $7",
+    )
+    .bind(tenant)
+    .bind(search.after_client_id)
+    .bind(prefix)
+    .bind(search.tag.as_deref().unwrap_or("").trim().to_owned())
+    .bind(
+        search
+            .transport
+            .as_deref()
+            .unwrap_or("")
+            .trim()
+            .to_lowercase(),
+    )
+    .bind(open as i64)
+    .bind(search.limit + 1)
+    .fetch_all(&mut *connection)
+    .await?
+    .iter()
+    .map(|row| row.try_get("client_id"))
+    .collect::<Result<_, _>>()?;
+    let more = ids.len() as i64 > search.limit;
+    let mut clients = Vec::with_capacity(ids.len());
+    for client_id in ids.into_iter().take(search.limit as usize) {
+        let key = ClientKey {
+            tenant: tenant.to_owned(),
+            client_id,
+        };
+        if let Some(view) = read(&mut connection, &key).await? {
+            clients.push(view);
+        }
+    }
+    Ok((clients, more))
+}

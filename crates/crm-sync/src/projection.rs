@@ -1,0 +1,671 @@
+//! Events folded into the client directory, one transaction per event.
+//!
+//! Every write is an idempotent merge, so that the order events arrive in and how often they
+//! arrive do not matter:
+//! - a client's card (new_client, client_updated) replaces the profile only when it is newer
+//!   by event time, ties broken by stream sequence: a late card loses to a newer one;
+//! - messages move first contact down and last contact up (min and max), open requests and
+//!   fill profile fields no card has given;
+//! - a tag's presence is last-writer-wins by event time, its removal kept as a tombstone;
+//! - a request is closed once any closing is seen, its operator is the newest assignment;
+//! - channels and transports only accumulate.
+//!
+//! On top of that the stream sequence applied is kept in the same transaction, and events at
+//! or below it are skipped: a redelivery changes nothing, not even a timestamp.
+
+use c2d_proto::events::Payload;
+use c2d_proto::events::v1::{Client, DialogEvent, Event, Message, Tag};
+use sqlx::any::Any;
+use sqlx::{Row as _, Transaction};
+
+use crate::clock;
+use crate::store::{Store, StoreError};
+
+/// The name of this projection's row in `consumer_position`.
+pub const CONSUMER: &str = "crm-sync";
+
+/// A client whose directory entry an event touched.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ClientKey {
+    pub tenant: String,
+    pub client_id: i64,
+}
+
+/// The outcome of applying one event.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Applied {
+    /// At or below the position: seen before, nothing done.
+    AlreadyApplied,
+    /// Applied (or of no interest to the directory), position moved.
+    Applied(Option<ClientKey>),
+}
+
+/// One event's facts, with the event time and sequence that order them.
+struct Fact<'a> {
+    tenant: &'a str,
+    at: i64,
+    seq: i64,
+}
+
+/// The last stream sequence applied, 0 for an empty store.
+pub async fn position(store: &Store) -> Result<u64, StoreError> {
+    let row = sqlx::query("SELECT stream_sequence FROM consumer_position WHERE consumer = $1")
+        .bind(CONSUMER)
+        .fetch_optional(store.pool())
+        .await?;
+    Ok(match row {
+        Some(row) => row.try_get::<i64, _>("stream_sequence")?.max(0) as u64,
+        None => 0,
+    })
+}
+
+/// Applies `event`, stored at `sequence`, inside `transaction`, and moves the position.
+pub async fn apply(
+    transaction: &mut Transaction<'static, Any>,
+    sequence: u64,
+    event: &Event,
+) -> Result<Applied, StoreError> {
+    let seq = sequence as i64;
+    let row = sqlx::query("SELECT stream_sequence FROM consumer_position WHERE consumer = $1")
+        .bind(CONSUMER)
+        .fetch_optional(&mut **transaction)
+        .await?;
+    if let Some(row) = row
+        && row.try_get::<i64, _>("stream_sequence")? >= seq
+    {
+        return Ok(Applied::AlreadyApplied);
+    }
+    sqlx::query(
+        "INSERT INTO consumer_position (consumer, stream_sequence) VALUES ($1, $2)
+         ON CONFLICT (consumer) DO UPDATE SET stream_sequence = excluded.stream_sequence",
+    )
+    .bind(CONSUMER)
+    .bind(seq)
+    .execute(&mut **transaction)
+    .await?;
+
+    // Chat2Desk's own time of the event; the gateway's receipt time when it gave none.
+    let at = event
+        .event_time
+        .as_ref()
+        .or(event.received_at.as_ref())
+        .map_or(0, clock::micros);
+    let fact = Fact {
+        tenant: &event.tenant,
+        at,
+        seq,
+    };
+    let client = match &event.payload {
+        Some(Payload::Inbox(message)) => message_seen(transaction, &fact, message, false).await?,
+        Some(Payload::Outbox(message)) => message_seen(transaction, &fact, message, true).await?,
+        Some(Payload::NewClient(card) | Payload::ClientUpdated(card)) => {
+            card_seen(transaction, &fact, card).await?
+        }
+        Some(Payload::AddTagToClient(tag)) => client_tag(transaction, &fact, tag, true).await?,
+        Some(Payload::DeleteTagFromClient(tag)) => {
+            client_tag(transaction, &fact, tag, false).await?
+        }
+        Some(Payload::AddTagToRequest(tag)) => request_tag(transaction, &fact, tag, true).await?,
+        Some(Payload::DeleteTagFromRequest(tag)) => {
+            request_tag(transaction, &fact, tag, false).await?
+        }
+        Some(Payload::CloseDialog(dialog)) => {
+            closed(transaction, &fact, dialog, Closing::Dialog).await?
+        }
+        Some(Payload::CloseRequest(dialog)) => {
+            closed(transaction, &fact, dialog, Closing::Request).await?
+        }
+        Some(Payload::DialogTransferred(dialog)) => transferred(transaction, &fact, dialog).await?,
+        _ => None,
+    };
+    Ok(Applied::Applied(client.map(|client_id| ClientKey {
+        tenant: event.tenant.clone(),
+        client_id,
+    })))
+}
+
+/// Makes sure the client has a row, so tags and requests always have someone to belong to.
+async fn client_exists(
+    transaction: &mut Transaction<'static, Any>,
+    tenant: &str,
+    client_id: i64,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO clients (tenant, client_id) VALUES ($1, $2)
+         ON CONFLICT (tenant, client_id) DO NOTHING",
+    )
+    .bind(tenant)
+    .bind(client_id)
+    .execute(&mut **transaction)
+    .await?;
+    Ok(())
+}
+
+async fn channel_seen(
+    transaction: &mut Transaction<'static, Any>,
+    tenant: &str,
+    client_id: i64,
+    transport: &str,
+    channel_id: Option<i64>,
+) -> Result<(), StoreError> {
+    let transport = transport.trim();
+    if transport.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO client_channels (tenant, client_id, transport, channel_id) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (tenant, client_id, transport, channel_id) DO NOTHING",
+    )
+    .bind(tenant)
+    .bind(client_id)
+    .bind(transport.to_lowercase())
+    .bind(channel_id.unwrap_or(0))
+    .execute(&mut **transaction)
+    .await?;
+    Ok(())
+}
+
+/// A message in or out: contact times, the request and dialog it belongs to, the client's
+/// messenger, and profile fields the client card has not given.
+async fn message_seen(
+    transaction: &mut Transaction<'static, Any>,
+    fact: &Fact<'_>,
+    message: &Message,
+    outgoing: bool,
+) -> Result<Option<i64>, StoreError> {
+    let card = message.client.as_ref();
+    // The embedded client card names the client; `client_id` is the fallback.
+    let Some(client_id) = card.and_then(|c| c.id).or(message.client_id) else {
+        return Ok(None);
+    };
+    let field = |get: fn(&c2d_proto::events::v1::MessageClient) -> Option<&String>| {
+        card.and_then(get)
+            .map(|v| v.trim())
+            .filter(|v| !v.is_empty())
+    };
+    let name = field(|c| c.name.as_ref());
+    let phone = field(|c| c.phone.as_ref());
+    let client_phone = field(|c| c.client_phone.as_ref());
+    let external_id = field(|c| c.external_id.as_ref());
+    sqlx::query(
+        "INSERT INTO clients (tenant, client_id, name, name_key, phone, phone_digits, client_phone,
+             client_phone_digits, assigned_name, external_id, external_id_at, first_contact_at, last_contact_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)
+         ON CONFLICT (tenant, client_id) DO UPDATE SET
+             name = CASE WHEN clients.profile_at IS NULL AND clients.name IS NULL THEN excluded.name ELSE clients.name END,
+             name_key = CASE WHEN clients.profile_at IS NULL AND clients.name IS NULL THEN excluded.name_key ELSE clients.name_key END,
+             phone = CASE WHEN clients.profile_at IS NULL AND clients.phone IS NULL THEN excluded.phone ELSE clients.phone END,
+             phone_digits = CASE WHEN clients.profile_at IS NULL AND clients.phone IS NULL THEN excluded.phone_digits ELSE clients.phone_digits END,
+             client_phone = CASE WHEN clients.profile_at IS NULL AND clients.client_phone IS NULL THEN excluded.client_phone ELSE clients.client_phone END,
+             client_phone_digits = CASE WHEN clients.profile_at IS NULL AND clients.client_phone IS NULL THEN excluded.client_phone_digits ELSE clients.client_phone_digits END,
+             assigned_name = CASE WHEN clients.profile_at IS NULL AND clients.assigned_name IS NULL THEN excluded.assigned_name ELSE clients.assigned_name END,
+             external_id = CASE WHEN excluded.external_id IS NOT NULL AND (clients.external_id_at IS NULL OR excluded.external_id_at >= clients.external_id_at)
+                 THEN excluded.external_id ELSE clients.external_id END,
+             external_id_at = CASE WHEN excluded.external_id IS NOT NULL AND (clients.external_id_at IS NULL OR excluded.external_id_at >= clients.external_id_at)
+                 THEN excluded.external_id_at ELSE clients.external_id_at END,
+             first_contact_at = CASE WHEN clients.first_contact_at IS NULL OR excluded.first_contact_at < clients.first_contact_at
+                 THEN excluded.first_contact_at ELSE clients.first_contact_at END,
+             last_contact_at = CASE WHEN clients.last_contact_at IS NULL OR excluded.last_contact_at > clients.last_contact_at
+                 THEN excluded.last_contact_at ELSE clients.last_contact_at END",
+    )
+    .bind(fact.tenant)
+    .bind(client_id)
+    .bind(name)
+    .bind(name.map(name_key))
+    .bind(phone)
+    .bind(phone.and_then(digits))
+    .bind(client_phone)
+    .bind(client_phone.and_then(digits))
+    .bind(field(|c| c.assigned_name.as_ref()))
+    .bind(external_id)
+    .bind(external_id.map(|_| fact.at))
+    .bind(fact.at)
+    .execute(&mut **transaction)
+    .await?;
+    if let Some(transport) = &message.transport {
+        channel_seen(
+            transaction,
+            fact.tenant,
+            client_id,
+            transport,
+            message.channel_id,
+        )
+        .await?;
+    }
+    let operator = if outgoing { message.operator_id } else { None };
+    if let Some(request_id) = message.request_id {
+        upsert_request(
+            transaction,
+            fact,
+            RequestFacts {
+                request_id,
+                client_id: Some(client_id),
+                dialog_id: message.dialog_id,
+                channel_id: message.channel_id,
+                transport: message.transport.as_deref(),
+                opened_at: Some(fact.at),
+                last_message_at: Some(fact.at),
+                closed_at: None,
+                operator_id: operator,
+            },
+        )
+        .await?;
+    }
+    if let Some(dialog_id) = message.dialog_id {
+        upsert_dialog(
+            transaction,
+            fact,
+            DialogFacts {
+                dialog_id,
+                client_id: Some(client_id),
+                channel_id: message.channel_id,
+                transport: message.transport.as_deref(),
+                operator_id: operator,
+                last_activity_at: Some(fact.at),
+                closed_at: None,
+            },
+        )
+        .await?;
+    }
+    Ok(Some(client_id))
+}
+
+/// A client card: the whole profile, if it is the newest card seen.
+async fn card_seen(
+    transaction: &mut Transaction<'static, Any>,
+    fact: &Fact<'_>,
+    card: &Client,
+) -> Result<Option<i64>, StoreError> {
+    let Some(client_id) = card.id else {
+        return Ok(None);
+    };
+    let text = |value: &Option<String>| {
+        value
+            .as_deref()
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+    };
+    let name = text(&card.name);
+    let phone = text(&card.phone);
+    let client_phone = text(&card.client_phone);
+    let custom_fields = card
+        .custom_fields
+        .as_ref()
+        .filter(|fields| !fields.fields.is_empty())
+        .map(|fields| crate::json::from_struct(fields).to_string());
+    sqlx::query(
+        "INSERT INTO clients (tenant, client_id, name, name_key, phone, phone_digits, client_phone,
+             client_phone_digits, avatar, assigned_name, comment, extra_comment_1, extra_comment_2,
+             extra_comment_3, region_id, country_id, custom_fields, profile_at, profile_seq)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
+         ON CONFLICT (tenant, client_id) DO UPDATE SET
+             name = excluded.name, name_key = excluded.name_key, phone = excluded.phone,
+             phone_digits = excluded.phone_digits, client_phone = excluded.client_phone,
+             client_phone_digits = excluded.client_phone_digits, avatar = excluded.avatar,
+             assigned_name = excluded.assigned_name, comment = excluded.comment,
+             extra_comment_1 = excluded.extra_comment_1, extra_comment_2 = excluded.extra_comment_2,
+             extra_comment_3 = excluded.extra_comment_3, region_id = excluded.region_id,
+             country_id = excluded.country_id, custom_fields = excluded.custom_fields,
+             profile_at = excluded.profile_at, profile_seq = excluded.profile_seq
+         WHERE clients.profile_at IS NULL OR excluded.profile_at > clients.profile_at
+             OR (excluded.profile_at = clients.profile_at AND excluded.profile_seq > clients.profile_seq)",
+    )
+    .bind(fact.tenant)
+    .bind(client_id)
+    .bind(name.as_deref())
+    .bind(name.as_deref().map(name_key))
+    .bind(phone.as_deref())
+    .bind(phone.as_deref().and_then(digits))
+    .bind(client_phone.as_deref())
+    .bind(client_phone.as_deref().and_then(digits))
+    .bind(text(&card.avatar))
+    .bind(text(&card.assigned_name))
+    .bind(text(&card.comment))
+    .bind(text(&card.extra_comment_1))
+    .bind(text(&card.extra_comment_2))
+    .bind(text(&card.extra_comment_3))
+    .bind(card.region_id)
+    .bind(card.country_id)
+    .bind(custom_fields)
+    .bind(fact.at)
+    .bind(fact.seq)
+    .execute(&mut **transaction)
+    .await?;
+    for channel in &card.channels {
+        for transport in &channel.transports {
+            channel_seen(transaction, fact.tenant, client_id, transport, channel.id).await?;
+        }
+    }
+    Ok(Some(client_id))
+}
+
+/// A tag put on or taken off a client.
+async fn client_tag(
+    transaction: &mut Transaction<'static, Any>,
+    fact: &Fact<'_>,
+    tag: &Tag,
+    present: bool,
+) -> Result<Option<i64>, StoreError> {
+    let (Some(client_id), Some(tag_id)) = (tag.client_id, tag.id) else {
+        return Ok(None);
+    };
+    client_exists(transaction, fact.tenant, client_id).await?;
+    sqlx::query(
+        "INSERT INTO client_tags (tenant, client_id, tag_id, name, description, group_id, group_name,
+             present, changed_at, changed_seq)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+         ON CONFLICT (tenant, client_id, tag_id) DO UPDATE SET
+             name = excluded.name, description = excluded.description, group_id = excluded.group_id,
+             group_name = excluded.group_name, present = excluded.present,
+             changed_at = excluded.changed_at, changed_seq = excluded.changed_seq
+         WHERE excluded.changed_at > client_tags.changed_at
+             OR (excluded.changed_at = client_tags.changed_at AND excluded.changed_seq > client_tags.changed_seq)",
+    )
+    .bind(fact.tenant)
+    .bind(client_id)
+    .bind(tag_id)
+    .bind(tag.name.as_deref())
+    .bind(tag.description.as_deref())
+    .bind(tag.group_id)
+    .bind(tag.group_name.as_deref())
+    .bind(i64::from(present))
+    .bind(fact.at)
+    .bind(fact.seq)
+    .execute(&mut **transaction)
+    .await?;
+    Ok(Some(client_id))
+}
+
+/// A tag put on or taken off a request. Chat2Desk names only the client: the tag goes to the
+/// client's newest open request, else its newest request (request 0 when none is known).
+async fn request_tag(
+    transaction: &mut Transaction<'static, Any>,
+    fact: &Fact<'_>,
+    tag: &Tag,
+    present: bool,
+) -> Result<Option<i64>, StoreError> {
+    let (Some(client_id), Some(tag_id)) = (tag.client_id, tag.id) else {
+        return Ok(None);
+    };
+    client_exists(transaction, fact.tenant, client_id).await?;
+    let request_id: i64 = sqlx::query(
+        "SELECT request_id FROM requests WHERE tenant = $1 AND client_id = $2
+         ORDER BY CASE WHEN closed_at IS NULL THEN 0 ELSE 1 END, opened_at DESC, request_id DESC
+         LIMIT 1",
+    )
+    .bind(fact.tenant)
+    .bind(client_id)
+    .fetch_optional(&mut **transaction)
+    .await?
+    .map(|row| row.try_get("request_id"))
+    .transpose()?
+    .unwrap_or(0);
+    sqlx::query(
+        "INSERT INTO request_tags (tenant, request_id, tag_id, client_id, name, description, group_id,
+             group_name, present, changed_at, changed_seq)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+         ON CONFLICT (tenant, request_id, tag_id, client_id) DO UPDATE SET
+             name = excluded.name, description = excluded.description, group_id = excluded.group_id,
+             group_name = excluded.group_name, present = excluded.present,
+             changed_at = excluded.changed_at, changed_seq = excluded.changed_seq
+         WHERE excluded.changed_at > request_tags.changed_at
+             OR (excluded.changed_at = request_tags.changed_at AND excluded.changed_seq > request_tags.changed_seq)",
+    )
+    .bind(fact.tenant)
+    .bind(request_id)
+    .bind(tag_id)
+    .bind(client_id)
+    .bind(tag.name.as_deref())
+    .bind(tag.description.as_deref())
+    .bind(tag.group_id)
+    .bind(tag.group_name.as_deref())
+    .bind(i64::from(present))
+    .bind(fact.at)
+    .bind(fact.seq)
+    .execute(&mut **transaction)
+    .await?;
+    Ok(Some(client_id))
+}
+
+#[derive(Clone, Copy)]
+enum Closing {
+    Dialog,
+    Request,
+}
+
+/// close_dialog and close_request: the request (and for close_dialog the dialog) is closed.
+async fn closed(
+    transaction: &mut Transaction<'static, Any>,
+    fact: &Fact<'_>,
+    event: &DialogEvent,
+    closing: Closing,
+) -> Result<Option<i64>, StoreError> {
+    if let Some(client_id) = event.client_id {
+        client_exists(transaction, fact.tenant, client_id).await?;
+    }
+    if let Some(request_id) = event.request_id {
+        upsert_request(
+            transaction,
+            fact,
+            RequestFacts {
+                request_id,
+                client_id: event.client_id,
+                dialog_id: event.dialog_id,
+                channel_id: event.channel_id,
+                transport: event.transport.as_deref(),
+                opened_at: event.created.as_ref().map(clock::micros),
+                last_message_at: None,
+                closed_at: Some(fact.at),
+                operator_id: event.operator_id,
+            },
+        )
+        .await?;
+    }
+    if let Some(dialog_id) = event.dialog_id {
+        upsert_dialog(
+            transaction,
+            fact,
+            DialogFacts {
+                dialog_id,
+                client_id: event.client_id,
+                channel_id: event.channel_id,
+                transport: event.transport.as_deref(),
+                operator_id: event.operator_id,
+                last_activity_at: None,
+                closed_at: matches!(closing, Closing::Dialog).then_some(fact.at),
+            },
+        )
+        .await?;
+    }
+    Ok(event.client_id)
+}
+
+/// dialog_transferred: the request and dialog have a new current operator.
+async fn transferred(
+    transaction: &mut Transaction<'static, Any>,
+    fact: &Fact<'_>,
+    event: &DialogEvent,
+) -> Result<Option<i64>, StoreError> {
+    if let Some(client_id) = event.client_id {
+        client_exists(transaction, fact.tenant, client_id).await?;
+    }
+    let operator_id = event.current_operator_id.or(event.operator_id);
+    if let Some(request_id) = event.request_id {
+        upsert_request(
+            transaction,
+            fact,
+            RequestFacts {
+                request_id,
+                client_id: event.client_id,
+                dialog_id: event.dialog_id,
+                channel_id: event.channel_id,
+                transport: event.transport.as_deref(),
+                opened_at: event.created.as_ref().map(clock::micros),
+                last_message_at: None,
+                closed_at: None,
+                operator_id,
+            },
+        )
+        .await?;
+    }
+    if let Some(dialog_id) = event.dialog_id {
+        upsert_dialog(
+            transaction,
+            fact,
+            DialogFacts {
+                dialog_id,
+                client_id: event.client_id,
+                channel_id: event.channel_id,
+                transport: event.transport.as_deref(),
+                operator_id,
+                last_activity_at: Some(fact.at),
+                closed_at: None,
+            },
+        )
+        .await?;
+    }
+    Ok(event.client_id)
+}
+
+/// What one event says about a request.
+struct RequestFacts<'a> {
+    request_id: i64,
+    client_id: Option<i64>,
+    dialog_id: Option<i64>,
+    channel_id: Option<i64>,
+    transport: Option<&'a str>,
+    opened_at: Option<i64>,
+    last_message_at: Option<i64>,
+    closed_at: Option<i64>,
+    operator_id: Option<i64>,
+}
+
+async fn upsert_request(
+    transaction: &mut Transaction<'static, Any>,
+    fact: &Fact<'_>,
+    request: RequestFacts<'_>,
+) -> Result<(), StoreError> {
+    let operator_at = request.operator_id.map(|_| fact.at);
+    sqlx::query(
+        "INSERT INTO requests (tenant, request_id, client_id, dialog_id, channel_id, transport,
+             opened_at, closed_at, last_message_at, operator_id, operator_at, operator_seq)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+         ON CONFLICT (tenant, request_id) DO UPDATE SET
+             client_id = COALESCE(requests.client_id, excluded.client_id),
+             dialog_id = COALESCE(requests.dialog_id, excluded.dialog_id),
+             channel_id = COALESCE(requests.channel_id, excluded.channel_id),
+             transport = COALESCE(requests.transport, excluded.transport),
+             opened_at = CASE WHEN excluded.opened_at IS NOT NULL AND (requests.opened_at IS NULL OR excluded.opened_at < requests.opened_at)
+                 THEN excluded.opened_at ELSE requests.opened_at END,
+             closed_at = CASE WHEN excluded.closed_at IS NOT NULL AND (requests.closed_at IS NULL OR excluded.closed_at < requests.closed_at)
+                 THEN excluded.closed_at ELSE requests.closed_at END,
+             last_message_at = CASE WHEN excluded.last_message_at IS NOT NULL AND (requests.last_message_at IS NULL OR excluded.last_message_at > requests.last_message_at)
+                 THEN excluded.last_message_at ELSE requests.last_message_at END,
+             operator_id = CASE WHEN excluded.operator_at IS NOT NULL AND (requests.operator_at IS NULL OR excluded.operator_at > requests.operator_at
+                     OR (excluded.operator_at = requests.operator_at AND excluded.operator_seq > requests.operator_seq))
+                 THEN excluded.operator_id ELSE requests.operator_id END,
+             operator_seq = CASE WHEN excluded.operator_at IS NOT NULL AND (requests.operator_at IS NULL OR excluded.operator_at > requests.operator_at
+                     OR (excluded.operator_at = requests.operator_at AND excluded.operator_seq > requests.operator_seq))
+                 THEN excluded.operator_seq ELSE requests.operator_seq END,
+             operator_at = CASE WHEN excluded.operator_at IS NOT NULL AND (requests.operator_at IS NULL OR excluded.operator_at > requests.operator_at
+                     OR (excluded.operator_at = requests.operator_at AND excluded.operator_seq > requests.operator_seq))
+                 THEN excluded.operator_at ELSE requests.operator_at END",
+    )
+    .bind(fact.tenant)
+    .bind(request.request_id)
+    .bind(request.client_id)
+    .bind(request.dialog_id)
+    .bind(request.channel_id)
+    .bind(request.transport.map(str::to_lowercase))
+    .bind(request.opened_at)
+    .bind(request.closed_at)
+    .bind(request.last_message_at)
+    .bind(request.operator_id)
+    .bind(operator_at)
+    .bind(operator_at.map(|_| fact.seq))
+    .execute(&mut **transaction)
+    .await?;
+    Ok(())
+}
+
+/// What one event says about a dialog.
+struct DialogFacts<'a> {
+    dialog_id: i64,
+    client_id: Option<i64>,
+    channel_id: Option<i64>,
+    transport: Option<&'a str>,
+    operator_id: Option<i64>,
+    last_activity_at: Option<i64>,
+    closed_at: Option<i64>,
+}
+
+async fn upsert_dialog(
+    transaction: &mut Transaction<'static, Any>,
+    fact: &Fact<'_>,
+    dialog: DialogFacts<'_>,
+) -> Result<(), StoreError> {
+    let operator_at = dialog.operator_id.map(|_| fact.at);
+    sqlx::query(
+        "INSERT INTO dialogs (tenant, dialog_id, client_id, channel_id, transport, operator_id,
+             operator_at, operator_seq, last_activity_at, closed_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+         ON CONFLICT (tenant, dialog_id) DO UPDATE SET
+             client_id = COALESCE(dialogs.client_id, excluded.client_id),
+             channel_id = COALESCE(dialogs.channel_id, excluded.channel_id),
+             transport = COALESCE(dialogs.transport, excluded.transport),
+             last_activity_at = CASE WHEN excluded.last_activity_at IS NOT NULL AND (dialogs.last_activity_at IS NULL OR excluded.last_activity_at > dialogs.last_activity_at)
+                 THEN excluded.last_activity_at ELSE dialogs.last_activity_at END,
+             closed_at = CASE WHEN excluded.closed_at IS NOT NULL AND (dialogs.closed_at IS NULL OR excluded.closed_at > dialogs.closed_at)
+                 THEN excluded.closed_at ELSE dialogs.closed_at END,
+             operator_id = CASE WHEN excluded.operator_at IS NOT NULL AND (dialogs.operator_at IS NULL OR excluded.operator_at > dialogs.operator_at
+                     OR (excluded.operator_at = dialogs.operator_at AND excluded.operator_seq > dialogs.operator_seq))
+                 THEN excluded.operator_id ELSE dialogs.operator_id END,
+             operator_seq = CASE WHEN excluded.operator_at IS NOT NULL AND (dialogs.operator_at IS NULL OR excluded.operator_at > dialogs.operator_at
+                     OR (excluded.operator_at = dialogs.operator_at AND excluded.operator_seq > dialogs.operator_seq))
+                 THEN excluded.operator_seq ELSE dialogs.operator_seq END,
+             operator_at = CASE WHEN excluded.operator_at IS NOT NULL AND (dialogs.operator_at IS NULL OR excluded.operator_at > dialogs.operator_at
+                     OR (excluded.operator_at = dialogs.operator_at AND excluded.operator_seq > dialogs.operator_seq))
+                 THEN excluded.operator_at ELSE dialogs.operator_at END",
+    )
+    .bind(fact.tenant)
+    .bind(dialog.dialog_id)
+    .bind(dialog.client_id)
+    .bind(dialog.channel_id)
+    .bind(dialog.transport.map(str::to_lowercase))
+    .bind(dialog.operator_id)
+    .bind(operator_at)
+    .bind(operator_at.map(|_| fact.seq))
+    .bind(dialog.last_activity_at)
+    .bind(dialog.closed_at)
+    .execute(&mut **transaction)
+    .await?;
+    Ok(())
+}
+
+/// The key name prefix search compares: lower case, whitespace trimmed.
+pub fn name_key(name: &str) -> String {
+    name.trim().to_lowercase()
+}
+
+/// The digits of a phone, so "+55 (11) 9999-0000" finds "5511999990000"; None without digits.
+pub fn digits(phone: &str) -> Option<String> {
+    let digits: String = phone.chars().filter(char::is_ascii_digit).collect();
+    (!digits.is_empty()).then_some(digits)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phones_and_names_are_normalized_for_lookup() {
+        assert_eq!(
+            digits("+55 (11) 9999-0000").as_deref(),
+            Some("551199990000")
+        );
+        assert_eq!(digits("[tg] 1938691").as_deref(), Some("1938691"));
+        assert_eq!(digits("no digits"), None);
+        assert_eq!(name_key("  Ольга Петрова "), "ольга петрова");
+    }
+}

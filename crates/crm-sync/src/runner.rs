@@ -1,0 +1,317 @@
+//! The running service: follow the event log into the store, deliver the connectors' queues,
+//! serve CrmService.
+//!
+//! The projection keeps its own position (the last stream sequence applied, in the store), so
+//! the log is read by an ordered consumer from the event after it: a restart, a crash or a
+//! redelivery applies nothing twice. Each event is one write transaction: the directory
+//! change, the changes queued for connectors and the new position commit together, and the
+//! connector workers are woken after the commit.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use c2d_proto::crm::CrmServiceServer;
+use c2d_proto::events::STREAM;
+use c2d_subscriber::{
+    Delivery, HandlerError, StartAt, SubscribeError, Subscriber, SubscriberConfig,
+};
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, watch};
+
+use crate::cfg::Config;
+use crate::change;
+use crate::connector::Connector;
+use crate::error::CrmError;
+use crate::projection::{self, Applied};
+use crate::service::CrmGrpc;
+use crate::store::{Store, StoreError};
+use crate::worker::{self, ConnectorStats};
+
+/// The subscriber's name in logs and dead letters.
+const SUBSCRIBER: &str = "crm-sync";
+
+/// The hook types the directory is built from; the consumer asks NATS for these only.
+pub const HOOK_TYPES: &[&str] = &[
+    "inbox",
+    "outbox",
+    "new_client",
+    "client_updated",
+    "add_tag_to_client",
+    "delete_tag_from_client",
+    "add_tag_to_request",
+    "delete_tag_from_request",
+    "close_dialog",
+    "close_request",
+    "dialog_transferred",
+];
+
+/// How long in-flight gRPC calls may run on after the stop signal.
+const GRPC_GRACE: Duration = Duration::from_secs(5);
+
+/// Why c2d-crm-sync could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum CrmSyncError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(
+        "cannot connect to NATS at {url}: {source}; is nats-server running? (make run starts one)"
+    )]
+    Connect {
+        url: String,
+        source: async_nats::ConnectError,
+    },
+    #[error(transparent)]
+    Subscribe(#[from] SubscribeError),
+    #[error(transparent)]
+    Serve(#[from] c2d_proto::server::ServeError),
+}
+
+/// What the event applier, the workers and the gRPC service share.
+pub struct Shared {
+    pub store: Store,
+    pub connectors: Vec<Arc<Connector>>,
+    stats: HashMap<String, Arc<ConnectorStats>>,
+    wakers: HashMap<String, Arc<Notify>>,
+    jetstream: Option<async_nats::jetstream::Context>,
+    /// Events stored after the last one handled (the consumer's pending count).
+    pending: AtomicU64,
+}
+
+impl Shared {
+    /// The names of the connectors that take `tenant`'s changes.
+    pub fn connectors_for(&self, tenant: &str) -> Vec<String> {
+        self.connectors
+            .iter()
+            .filter(|c| c.serves(tenant))
+            .map(|c| c.name.clone())
+            .collect()
+    }
+
+    pub fn stats(&self, connector: &str) -> Option<Arc<ConnectorStats>> {
+        self.stats.get(connector).cloned()
+    }
+
+    /// Wakes every connector worker: changes were queued.
+    pub fn wake_connectors(&self) {
+        for wake in self.wakers.values() {
+            wake.notify_one();
+        }
+    }
+
+    /// Events of interest stored but not applied yet.
+    pub fn lag(&self) -> u64 {
+        self.pending.load(Ordering::Relaxed)
+    }
+
+    /// The stream's last sequence, as NATS reports it now.
+    pub async fn stream_last_sequence(&self) -> Result<u64, CrmError> {
+        let Some(jetstream) = &self.jetstream else {
+            return Ok(0);
+        };
+        let mut stream = jetstream
+            .get_stream(STREAM)
+            .await
+            .map_err(|e| CrmError::Stream(e.to_string()))?;
+        let info = stream
+            .info()
+            .await
+            .map_err(|e| CrmError::Stream(e.to_string()))?;
+        Ok(info.state.last_sequence)
+    }
+
+    /// Applies one delivered event: directory, queued changes and position in one transaction.
+    pub async fn apply(&self, delivery: &Delivery) -> Result<Applied, StoreError> {
+        let event = &delivery.event;
+        let connectors = self.connectors_for(&event.tenant);
+        let queued = {
+            let _writing = self.store.write().await;
+            let mut transaction = self.store.pool().begin().await?;
+            let applied =
+                projection::apply(&mut transaction, delivery.stream_sequence, event).await?;
+            let queued = match &applied {
+                Applied::Applied(Some(client)) => {
+                    change::queue_if_changed(&mut transaction, client, &connectors, false).await?
+                }
+                _ => 0,
+            };
+            transaction.commit().await?;
+            if matches!(applied, Applied::AlreadyApplied) {
+                return Ok(applied);
+            }
+            (applied, queued)
+        };
+        self.pending.store(delivery.pending, Ordering::Relaxed);
+        if queued.1 > 0 {
+            self.wake_connectors();
+        }
+        Ok(queued.0)
+    }
+}
+
+/// c2d-crm-sync, ready to run.
+pub struct CrmSync {
+    config: Config,
+    shared: Arc<Shared>,
+}
+
+impl CrmSync {
+    /// Opens the store (migrating it) and prepares the connectors.
+    pub async fn open(mut config: Config) -> Result<CrmSync, CrmSyncError> {
+        let store = Store::open(&config.store_url).await?;
+        let position = projection::position(&store).await?;
+        tracing::info!(
+            store = %crate::store::redact(&config.store_url),
+            position,
+            connectors = config.connectors.len(),
+            "store open"
+        );
+        let connectors: Vec<Arc<Connector>> = config.connectors.drain(..).map(Arc::new).collect();
+        let stats = connectors
+            .iter()
+            .map(|c| (c.name.clone(), Arc::new(ConnectorStats::default())))
+            .collect();
+        let wakers = connectors
+            .iter()
+            .map(|c| (c.name.clone(), Arc::new(Notify::new())))
+            .collect();
+        Ok(CrmSync {
+            config,
+            shared: Arc::new(Shared {
+                store,
+                connectors,
+                stats,
+                wakers,
+                jetstream: None,
+                pending: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    /// The store, for tests that look inside.
+    pub fn store(&self) -> Store {
+        self.shared.store.clone()
+    }
+
+    /// Serves gRPC on `listener`, follows the event log and delivers the connectors' queues
+    /// until `shutdown` completes.
+    pub async fn run(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), CrmSyncError> {
+        let (stop_tx, stop) = watch::channel(false);
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+        });
+        let client = async_nats::ConnectOptions::new()
+            .name("c2d-crm-sync")
+            .connect(&self.config.nats_url)
+            .await
+            .map_err(|source| CrmSyncError::Connect {
+                url: self.config.nats_url.clone(),
+                source,
+            })?;
+        let Ok(mut shared) = Arc::try_unwrap(self.shared) else {
+            unreachable!("nothing else holds the shared state before run");
+        };
+        shared.jetstream = Some(async_nats::jetstream::new(client.clone()));
+        let shared = Arc::new(shared);
+
+        let after = projection::position(&shared.store).await?;
+        let start_at = if after == 0 {
+            StartAt::Beginning
+        } else {
+            StartAt::Sequence(after + 1)
+        };
+        let filters: Vec<String> = HOOK_TYPES
+            .iter()
+            .map(|hook| c2d_proto::events::event_subject("*", hook))
+            .collect();
+        let config = SubscriberConfig::new(SUBSCRIBER)
+            .filters(filters)
+            .start_at(start_at)
+            .position_kept_by_handler()
+            // A store outage stalls the projection instead of dead-lettering its events.
+            .max_deliveries(u64::MAX);
+        let subscriber = Subscriber::open(client, config).await?;
+        tracing::info!(?start_at, "following the event log");
+
+        let workers: Vec<_> = shared
+            .connectors
+            .iter()
+            .map(|connector| {
+                tokio::spawn(worker::run(
+                    shared.store.clone(),
+                    Arc::clone(connector),
+                    shared.stats(&connector.name).unwrap_or_default(),
+                    Arc::clone(&shared.wakers[&connector.name]),
+                    stop.clone(),
+                ))
+            })
+            .collect();
+        let grpc = tokio::spawn(c2d_proto::server::serve(
+            listener,
+            CrmServiceServer::new(CrmGrpc::new(Arc::clone(&shared))),
+            stopped(stop.clone()),
+        ));
+        let progress = tokio::spawn(log_progress(Arc::clone(&shared), stop.clone()));
+
+        let applier = Arc::clone(&shared);
+        let handler = move |delivery: Delivery| {
+            let shared = Arc::clone(&applier);
+            async move {
+                shared
+                    .apply(&delivery)
+                    .await
+                    .map_err(HandlerError::transient)?;
+                Ok::<(), HandlerError>(())
+            }
+        };
+        let consumed = subscriber.run(handler, stopped(stop.clone())).await;
+
+        for worker in workers {
+            let _ = worker.await;
+        }
+        let _ = progress.await;
+        let served = match tokio::time::timeout(GRPC_GRACE, grpc).await {
+            Ok(served) => served.unwrap_or(Ok(())),
+            Err(_) => Ok(()),
+        };
+        shared.store.close().await;
+        consumed?;
+        served?;
+        Ok(())
+    }
+}
+
+/// Completes when the stop flag is raised.
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stopped| *stopped).await;
+}
+
+async fn log_progress(shared: Arc<Shared>, stop: watch::Receiver<bool>) {
+    let mut last = projection::position(&shared.store).await.unwrap_or(0);
+    let mut ticks = tokio::time::interval(Duration::from_secs(10));
+    loop {
+        tokio::select! {
+            () = stopped(stop.clone()) => return,
+            _ = ticks.tick() => {}
+        }
+        let Ok(now) = projection::position(&shared.store).await else {
+            continue;
+        };
+        if now != last {
+            tracing::info!(
+                sequence = now,
+                applied = now - last,
+                lag = shared.lag(),
+                "events applied in the last 10 s"
+            );
+            last = now;
+        }
+    }
+}
