@@ -164,9 +164,9 @@ async fn query_latency(events: u64) -> anyhow::Result<(f64, f64, usize)> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let service = AnalyticsGrpc::new(projection, minutes, stop);
-    tokio::spawn(c2d_analytics::runner::serve_grpc(
+    tokio::spawn(c2d_proto::server::serve(
         listener,
-        service,
+        c2d_proto::analytics::AnalyticsServiceServer::new(service),
         std::future::pending(),
     ));
     let mut client = AnalyticsServiceClient::connect(format!("http://{addr}")).await?;

@@ -46,10 +46,8 @@ pub enum AnalyticsError {
     },
     #[error(transparent)]
     Subscribe(#[from] SubscribeError),
-    #[error("gRPC server failed: {0}")]
-    Grpc(#[from] tonic::transport::Error),
-    #[error("gRPC reflection could not load the descriptors: {0}")]
-    Reflection(#[from] tonic_reflection::server::Error),
+    #[error(transparent)]
+    Serve(#[from] c2d_proto::server::ServeError),
 }
 
 /// c2d-analytics, ready to run.
@@ -135,7 +133,11 @@ impl Analytics {
         tracing::info!(?start_at, "following the event log");
 
         let service = AnalyticsGrpc::new(self.projection(), self.minutes.clone(), stop.clone());
-        let grpc = tokio::spawn(serve_grpc(listener, service, stopped(stop.clone())));
+        let grpc = tokio::spawn(c2d_proto::server::serve(
+            listener,
+            AnalyticsServiceServer::new(service),
+            stopped(stop.clone()),
+        ));
         let background = [
             tokio::spawn(save_periodically(
                 self.store.clone(),
@@ -174,34 +176,8 @@ impl Analytics {
             Err(_) => Ok(()),
         };
         consumed?;
-        served
+        Ok(served?)
     }
-}
-
-/// Serves AnalyticsService, gRPC health and reflection on `listener` until `shutdown`.
-pub async fn serve_grpc(
-    listener: TcpListener,
-    service: AnalyticsGrpc,
-    shutdown: impl Future<Output = ()>,
-) -> Result<(), AnalyticsError> {
-    let (health, health_service) = tonic_health::server::health_reporter();
-    health
-        .set_serving::<AnalyticsServiceServer<AnalyticsGrpc>>()
-        .await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(c2d_proto::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
-    tracing::info!(addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(), "AnalyticsService listening");
-    tonic::transport::Server::builder()
-        .add_service(health_service)
-        .add_service(reflection)
-        .add_service(AnalyticsServiceServer::new(service))
-        .serve_with_incoming_shutdown(
-            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
-            shutdown,
-        )
-        .await?;
-    Ok(())
 }
 
 /// Completes when the stop flag is raised.

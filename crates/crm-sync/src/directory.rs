@@ -61,6 +61,28 @@ pub struct RequestView {
     pub tags: Vec<String>,
 }
 
+/// One dialog of a client.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DialogView {
+    pub dialog_id: i64,
+    pub channel_id: Option<i64>,
+    pub transport: Option<String>,
+    pub operator_id: Option<i64>,
+    pub last_activity_at: Option<i64>,
+    pub closed_at: Option<i64>,
+}
+
+impl DialogView {
+    /// A message or transfer after the last closing reopens a dialog.
+    pub fn is_closed(&self) -> bool {
+        match (self.closed_at, self.last_activity_at) {
+            (Some(closed), Some(active)) => closed >= active,
+            (Some(_), None) => true,
+            (None, _) => false,
+        }
+    }
+}
+
 /// One tag on a client (request_id None) or on one of its requests.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TagView {
@@ -257,6 +279,35 @@ pub async fn requests(
         }
     }
     Ok(requests)
+}
+
+/// A client's dialogs, newest activity first.
+pub async fn dialogs(
+    connection: &mut AnyConnection,
+    key: &ClientKey,
+) -> Result<Vec<DialogView>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT dialog_id, channel_id, transport, operator_id, last_activity_at, closed_at
+         FROM dialogs WHERE tenant = $1 AND client_id = $2
+         ORDER BY last_activity_at DESC, dialog_id DESC",
+    )
+    .bind(&key.tenant)
+    .bind(key.client_id)
+    .fetch_all(&mut *connection)
+    .await?;
+    Ok(rows
+        .iter()
+        .map(|row| {
+            Ok(DialogView {
+                dialog_id: row.try_get("dialog_id")?,
+                channel_id: row.try_get("channel_id")?,
+                transport: row.try_get("transport")?,
+                operator_id: row.try_get("operator_id")?,
+                last_activity_at: row.try_get("last_activity_at")?,
+                closed_at: row.try_get("closed_at")?,
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()?)
 }
 
 /// The tags on a client and on its requests, by name.

@@ -5,8 +5,8 @@ use std::sync::atomic::Ordering;
 
 use c2d_proto::crm::CrmService;
 use c2d_proto::crm::v1::{
-    ClientChannel, ClientRecord, ClientRequest, ConnectorStatus, DeadLetter, GetClientRequest,
-    GetSyncStatusRequest, ListClientRequestsRequest, ListClientRequestsResponse,
+    ClientChannel, ClientDialog, ClientRecord, ClientRequest, ConnectorStatus, DeadLetter,
+    GetClientRequest, GetSyncStatusRequest, ListClientRequestsRequest, ListClientRequestsResponse,
     ListClientTagsRequest, ListClientTagsResponse, ListDeadLettersRequest, ListDeadLettersResponse,
     RequestState, ResyncClientRequest, ResyncClientResponse, RetryDeadLettersRequest,
     RetryDeadLettersResponse, SearchClientsRequest, SearchClientsResponse, SyncStatus, TagRecord,
@@ -15,7 +15,7 @@ use c2d_proto::crm::v1::{
 use tonic::{Request, Response, Status};
 
 use crate::clock;
-use crate::directory::{self, ClientView, Lookup, RequestView, Search, TagView};
+use crate::directory::{self, ClientView, DialogView, Lookup, RequestView, Search, TagView};
 use crate::error::CrmError;
 use crate::projection::ClientKey;
 use crate::runner::Shared;
@@ -154,6 +154,23 @@ fn request_record(request: RequestView) -> ClientRequest {
     }
 }
 
+fn dialog_record(dialog: DialogView) -> ClientDialog {
+    let state = if dialog.is_closed() {
+        RequestState::Closed
+    } else {
+        RequestState::Open
+    };
+    ClientDialog {
+        dialog_id: dialog.dialog_id,
+        channel_id: dialog.channel_id,
+        transport: dialog.transport,
+        state: state as i32,
+        operator_id: dialog.operator_id,
+        last_activity_at: dialog.last_activity_at.map(clock::timestamp),
+        closed_at: dialog.closed_at.map(clock::timestamp),
+    }
+}
+
 fn tag_record(tag: TagView) -> TagRecord {
     TagRecord {
         tag_id: tag.tag_id,
@@ -257,8 +274,12 @@ impl CrmService for CrmGrpc {
         let requests = directory::requests(&mut connection, &key)
             .await
             .map_err(CrmError::from)?;
+        let dialogs = directory::dialogs(&mut connection, &key)
+            .await
+            .map_err(CrmError::from)?;
         Ok(Response::new(ListClientRequestsResponse {
             requests: requests.into_iter().map(request_record).collect(),
+            dialogs: dialogs.into_iter().map(dialog_record).collect(),
         }))
     }
 

@@ -394,6 +394,7 @@ fn globex_script() -> Vec<Json> {
         tag("delete_tag_from_client", 2, "Lead", 501, 9),
         tag("add_tag_to_client", 2, "Lead", 501, 4),
         dialog("close_request", 9001, 501, 78, 10),
+        dialog("close_dialog", 9001, 501, 78, 10),
         message("inbox", ana.clone(), 9002, "whatsapp", 10, None, 11),
         message("outbox", ana, 9002, "whatsapp", 10, Some(79), 12),
         // Boris: Telegram only, an open request.
@@ -599,15 +600,28 @@ async fn scenario(store_url: &str) {
         .unwrap_err();
     assert_eq!(no_lookup.code(), Code::InvalidArgument);
 
-    let requests = client
+    let answer = client
         .list_client_requests(ListClientRequestsRequest {
             tenant: "globex".into(),
             client_id: 501,
         })
         .await
         .unwrap()
-        .into_inner()
-        .requests;
+        .into_inner();
+    let dialogs: Vec<(i64, RequestState, Option<i64>)> = answer
+        .dialogs
+        .iter()
+        .map(|d| (d.dialog_id, d.state(), d.operator_id))
+        .collect();
+    assert_eq!(
+        dialogs,
+        [
+            (70002, RequestState::Open, Some(79)),
+            (70001, RequestState::Closed, Some(78)),
+        ]
+    );
+    assert_eq!(answer.dialogs[1].closed_at, ts(at(10)));
+    let requests = answer.requests;
     let summary: Vec<(i64, RequestState, Option<i64>, Vec<String>)> = requests
         .iter()
         .map(|r| (r.request_id, r.state(), r.operator_id, r.tags.clone()))
