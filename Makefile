@@ -6,15 +6,19 @@ CARGO ?= cargo
 NATS_SERVER := $(CURDIR)/tools/bin/nats-server
 export NATS_SERVER_BIN := $(NATS_SERVER)
 
-.PHONY: all tools build test lint fmt run bench-gateway bench-subscriber bench-analytics clean
+.PHONY: all tools postgres build test lint fmt run bench-gateway bench-subscriber bench-analytics clean
 
 all: build
 
-## tools: install nats-server (>= 2.10) into tools/bin unless a new enough one is installed
-tools: $(NATS_SERVER)
+## tools: install nats-server (>= 2.10) into tools/bin unless a new enough one is installed,
+## and PostgreSQL for the crm-sync tests unless a server answers on 5432 or initdb is installed
+tools: $(NATS_SERVER) postgres
 
 $(NATS_SERVER): scripts/install-nats-server.sh
 	@bash scripts/install-nats-server.sh
+
+postgres:
+	@bash scripts/install-postgres.sh
 
 build:
 	$(CARGO) build --workspace
@@ -35,8 +39,8 @@ lint:
 fmt:
 	$(CARGO) fmt --all
 
-## run: nats-server (unless one answers at NATS_URL) and the gateway with a demo tenant
-run: tools
+## run: nats-server (unless one answers at NATS_URL), the gateway with a demo tenant, crm-sync and analytics
+run: $(NATS_SERVER)
 	@bash scripts/run.sh
 
 ## bench-gateway: gateway vs plain HTTP server vs raw JetStream publish, printed

@@ -4,7 +4,8 @@
 # Uses the NATS at $NATS_URL when one answers there, and otherwise starts tools/bin/nats-server
 # with JetStream and its data under .run/nats. Starts the gateway with a demo tenant unless
 # GATEWAY_TOKENS is set and prints the webhook URL to paste into Chat2Desk, then the services
-# that follow the event log (analytics, with its snapshots under .run/analytics).
+# that follow the event log: crm-sync (its SQLite store in .run/crm-sync, unless CRM_STORE_URL
+# says otherwise) and analytics (its snapshots under .run/analytics).
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -13,6 +14,8 @@ export NATS_URL="${NATS_URL:-nats://127.0.0.1:4222}"
 export GATEWAY_ADDR="${GATEWAY_ADDR:-127.0.0.1:8080}"
 export ANALYTICS_GRPC_ADDR="${ANALYTICS_GRPC_ADDR:-127.0.0.1:50052}"
 export ANALYTICS_DATA_DIR="${ANALYTICS_DATA_DIR:-$PWD/.run/analytics}"
+export CRM_GRPC_ADDR="${CRM_GRPC_ADDR:-127.0.0.1:50051}"
+export CRM_STORE_URL="${CRM_STORE_URL:-sqlite://$PWD/.run/crm-sync/crm.db}"
 profile="${PROFILE:-release}"
 run_dir="$root/.run"
 mkdir -p "$run_dir"
@@ -56,7 +59,7 @@ if [ -z "${GATEWAY_TOKENS:-}" ]; then
     export GATEWAY_TOKENS="demo=$(cat "$secret_file")"
 fi
 
-cargo build --quiet --profile "$profile" -p c2d-gateway -p c2d-analytics
+cargo build --quiet --profile "$profile" -p c2d-gateway -p c2d-crm-sync -p c2d-analytics
 target_dir="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
 bin_dir="$target_dir/$([ "$profile" = dev ] && echo debug || echo "$profile")"
 
@@ -69,6 +72,8 @@ for _ in $(seq 1 100); do
 done
 
 # The consumers need the stream the gateway creates.
+"$bin_dir/c2d-crm-sync" &
+pids+=($!)
 "$bin_dir/c2d-analytics" &
 pids+=($!)
 
@@ -86,5 +91,8 @@ echo "Health:   http://$GATEWAY_ADDR/healthz  http://$GATEWAY_ADDR/readyz  http:
 echo "Analytics (gRPC with reflection) on $ANALYTICS_GRPC_ADDR, e.g.:"
 echo "          grpcurl -plaintext -d '{\"tenant\":\"$tenant\",\"range\":{\"start\":\"2019-07-28T00:00:00Z\",\"end\":\"2019-07-29T00:00:00Z\"}}' \\"
 echo "            $ANALYTICS_GRPC_ADDR chat2desk.analytics.v1.AnalyticsService/ChannelSummary"
+echo "CRM directory (gRPC with reflection) on $CRM_GRPC_ADDR, e.g.:"
+echo "          grpcurl -plaintext -d '{\"tenant\":\"$tenant\",\"client_id\":17340089}' \\"
+echo "            $CRM_GRPC_ADDR chat2desk.crm.v1.CrmService/GetClient"
 echo "Stop:     Ctrl-C"
 wait -n "${pids[@]}"

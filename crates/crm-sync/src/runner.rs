@@ -33,7 +33,9 @@ use crate::worker::{self, ConnectorStats};
 /// The subscriber's name in logs and dead letters.
 const SUBSCRIBER: &str = "crm-sync";
 
-/// The hook types the directory is built from; the consumer asks NATS for these only.
+/// The hook types the directory is built from; the others pass by without a write. (The
+/// consumer reads the whole stream rather than asking NATS for these subjects: one filter per
+/// hook type needs NATS 2.10, and an unfiltered ordered read is the cheapest for the server.)
 pub const HOOK_TYPES: &[&str] = &[
     "inbox",
     "outbox",
@@ -78,6 +80,8 @@ pub struct Shared {
     jetstream: Option<async_nats::jetstream::Context>,
     /// Events stored after the last one handled (the consumer's pending count).
     pending: AtomicU64,
+    /// The last stream sequence handled, whether it changed the directory or not.
+    handled: AtomicU64,
 }
 
 impl Shared {
@@ -101,9 +105,21 @@ impl Shared {
         }
     }
 
-    /// Events of interest stored but not applied yet.
+    /// Events stored but not handled yet.
     pub fn lag(&self) -> u64 {
         self.pending.load(Ordering::Relaxed)
+    }
+
+    /// The last stream sequence handled: everything up to it is in the directory.
+    pub async fn applied_sequence(&self) -> Result<u64, StoreError> {
+        let stored = projection::position(&self.store).await?;
+        Ok(stored.max(self.handled.load(Ordering::Relaxed)))
+    }
+
+    fn handled(&self, delivery: &Delivery) {
+        self.handled
+            .fetch_max(delivery.stream_sequence, Ordering::Relaxed);
+        self.pending.store(delivery.pending, Ordering::Relaxed);
     }
 
     /// The stream's last sequence, as NATS reports it now.
@@ -125,6 +141,10 @@ impl Shared {
     /// Applies one delivered event: directory, queued changes and position in one transaction.
     pub async fn apply(&self, delivery: &Delivery) -> Result<Applied, StoreError> {
         let event = &delivery.event;
+        if !HOOK_TYPES.contains(&event.hook_type.as_str()) {
+            self.handled(delivery);
+            return Ok(Applied::Applied(None));
+        }
         let connectors = self.connectors_for(&event.tenant);
         let queued = {
             let _writing = self.store.write().await;
@@ -138,12 +158,9 @@ impl Shared {
                 _ => 0,
             };
             transaction.commit().await?;
-            if matches!(applied, Applied::AlreadyApplied) {
-                return Ok(applied);
-            }
             (applied, queued)
         };
-        self.pending.store(delivery.pending, Ordering::Relaxed);
+        self.handled(delivery);
         if queued.1 > 0 {
             self.wake_connectors();
         }
@@ -186,6 +203,7 @@ impl CrmSync {
                 wakers,
                 jetstream: None,
                 pending: AtomicU64::new(0),
+                handled: AtomicU64::new(0),
             }),
         })
     }
@@ -227,12 +245,7 @@ impl CrmSync {
         } else {
             StartAt::Sequence(after + 1)
         };
-        let filters: Vec<String> = HOOK_TYPES
-            .iter()
-            .map(|hook| c2d_proto::events::event_subject("*", hook))
-            .collect();
         let config = SubscriberConfig::new(SUBSCRIBER)
-            .filters(filters)
             .start_at(start_at)
             .position_kept_by_handler()
             // A store outage stalls the projection instead of dead-lettering its events.

@@ -22,11 +22,21 @@ pub struct HttpTarget {
     client: reqwest::Client,
 }
 
-#[derive(Debug)]
 enum Auth {
     None,
     Bearer(String),
     Basic { username: String, password: String },
+}
+
+/// Secrets stay out of logs and panics.
+impl std::fmt::Debug for Auth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Auth::None => f.write_str("None"),
+            Auth::Bearer(_) => f.write_str("Bearer(***)"),
+            Auth::Basic { username, .. } => write!(f, "Basic({username}:***)"),
+        }
+    }
 }
 
 type Expand<'a> = dyn Fn(&str, &str) -> Result<String, String> + 'a;
@@ -61,11 +71,14 @@ impl HttpTarget {
         let mut headers = HeaderMap::new();
         for (name, value) in &spec.headers {
             let value = expand(&format!("headers.{name}"), value)?;
+            let mut value = HeaderValue::from_str(&value)
+                .map_err(|_| format!("the value of header {name:?} is not valid"))?;
+            // Header values may be API keys: Debug prints them as "Sensitive".
+            value.set_sensitive(true);
             headers.insert(
                 HeaderName::from_bytes(name.as_bytes())
                     .map_err(|_| format!("header name {name:?} is not valid"))?,
-                HeaderValue::from_str(&value)
-                    .map_err(|_| format!("the value of header {name:?} is not valid"))?,
+                value,
             );
         }
         let auth = match (

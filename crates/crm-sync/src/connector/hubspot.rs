@@ -28,7 +28,6 @@ pub const DEFAULT_BASE_URL: &str = "https://api.hubapi.com";
 pub const DEFAULT_ID_PROPERTY: &str = "chat2desk_client_id";
 
 /// Where and how the HubSpot connector sends.
-#[derive(Debug)]
 pub struct HubSpotTarget {
     url: String,
     token: String,
@@ -36,6 +35,18 @@ pub struct HubSpotTarget {
     /// HubSpot property name -> path into the change.
     properties: Vec<(String, Path)>,
     client: reqwest::Client,
+}
+
+/// The token stays out of logs and panics.
+impl std::fmt::Debug for HubSpotTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HubSpotTarget")
+            .field("url", &self.url)
+            .field("token", &"***")
+            .field("id_property", &self.id_property)
+            .field("properties", &self.properties)
+            .finish_non_exhaustive()
+    }
 }
 
 type Expand<'a> = dyn Fn(&str, &str) -> Result<String, String> + 'a;

@@ -398,6 +398,17 @@ mod tests {
     }
 
     #[test]
+    fn the_example_file_is_valid() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/connectors.example.toml");
+        let connectors = load(path, &|name| Some(format!("secret-of-{name}"))).unwrap();
+        let kinds: Vec<(&str, &str)> = connectors
+            .iter()
+            .map(|c| (c.name.as_str(), c.kind()))
+            .collect();
+        assert_eq!(kinds, [("hubspot", "hubspot"), ("my-crm", "http")]);
+    }
+
+    #[test]
     fn a_connectors_file_is_read_and_checked() {
         let text = r#"
             [[connector]]
