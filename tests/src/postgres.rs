@@ -30,14 +30,27 @@ pub struct TestDatabase {
 impl TestDatabase {
     /// Creates a database on the first server that answers (see the module docs).
     pub async fn create() -> anyhow::Result<TestDatabase> {
-        let (admin_url, server) = match std::env::var("C2D_TEST_POSTGRES_URL") {
-            Ok(url) if !url.trim().is_empty() && url != "own" => (url, None),
-            Err(_) if answers(DEFAULT_ADMIN_URL).await => (DEFAULT_ADMIN_URL.to_owned(), None),
-            _ => {
-                let server = OwnServer::start().await?;
-                (server.admin_url.clone(), Some(server))
+        match std::env::var("C2D_TEST_POSTGRES_URL") {
+            Ok(url) if !url.trim().is_empty() && url != "own" => {
+                TestDatabase::create_on(url, None).await
             }
-        };
+            Err(_) if answers(DEFAULT_ADMIN_URL).await => {
+                TestDatabase::create_on(DEFAULT_ADMIN_URL.to_owned(), None).await
+            }
+            _ => TestDatabase::on_own_server().await,
+        }
+    }
+
+    /// Creates a database on a server this test starts, whatever else runs.
+    pub async fn on_own_server() -> anyhow::Result<TestDatabase> {
+        let server = OwnServer::start().await?;
+        TestDatabase::create_on(server.admin_url.clone(), Some(server)).await
+    }
+
+    async fn create_on(
+        admin_url: String,
+        server: Option<OwnServer>,
+    ) -> anyhow::Result<TestDatabase> {
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let name = format!(
             "c2d_test_{}_{}_{}",
@@ -227,4 +240,24 @@ fn run_as() -> Option<(u32, u32)> {
         return None;
     }
     Some((id(&["-u", "postgres"])?, id(&["-g", "postgres"])?))
+}
+
+#[cfg(test)]
+mod tests {
+    use sqlx::Row as _;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_server_of_the_tests_own_serves_a_fresh_database() {
+        let database = TestDatabase::on_own_server()
+            .await
+            .expect("initdb and postgres are installed (make tools)");
+        let mut connection = sqlx::PgConnection::connect(&database.url).await.unwrap();
+        let row = sqlx::query("SELECT current_database() AS name")
+            .fetch_one(&mut connection)
+            .await
+            .unwrap();
+        assert_eq!(row.get::<String, _>("name"), database.name);
+    }
 }

@@ -5,6 +5,7 @@
 //! | `NATS_URL` | `nats://127.0.0.1:4222` | NATS server(s) |
 //! | `CRM_GRPC_ADDR` | `127.0.0.1:50051` | where CrmService listens (`0.0.0.0:50051` in a container) |
 //! | `CRM_STORE_URL` | `sqlite://data/crm-sync/crm.db` | the projection store: `sqlite://path` (embedded, created if missing) or `postgres://user:password@host:5432/db` |
+//! | `CRM_METRICS_ADDR` | `127.0.0.1:9151` | where `/metrics` (Prometheus) and `/healthz` are served; `off` for none |
 //! | `CRM_CONNECTORS_FILE` | none | a TOML file of connectors to push changes to (see `connectors.example.toml`); none: the directory is kept, nothing is pushed |
 
 use std::net::SocketAddr;
@@ -14,12 +15,15 @@ use crate::connector::{self, Connector, ConnectorConfigError};
 pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
 pub const DEFAULT_GRPC_ADDR: &str = "127.0.0.1:50051";
 pub const DEFAULT_STORE_URL: &str = "sqlite://data/crm-sync/crm.db";
+pub const DEFAULT_METRICS_ADDR: &str = "127.0.0.1:9151";
 
 /// Everything c2d-crm-sync needs to run.
 #[derive(Debug)]
 pub struct Config {
     pub nats_url: String,
     pub grpc_addr: SocketAddr,
+    /// None: no metrics endpoint.
+    pub metrics_addr: Option<SocketAddr>,
     pub store_url: String,
     pub connectors: Vec<Connector>,
 }
@@ -53,6 +57,15 @@ impl Config {
                 expected: "host:port, e.g. 0.0.0.0:50051",
             })?,
         };
+        let metrics_addr = match get("CRM_METRICS_ADDR") {
+            None => Some(DEFAULT_METRICS_ADDR.parse().expect("valid default")),
+            Some(value) if value.trim() == "off" => None,
+            Some(value) => Some(value.trim().parse().map_err(|_| ConfigError::Invalid {
+                name: "CRM_METRICS_ADDR",
+                value,
+                expected: "host:port, e.g. 0.0.0.0:9151, or off",
+            })?),
+        };
         let connectors = match get("CRM_CONNECTORS_FILE") {
             None => Vec::new(),
             Some(path) => connector::load(path.trim(), &|name| lookup(name))?,
@@ -60,6 +73,7 @@ impl Config {
         Ok(Config {
             nats_url: get("NATS_URL").unwrap_or_else(|| DEFAULT_NATS_URL.to_owned()),
             grpc_addr,
+            metrics_addr,
             store_url: get("CRM_STORE_URL").unwrap_or_else(|| DEFAULT_STORE_URL.to_owned()),
             connectors,
         })

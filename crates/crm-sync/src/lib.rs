@@ -12,7 +12,7 @@
 //! - [`directory`]: reading a client, searching, requests and tags.
 //! - [`change`]: a client change, queued only when what a CRM shows changed.
 //! - [`outbox`], [`worker`], [`connector`]: the queues, their delivery and the CRMs' APIs.
-//! - [`service`], [`error`]: the gRPC surface; [`runner`]: the running service; [`cfg`]: its
+//! - [`service`], [`error`]: the gRPC surface; [`metrics`]: Prometheus; [`runner`]: the running service; [`cfg`]: its
 //!   configuration.
 
 pub mod cfg;
@@ -22,6 +22,7 @@ pub mod connector;
 pub mod directory;
 pub mod error;
 pub mod json;
+pub mod metrics;
 pub mod outbox;
 pub mod projection;
 pub mod runner;

@@ -7,7 +7,8 @@
 //! - messages move first contact down and last contact up (min and max), open requests and
 //!   fill profile fields no card has given;
 //! - a tag's presence is last-writer-wins by event time, its removal kept as a tombstone;
-//! - a request is closed once any closing is seen, its operator is the newest assignment;
+//! - a request is closed once any closing is seen, its operator is the newest assignment, its
+//!   channel, transport and dialog those of its earliest event;
 //! - channels and transports only accumulate.
 //!
 //! On top of that the stream sequence applied is kept in the same transaction, and events at
@@ -263,6 +264,7 @@ async fn message_seen(
                 operator_id: operator,
                 last_activity_at: Some(fact.at),
                 closed_at: None,
+                origin_at: None,
             },
         )
         .await?;
@@ -474,6 +476,7 @@ async fn closed(
                 operator_id: event.operator_id,
                 last_activity_at: None,
                 closed_at: matches!(closing, Closing::Dialog).then_some(fact.at),
+                origin_at: event.created.as_ref().map(clock::micros),
             },
         )
         .await?;
@@ -521,6 +524,7 @@ async fn transferred(
                 operator_id,
                 last_activity_at: Some(fact.at),
                 closed_at: None,
+                origin_at: event.created.as_ref().map(clock::micros),
             },
         )
         .await?;
@@ -549,13 +553,19 @@ async fn upsert_request(
     let operator_at = request.operator_id.map(|_| fact.at);
     sqlx::query(
         "INSERT INTO requests (tenant, request_id, client_id, dialog_id, channel_id, transport,
-             opened_at, closed_at, last_message_at, operator_id, operator_at, operator_seq)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+             opened_at, closed_at, last_message_at, operator_id, operator_at, operator_seq, origin_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
          ON CONFLICT (tenant, request_id) DO UPDATE SET
-             client_id = COALESCE(requests.client_id, excluded.client_id),
-             dialog_id = COALESCE(requests.dialog_id, excluded.dialog_id),
-             channel_id = COALESCE(requests.channel_id, excluded.channel_id),
-             transport = COALESCE(requests.transport, excluded.transport),
+             client_id = CASE WHEN requests.origin_at IS NULL OR excluded.origin_at < requests.origin_at
+                 THEN COALESCE(excluded.client_id, requests.client_id) ELSE COALESCE(requests.client_id, excluded.client_id) END,
+             dialog_id = CASE WHEN requests.origin_at IS NULL OR excluded.origin_at < requests.origin_at
+                 THEN COALESCE(excluded.dialog_id, requests.dialog_id) ELSE COALESCE(requests.dialog_id, excluded.dialog_id) END,
+             channel_id = CASE WHEN requests.origin_at IS NULL OR excluded.origin_at < requests.origin_at
+                 THEN COALESCE(excluded.channel_id, requests.channel_id) ELSE COALESCE(requests.channel_id, excluded.channel_id) END,
+             transport = CASE WHEN requests.origin_at IS NULL OR excluded.origin_at < requests.origin_at
+                 THEN COALESCE(excluded.transport, requests.transport) ELSE COALESCE(requests.transport, excluded.transport) END,
+             origin_at = CASE WHEN requests.origin_at IS NULL OR excluded.origin_at < requests.origin_at
+                 THEN excluded.origin_at ELSE requests.origin_at END,
              opened_at = CASE WHEN excluded.opened_at IS NOT NULL AND (requests.opened_at IS NULL OR excluded.opened_at < requests.opened_at)
                  THEN excluded.opened_at ELSE requests.opened_at END,
              closed_at = CASE WHEN excluded.closed_at IS NOT NULL AND (requests.closed_at IS NULL OR excluded.closed_at < requests.closed_at)
@@ -584,6 +594,7 @@ async fn upsert_request(
     .bind(request.operator_id)
     .bind(operator_at)
     .bind(operator_at.map(|_| fact.seq))
+    .bind(request.opened_at.unwrap_or(fact.at))
     .execute(&mut **transaction)
     .await?;
     Ok(())
@@ -598,6 +609,8 @@ struct DialogFacts<'a> {
     operator_id: Option<i64>,
     last_activity_at: Option<i64>,
     closed_at: Option<i64>,
+    /// When the dialog existed by this event's account (`created`), else the event's time.
+    origin_at: Option<i64>,
 }
 
 async fn upsert_dialog(
@@ -608,12 +621,17 @@ async fn upsert_dialog(
     let operator_at = dialog.operator_id.map(|_| fact.at);
     sqlx::query(
         "INSERT INTO dialogs (tenant, dialog_id, client_id, channel_id, transport, operator_id,
-             operator_at, operator_seq, last_activity_at, closed_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+             operator_at, operator_seq, last_activity_at, closed_at, origin_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
          ON CONFLICT (tenant, dialog_id) DO UPDATE SET
-             client_id = COALESCE(dialogs.client_id, excluded.client_id),
-             channel_id = COALESCE(dialogs.channel_id, excluded.channel_id),
-             transport = COALESCE(dialogs.transport, excluded.transport),
+             client_id = CASE WHEN dialogs.origin_at IS NULL OR excluded.origin_at < dialogs.origin_at
+                 THEN COALESCE(excluded.client_id, dialogs.client_id) ELSE COALESCE(dialogs.client_id, excluded.client_id) END,
+             channel_id = CASE WHEN dialogs.origin_at IS NULL OR excluded.origin_at < dialogs.origin_at
+                 THEN COALESCE(excluded.channel_id, dialogs.channel_id) ELSE COALESCE(dialogs.channel_id, excluded.channel_id) END,
+             transport = CASE WHEN dialogs.origin_at IS NULL OR excluded.origin_at < dialogs.origin_at
+                 THEN COALESCE(excluded.transport, dialogs.transport) ELSE COALESCE(dialogs.transport, excluded.transport) END,
+             origin_at = CASE WHEN dialogs.origin_at IS NULL OR excluded.origin_at < dialogs.origin_at
+                 THEN excluded.origin_at ELSE dialogs.origin_at END,
              last_activity_at = CASE WHEN excluded.last_activity_at IS NOT NULL AND (dialogs.last_activity_at IS NULL OR excluded.last_activity_at > dialogs.last_activity_at)
                  THEN excluded.last_activity_at ELSE dialogs.last_activity_at END,
              closed_at = CASE WHEN excluded.closed_at IS NOT NULL AND (dialogs.closed_at IS NULL OR excluded.closed_at > dialogs.closed_at)
@@ -638,6 +656,7 @@ async fn upsert_dialog(
     .bind(operator_at.map(|_| fact.seq))
     .bind(dialog.last_activity_at)
     .bind(dialog.closed_at)
+    .bind(dialog.origin_at.unwrap_or(fact.at))
     .execute(&mut **transaction)
     .await?;
     Ok(())

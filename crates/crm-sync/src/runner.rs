@@ -25,10 +25,11 @@ use crate::cfg::Config;
 use crate::change;
 use crate::connector::Connector;
 use crate::error::CrmError;
+use crate::metrics::{ConnectorLabels, Metrics};
 use crate::projection::{self, Applied};
 use crate::service::CrmGrpc;
 use crate::store::{Store, StoreError};
-use crate::worker::{self, ConnectorStats};
+use crate::worker;
 
 /// The subscriber's name in logs and dead letters.
 const SUBSCRIBER: &str = "crm-sync";
@@ -69,13 +70,20 @@ pub enum CrmSyncError {
     Subscribe(#[from] SubscribeError),
     #[error(transparent)]
     Serve(#[from] c2d_proto::server::ServeError),
+    #[error(
+        "cannot listen on CRM_METRICS_ADDR={addr}: {source}; is another process using it? (off disables metrics)"
+    )]
+    Metrics {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// What the event applier, the workers and the gRPC service share.
 pub struct Shared {
     pub store: Store,
     pub connectors: Vec<Arc<Connector>>,
-    stats: HashMap<String, Arc<ConnectorStats>>,
+    pub metrics: Arc<Metrics>,
     wakers: HashMap<String, Arc<Notify>>,
     jetstream: Option<async_nats::jetstream::Context>,
     /// Events stored after the last one handled (the consumer's pending count).
@@ -94,8 +102,15 @@ impl Shared {
             .collect()
     }
 
-    pub fn stats(&self, connector: &str) -> Option<Arc<ConnectorStats>> {
-        self.stats.get(connector).cloned()
+    /// Changes `connector` delivered since this process started.
+    pub fn delivered(&self, connector: &str) -> u64 {
+        self.metrics
+            .deliveries
+            .get_or_create(&crate::metrics::DeliveryLabels {
+                connector: connector.to_owned(),
+                outcome: "delivered",
+            })
+            .get()
     }
 
     /// Wakes every connector worker: changes were queued.
@@ -146,7 +161,8 @@ impl Shared {
             return Ok(Applied::Applied(None));
         }
         let connectors = self.connectors_for(&event.tenant);
-        let queued = {
+        let started = std::time::Instant::now();
+        let (applied, queued) = {
             let _writing = self.store.write().await;
             let mut transaction = self.store.pool().begin().await?;
             let applied =
@@ -161,10 +177,22 @@ impl Shared {
             (applied, queued)
         };
         self.handled(delivery);
-        if queued.1 > 0 {
-            self.wake_connectors();
+        if let Applied::Applied(client) = &applied {
+            self.metrics.events_applied.inc();
+            self.metrics
+                .apply_seconds
+                .observe(started.elapsed().as_secs_f64());
+            if let (Some(client), true) = (client, queued > 0) {
+                for connector in self.connectors_for(&client.tenant) {
+                    self.metrics
+                        .changes_queued
+                        .get_or_create(&ConnectorLabels { connector })
+                        .inc();
+                }
+                self.wake_connectors();
+            }
         }
-        Ok(queued.0)
+        Ok(applied)
     }
 }
 
@@ -186,10 +214,6 @@ impl CrmSync {
             "store open"
         );
         let connectors: Vec<Arc<Connector>> = config.connectors.drain(..).map(Arc::new).collect();
-        let stats = connectors
-            .iter()
-            .map(|c| (c.name.clone(), Arc::new(ConnectorStats::default())))
-            .collect();
         let wakers = connectors
             .iter()
             .map(|c| (c.name.clone(), Arc::new(Notify::new())))
@@ -199,7 +223,7 @@ impl CrmSync {
             shared: Arc::new(Shared {
                 store,
                 connectors,
-                stats,
+                metrics: Arc::new(Metrics::default()),
                 wakers,
                 jetstream: None,
                 pending: AtomicU64::new(0),
@@ -220,6 +244,14 @@ impl CrmSync {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), CrmSyncError> {
+        let metrics_listener = match self.config.metrics_addr {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| CrmSyncError::Metrics { addr, source })?,
+            ),
+            None => None,
+        };
         let (stop_tx, stop) = watch::channel(false);
         tokio::spawn(async move {
             shutdown.await;
@@ -260,7 +292,7 @@ impl CrmSync {
                 tokio::spawn(worker::run(
                     shared.store.clone(),
                     Arc::clone(connector),
-                    shared.stats(&connector.name).unwrap_or_default(),
+                    Arc::clone(&shared.metrics),
                     Arc::clone(&shared.wakers[&connector.name]),
                     stop.clone(),
                 ))
@@ -272,6 +304,14 @@ impl CrmSync {
             stopped(stop.clone()),
         ));
         let progress = tokio::spawn(log_progress(Arc::clone(&shared), stop.clone()));
+        if let Some(listener) = metrics_listener {
+            let (shared, stop) = (Arc::clone(&shared), stop.clone());
+            tokio::spawn(async move {
+                if let Err(error) = crate::metrics::serve(listener, shared, stopped(stop)).await {
+                    tracing::error!(%error, "the metrics endpoint stopped");
+                }
+            });
+        }
 
         let applier = Arc::clone(&shared);
         let handler = move |delivery: Delivery| {

@@ -14,18 +14,19 @@ pub struct Migration {
 }
 
 /// Every migration, oldest first.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "client directory and connector outbox",
-    statements: &[
-        // The last stream sequence applied, written in the same transaction as each change.
-        "CREATE TABLE consumer_position (
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "client directory and connector outbox",
+        statements: &[
+            // The last stream sequence applied, written in the same transaction as each change.
+            "CREATE TABLE consumer_position (
             consumer TEXT PRIMARY KEY,
             stream_sequence BIGINT NOT NULL
         )",
-        // The profile comes from the newest client card (new_client, client_updated) by
-        // (profile_at, profile_seq); message fields only fill what no card has said.
-        "CREATE TABLE clients (
+            // The profile comes from the newest client card (new_client, client_updated) by
+            // (profile_at, profile_seq); message fields only fill what no card has said.
+            "CREATE TABLE clients (
             tenant TEXT NOT NULL,
             client_id BIGINT NOT NULL,
             name TEXT,
@@ -53,20 +54,20 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
             crm_version BIGINT NOT NULL DEFAULT 0,
             PRIMARY KEY (tenant, client_id)
         )",
-        "CREATE INDEX clients_by_phone ON clients (tenant, phone_digits)",
-        "CREATE INDEX clients_by_client_phone ON clients (tenant, client_phone_digits)",
-        "CREATE INDEX clients_by_external_id ON clients (tenant, external_id)",
-        // Every (transport, channel) a client was seen on; channel 0 = named without a channel.
-        "CREATE TABLE client_channels (
+            "CREATE INDEX clients_by_phone ON clients (tenant, phone_digits)",
+            "CREATE INDEX clients_by_client_phone ON clients (tenant, client_phone_digits)",
+            "CREATE INDEX clients_by_external_id ON clients (tenant, external_id)",
+            // Every (transport, channel) a client was seen on; channel 0 = named without a channel.
+            "CREATE TABLE client_channels (
             tenant TEXT NOT NULL,
             client_id BIGINT NOT NULL,
             transport TEXT NOT NULL,
             channel_id BIGINT NOT NULL,
             PRIMARY KEY (tenant, client_id, transport, channel_id)
         )",
-        "CREATE INDEX client_channels_by_transport ON client_channels (tenant, transport)",
-        // Tags keep a row when removed (present = 0): a late add older than the removal loses.
-        "CREATE TABLE client_tags (
+            "CREATE INDEX client_channels_by_transport ON client_channels (tenant, transport)",
+            // Tags keep a row when removed (present = 0): a late add older than the removal loses.
+            "CREATE TABLE client_tags (
             tenant TEXT NOT NULL,
             client_id BIGINT NOT NULL,
             tag_id BIGINT NOT NULL,
@@ -79,9 +80,9 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
             changed_seq BIGINT NOT NULL,
             PRIMARY KEY (tenant, client_id, tag_id)
         )",
-        "CREATE INDEX client_tags_by_name ON client_tags (tenant, name)",
-        // request_id 0: the client had no known request when the tag arrived.
-        "CREATE TABLE request_tags (
+            "CREATE INDEX client_tags_by_name ON client_tags (tenant, name)",
+            // request_id 0: the client had no known request when the tag arrived.
+            "CREATE TABLE request_tags (
             tenant TEXT NOT NULL,
             request_id BIGINT NOT NULL,
             tag_id BIGINT NOT NULL,
@@ -95,9 +96,9 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
             changed_seq BIGINT NOT NULL,
             PRIMARY KEY (tenant, request_id, tag_id, client_id)
         )",
-        "CREATE INDEX request_tags_by_client ON request_tags (tenant, client_id)",
-        // A request is closed once closed_at is set; its operator is the newest assignment.
-        "CREATE TABLE requests (
+            "CREATE INDEX request_tags_by_client ON request_tags (tenant, client_id)",
+            // A request is closed once closed_at is set; its operator is the newest assignment.
+            "CREATE TABLE requests (
             tenant TEXT NOT NULL,
             request_id BIGINT NOT NULL,
             client_id BIGINT,
@@ -112,9 +113,9 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
             operator_seq BIGINT,
             PRIMARY KEY (tenant, request_id)
         )",
-        "CREATE INDEX requests_by_client ON requests (tenant, client_id)",
-        // A dialog is closed when its last closing is not older than its last activity.
-        "CREATE TABLE dialogs (
+            "CREATE INDEX requests_by_client ON requests (tenant, client_id)",
+            // A dialog is closed when its last closing is not older than its last activity.
+            "CREATE TABLE dialogs (
             tenant TEXT NOT NULL,
             dialog_id BIGINT NOT NULL,
             client_id BIGINT,
@@ -127,8 +128,8 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
             closed_at BIGINT,
             PRIMARY KEY (tenant, dialog_id)
         )",
-        // Each connector's durable queue of client changes; delivered rows are deleted.
-        "CREATE TABLE crm_outbox (
+            // Each connector's durable queue of client changes; delivered rows are deleted.
+            "CREATE TABLE crm_outbox (
             id {id},
             connector TEXT NOT NULL,
             tenant TEXT NOT NULL,
@@ -142,7 +143,18 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
             last_error TEXT,
             UNIQUE (connector, idempotency_key)
         )",
-        "CREATE INDEX crm_outbox_due ON crm_outbox (connector, state, next_attempt_at)",
-        "CREATE INDEX crm_outbox_by_client ON crm_outbox (connector, tenant, client_id, id)",
-    ],
-}];
+            "CREATE INDEX crm_outbox_due ON crm_outbox (connector, state, next_attempt_at)",
+            "CREATE INDEX crm_outbox_by_client ON crm_outbox (connector, tenant, client_id, id)",
+        ],
+    },
+    Migration {
+        version: 2,
+        name: "requests and dialogs take their channel from their earliest event",
+        statements: &[
+            // The time of the event that named the channel, transport and dialog: an earlier event
+            // replaces them, whatever order events arrive in.
+            "ALTER TABLE requests ADD COLUMN origin_at BIGINT",
+            "ALTER TABLE dialogs ADD COLUMN origin_at BIGINT",
+        ],
+    },
+];

@@ -1,7 +1,6 @@
 //! CrmService over gRPC: validation, then a read of the directory or the queues.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use c2d_proto::crm::CrmService;
 use c2d_proto::crm::v1::{
@@ -320,19 +319,14 @@ impl CrmService for CrmGrpc {
             let queue = outbox::status(&shared.store, &connector.name)
                 .await
                 .map_err(CrmError::from)?;
-            let stats = shared.stats(&connector.name);
             connectors.push(ConnectorStatus {
                 name: connector.name.clone(),
                 kind: connector.kind().to_owned(),
                 queue_depth: queue.pending,
                 dead_letters: queue.dead,
-                delivered: stats
-                    .as_ref()
-                    .map_or(0, |s| s.delivered.load(Ordering::Relaxed)),
+                delivered: shared.delivered(&connector.name),
                 oldest_pending_since: queue.oldest_pending_queued_at.map(clock::timestamp),
-                last_error: queue
-                    .last_error
-                    .or_else(|| stats.and_then(|s| s.last_error())),
+                last_error: queue.last_error,
             });
         }
         Ok(Response::new(SyncStatus {

@@ -6,14 +6,14 @@
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher as _;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{Notify, watch};
 
 use crate::clock;
 use crate::connector::Connector;
+use crate::metrics::Metrics;
 use crate::outbox::{self, Failed};
 use crate::store::Store;
 
@@ -22,28 +22,11 @@ const IN_FLIGHT: i64 = 16;
 /// The longest the worker sleeps without looking at the queue.
 const IDLE_POLL: Duration = Duration::from_secs(1);
 
-/// What a connector did since the process started, for the sync status.
-#[derive(Debug, Default)]
-pub struct ConnectorStats {
-    pub delivered: AtomicU64,
-    pub failed: AtomicU64,
-    pub last_error: Mutex<Option<String>>,
-}
-
-impl ConnectorStats {
-    pub fn last_error(&self) -> Option<String> {
-        self.last_error
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-    }
-}
-
 /// Delivers `connector`'s queue until `stop` is raised.
 pub async fn run(
     store: Store,
     connector: Arc<Connector>,
-    stats: Arc<ConnectorStats>,
+    metrics: Arc<Metrics>,
     wake: Arc<Notify>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -77,7 +60,7 @@ pub async fn run(
         for (change, result) in changes.iter().zip(results) {
             let recorded = match result {
                 Ok(()) => outbox::delivered(&store, change).await.map(|superseded| {
-                    stats.delivered.fetch_add(1, Ordering::Relaxed);
+                    metrics.delivery(&connector.name, "delivered");
                     tracing::debug!(connector = %connector.name, key = %change.idempotency_key, "change delivered");
                     if superseded > 0 {
                         tracing::info!(connector = %connector.name, tenant = %change.tenant, client_id = change.client_id, superseded,
@@ -85,9 +68,6 @@ pub async fn run(
                     }
                 }),
                 Err(error) => {
-                    stats.failed.fetch_add(1, Ordering::Relaxed);
-                    *stats.last_error.lock().unwrap_or_else(PoisonError::into_inner) =
-                        Some(error.message.clone());
                     let outcome = outbox::failed(
                         &store,
                         change,
@@ -97,6 +77,10 @@ pub async fn run(
                     )
                     .await;
                     if let Ok(outcome) = &outcome {
+                        metrics.delivery(
+                            &connector.name,
+                            if *outcome == Failed::Dead { "dead" } else { "retry" },
+                        );
                         match outcome {
                             Failed::RetryAt(at) => tracing::warn!(
                                 connector = %connector.name, key = %change.idempotency_key, attempt = change.attempts + 1,
