@@ -17,8 +17,6 @@ use crate::metrics::Metrics;
 use crate::outbox::{self, Failed};
 use crate::store::Store;
 
-/// Changes sent at once by one connector (each of a different client).
-const IN_FLIGHT: i64 = 16;
 /// The longest the worker sleeps without looking at the queue.
 const IDLE_POLL: Duration = Duration::from_secs(1);
 
@@ -36,8 +34,13 @@ pub async fn run(
         if *stop.borrow() || stop.has_changed().is_err() {
             break;
         }
-        let changes = match outbox::due(&store, &connector.name, clock::now_micros(), IN_FLIGHT)
-            .await
+        let changes = match outbox::due(
+            &store,
+            &connector.name,
+            clock::now_micros(),
+            connector.fetch_limit() as i64,
+        )
+        .await
         {
             Ok(changes) => changes,
             Err(error) => {
@@ -54,9 +57,7 @@ pub async fn run(
             sleep_or_stop(wait.min(IDLE_POLL), &wake, &mut stop).await;
             continue;
         }
-        let results =
-            futures_util::future::join_all(changes.iter().map(|change| connector.deliver(change)))
-                .await;
+        let results = connector.deliver_all(&changes).await;
         for (change, result) in changes.iter().zip(results) {
             let recorded = match result {
                 Ok(()) => outbox::delivered(&store, change).await.map(|superseded| {

@@ -44,7 +44,8 @@ struct CrmState {
     down: bool,
     /// The generic endpoint refuses (400) changes of these clients.
     refused_clients: HashSet<i64>,
-    /// (Idempotency-Key, upsert input) per accepted HubSpot call.
+    /// (change key, upsert input) per accepted HubSpot input; the key is rebuilt from the
+    /// input's properties, since a batch call carries many changes.
     hubspot: Vec<(String, Json)>,
     /// HubSpot's object ids, by our id property value.
     hubspot_ids: BTreeMap<String, u64>,
@@ -107,6 +108,19 @@ async fn hubspot_upsert(
             "VALIDATION_ERROR",
         );
     };
+    // A batch with a contact HubSpot will not take is refused as a whole, as HubSpot does.
+    if inputs.iter().any(|input| {
+        input["id"]
+            .as_str()
+            .and_then(|id| id.parse().ok())
+            .is_some_and(|id| state.refused_clients.contains(&id))
+    }) {
+        return hubspot_error(
+            StatusCode::BAD_REQUEST,
+            "Property values were not valid: phone",
+            "VALIDATION_ERROR",
+        );
+    }
     let mut results = Vec::new();
     for input in inputs {
         let (Some(id_property), Some(id), Some(properties)) = (
@@ -137,11 +151,12 @@ async fn hubspot_upsert(
         let next = state.hubspot_ids.len() as u64 + 9_000_001;
         let new = !state.hubspot_ids.contains_key(id);
         let object_id = *state.hubspot_ids.entry(id.to_owned()).or_insert(next);
-        let key = headers
-            .get("idempotency-key")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default();
-        state.hubspot.push((key.to_owned(), input.clone()));
+        let key = format!(
+            "c2d:{}:{id}:{}",
+            properties["chat2desk_tenant"].as_str().unwrap_or_default(),
+            properties["chat2desk_version"].as_str().unwrap_or_default()
+        );
+        state.hubspot.push((key, input.clone()));
         results.push(json!({"id": object_id.to_string(), "properties": properties, "createdAt": "2024-05-01T10:00:00Z",
                             "updatedAt": "2024-05-01T10:00:00Z", "archived": false, "new": new}));
     }
@@ -214,6 +229,7 @@ firstname = "$.name"
 phone = "$.client_phone"
 chat2desk_tags = "$.tags"
 chat2desk_version = "$.version"
+chat2desk_tenant = "$.tenant"
 
 [[connector]]
 name = "crm"
@@ -732,8 +748,9 @@ async fn scenario(store_url: &str) {
     // --- Back up: every change arrives, in order, once; Carla's is refused and dead-lettered. ---
     crm_state.lock().unwrap().down = false;
     let drained = wait_delivered(&mut client).await;
-    let generic = drained.connectors.iter().find(|c| c.name == "crm").unwrap();
-    assert_eq!(generic.dead_letters, 1, "{generic:?}");
+    for connector in &drained.connectors {
+        assert_eq!(connector.dead_letters, 1, "{connector:?}");
+    }
     let (hubspot_received, generic_received) = {
         let state = crm_state.lock().unwrap();
         let hubspot: Vec<(String, i64)> = state
@@ -795,9 +812,33 @@ async fn scenario(store_url: &str) {
                 .iter()
                 .all(|(_, body)| body["contact"]["id"] != 503)
         );
+        assert!(state.hubspot.iter().all(|(_, input)| input["id"] != "503"));
     }
 
-    // --- The operator reads the dead letter, fixes the CRM, retries it. ---
+    // --- The operator reads the dead letters, fixes the CRMs, retries them. ---
+    let all_letters = client
+        .list_dead_letters(ListDeadLettersRequest {
+            connector: String::new(),
+            limit: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .dead_letters;
+    let mut by_connector: Vec<(&str, i64)> = all_letters
+        .iter()
+        .map(|l| (l.connector.as_str(), l.client_id))
+        .collect();
+    by_connector.sort();
+    assert_eq!(by_connector, [("crm", 503), ("hubspot", 503)]);
+    let refused = all_letters
+        .iter()
+        .find(|l| l.connector == "hubspot")
+        .unwrap();
+    assert!(
+        refused.last_error.contains("VALIDATION_ERROR"),
+        "HubSpot's own words reach the operator: {refused:?}"
+    );
     let letters = client
         .list_dead_letters(ListDeadLettersRequest {
             connector: "crm".into(),
@@ -833,6 +874,15 @@ async fn scenario(store_url: &str) {
         .unwrap()
         .into_inner();
     assert_eq!(retried.requeued, 1);
+    let rest = client
+        .retry_dead_letters(RetryDeadLettersRequest {
+            connector: String::new(),
+            ids: vec![],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(rest.requeued, 1, "the HubSpot one");
     let drained = wait_delivered(&mut client).await;
     assert!(
         drained.connectors.iter().all(|c| c.dead_letters == 0),
@@ -843,6 +893,14 @@ async fn scenario(store_url: &str) {
             .lock()
             .unwrap()
             .generic
+            .iter()
+            .any(|(key, _)| key == "c2d:globex:503:1")
+    );
+    assert!(
+        crm_state
+            .lock()
+            .unwrap()
+            .hubspot
             .iter()
             .any(|(key, _)| key == "c2d:globex:503:1")
     );

@@ -47,6 +47,12 @@ impl HttpTarget {
         timeout: Duration,
         expand: &Expand<'_>,
     ) -> Result<HttpTarget, String> {
+        if spec.batch_size.is_some() {
+            return Err(
+                "batch_size is for kind \"hubspot\"; the http connector sends one change per call"
+                    .into(),
+            );
+        }
         let url = expand(
             "url",
             spec.url

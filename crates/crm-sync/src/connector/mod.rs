@@ -134,19 +134,41 @@ impl Connector {
         self.tenants.is_empty() || self.tenants.iter().any(|t| t == tenant)
     }
 
-    /// Sends one change; `Ok` only when the CRM accepted it.
-    pub async fn deliver(&self, change: &Change) -> Result<(), DeliveryError> {
-        let state: serde_json::Value =
-            serde_json::from_str(&change.payload).map_err(|e| DeliveryError {
-                message: format!("the queued change is not JSON ({e}); resync the client"),
-                permanent: true,
-                retry_after: None,
-            })?;
+    /// How many due changes the worker takes at once.
+    pub fn fetch_limit(&self) -> usize {
         match &self.target {
-            Target::Http(target) => target.deliver(change, &state).await,
-            Target::HubSpot(target) => target.deliver(change, &state).await,
+            Target::Http(_) => CALLS_IN_FLIGHT,
+            Target::HubSpot(target) => target.batch_size() * CALLS_IN_FLIGHT / 4,
         }
     }
+
+    /// Sends changes, each of a different client: one result per change, in their order; `Ok`
+    /// only for a change the CRM accepted. Calls run concurrently.
+    pub async fn deliver_all(&self, changes: &[Change]) -> Vec<Result<(), DeliveryError>> {
+        match &self.target {
+            Target::Http(target) => {
+                futures_util::future::join_all(
+                    changes
+                        .iter()
+                        .map(|change| async move { target.deliver(change, &state(change)?).await }),
+                )
+                .await
+            }
+            Target::HubSpot(target) => target.deliver_all(changes).await,
+        }
+    }
+}
+
+/// CRM calls one connector makes at once.
+pub const CALLS_IN_FLIGHT: usize = 16;
+
+/// The client state a change carries.
+fn state(change: &Change) -> Result<serde_json::Value, DeliveryError> {
+    serde_json::from_str(&change.payload).map_err(|e| DeliveryError {
+        message: format!("the queued change is not JSON ({e}); resync the client"),
+        permanent: true,
+        retry_after: None,
+    })
 }
 
 /// A connectors file that cannot be used.
@@ -192,6 +214,7 @@ struct ConnectorSpec {
     base_url: Option<String>,
     token: Option<String>,
     id_property: Option<String>,
+    batch_size: Option<usize>,
     properties: Option<BTreeMap<String, String>>,
 }
 
