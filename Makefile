@@ -39,7 +39,7 @@ lint:
 fmt:
 	$(CARGO) fmt --all
 
-## run: nats-server (unless one answers at NATS_URL), the gateway with a demo tenant, crm-sync and analytics
+## run: nats-server (unless one answers at NATS_URL), the gateway with a demo tenant, crm-sync, analytics and alerting
 run: $(NATS_SERVER)
 	@bash scripts/run.sh
 

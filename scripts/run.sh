@@ -4,7 +4,7 @@
 # Uses the NATS at $NATS_URL when one answers there, and otherwise starts tools/bin/nats-server
 # with JetStream and its data under .run/nats. Starts the gateway with a demo tenant unless
 # GATEWAY_TOKENS is set and prints the webhook URL to paste into Chat2Desk, then the services
-# that follow the event log: crm-sync (its SQLite store in .run/crm-sync, unless CRM_STORE_URL
+# that follow the event log: alerting (rules from ALERTING_RULES_FILE), crm-sync (its SQLite store in .run/crm-sync, unless CRM_STORE_URL
 # says otherwise) and analytics (its snapshots under .run/analytics).
 set -euo pipefail
 
@@ -16,6 +16,8 @@ export ANALYTICS_GRPC_ADDR="${ANALYTICS_GRPC_ADDR:-127.0.0.1:50052}"
 export ANALYTICS_DATA_DIR="${ANALYTICS_DATA_DIR:-$PWD/.run/analytics}"
 export CRM_GRPC_ADDR="${CRM_GRPC_ADDR:-127.0.0.1:50051}"
 export CRM_STORE_URL="${CRM_STORE_URL:-sqlite://$PWD/.run/crm-sync/crm.db}"
+export ALERTING_GRPC_ADDR="${ALERTING_GRPC_ADDR:-127.0.0.1:50053}"
+export ALERTING_CRM_URL="${ALERTING_CRM_URL:-http://$CRM_GRPC_ADDR}"
 profile="${PROFILE:-release}"
 run_dir="$root/.run"
 mkdir -p "$run_dir"
@@ -59,7 +61,7 @@ if [ -z "${GATEWAY_TOKENS:-}" ]; then
     export GATEWAY_TOKENS="demo=$(cat "$secret_file")"
 fi
 
-cargo build --quiet --profile "$profile" -p c2d-gateway -p c2d-crm-sync -p c2d-analytics
+cargo build --quiet --profile "$profile" -p c2d-gateway -p c2d-crm-sync -p c2d-analytics -p c2d-alerting
 target_dir="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
 bin_dir="$target_dir/$([ "$profile" = dev ] && echo debug || echo "$profile")"
 
@@ -75,6 +77,9 @@ done
 "$bin_dir/c2d-crm-sync" &
 pids+=($!)
 "$bin_dir/c2d-analytics" &
+pids+=($!)
+# Rules come from ALERTING_RULES_FILE (see crates/alerting/alerting.example.toml); none: nothing fires.
+"$bin_dir/c2d-alerting" &
 pids+=($!)
 
 echo
@@ -94,5 +99,7 @@ echo "            $ANALYTICS_GRPC_ADDR chat2desk.analytics.v1.AnalyticsService/C
 echo "CRM directory (gRPC with reflection) on $CRM_GRPC_ADDR, e.g.:"
 echo "          grpcurl -plaintext -d '{\"tenant\":\"$tenant\",\"client_id\":17340089}' \\"
 echo "            $CRM_GRPC_ADDR chat2desk.crm.v1.CrmService/GetClient"
+echo "Alerts (gRPC with reflection) on $ALERTING_GRPC_ADDR, rules from ${ALERTING_RULES_FILE:-none}:"
+echo "          grpcurl -plaintext $ALERTING_GRPC_ADDR chat2desk.alerting.v1.AlertingService/ListAlerts"
 echo "Stop:     Ctrl-C"
 wait -n "${pids[@]}"

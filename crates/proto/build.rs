@@ -10,6 +10,7 @@ const PROTOS: &[&str] = &[
     "chat2desk/events/v1/events.proto",
     "chat2desk/analytics/v1/analytics.proto",
     "chat2desk/crm/v1/crm.proto",
+    "chat2desk/alerting/v1/alerting.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -11,6 +11,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use c2d_telemetry::env::Env;
+
 pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
 pub const DEFAULT_GRPC_ADDR: &str = "127.0.0.1:50052";
 pub const DEFAULT_DATA_DIR: &str = "data/analytics";
@@ -26,13 +28,7 @@ pub struct Config {
 }
 
 /// A configuration value that cannot be used.
-#[derive(Debug, thiserror::Error)]
-#[error("{name}={value:?} is not valid: {expected}")]
-pub struct ConfigError {
-    name: &'static str,
-    value: String,
-    expected: &'static str,
-}
+pub use c2d_telemetry::env::InvalidVariable as ConfigError;
 
 impl Config {
     pub fn from_env() -> Result<Config, ConfigError> {
@@ -40,32 +36,24 @@ impl Config {
     }
 
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
-        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
-        let grpc_addr = match get("ANALYTICS_GRPC_ADDR") {
-            None => DEFAULT_GRPC_ADDR.parse().expect("valid default"),
-            Some(value) => value.trim().parse().map_err(|_| ConfigError {
-                name: "ANALYTICS_GRPC_ADDR",
-                value,
-                expected: "host:port, e.g. 0.0.0.0:50052",
-            })?,
-        };
-        let snapshot_interval = match get("ANALYTICS_SNAPSHOT_SECS") {
-            None => DEFAULT_SNAPSHOT_INTERVAL,
-            Some(value) => match value.trim().parse::<u64>() {
-                Ok(secs) if secs > 0 => Duration::from_secs(secs),
-                _ => {
-                    return Err(ConfigError {
-                        name: "ANALYTICS_SNAPSHOT_SECS",
-                        value,
-                        expected: "a positive number of seconds, e.g. 30",
-                    });
-                }
-            },
-        };
+        let env = Env::new(lookup);
+        let grpc_addr = env.parse(
+            "ANALYTICS_GRPC_ADDR",
+            DEFAULT_GRPC_ADDR.parse().expect("valid default"),
+            "host:port, e.g. 0.0.0.0:50052",
+        )?;
+        let snapshot_interval = Duration::from_secs(env.positive(
+            "ANALYTICS_SNAPSHOT_SECS",
+            DEFAULT_SNAPSHOT_INTERVAL.as_secs(),
+            "a positive number of seconds, e.g. 30",
+        )?);
         Ok(Config {
-            nats_url: get("NATS_URL").unwrap_or_else(|| DEFAULT_NATS_URL.to_owned()),
+            nats_url: env
+                .get("NATS_URL")
+                .unwrap_or_else(|| DEFAULT_NATS_URL.to_owned()),
             grpc_addr,
-            data_dir: get("ANALYTICS_DATA_DIR")
+            data_dir: env
+                .get("ANALYTICS_DATA_DIR")
                 .unwrap_or_else(|| DEFAULT_DATA_DIR.to_owned())
                 .into(),
             snapshot_interval,

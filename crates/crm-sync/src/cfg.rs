@@ -10,6 +10,8 @@
 
 use std::net::SocketAddr;
 
+use c2d_telemetry::env::{Env, InvalidVariable};
+
 use crate::connector::{self, Connector, ConnectorConfigError};
 
 pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
@@ -31,12 +33,8 @@ pub struct Config {
 /// A configuration value that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("{name}={value:?} is not valid: {expected}")]
-    Invalid {
-        name: &'static str,
-        value: String,
-        expected: &'static str,
-    },
+    #[error(transparent)]
+    Invalid(#[from] InvalidVariable),
     #[error(transparent)]
     Connectors(#[from] ConnectorConfigError),
 }
@@ -48,33 +46,33 @@ impl Config {
 
     /// The configuration `lookup` describes (tests pass their own variables).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
-        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
-        let grpc_addr = match get("CRM_GRPC_ADDR") {
-            None => DEFAULT_GRPC_ADDR.parse().expect("valid default"),
-            Some(value) => value.trim().parse().map_err(|_| ConfigError::Invalid {
-                name: "CRM_GRPC_ADDR",
-                value,
-                expected: "host:port, e.g. 0.0.0.0:50051",
-            })?,
+        let env = Env::new(lookup);
+        let grpc_addr = env.parse(
+            "CRM_GRPC_ADDR",
+            DEFAULT_GRPC_ADDR.parse().expect("valid default"),
+            "host:port, e.g. 0.0.0.0:50051",
+        )?;
+        let metrics_addr = match env.get("CRM_METRICS_ADDR").as_deref() {
+            Some("off") => None,
+            _ => Some(env.parse(
+                "CRM_METRICS_ADDR",
+                DEFAULT_METRICS_ADDR.parse().expect("valid default"),
+                "host:port, e.g. 0.0.0.0:9151, or off",
+            )?),
         };
-        let metrics_addr = match get("CRM_METRICS_ADDR") {
-            None => Some(DEFAULT_METRICS_ADDR.parse().expect("valid default")),
-            Some(value) if value.trim() == "off" => None,
-            Some(value) => Some(value.trim().parse().map_err(|_| ConfigError::Invalid {
-                name: "CRM_METRICS_ADDR",
-                value,
-                expected: "host:port, e.g. 0.0.0.0:9151, or off",
-            })?),
-        };
-        let connectors = match get("CRM_CONNECTORS_FILE") {
+        let connectors = match env.get("CRM_CONNECTORS_FILE") {
             None => Vec::new(),
-            Some(path) => connector::load(path.trim(), &|name| lookup(name))?,
+            Some(path) => connector::load(&path, &|name| env.lookup(name))?,
         };
         Ok(Config {
-            nats_url: get("NATS_URL").unwrap_or_else(|| DEFAULT_NATS_URL.to_owned()),
+            nats_url: env
+                .get("NATS_URL")
+                .unwrap_or_else(|| DEFAULT_NATS_URL.to_owned()),
             grpc_addr,
             metrics_addr,
-            store_url: get("CRM_STORE_URL").unwrap_or_else(|| DEFAULT_STORE_URL.to_owned()),
+            store_url: env
+                .get("CRM_STORE_URL")
+                .unwrap_or_else(|| DEFAULT_STORE_URL.to_owned()),
             connectors,
         })
     }

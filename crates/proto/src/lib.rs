@@ -5,6 +5,7 @@
 //! Every service and every user's consumer depends on this crate rather than on its own copy
 //! of the schema, so the wire format has exactly one definition.
 
+pub mod alerting;
 pub mod analytics;
 pub mod crm;
 pub mod events;

@@ -1,4 +1,5 @@
-//! Logs, traces and the stop signal, set up the same way in every service of the pipeline.
+//! Logs, traces, the stop signal and `${NAME}` in configuration files, set up the same way in
+//! every service of the pipeline.
 //!
 //! One trace runs from the webhook to every service it touched: the gateway writes the W3C
 //! `traceparent` of its request span into the NATS message headers ([`traceparent`]), and each
@@ -142,6 +143,8 @@ pub fn continue_trace(span: &Span, traceparent: Option<&str>) {
 }
 
 /// Trace context in gRPC metadata, so a call between services stays in the caller's trace.
+pub mod env;
+
 pub mod grpc {
     use tonic::metadata::MetadataValue;
     use tracing::Span;

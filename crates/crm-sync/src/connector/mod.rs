@@ -285,7 +285,7 @@ pub fn parse(
             .timeout_ms
             .map_or(DEFAULT_TIMEOUT, Duration::from_millis);
         let expand = |field: &str, value: &str| {
-            expand_env(value, env).map_err(|variable| {
+            c2d_telemetry::env::expand(value, env).map_err(|variable| {
                 format!("{field} refers to ${{{variable}}}, which is not set in the environment")
             })
         };
@@ -311,25 +311,6 @@ pub fn parse(
         });
     }
     Ok(connectors)
-}
-
-/// Replaces every `${NAME}` in `value`; the name of the first unset variable on failure.
-fn expand_env(value: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
-    let mut out = String::with_capacity(value.len());
-    let mut rest = value;
-    while let Some(start) = rest.find("${") {
-        out.push_str(&rest[..start]);
-        let after = &rest[start + 2..];
-        let Some(end) = after.find('}') else {
-            out.push_str(&rest[start..]);
-            return Ok(out);
-        };
-        let name = &after[..end];
-        out.push_str(&env(name).ok_or_else(|| name.to_owned())?);
-        rest = &after[end + 1..];
-    }
-    out.push_str(rest);
-    Ok(out)
 }
 
 /// An HTTP client for one connector: rustls with the system's roots, a timeout per call.

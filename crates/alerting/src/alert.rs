@@ -1,0 +1,137 @@
+//! An alert as it is kept, notified and published: its identity (the fingerprint), its
+//! lifecycle (firing, then resolved), and what it is about.
+
+use c2d_proto::alerting::v1::{Alert, AlertClient, AlertState};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+
+use crate::rules::Labels;
+
+/// Firing or resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    Firing,
+    Resolved,
+}
+
+impl State {
+    /// As in subjects and notifications.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Firing => "firing",
+            State::Resolved => "resolved",
+        }
+    }
+}
+
+/// The client an alert is about, as CrmService knows them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClientInfo {
+    pub client_id: i64,
+    pub name: Option<String>,
+    pub tags: Vec<String>,
+}
+
+/// One alert. Times are Unix milliseconds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertRecord {
+    pub fingerprint: String,
+    pub rule: String,
+    pub tenant: String,
+    pub state: State,
+    pub severity: String,
+    pub summary: String,
+    pub labels: Labels,
+    pub starts_at: i64,
+    pub ends_at: Option<i64>,
+    pub updated_at: i64,
+    pub client: Option<ClientInfo>,
+    pub receiver: String,
+    /// An event alert resolves at this time unless a new event renews it.
+    pub resolve_at: Option<i64>,
+    /// The last event that fired or renewed it: its redelivery changes nothing.
+    pub last_event_id: Option<String>,
+}
+
+impl AlertRecord {
+    /// The key that makes a notification of this state of this alert unique: a retry or a
+    /// restart sends the same key again.
+    pub fn notification_key(&self) -> String {
+        format!(
+            "{}.{}.{}",
+            self.fingerprint,
+            self.state.as_str(),
+            self.starts_at
+        )
+    }
+
+    pub fn to_proto(&self) -> Alert {
+        let time = |ms: i64| prost_types::Timestamp {
+            seconds: ms.div_euclid(1_000),
+            nanos: (ms.rem_euclid(1_000) * 1_000_000) as i32,
+        };
+        Alert {
+            fingerprint: self.fingerprint.clone(),
+            rule: self.rule.clone(),
+            tenant: self.tenant.clone(),
+            state: match self.state {
+                State::Firing => AlertState::Firing,
+                State::Resolved => AlertState::Resolved,
+            } as i32,
+            severity: self.severity.clone(),
+            summary: self.summary.clone(),
+            labels: self.labels.clone().into_iter().collect(),
+            starts_at: Some(time(self.starts_at)),
+            ends_at: self.ends_at.map(time),
+            updated_at: Some(time(self.updated_at)),
+            client: self.client.as_ref().map(|c| AlertClient {
+                client_id: c.client_id,
+                name: c.name.clone(),
+                tags: c.tags.clone(),
+            }),
+            receiver: self.receiver.clone(),
+        }
+    }
+}
+
+/// The fingerprint of a condition: the rule, the tenant and the labels that say what it is
+/// about. The same condition always has the same fingerprint, so it fires once.
+pub fn fingerprint(rule: &str, tenant: &str, labels: &Labels) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(rule.as_bytes());
+    hasher.update([0]);
+    hasher.update(tenant.as_bytes());
+    for (key, value) in labels {
+        hasher.update([0]);
+        hasher.update(key.as_bytes());
+        hasher.update([1]);
+        hasher.update(value.as_bytes());
+    }
+    hasher.finalize()[..12]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Now, in Unix milliseconds.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprints_are_stable_and_tell_conditions_apart() {
+        let labels = Labels::from([("phone".to_owned(), "339002538473".to_owned())]);
+        let a = fingerprint("qr", "acme", &labels);
+        assert_eq!(a, fingerprint("qr", "acme", &labels.clone()));
+        assert_eq!(a.len(), 24);
+        assert_ne!(a, fingerprint("qr", "globex", &labels));
+        assert_ne!(a, fingerprint("qr", "acme", &Labels::new()));
+    }
+}

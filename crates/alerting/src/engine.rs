@@ -1,0 +1,658 @@
+//! The rules at work: events in, a clock ticking, alerts fired and resolved.
+//!
+//! Everything that must survive a restart is in a JetStream key-value bucket
+//! ([`BUCKET`]): alerts (`alert.{fingerprint}`), wait timers (`timer.{rule}.{tenant}.{request}`),
+//! when each tenant was last heard from (`seen.{tenant}`), and notifications not yet delivered
+//! (`notify.{fingerprint}.{state}.{starts_at}`). Memory mirrors the bucket (loaded at start) and
+//! every change is written to the bucket before it takes effect, so a restart neither forgets a
+//! firing alert or a running timer nor notifies an alert twice. One lock orders the event
+//! handler and the clock.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream;
+use c2d_proto::events::Payload;
+use c2d_proto::events::v1::Event;
+use futures_util::TryStreamExt as _;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Mutex, Notify};
+
+use crate::alert::{AlertRecord, ClientInfo, State, fingerprint, now_ms};
+use crate::enrich::Directory;
+use crate::rules::{Condition, Labels, Rule, Rules, human};
+
+/// The bucket alerting keeps its state in.
+pub const BUCKET: &str = "C2D_ALERTING";
+/// `seen.{tenant}` is written at most this often per tenant.
+const SEEN_WRITE_EVERY_MS: i64 = 5_000;
+/// Resolved alerts are kept this long for ListAlerts, then forgotten.
+const KEEP_RESOLVED_MS: i64 = 7 * 24 * 3_600_000;
+
+/// Why the state could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("the alerting state bucket {BUCKET}: {0}; is JetStream enabled on the NATS server?")]
+    Bucket(String),
+    #[error("cannot read alerting state key {key}: {message}")]
+    Read { key: String, message: String },
+    #[error(
+        "cannot write alerting state key {key}: {message}; the change is retried with the event"
+    )]
+    Write { key: String, message: String },
+}
+
+/// A client waiting for an answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Timer {
+    pub rule: String,
+    pub tenant: String,
+    pub request_id: i64,
+    pub client_id: Option<i64>,
+    pub deadline: i64,
+}
+
+/// A notification of one alert state, until a receiver took it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Notification {
+    pub alert: AlertRecord,
+    pub attempts: u32,
+    pub next_attempt_at: i64,
+}
+
+#[derive(Default)]
+struct Memory {
+    alerts: HashMap<String, AlertRecord>,
+    timers: HashMap<String, Timer>,
+    /// tenant -> (last event seen, last written to the bucket).
+    seen: HashMap<String, (i64, i64)>,
+    notifications: HashMap<String, Notification>,
+}
+
+/// The rules engine, shared by the event handler, the clock, the notifier and gRPC.
+pub struct Engine {
+    pub rules: Arc<Rules>,
+    kv: jetstream::kv::Store,
+    jetstream: jetstream::Context,
+    directory: Directory,
+    memory: Mutex<Memory>,
+    /// Raised when a notification is queued.
+    pub notified: Notify,
+}
+
+impl Engine {
+    /// Opens (creating) the bucket and loads the state.
+    pub async fn open(
+        jetstream: jetstream::Context,
+        rules: Arc<Rules>,
+        directory: Directory,
+        replicas: usize,
+    ) -> Result<Engine, StateError> {
+        // The bucket's stream is created as JetStream's key-value layout prescribes, rather
+        // than through the client's KV creation, which NATS servers before 2.10 do not answer.
+        jetstream
+            .get_or_create_stream(jetstream::stream::Config {
+                name: format!("KV_{BUCKET}"),
+                description: Some(
+                    "c2d-alerting: alerts, wait timers, last events, notifications".into(),
+                ),
+                subjects: vec![format!("$KV.{BUCKET}.>")],
+                max_messages_per_subject: 1,
+                allow_rollup: true,
+                deny_delete: true,
+                allow_direct: true,
+                discard: jetstream::stream::DiscardPolicy::New,
+                storage: jetstream::stream::StorageType::File,
+                num_replicas: replicas,
+                duplicate_window: Duration::from_secs(120),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| StateError::Bucket(e.to_string()))?;
+        let kv = jetstream
+            .get_key_value(BUCKET)
+            .await
+            .map_err(|e| StateError::Bucket(e.to_string()))?;
+        let mut memory = Memory::default();
+        let keys: Vec<String> = kv
+            .keys()
+            .await
+            .map_err(|e| StateError::Bucket(e.to_string()))?
+            .try_collect()
+            .await
+            .map_err(|e| StateError::Bucket(e.to_string()))?;
+        for key in keys {
+            let Some(value) = kv.get(&key).await.map_err(|e| StateError::Read {
+                key: key.clone(),
+                message: e.to_string(),
+            })?
+            else {
+                continue;
+            };
+            let loaded = match key.split_once('.') {
+                Some(("alert", fp)) => serde_json::from_slice(&value)
+                    .map(|alert| memory.alerts.insert(fp.to_owned(), alert))
+                    .map(|_| ()),
+                Some(("timer", _)) => serde_json::from_slice(&value)
+                    .map(|timer| memory.timers.insert(key.clone(), timer))
+                    .map(|_| ()),
+                Some(("seen", tenant)) => serde_json::from_slice::<i64>(&value)
+                    .map(|at| memory.seen.insert(tenant.to_owned(), (at, at)))
+                    .map(|_| ()),
+                Some(("notify", _)) => serde_json::from_slice(&value)
+                    .map(|n| memory.notifications.insert(key.clone(), n))
+                    .map(|_| ()),
+                _ => Ok(()),
+            };
+            if let Err(error) = loaded {
+                tracing::warn!(%key, %error, "unreadable alerting state entry skipped");
+            }
+        }
+        tracing::info!(
+            alerts = memory.alerts.len(),
+            timers = memory.timers.len(),
+            tenants = memory.seen.len(),
+            notifications = memory.notifications.len(),
+            "alerting state loaded"
+        );
+        Ok(Engine {
+            rules,
+            kv,
+            jetstream,
+            directory,
+            memory: Mutex::new(memory),
+            notified: Notify::new(),
+        })
+    }
+
+    /// Applies one event to every rule.
+    pub async fn on_event(&self, event: &Event) -> Result<(), StateError> {
+        let now = now_ms();
+        let mut memory = self.memory.lock().await;
+        self.seen(&mut memory, &event.tenant, now).await?;
+        for rule in self
+            .rules
+            .rules
+            .iter()
+            .filter(|r| r.applies_to(&event.tenant))
+        {
+            match &rule.condition {
+                Condition::Event {
+                    hook_type,
+                    resolve_after,
+                } if *hook_type == event.hook_type => {
+                    if let Some((labels, summary, client)) = event_condition(event) {
+                        self.event_fired(
+                            &mut memory,
+                            rule,
+                            event,
+                            labels,
+                            summary,
+                            client,
+                            now + resolve_after.as_millis() as i64,
+                        )
+                        .await?;
+                    }
+                }
+                Condition::Wait { after } => {
+                    self.wait(&mut memory, rule, *after, event, now).await?
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Timers that ran out, event alerts that went quiet, tenants that went silent.
+    pub async fn tick(&self) -> Result<(), StateError> {
+        let now = now_ms();
+        let mut memory = self.memory.lock().await;
+        let due: Vec<(String, Timer)> = memory
+            .timers
+            .iter()
+            .filter(|(_, t)| t.deadline <= now)
+            .map(|(k, t)| (k.clone(), t.clone()))
+            .collect();
+        for (key, timer) in due {
+            if let Some(rule) = self.rule(&timer.rule) {
+                let Condition::Wait { after } = rule.condition else {
+                    continue;
+                };
+                let labels = request_labels(timer.request_id);
+                let client = match timer.client_id {
+                    Some(id) => self.directory.client(&timer.tenant, id).await,
+                    None => None,
+                };
+                let who = client
+                    .as_ref()
+                    .and_then(|c| c.name.clone())
+                    .or(timer.client_id.map(|id| format!("client {id}")))
+                    .unwrap_or_else(|| "a client".into());
+                let summary = format!(
+                    "{who} has waited {} for an operator's answer (request {})",
+                    human(after),
+                    timer.request_id
+                );
+                self.fire(
+                    &mut memory,
+                    rule,
+                    &timer.tenant,
+                    labels,
+                    summary,
+                    client,
+                    None,
+                    None,
+                    now,
+                )
+                .await?;
+            }
+            self.forget(&mut memory.timers, &key).await?;
+        }
+        let quiet: Vec<String> = memory
+            .alerts
+            .values()
+            .filter(|a| a.state == State::Firing && a.resolve_at.is_some_and(|at| at <= now))
+            .map(|a| a.fingerprint.clone())
+            .collect();
+        for fingerprint in quiet {
+            self.resolve(&mut memory, &fingerprint, now).await?;
+        }
+        for rule in &self.rules.rules {
+            let Condition::Silence { after } = rule.condition else {
+                continue;
+            };
+            let silent: Vec<(String, i64)> = memory
+                .seen
+                .iter()
+                .filter(|(tenant, (last, _))| {
+                    rule.applies_to(tenant) && now - last >= after.as_millis() as i64
+                })
+                .map(|(tenant, (last, _))| (tenant.clone(), *last))
+                .collect();
+            for (tenant, last) in silent {
+                let fp = fingerprint(&rule.name, &tenant, &Labels::new());
+                if memory
+                    .alerts
+                    .get(&fp)
+                    .is_some_and(|a| a.state == State::Firing)
+                {
+                    continue;
+                }
+                let summary = format!(
+                    "No event from tenant {tenant} for {}: is its Chat2Desk webhook disabled? (last event {} s ago)",
+                    human(after),
+                    (now - last) / 1_000
+                );
+                self.fire(
+                    &mut memory,
+                    rule,
+                    &tenant,
+                    Labels::new(),
+                    summary,
+                    None,
+                    None,
+                    None,
+                    now,
+                )
+                .await?;
+            }
+        }
+        let forgotten: Vec<String> = memory
+            .alerts
+            .values()
+            .filter(|a| a.ends_at.is_some_and(|end| now - end > KEEP_RESOLVED_MS))
+            .map(|a| a.fingerprint.clone())
+            .collect();
+        for fp in forgotten {
+            self.delete(&format!("alert.{fp}")).await?;
+            memory.alerts.remove(&fp);
+        }
+        Ok(())
+    }
+
+    /// Every alert, for gRPC.
+    pub async fn alerts(&self) -> Vec<AlertRecord> {
+        self.memory.lock().await.alerts.values().cloned().collect()
+    }
+
+    /// Notifications due now.
+    pub async fn due_notifications(&self, now: i64) -> Vec<(String, Notification)> {
+        self.memory
+            .lock()
+            .await
+            .notifications
+            .iter()
+            .filter(|(_, n)| n.next_attempt_at <= now)
+            .map(|(k, n)| (k.clone(), n.clone()))
+            .collect()
+    }
+
+    /// A notification was delivered, or given up on.
+    pub async fn notification_done(&self, key: &str) -> Result<(), StateError> {
+        let mut memory = self.memory.lock().await;
+        self.forget(&mut memory.notifications, key).await
+    }
+
+    /// A notification failed and is tried again at `next_attempt_at`.
+    pub async fn notification_failed(
+        &self,
+        key: &str,
+        next_attempt_at: i64,
+    ) -> Result<(), StateError> {
+        let mut memory = self.memory.lock().await;
+        let Some(mut notification) = memory.notifications.get(key).cloned() else {
+            return Ok(());
+        };
+        notification.attempts += 1;
+        notification.next_attempt_at = next_attempt_at;
+        self.put(key, &notification).await?;
+        memory.notifications.insert(key.to_owned(), notification);
+        Ok(())
+    }
+
+    fn rule(&self, name: &str) -> Option<&Rule> {
+        self.rules.rules.iter().find(|r| r.name == name)
+    }
+
+    async fn seen(&self, memory: &mut Memory, tenant: &str, now: i64) -> Result<(), StateError> {
+        let written = memory.seen.get(tenant).map_or(0, |(_, written)| *written);
+        if now - written >= SEEN_WRITE_EVERY_MS {
+            self.put(&format!("seen.{tenant}"), &now).await?;
+            memory.seen.insert(tenant.to_owned(), (now, now));
+        } else {
+            memory.seen.insert(tenant.to_owned(), (now, written));
+        }
+        // A silent tenant spoke again.
+        for rule in self
+            .rules
+            .rules
+            .iter()
+            .filter(|r| matches!(r.condition, Condition::Silence { .. }))
+        {
+            let fp = fingerprint(&rule.name, tenant, &Labels::new());
+            if memory
+                .alerts
+                .get(&fp)
+                .is_some_and(|a| a.state == State::Firing)
+            {
+                self.resolve(memory, &fp, now).await?;
+            }
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn event_fired(
+        &self,
+        memory: &mut Memory,
+        rule: &Rule,
+        event: &Event,
+        labels: Labels,
+        summary: String,
+        client_id: Option<i64>,
+        resolve_at: i64,
+    ) -> Result<(), StateError> {
+        let fp = fingerprint(&rule.name, &event.tenant, &labels);
+        if let Some(alert) = memory.alerts.get(&fp).filter(|a| a.state == State::Firing) {
+            if alert.last_event_id.as_deref() == Some(event.event_id.as_str()) {
+                return Ok(());
+            }
+            // Still the same condition: it stays firing, longer, and is not notified again.
+            let mut alert = alert.clone();
+            alert.resolve_at = Some(resolve_at);
+            alert.last_event_id = Some(event.event_id.clone());
+            alert.updated_at = now_ms();
+            self.put(&format!("alert.{fp}"), &alert).await?;
+            memory.alerts.insert(fp, alert);
+            return Ok(());
+        }
+        let client = match client_id {
+            Some(id) => self.directory.client(&event.tenant, id).await,
+            None => None,
+        };
+        self.fire(
+            memory,
+            rule,
+            &event.tenant,
+            labels,
+            summary,
+            client,
+            Some(resolve_at),
+            Some(event.event_id.clone()),
+            now_ms(),
+        )
+        .await
+    }
+
+    async fn wait(
+        &self,
+        memory: &mut Memory,
+        rule: &Rule,
+        after: Duration,
+        event: &Event,
+        now: i64,
+    ) -> Result<(), StateError> {
+        let (request_id, client_id, answered) = match &event.payload {
+            Some(Payload::Inbox(m)) => (
+                m.request_id,
+                m.client.as_ref().and_then(|c| c.id).or(m.client_id),
+                false,
+            ),
+            Some(Payload::Outbox(m)) => (
+                m.request_id,
+                m.client.as_ref().and_then(|c| c.id).or(m.client_id),
+                true,
+            ),
+            Some(Payload::CloseRequest(d) | Payload::CloseDialog(d)) => {
+                (d.request_id, d.client_id, true)
+            }
+            _ => return Ok(()),
+        };
+        let Some(request_id) = request_id else {
+            return Ok(());
+        };
+        let key = format!("timer.{}.{}.{request_id}", rule.name, event.tenant);
+        if answered {
+            if memory.timers.contains_key(&key) {
+                self.forget(&mut memory.timers, &key).await?;
+            }
+            let fp = fingerprint(&rule.name, &event.tenant, &request_labels(request_id));
+            if memory
+                .alerts
+                .get(&fp)
+                .is_some_and(|a| a.state == State::Firing)
+            {
+                self.resolve(memory, &fp, now).await?;
+            }
+            return Ok(());
+        }
+        let fp = fingerprint(&rule.name, &event.tenant, &request_labels(request_id));
+        if memory.timers.contains_key(&key)
+            || memory
+                .alerts
+                .get(&fp)
+                .is_some_and(|a| a.state == State::Firing)
+        {
+            // The first unanswered message counts; later ones wait with it.
+            return Ok(());
+        }
+        // From when the gateway received it: a restart or a backlog does not extend the wait.
+        let received = event
+            .received_at
+            .as_ref()
+            .map_or(now, |t| t.seconds * 1_000 + i64::from(t.nanos) / 1_000_000);
+        let timer = Timer {
+            rule: rule.name.clone(),
+            tenant: event.tenant.clone(),
+            request_id,
+            client_id,
+            deadline: received.min(now) + after.as_millis() as i64,
+        };
+        self.put(&key, &timer).await?;
+        memory.timers.insert(key, timer);
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn fire(
+        &self,
+        memory: &mut Memory,
+        rule: &Rule,
+        tenant: &str,
+        labels: Labels,
+        summary: String,
+        client: Option<ClientInfo>,
+        resolve_at: Option<i64>,
+        event_id: Option<String>,
+        now: i64,
+    ) -> Result<(), StateError> {
+        let fp = fingerprint(&rule.name, tenant, &labels);
+        let tags = client.as_ref().map(|c| c.tags.clone()).unwrap_or_default();
+        let alert = AlertRecord {
+            fingerprint: fp.clone(),
+            rule: rule.name.clone(),
+            tenant: tenant.to_owned(),
+            state: State::Firing,
+            severity: rule.severity.clone(),
+            summary,
+            labels,
+            starts_at: now,
+            ends_at: None,
+            updated_at: now,
+            client,
+            receiver: rule.receiver_for(&tags).to_owned(),
+            resolve_at,
+            last_event_id: event_id,
+        };
+        tracing::warn!(rule = %rule.name, %tenant, fingerprint = %fp, summary = %alert.summary, "alert firing");
+        self.transition(memory, alert).await
+    }
+
+    async fn resolve(&self, memory: &mut Memory, fp: &str, now: i64) -> Result<(), StateError> {
+        let Some(mut alert) = memory.alerts.get(fp).cloned() else {
+            return Ok(());
+        };
+        alert.state = State::Resolved;
+        alert.ends_at = Some(now);
+        alert.updated_at = now;
+        alert.resolve_at = None;
+        tracing::info!(rule = %alert.rule, tenant = %alert.tenant, fingerprint = %fp, "alert resolved");
+        self.transition(memory, alert).await
+    }
+
+    /// A new state: kept, queued for its receiver, published. The notification is written
+    /// first, so that a crash after the alert's write cannot lose it.
+    async fn transition(&self, memory: &mut Memory, alert: AlertRecord) -> Result<(), StateError> {
+        let key = format!("notify.{}", alert.notification_key());
+        let notification = Notification {
+            alert: alert.clone(),
+            attempts: 0,
+            next_attempt_at: 0,
+        };
+        self.put(&key, &notification).await?;
+        memory.notifications.insert(key, notification);
+        self.put(&format!("alert.{}", alert.fingerprint), &alert)
+            .await?;
+        self.publish(&alert).await;
+        memory.alerts.insert(alert.fingerprint.clone(), alert);
+        self.notified.notify_one();
+        Ok(())
+    }
+
+    /// Publishes the state change on `chat2desk.alerts.{tenant}.{state}`, once per state.
+    async fn publish(&self, alert: &AlertRecord) {
+        use prost::Message as _;
+        let subject = c2d_proto::alerting::alert_subject(&alert.tenant, alert.state.as_str());
+        let message = jetstream::message::PublishMessage::build()
+            .payload(alert.to_proto().encode_to_vec().into())
+            .message_id(alert.notification_key());
+        let published = match self.jetstream.send_publish(subject, message).await {
+            Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
+            Err(error) => Err(error.to_string()),
+        };
+        if let Err(error) = published {
+            tracing::error!(%error, fingerprint = %alert.fingerprint, "alert not published on chat2desk.alerts (the notification still goes out)");
+        }
+    }
+
+    async fn put<T: Serialize>(&self, key: &str, value: &T) -> Result<(), StateError> {
+        let bytes = serde_json::to_vec(value).map_err(|e| StateError::Write {
+            key: key.into(),
+            message: e.to_string(),
+        })?;
+        self.kv
+            .put(key, bytes.into())
+            .await
+            .map(|_| ())
+            .map_err(|e| StateError::Write {
+                key: key.into(),
+                message: e.to_string(),
+            })
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StateError> {
+        self.kv.delete(key).await.map_err(|e| StateError::Write {
+            key: key.into(),
+            message: e.to_string(),
+        })
+    }
+
+    async fn forget<T>(&self, map: &mut HashMap<String, T>, key: &str) -> Result<(), StateError> {
+        self.delete(key).await?;
+        map.remove(key);
+        Ok(())
+    }
+}
+
+/// A wait alert is about a request (the client is in the alert's `client`).
+fn request_labels(request_id: i64) -> Labels {
+    Labels::from([("request_id".to_owned(), request_id.to_string())])
+}
+
+/// What an event rule's event says: the labels of its condition, a summary, and the client
+/// it is about; None when the event is not an alert (a delivered message's status).
+fn event_condition(event: &Event) -> Option<(Labels, String, Option<i64>)> {
+    match &event.payload {
+        Some(Payload::NewQrCode(qr)) => {
+            let phone = qr.phone.clone().unwrap_or_else(|| "(unknown)".into());
+            Some((
+                Labels::from([("phone".to_owned(), phone.clone())]),
+                format!("WhatsApp connection of phone {phone} lost, scan the new QR code"),
+                None,
+            ))
+        }
+        Some(Payload::OutboxStatus(status)) => {
+            let gateway_status = status.gateway_status.as_deref().unwrap_or_default();
+            let error = status.error.as_deref().unwrap_or_default();
+            let delivered =
+                matches!(gateway_status, "" | "sent" | "delivered" | "read") && error.is_empty();
+            if delivered {
+                return None;
+            }
+            let channel = status
+                .channel_id
+                .map_or_else(|| "(unknown)".into(), |c| c.to_string());
+            Some((
+                Labels::from([("channel_id".to_owned(), channel.clone())]),
+                format!(
+                    "Messages on channel {channel} are not delivered: {} {}",
+                    if gateway_status.is_empty() {
+                        "failed"
+                    } else {
+                        gateway_status
+                    },
+                    error
+                )
+                .trim_end()
+                .to_owned(),
+                status.client_id,
+            ))
+        }
+        _ => Some((
+            Labels::from([("hook_type".to_owned(), event.hook_type.clone())]),
+            format!("{} event from tenant {}", event.hook_type, event.tenant),
+            None,
+        )),
+    }
+}

@@ -1,0 +1,24 @@
+//! c2d-alerting: know before the customers do.
+//!
+//! When a WhatsApp number disconnects (Chat2Desk sends `new_qr_code`), when messages stop
+//! being delivered, when a client waits too long for an answer, or when a tenant goes silent
+//! (Chat2Desk disables a webhook after 5 hours of failures, and from then on nothing arrives),
+//! someone is told at once, once, and told again when it is over.
+//!
+//! - [`rules`]: the rules file, validated at start; [`cfg`]: the environment.
+//! - [`engine`]: events and a clock in, alerts out, state in a JetStream bucket.
+//! - [`alert`]: an alert's identity and lifecycle; [`enrich`]: who it is about (CrmService).
+//! - [`notify`]: webhook, Slack and Telegram receivers, with retries.
+//! - [`service`]: AlertingService; [`runner`]: the running service.
+
+pub mod alert;
+pub mod cfg;
+pub mod engine;
+pub mod enrich;
+pub mod notify;
+pub mod rules;
+pub mod runner;
+pub mod service;
+
+pub use cfg::Config;
+pub use runner::{AlertingError, run};

@@ -1,0 +1,500 @@
+//! The rules file (`ALERTING_RULES_FILE`, TOML): receivers and rules, validated at start so
+//! that a typo is an error with its place, not a silent rule that never fires.
+//!
+//! ```toml
+//! [[receiver]]
+//! name = "ops"
+//! kind = "webhook"                 # webhook (JSON), slack (incoming webhook), telegram
+//! url = "https://ops.example.com/alerts"
+//!
+//! [[rule]]
+//! name = "whatsapp-disconnected"
+//! kind = "event"                   # event, wait or silence
+//! hook_type = "new_qr_code"        # event: new_qr_code, outbox_status (failures), or any hook type
+//! receiver = "ops"
+//! ```
+//!
+//! `${NAME}` in any string is read from the environment. Durations are written `500ms`, `30s`,
+//! `10m`, `2h`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Where notifications go.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Receiver {
+    pub name: String,
+    pub target: ReceiverTarget,
+    /// Attempts per notification before it is given up (and logged).
+    pub max_attempts: u32,
+    /// The delay after the first failure; doubles with each failure.
+    pub initial_backoff: Duration,
+}
+
+#[derive(Clone, PartialEq)]
+pub enum ReceiverTarget {
+    /// POST of the alert as JSON.
+    Webhook { url: String },
+    /// A Slack-compatible incoming webhook: `{"text": ...}`.
+    Slack { url: String },
+    /// Telegram Bot API `sendMessage`.
+    Telegram {
+        base_url: String,
+        token: String,
+        chat_id: String,
+    },
+}
+
+/// The bot token stays out of logs.
+impl std::fmt::Debug for ReceiverTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReceiverTarget::Webhook { url } => write!(f, "Webhook({url})"),
+            ReceiverTarget::Slack { url } => write!(f, "Slack({url})"),
+            ReceiverTarget::Telegram {
+                base_url, chat_id, ..
+            } => write!(f, "Telegram({base_url}, chat {chat_id})"),
+        }
+    }
+}
+
+/// What makes a rule fire.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Condition {
+    /// An event of this hook type (for outbox_status: a failed delivery) fires at once, and
+    /// resolves after `resolve_after` without a new one.
+    Event {
+        hook_type: String,
+        resolve_after: Duration,
+    },
+    /// A client message with no operator answer in its request within `after` fires; the
+    /// answer, or the request's closing, resolves it (or cancels it before it fires).
+    Wait { after: Duration },
+    /// No event at all from a tenant for `after` fires (a webhook Chat2Desk disabled looks
+    /// like this); the next event resolves it.
+    Silence { after: Duration },
+}
+
+/// One rule.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rule {
+    pub name: String,
+    pub condition: Condition,
+    pub severity: String,
+    pub receiver: String,
+    /// Clients with one of these tags go to another receiver (first match wins).
+    pub routes: Vec<(String, String)>,
+    /// Only these tenants; all when empty.
+    pub tenants: Vec<String>,
+}
+
+impl Rule {
+    pub fn kind(&self) -> &'static str {
+        match self.condition {
+            Condition::Event { .. } => "event",
+            Condition::Wait { .. } => "wait",
+            Condition::Silence { .. } => "silence",
+        }
+    }
+
+    pub fn applies_to(&self, tenant: &str) -> bool {
+        self.tenants.is_empty() || self.tenants.iter().any(|t| t == tenant)
+    }
+
+    /// The receiver for a client with `tags`.
+    pub fn receiver_for(&self, tags: &[String]) -> &str {
+        self.routes
+            .iter()
+            .find(|(tag, _)| tags.contains(tag))
+            .map_or(self.receiver.as_str(), |(_, receiver)| receiver.as_str())
+    }
+
+    /// The rule in words, for ListRules.
+    pub fn describe(&self) -> String {
+        let scope = if self.tenants.is_empty() {
+            "every tenant".to_owned()
+        } else {
+            format!("tenants {}", self.tenants.join(", "))
+        };
+        let what = match &self.condition {
+            Condition::Event {
+                hook_type,
+                resolve_after,
+            } => format!(
+                "fires on each {hook_type} event, resolves {} after the last",
+                human(*resolve_after)
+            ),
+            Condition::Wait { after } => format!(
+                "fires when a client message has no operator answer within {}",
+                human(*after)
+            ),
+            Condition::Silence { after } => {
+                format!("fires when a tenant sends no event for {}", human(*after))
+            }
+        };
+        format!("{what}; {scope}")
+    }
+}
+
+/// Receivers and rules, checked against each other.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Rules {
+    pub receivers: Vec<Receiver>,
+    pub rules: Vec<Rule>,
+}
+
+impl Rules {
+    pub fn receiver(&self, name: &str) -> Option<&Receiver> {
+        self.receivers.iter().find(|r| r.name == name)
+    }
+}
+
+/// A rules file that cannot be used, with where and why.
+#[derive(Debug, thiserror::Error)]
+pub enum RulesError {
+    #[error("cannot read the rules file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("the rules file {path} is not valid TOML for alerting: {message}")]
+    Parse { path: String, message: String },
+    #[error("{path}: {what} {name:?}: {message}")]
+    Invalid {
+        path: String,
+        what: &'static str,
+        name: String,
+        message: String,
+    },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    #[serde(default)]
+    receiver: Vec<ReceiverSpec>,
+    #[serde(default)]
+    rule: Vec<RuleSpec>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReceiverSpec {
+    name: String,
+    kind: String,
+    url: Option<String>,
+    base_url: Option<String>,
+    token: Option<String>,
+    chat_id: Option<String>,
+    max_attempts: Option<u32>,
+    initial_backoff: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleSpec {
+    name: String,
+    kind: String,
+    hook_type: Option<String>,
+    after: Option<String>,
+    resolve_after: Option<String>,
+    #[serde(default = "default_severity")]
+    severity: String,
+    receiver: String,
+    #[serde(default)]
+    tenants: Vec<String>,
+    #[serde(default)]
+    route: Vec<RouteSpec>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RouteSpec {
+    tag: String,
+    receiver: String,
+}
+
+fn default_severity() -> String {
+    "warning".into()
+}
+
+/// Telegram's API, unless a receiver says otherwise (tests point it at a local server).
+pub const TELEGRAM_API: &str = "https://api.telegram.org";
+/// How long an event alert stays firing after its last event, unless the rule says otherwise.
+pub const DEFAULT_RESOLVE_AFTER: Duration = Duration::from_secs(3600);
+
+/// Reads and checks the rules file at `path`, with `${NAME}` from `env`.
+pub fn load(path: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Rules, RulesError> {
+    let text = std::fs::read_to_string(path).map_err(|source| RulesError::Read {
+        path: path.into(),
+        source,
+    })?;
+    parse(path, &text, env)
+}
+
+/// Parses a rules file; `path` only names it in errors.
+pub fn parse(
+    path: &str,
+    text: &str,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Rules, RulesError> {
+    let file: File = toml::from_str(text).map_err(|error| RulesError::Parse {
+        path: path.into(),
+        message: error.to_string(),
+    })?;
+    let mut rules = Rules::default();
+    for spec in file.receiver {
+        let invalid = |message: String| RulesError::Invalid {
+            path: path.into(),
+            what: "receiver",
+            name: spec.name.clone(),
+            message,
+        };
+        if rules.receiver(&spec.name).is_some() {
+            return Err(invalid("two receivers have this name".into()));
+        }
+        let text = |field: &str, value: &Option<String>| -> Result<String, RulesError> {
+            let value = value
+                .as_deref()
+                .ok_or_else(|| invalid(format!("kind {:?} needs {field}", spec.kind)))?;
+            c2d_telemetry::env::expand(value, env)
+                .map_err(|name| invalid(format!("{field} refers to ${{{name}}}, which is not set")))
+        };
+        let target = match spec.kind.as_str() {
+            "webhook" => ReceiverTarget::Webhook {
+                url: text("url", &spec.url)?,
+            },
+            "slack" => ReceiverTarget::Slack {
+                url: text("url", &spec.url)?,
+            },
+            "telegram" => ReceiverTarget::Telegram {
+                base_url: match &spec.base_url {
+                    Some(_) => text("base_url", &spec.base_url)?,
+                    None => TELEGRAM_API.to_owned(),
+                },
+                token: text("token", &spec.token)?,
+                chat_id: text("chat_id", &spec.chat_id)?,
+            },
+            other => {
+                return Err(invalid(format!(
+                    "kind {other:?} is not known: use webhook, slack or telegram"
+                )));
+            }
+        };
+        let initial_backoff = match &spec.initial_backoff {
+            Some(text) => duration(text).map_err(invalid)?,
+            None => Duration::from_secs(1),
+        };
+        rules.receivers.push(Receiver {
+            name: spec.name.clone(),
+            target,
+            max_attempts: spec.max_attempts.unwrap_or(8).max(1),
+            initial_backoff,
+        });
+    }
+    for spec in file.rule {
+        let invalid = |message: String| RulesError::Invalid {
+            path: path.into(),
+            what: "rule",
+            name: spec.name.clone(),
+            message,
+        };
+        if rules.rules.iter().any(|r| r.name == spec.name) {
+            return Err(invalid("two rules have this name".into()));
+        }
+        let after = || -> Result<Duration, RulesError> {
+            let text = spec
+                .after
+                .as_deref()
+                .ok_or_else(|| invalid(format!("kind {:?} needs after = \"10m\"", spec.kind)))?;
+            duration(text).map_err(invalid)
+        };
+        let condition = match spec.kind.as_str() {
+            "event" => Condition::Event {
+                hook_type: spec.hook_type.clone().ok_or_else(|| {
+                    invalid("kind \"event\" needs hook_type, e.g. \"new_qr_code\"".into())
+                })?,
+                resolve_after: match &spec.resolve_after {
+                    Some(text) => duration(text).map_err(invalid)?,
+                    None => DEFAULT_RESOLVE_AFTER,
+                },
+            },
+            "wait" => Condition::Wait { after: after()? },
+            "silence" => Condition::Silence { after: after()? },
+            other => {
+                return Err(invalid(format!(
+                    "kind {other:?} is not known: use event, wait or silence"
+                )));
+            }
+        };
+        let mut receivers: Vec<&str> = vec![&spec.receiver];
+        receivers.extend(spec.route.iter().map(|r| r.receiver.as_str()));
+        for receiver in receivers {
+            if rules.receiver(receiver).is_none() {
+                let known: Vec<&str> = rules.receivers.iter().map(|r| r.name.as_str()).collect();
+                return Err(invalid(format!(
+                    "receiver {receiver:?} is not defined; defined: {}",
+                    if known.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        known.join(", ")
+                    }
+                )));
+            }
+        }
+        rules.rules.push(Rule {
+            name: spec.name.clone(),
+            condition,
+            severity: spec.severity.clone(),
+            receiver: spec.receiver.clone(),
+            routes: spec
+                .route
+                .iter()
+                .map(|r| (r.tag.clone(), r.receiver.clone()))
+                .collect(),
+            tenants: spec.tenants.clone(),
+        });
+    }
+    Ok(rules)
+}
+
+/// `500ms`, `30s`, `10m`, `2h`.
+pub fn duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration: write 500ms, 30s, 10m or 2h"))?;
+    let unit = match unit {
+        "ms" => Duration::from_millis(1),
+        "s" => Duration::from_secs(1),
+        "m" => Duration::from_secs(60),
+        "h" => Duration::from_secs(3600),
+        _ => {
+            return Err(format!(
+                "{text:?} is not a duration: write 500ms, 30s, 10m or 2h"
+            ));
+        }
+    };
+    if number == 0 {
+        return Err(format!("{text:?}: a duration must be more than zero"));
+    }
+    Ok(unit * number as u32)
+}
+
+/// A duration as people write it.
+pub fn human(duration: Duration) -> String {
+    let ms = duration.as_millis();
+    match ms {
+        ms if ms % 3_600_000 == 0 => format!("{}h", ms / 3_600_000),
+        ms if ms % 60_000 == 0 => format!("{}m", ms / 60_000),
+        ms if ms % 1_000 == 0 => format!("{}s", ms / 1_000),
+        ms => format!("{ms}ms"),
+    }
+}
+
+/// Labels with a stable order, for fingerprints and notifications.
+pub type Labels = BTreeMap<String, String>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FILE: &str = r#"
+        [[receiver]]
+        name = "ops"
+        kind = "webhook"
+        url = "http://127.0.0.1:9/alerts"
+
+        [[receiver]]
+        name = "vip"
+        kind = "telegram"
+        token = "${BOT_TOKEN}"
+        chat_id = "-100"
+
+        [[rule]]
+        name = "qr"
+        kind = "event"
+        hook_type = "new_qr_code"
+        severity = "critical"
+        receiver = "ops"
+
+        [[rule]]
+        name = "waiting"
+        kind = "wait"
+        after = "10m"
+        receiver = "ops"
+        route = [{ tag = "VIP", receiver = "vip" }]
+
+        [[rule]]
+        name = "silent"
+        kind = "silence"
+        after = "30m"
+        receiver = "ops"
+        tenants = ["acme"]
+    "#;
+
+    fn env(name: &str) -> Option<String> {
+        (name == "BOT_TOKEN").then(|| "123:abc".to_owned())
+    }
+
+    #[test]
+    fn a_rules_file_is_read() {
+        let rules = parse("r.toml", FILE, &env).unwrap();
+        assert_eq!(rules.rules.len(), 3);
+        assert_eq!(
+            rules.rules[1].condition,
+            Condition::Wait {
+                after: Duration::from_secs(600)
+            }
+        );
+        assert_eq!(rules.rules[1].receiver_for(&["VIP".into()]), "vip");
+        assert_eq!(rules.rules[1].receiver_for(&[]), "ops");
+        assert!(rules.rules[2].applies_to("acme") && !rules.rules[2].applies_to("globex"));
+        assert!(
+            !format!("{:?}", rules.receivers[1]).contains("123:abc"),
+            "no token in logs"
+        );
+        assert_eq!(
+            rules.rules[0].describe(),
+            "fires on each new_qr_code event, resolves 1h after the last; every tenant"
+        );
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        let cases = [
+            (
+                FILE.replace("after = \"10m\"", "after = \"10 minutes\""),
+                "500ms, 30s",
+            ),
+            (
+                FILE.replace("receiver = \"vip\" }", "receiver = \"nobody\" }"),
+                "\"nobody\" is not defined",
+            ),
+            (
+                FILE.replace("kind = \"silence\"", "kind = \"sometimes\""),
+                "event, wait or silence",
+            ),
+            (FILE.replace("BOT_TOKEN", "UNSET"), "${UNSET}"),
+            (FILE.replace("hook_type = ", "hook_typ = "), "hook_typ"),
+        ];
+        for (text, expected) in cases {
+            let error = parse("r.toml", &text, &env).unwrap_err().to_string();
+            assert!(error.contains(expected), "{expected:?} in {error}");
+        }
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(duration("2h"), Ok(Duration::from_secs(7200)));
+        assert!(duration("0s").is_err());
+        assert_eq!(human(Duration::from_secs(600)), "10m");
+    }
+}

@@ -1,0 +1,150 @@
+//! The running service: the engine fed by the event log and a clock, the notifier, and
+//! AlertingService.
+//!
+//! Events are read by a durable consumer (`alerting`), at least once and in order; the engine
+//! makes a redelivery harmless. A new durable starts at new events: alerts are about now, and
+//! replaying last month's QR codes would page someone for nothing.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use c2d_proto::alerting::{ALERTS_STREAM, AlertingServiceServer};
+use c2d_subscriber::{
+    Delivery, HandlerError, StartAt, SubscribeError, Subscriber, SubscriberConfig,
+};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::cfg::Config;
+use crate::engine::{Engine, StateError};
+use crate::enrich::Directory;
+use crate::notify;
+use crate::service::AlertingGrpc;
+
+/// The durable consumer's name.
+const SUBSCRIBER: &str = "alerting";
+const GRPC_GRACE: Duration = Duration::from_secs(5);
+
+/// Why c2d-alerting could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum AlertingError {
+    #[error(
+        "cannot connect to NATS at {url}: {source}; is nats-server running? (make run starts one)"
+    )]
+    Connect {
+        url: String,
+        source: async_nats::ConnectError,
+    },
+    #[error("ALERTING_CRM_URL is not a URL: {0}")]
+    CrmUrl(tonic::transport::Error),
+    #[error("cannot create the stream {ALERTS_STREAM}: {0}")]
+    Stream(String),
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Subscribe(#[from] SubscribeError),
+    #[error(transparent)]
+    Serve(#[from] c2d_proto::server::ServeError),
+}
+
+/// Runs c2d-alerting until `shutdown`.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), AlertingError> {
+    let (stop_tx, stop) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let client = async_nats::ConnectOptions::new()
+        .name("c2d-alerting")
+        .connect(&config.nats_url)
+        .await
+        .map_err(|source| AlertingError::Connect {
+            url: config.nats_url.clone(),
+            source,
+        })?;
+    let jetstream = async_nats::jetstream::new(client.clone());
+    jetstream
+        .create_or_update_stream(async_nats::jetstream::stream::Config {
+            name: ALERTS_STREAM.into(),
+            subjects: vec!["chat2desk.alerts.>".into()],
+            storage: async_nats::jetstream::stream::StorageType::File,
+            num_replicas: config.replicas,
+            duplicate_window: Duration::from_secs(3600),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| AlertingError::Stream(e.to_string()))?;
+    let directory = match &config.crm_url {
+        Some(url) => Directory::connect(url).map_err(AlertingError::CrmUrl)?,
+        None => Directory::none(),
+    };
+    if config.rules.rules.is_empty() {
+        tracing::warn!("no rules (set ALERTING_RULES_FILE): nothing will fire");
+    }
+    let engine = Arc::new(
+        Engine::open(
+            jetstream,
+            Arc::new(config.rules),
+            directory,
+            config.replicas,
+        )
+        .await?,
+    );
+
+    let subscriber = Subscriber::open(
+        client,
+        SubscriberConfig::new(SUBSCRIBER).start_at(StartAt::New),
+    )
+    .await?;
+    let grpc = tokio::spawn(c2d_proto::server::serve(
+        listener,
+        AlertingServiceServer::new(AlertingGrpc::new(Arc::clone(&engine))),
+        stopped(stop.clone()),
+    ));
+    let notifier = tokio::spawn(notify::run(Arc::clone(&engine), stop.clone()));
+    let clock = tokio::spawn(tick(Arc::clone(&engine), config.tick, stop.clone()));
+
+    let handler_engine = Arc::clone(&engine);
+    let handler = move |delivery: Delivery| {
+        let engine = Arc::clone(&handler_engine);
+        async move {
+            engine
+                .on_event(&delivery.event)
+                .await
+                .map_err(HandlerError::transient)
+        }
+    };
+    let consumed = subscriber.run(handler, stopped(stop.clone())).await;
+    let _ = clock.await;
+    let _ = notifier.await;
+    let served = match tokio::time::timeout(GRPC_GRACE, grpc).await {
+        Ok(served) => served.unwrap_or(Ok(())),
+        Err(_) => Ok(()),
+    };
+    consumed?;
+    served?;
+    Ok(())
+}
+
+async fn tick(engine: Arc<Engine>, every: Duration, stop: watch::Receiver<bool>) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stopped(stop.clone()) => return,
+            _ = ticks.tick() => {}
+        }
+        if let Err(error) = engine.tick().await {
+            tracing::error!(%error, "alerting clock failed; retrying at the next tick");
+        }
+    }
+}
+
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stopped| *stopped).await;
+}

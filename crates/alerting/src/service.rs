@@ -1,0 +1,116 @@
+//! AlertingService over gRPC: reads of the engine's alerts and rules.
+
+use std::sync::Arc;
+
+use c2d_proto::alerting::AlertingService;
+use c2d_proto::alerting::v1::{
+    Alert, AlertState, GetAlertRequest, ListAlertsRequest, ListAlertsResponse, ListRulesRequest,
+    ListRulesResponse, Rule,
+};
+use tonic::{Request, Response, Status};
+
+use crate::alert::State;
+use crate::engine::Engine;
+
+/// The gRPC face of the engine.
+#[derive(Clone)]
+pub struct AlertingGrpc {
+    engine: Arc<Engine>,
+}
+
+impl AlertingGrpc {
+    pub fn new(engine: Arc<Engine>) -> Self {
+        AlertingGrpc { engine }
+    }
+}
+
+#[tonic::async_trait]
+impl AlertingService for AlertingGrpc {
+    async fn list_alerts(
+        &self,
+        request: Request<ListAlertsRequest>,
+    ) -> Result<Response<ListAlertsResponse>, Status> {
+        let request = request.into_inner();
+        let state = match AlertState::try_from(request.state) {
+            Ok(AlertState::Unspecified) => None,
+            Ok(AlertState::Firing) => Some(State::Firing),
+            Ok(AlertState::Resolved) => Some(State::Resolved),
+            Err(_) => {
+                return Err(Status::invalid_argument(format!(
+                    "state {} is not ALERT_STATE_FIRING, ALERT_STATE_RESOLVED or unset",
+                    request.state
+                )));
+            }
+        };
+        if !request.rule.is_empty()
+            && !self
+                .engine
+                .rules
+                .rules
+                .iter()
+                .any(|r| r.name == request.rule)
+        {
+            return Err(Status::invalid_argument(format!(
+                "no rule is named {:?}; see ListRules",
+                request.rule
+            )));
+        }
+        let mut alerts: Vec<_> = self
+            .engine
+            .alerts()
+            .await
+            .into_iter()
+            .filter(|a| state.is_none_or(|s| a.state == s))
+            .filter(|a| request.tenant.is_empty() || a.tenant == request.tenant)
+            .filter(|a| request.rule.is_empty() || a.rule == request.rule)
+            .collect();
+        alerts.sort_by(|a, b| {
+            b.updated_at
+                .cmp(&a.updated_at)
+                .then(a.fingerprint.cmp(&b.fingerprint))
+        });
+        Ok(Response::new(ListAlertsResponse {
+            alerts: alerts.iter().map(|a| a.to_proto()).collect(),
+        }))
+    }
+
+    async fn get_alert(
+        &self,
+        request: Request<GetAlertRequest>,
+    ) -> Result<Response<Alert>, Status> {
+        let fingerprint = request.into_inner().fingerprint;
+        if fingerprint.is_empty() {
+            return Err(Status::invalid_argument(
+                "fingerprint is required (see ListAlerts)",
+            ));
+        }
+        self.engine
+            .alerts()
+            .await
+            .into_iter()
+            .find(|a| a.fingerprint == fingerprint)
+            .map(|a| Response::new(a.to_proto()))
+            .ok_or_else(|| Status::not_found(format!("no alert has fingerprint {fingerprint:?}")))
+    }
+
+    async fn list_rules(
+        &self,
+        _request: Request<ListRulesRequest>,
+    ) -> Result<Response<ListRulesResponse>, Status> {
+        Ok(Response::new(ListRulesResponse {
+            rules: self
+                .engine
+                .rules
+                .rules
+                .iter()
+                .map(|rule| Rule {
+                    name: rule.name.clone(),
+                    kind: rule.kind().into(),
+                    severity: rule.severity.clone(),
+                    receiver: rule.receiver.clone(),
+                    description: rule.describe(),
+                })
+                .collect(),
+        }))
+    }
+}

@@ -1,0 +1,109 @@
+//! `${NAME}` in configuration files: connectors' tokens and receivers' URLs are read from the
+//! environment (a Kubernetes Secret, say) rather than written into the file.
+
+/// Replaces every `${NAME}` in `value` by `lookup(NAME)`; the first name that has no value is
+/// the error. A `${` without its `}` is kept as written.
+pub fn expand(value: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let Some(end) = after.find('}') else {
+            out.push_str(&rest[start..]);
+            return Ok(out);
+        };
+        let name = &after[..end];
+        out.push_str(&lookup(name).ok_or_else(|| name.to_owned())?);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_replaced_and_unset_ones_named() {
+        let lookup = |name: &str| (name == "TOKEN").then(|| "s3cret".to_owned());
+        assert_eq!(
+            expand("Bearer ${TOKEN}!", &lookup),
+            Ok("Bearer s3cret!".into())
+        );
+        assert_eq!(expand("no ${ end", &lookup), Ok("no ${ end".into()));
+        assert_eq!(
+            expand("${TOKEN}-${MISSING}", &lookup),
+            Err("MISSING".into())
+        );
+    }
+}
+
+/// A variable whose value cannot be used, with what it should look like.
+#[derive(Debug, thiserror::Error)]
+#[error("{name}={value:?} is not valid: {expected}")]
+pub struct InvalidVariable {
+    pub name: &'static str,
+    pub value: String,
+    pub expected: &'static str,
+}
+
+/// The environment as a service's configuration reads it: through a lookup (tests pass their
+/// own), with unset and blank meaning the same, the default.
+pub struct Env<F> {
+    lookup: F,
+}
+
+impl<F: Fn(&str) -> Option<String>> Env<F> {
+    pub fn new(lookup: F) -> Self {
+        Env { lookup }
+    }
+
+    /// The trimmed value, None when unset or blank.
+    pub fn get(&self, name: &str) -> Option<String> {
+        (self.lookup)(name)
+            .map(|value| value.trim().to_owned())
+            .filter(|value| !value.is_empty())
+    }
+
+    /// The raw lookup, for `${NAME}` in files.
+    pub fn lookup(&self, name: &str) -> Option<String> {
+        (self.lookup)(name)
+    }
+
+    /// The value parsed, or `default` when unset; `expected` tells a user what to write.
+    pub fn parse<T: std::str::FromStr>(
+        &self,
+        name: &'static str,
+        default: T,
+        expected: &'static str,
+    ) -> Result<T, InvalidVariable> {
+        match self.get(name) {
+            None => Ok(default),
+            Some(value) => value.parse().map_err(|_| InvalidVariable {
+                name,
+                value,
+                expected,
+            }),
+        }
+    }
+
+    /// A number above zero, or `default` when unset.
+    pub fn positive(
+        &self,
+        name: &'static str,
+        default: u64,
+        expected: &'static str,
+    ) -> Result<u64, InvalidVariable> {
+        let value = self.parse(name, default, expected)?;
+        if value == 0 {
+            return Err(InvalidVariable {
+                name,
+                value: "0".into(),
+                expected,
+            });
+        }
+        Ok(value)
+    }
+}
