@@ -6,6 +6,7 @@
 //! | `ALERTING_GRPC_ADDR` | `127.0.0.1:50053` | where AlertingService listens |
 //! | `ALERTING_RULES_FILE` | unset | the rules and receivers (TOML, see `alerting.example.toml`); unset: no rule, nothing fires |
 //! | `ALERTING_CRM_URL` | unset | CrmService (e.g. `http://127.0.0.1:50051`) to name clients and route by tag; unset: alerts carry client ids |
+//! | `ALERTING_ANALYTICS_URL` | unset | AnalyticsService (e.g. `http://127.0.0.1:50052`), which threshold rules ask; required when there is one |
 //! | `ALERTING_TICK_MS` | `1000` | how often timers, quiet event alerts and silent tenants are checked |
 //! | `ALERTING_STATE_REPLICAS` | `1` | replicas of the state bucket and the alerts stream (3 on a NATS cluster) |
 
@@ -27,6 +28,7 @@ pub struct Config {
     pub grpc_addr: SocketAddr,
     pub rules: Rules,
     pub crm_url: Option<String>,
+    pub analytics_url: Option<String>,
     pub tick: Duration,
     pub replicas: usize,
 }
@@ -69,6 +71,7 @@ impl Config {
             grpc_addr,
             rules,
             crm_url: env.get("ALERTING_CRM_URL"),
+            analytics_url: env.get("ALERTING_ANALYTICS_URL"),
             tick,
             replicas,
         })

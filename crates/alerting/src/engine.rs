@@ -311,6 +311,56 @@ impl Engine {
         Ok(())
     }
 
+    /// The tenants heard from, for rules that look at every tenant.
+    pub async fn tenants(&self) -> Vec<String> {
+        let mut tenants: Vec<String> = self.memory.lock().await.seen.keys().cloned().collect();
+        tenants.sort();
+        tenants
+    }
+
+    /// A threshold rule measured `value` for `tenant`: fires above the threshold, resolves at
+    /// or below it.
+    pub async fn threshold(&self, rule: &Rule, tenant: &str, value: f64) -> Result<(), StateError> {
+        let Condition::Threshold {
+            metric,
+            above,
+            window,
+            ..
+        } = rule.condition
+        else {
+            return Ok(());
+        };
+        let now = now_ms();
+        let mut memory = self.memory.lock().await;
+        let fp = fingerprint(&rule.name, tenant, &Labels::new());
+        let firing = memory
+            .alerts
+            .get(&fp)
+            .is_some_and(|a| a.state == State::Firing);
+        if value > above && !firing {
+            let summary = format!(
+                "{} is {value:.1} over the last {}, above {above}",
+                metric.as_str(),
+                human(window)
+            );
+            self.fire(
+                &mut memory,
+                rule,
+                tenant,
+                Labels::new(),
+                summary,
+                None,
+                None,
+                None,
+                now,
+            )
+            .await?;
+        } else if value <= above && firing {
+            self.resolve(&mut memory, &fp, now).await?;
+        }
+        Ok(())
+    }
+
     /// Every alert, for gRPC.
     pub async fn alerts(&self) -> Vec<AlertRecord> {
         self.memory.lock().await.alerts.values().cloned().collect()

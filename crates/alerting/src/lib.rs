@@ -7,7 +7,8 @@
 //!
 //! - [`rules`]: the rules file, validated at start; [`cfg`]: the environment.
 //! - [`engine`]: events and a clock in, alerts out, state in a JetStream bucket.
-//! - [`alert`]: an alert's identity and lifecycle; [`enrich`]: who it is about (CrmService).
+//! - [`alert`]: an alert's identity and lifecycle; [`enrich`]: who it is about (CrmService);
+//!   [`measure`]: what threshold rules ask AnalyticsService.
 //! - [`notify`]: webhook, Slack and Telegram receivers, with retries.
 //! - [`service`]: AlertingService; [`runner`]: the running service.
 
@@ -15,6 +16,7 @@ pub mod alert;
 pub mod cfg;
 pub mod engine;
 pub mod enrich;
+pub mod measure;
 pub mod notify;
 pub mod rules;
 pub mod runner;

@@ -9,7 +9,7 @@
 //!
 //! [[rule]]
 //! name = "whatsapp-disconnected"
-//! kind = "event"                   # event, wait or silence
+//! kind = "event"                   # event, wait, threshold or silence
 //! hook_type = "new_qr_code"        # event: new_qr_code, outbox_status (failures), or any hook type
 //! receiver = "ops"
 //! ```
@@ -72,9 +72,35 @@ pub enum Condition {
     /// A client message with no operator answer in its request within `after` fires; the
     /// answer, or the request's closing, resolves it (or cancels it before it fires).
     Wait { after: Duration },
+    /// A number AnalyticsService computes over the last `window`, asked every `every`, above
+    /// `above` fires; back at or below it resolves.
+    Threshold {
+        metric: ThresholdMetric,
+        above: f64,
+        window: Duration,
+        every: Duration,
+    },
     /// No event at all from a tenant for `after` fires (a webhook Chat2Desk disabled looks
     /// like this); the next event resolves it.
     Silence { after: Duration },
+}
+
+/// What a threshold rule measures, from AnalyticsService's channel summary of the window.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ThresholdMetric {
+    /// Failed deliveries per outgoing message, in percent.
+    DeliveryFailureRate,
+    /// Client messages in the window: a spike.
+    InboundMessages,
+}
+
+impl ThresholdMetric {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ThresholdMetric::DeliveryFailureRate => "delivery_failure_rate",
+            ThresholdMetric::InboundMessages => "inbound_messages",
+        }
+    }
 }
 
 /// One rule.
@@ -95,6 +121,7 @@ impl Rule {
         match self.condition {
             Condition::Event { .. } => "event",
             Condition::Wait { .. } => "wait",
+            Condition::Threshold { .. } => "threshold",
             Condition::Silence { .. } => "silence",
         }
     }
@@ -129,6 +156,17 @@ impl Rule {
             Condition::Wait { after } => format!(
                 "fires when a client message has no operator answer within {}",
                 human(*after)
+            ),
+            Condition::Threshold {
+                metric,
+                above,
+                window,
+                every,
+            } => format!(
+                "fires when {} over the last {} is above {above} (asked every {})",
+                metric.as_str(),
+                human(*window),
+                human(*every)
             ),
             Condition::Silence { after } => {
                 format!("fires when a tenant sends no event for {}", human(*after))
@@ -199,6 +237,10 @@ struct RuleSpec {
     kind: String,
     hook_type: Option<String>,
     after: Option<String>,
+    metric: Option<String>,
+    above: Option<f64>,
+    window: Option<String>,
+    every: Option<String>,
     resolve_after: Option<String>,
     #[serde(default = "default_severity")]
     severity: String,
@@ -323,9 +365,36 @@ pub fn parse(
             },
             "wait" => Condition::Wait { after: after()? },
             "silence" => Condition::Silence { after: after()? },
+            "threshold" => {
+                let metric = match spec.metric.as_deref() {
+                    Some("delivery_failure_rate") => ThresholdMetric::DeliveryFailureRate,
+                    Some("inbound_messages") => ThresholdMetric::InboundMessages,
+                    other => {
+                        return Err(invalid(format!(
+                            "metric {other:?} is not known: use delivery_failure_rate (percent) or inbound_messages"
+                        )));
+                    }
+                };
+                let above = spec
+                    .above
+                    .filter(|a| a.is_finite() && *a >= 0.0)
+                    .ok_or_else(|| {
+                        invalid("kind \"threshold\" needs above = <a number>, e.g. 20".into())
+                    })?;
+                let span = |field: &str, value: &Option<String>, default: &str| {
+                    duration(value.as_deref().unwrap_or(default))
+                        .map_err(|e| invalid(format!("{field}: {e}")))
+                };
+                Condition::Threshold {
+                    metric,
+                    above,
+                    window: span("window", &spec.window, "10m")?,
+                    every: span("every", &spec.every, "30s")?,
+                }
+            }
             other => {
                 return Err(invalid(format!(
-                    "kind {other:?} is not known: use event, wait or silence"
+                    "kind {other:?} is not known: use event, wait, threshold or silence"
                 )));
             }
         };
@@ -432,6 +501,14 @@ mod tests {
         route = [{ tag = "VIP", receiver = "vip" }]
 
         [[rule]]
+        name = "failing"
+        kind = "threshold"
+        metric = "delivery_failure_rate"
+        above = 20
+        window = "10m"
+        receiver = "ops"
+
+        [[rule]]
         name = "silent"
         kind = "silence"
         after = "30m"
@@ -446,7 +523,11 @@ mod tests {
     #[test]
     fn a_rules_file_is_read() {
         let rules = parse("r.toml", FILE, &env).unwrap();
-        assert_eq!(rules.rules.len(), 3);
+        assert_eq!(rules.rules.len(), 4);
+        assert_eq!(
+            rules.rules[2].describe(),
+            "fires when delivery_failure_rate over the last 10m is above 20 (asked every 30s); every tenant"
+        );
         assert_eq!(
             rules.rules[1].condition,
             Condition::Wait {
@@ -455,7 +536,7 @@ mod tests {
         );
         assert_eq!(rules.rules[1].receiver_for(&["VIP".into()]), "vip");
         assert_eq!(rules.rules[1].receiver_for(&[]), "ops");
-        assert!(rules.rules[2].applies_to("acme") && !rules.rules[2].applies_to("globex"));
+        assert!(rules.rules[3].applies_to("acme") && !rules.rules[3].applies_to("globex"));
         assert!(
             !format!("{:?}", rules.receivers[1]).contains("123:abc"),
             "no token in logs"
@@ -479,10 +560,14 @@ mod tests {
             ),
             (
                 FILE.replace("kind = \"silence\"", "kind = \"sometimes\""),
-                "event, wait or silence",
+                "event, wait, threshold or silence",
             ),
             (FILE.replace("BOT_TOKEN", "UNSET"), "${UNSET}"),
             (FILE.replace("hook_type = ", "hook_typ = "), "hook_typ"),
+            (
+                FILE.replace("delivery_failure_rate", "happiness"),
+                "use delivery_failure_rate",
+            ),
         ];
         for (text, expected) in cases {
             let error = parse("r.toml", &text, &env).unwrap_err().to_string();

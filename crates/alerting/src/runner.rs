@@ -19,7 +19,9 @@ use tokio::sync::watch;
 use crate::cfg::Config;
 use crate::engine::{Engine, StateError};
 use crate::enrich::Directory;
+use crate::measure::Analytics;
 use crate::notify;
+use crate::rules::{Condition, Rule};
 use crate::service::AlertingGrpc;
 
 /// The durable consumer's name.
@@ -38,6 +40,12 @@ pub enum AlertingError {
     },
     #[error("ALERTING_CRM_URL is not a URL: {0}")]
     CrmUrl(tonic::transport::Error),
+    #[error("ALERTING_ANALYTICS_URL is not a URL: {0}")]
+    AnalyticsUrl(tonic::transport::Error),
+    #[error(
+        "rule {0:?} is a threshold rule, which asks AnalyticsService: set ALERTING_ANALYTICS_URL (e.g. http://127.0.0.1:50052)"
+    )]
+    NoAnalytics(String),
     #[error("cannot create the stream {ALERTS_STREAM}: {0}")]
     Stream(String),
     #[error(transparent)]
@@ -83,6 +91,19 @@ pub async fn run(
         Some(url) => Directory::connect(url).map_err(AlertingError::CrmUrl)?,
         None => Directory::none(),
     };
+    let analytics = match &config.analytics_url {
+        Some(url) => Some(Analytics::connect(url).map_err(AlertingError::AnalyticsUrl)?),
+        None => None,
+    };
+    if analytics.is_none()
+        && let Some(rule) = config
+            .rules
+            .rules
+            .iter()
+            .find(|r| matches!(r.condition, Condition::Threshold { .. }))
+    {
+        return Err(AlertingError::NoAnalytics(rule.name.clone()));
+    }
     if config.rules.rules.is_empty() {
         tracing::warn!("no rules (set ALERTING_RULES_FILE): nothing will fire");
     }
@@ -108,6 +129,23 @@ pub async fn run(
     ));
     let notifier = tokio::spawn(notify::run(Arc::clone(&engine), stop.clone()));
     let clock = tokio::spawn(tick(Arc::clone(&engine), config.tick, stop.clone()));
+    let thresholds: Vec<_> = match analytics {
+        Some(analytics) => engine
+            .rules
+            .rules
+            .iter()
+            .filter(|r| matches!(r.condition, Condition::Threshold { .. }))
+            .map(|rule| {
+                tokio::spawn(evaluate(
+                    Arc::clone(&engine),
+                    rule.clone(),
+                    analytics.clone(),
+                    stop.clone(),
+                ))
+            })
+            .collect(),
+        None => Vec::new(),
+    };
 
     let handler_engine = Arc::clone(&engine);
     let handler = move |delivery: Delivery| {
@@ -121,6 +159,9 @@ pub async fn run(
     };
     let consumed = subscriber.run(handler, stopped(stop.clone())).await;
     let _ = clock.await;
+    for threshold in thresholds {
+        let _ = threshold.await;
+    }
     let _ = notifier.await;
     let served = match tokio::time::timeout(GRPC_GRACE, grpc).await {
         Ok(served) => served.unwrap_or(Ok(())),
@@ -141,6 +182,45 @@ async fn tick(engine: Arc<Engine>, every: Duration, stop: watch::Receiver<bool>)
         }
         if let Err(error) = engine.tick().await {
             tracing::error!(%error, "alerting clock failed; retrying at the next tick");
+        }
+    }
+}
+
+/// Evaluates one threshold rule every `every`, for its tenants (or every tenant heard from).
+async fn evaluate(
+    engine: Arc<Engine>,
+    rule: Rule,
+    analytics: Analytics,
+    stop: watch::Receiver<bool>,
+) {
+    let Condition::Threshold {
+        metric,
+        window,
+        every,
+        ..
+    } = rule.condition
+    else {
+        return;
+    };
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stopped(stop.clone()) => return,
+            _ = ticks.tick() => {}
+        }
+        let tenants = if rule.tenants.is_empty() {
+            engine.tenants().await
+        } else {
+            rule.tenants.clone()
+        };
+        for tenant in tenants {
+            let Some(value) = analytics.measure(&tenant, metric, window).await else {
+                continue;
+            };
+            if let Err(error) = engine.threshold(&rule, &tenant, value).await {
+                tracing::error!(rule = %rule.name, %tenant, %error, "threshold not recorded; evaluated again next time");
+            }
         }
     }
 }

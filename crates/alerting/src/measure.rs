@@ -1,0 +1,81 @@
+//! Threshold rules ask AnalyticsService: the channel summary of a tenant over the rule's
+//! window, summed over channels, gives the failure rate and the inbound volume. Analytics
+//! counts each event in the minute of its own time, so late deliveries count where they
+//! belong, and a redelivery is not counted twice.
+
+use std::time::Duration;
+
+use c2d_proto::analytics::AnalyticsServiceClient;
+use c2d_proto::analytics::v1::{SummaryRequest, TimeRange};
+use tonic::transport::{Channel, Endpoint};
+
+use crate::rules::ThresholdMetric;
+
+/// How long one evaluation waits for AnalyticsService.
+pub const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// AnalyticsService.
+#[derive(Clone)]
+pub struct Analytics {
+    client: AnalyticsServiceClient<Channel>,
+}
+
+impl Analytics {
+    /// AnalyticsService at `url` (e.g. `http://127.0.0.1:50052`), connected on first use.
+    pub fn connect(url: &str) -> Result<Analytics, tonic::transport::Error> {
+        let channel = Endpoint::from_shared(url.to_owned())?
+            .timeout(TIMEOUT)
+            .connect_timeout(TIMEOUT)
+            .connect_lazy();
+        Ok(Analytics {
+            client: AnalyticsServiceClient::new(channel),
+        })
+    }
+
+    /// `metric` for `tenant` over the `window` that ends now; None when analytics does not
+    /// know the tenant yet (no event) or cannot answer (logged).
+    pub async fn measure(
+        &self,
+        tenant: &str,
+        metric: ThresholdMetric,
+        window: Duration,
+    ) -> Option<f64> {
+        let now = std::time::SystemTime::now();
+        let start = now.checked_sub(window)?;
+        let request = SummaryRequest {
+            tenant: tenant.to_owned(),
+            range: Some(TimeRange {
+                start: Some(start.into()),
+                end: Some(now.into()),
+            }),
+        };
+        let answer = match self.client.clone().channel_summary(request).await {
+            Ok(answer) => answer.into_inner(),
+            Err(status) if status.code() == tonic::Code::InvalidArgument => {
+                tracing::debug!(%tenant, %status, "analytics has nothing for this tenant yet");
+                return None;
+            }
+            Err(status) => {
+                tracing::warn!(%tenant, %status, "AnalyticsService did not answer; the threshold rule waits for the next evaluation");
+                return None;
+            }
+        };
+        let (outbound, failures, inbound) = answer.summaries.iter().fold((0, 0, 0), |sum, s| {
+            (
+                sum.0 + s.outbound_messages,
+                sum.1 + s.delivery_failures,
+                sum.2 + s.inbound_messages,
+            )
+        });
+        Some(match metric {
+            ThresholdMetric::DeliveryFailureRate => {
+                if failures == 0 {
+                    0.0
+                } else {
+                    100.0 * failures as f64 / outbound.max(failures) as f64
+                }
+            }
+            ThresholdMetric::InboundMessages => inbound as f64,
+        })
+    }
+}

@@ -1,0 +1,150 @@
+//! A threshold rule over AnalyticsService: a burst of delivery failures crosses it and fires,
+//! and when deliveries succeed again the rate falls back under it and the alert resolves.
+//! Real gateway, nats-server, c2d-analytics and c2d-alerting, over real gRPC.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::routing::post;
+use c2d_testkit::Pipeline;
+use serde_json::{Value as Json, json};
+
+async fn start_receiver(received: Arc<Mutex<Vec<Json>>>) -> String {
+    let app = axum::Router::new()
+        .route(
+            "/ops",
+            post(
+                |State(received): State<Arc<Mutex<Vec<Json>>>>,
+                 axum::Json(body): axum::Json<Json>| async move {
+                    received.lock().unwrap().push(body);
+                    "ok"
+                },
+            ),
+        )
+        .with_state(received);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/ops", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
+}
+
+async fn start_analytics(nats_url: &str, dir: &std::path::Path) -> String {
+    let (nats_url, data) = (nats_url.to_owned(), dir.display().to_string());
+    let config = c2d_analytics::Config::from_lookup(|name| match name {
+        "NATS_URL" => Some(nats_url.clone()),
+        "ANALYTICS_DATA_DIR" => Some(data.clone()),
+        _ => None,
+    })
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let analytics = c2d_analytics::Analytics::open(config, false).unwrap();
+    tokio::spawn(analytics.run(listener, std::future::pending()));
+    endpoint
+}
+
+fn count(received: &Mutex<Vec<Json>>, status: &str) -> usize {
+    received
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|b| b["alert"]["rule"] == "failing-deliveries" && b["status"] == status)
+        .count()
+}
+
+async fn eventually(what: &str, check: impl Fn() -> bool) {
+    for _ in 0..600 {
+        if check() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("{what}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_failures_crosses_the_threshold_and_resolves_when_they_stop() {
+    let pipeline = Pipeline::start().await;
+    let nats_url = pipeline.nats.url();
+    let dir = tempfile::tempdir().unwrap();
+    let received = Arc::new(Mutex::new(Vec::new()));
+    let receiver = start_receiver(Arc::clone(&received)).await;
+    let analytics = start_analytics(&nats_url, dir.path()).await;
+    let rules = dir.path().join("rules.toml");
+    std::fs::write(
+        &rules,
+        format!(
+            r#"
+[[receiver]]
+name = "ops"
+kind = "webhook"
+url = "{receiver}"
+
+[[rule]]
+name = "failing-deliveries"
+kind = "threshold"
+metric = "delivery_failure_rate"
+above = 25
+window = "10m"
+every = "200ms"
+receiver = "ops"
+tenants = ["acme"]
+"#
+        ),
+    )
+    .unwrap();
+    let (rules, url) = (rules.display().to_string(), nats_url.clone());
+    let config = c2d_alerting::Config::from_lookup(|name| match name {
+        "NATS_URL" => Some(url.clone()),
+        "ALERTING_RULES_FILE" => Some(rules.clone()),
+        "ALERTING_ANALYTICS_URL" => Some(analytics.clone()),
+        _ => None,
+    })
+    .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    tokio::spawn(c2d_alerting::run(config, listener, std::future::pending()));
+
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let outbox = |n: i64| {
+        json!({"message_id": 1_000 + n, "type": "to_client", "text": "Olá", "transport": "whatsapp",
+               "client_id": 500 + n, "operator_id": 7, "channel_id": 10, "request_id": 9_000 + n,
+               "hook_type": "outbox", "event_time": now - 60 + n})
+        .to_string()
+    };
+    let failure = |n: i64| {
+        json!({"id": 1_000 + n, "client_id": 500 + n, "channel_id": 10, "gateway_status": "failed",
+               "error": "timeout error", "hook_type": "outbox_status", "event_time": now - 30 + n})
+        .to_string()
+    };
+    // 4 messages out, 2 of them failed: 50%, above 25%.
+    for n in 0..4 {
+        pipeline.post(outbox(n)).await;
+    }
+    for n in 0..2 {
+        pipeline.post(failure(n)).await;
+    }
+    eventually("the failure burst fires", || {
+        count(&received, "firing") == 1
+    })
+    .await;
+    {
+        let received = received.lock().unwrap();
+        let text = received[0]["text"].as_str().unwrap();
+        assert!(
+            text.contains("delivery_failure_rate is 50.0 over the last 10m, above 25"),
+            "{text}"
+        );
+    }
+    // Deliveries succeed again: 2 failures in 10 messages is 20%, under 25%.
+    for n in 4..10 {
+        pipeline.post(outbox(n)).await;
+    }
+    eventually("the alert resolves", || count(&received, "resolved") == 1).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(count(&received, "firing"), 1, "fired once");
+    assert_eq!(count(&received, "resolved"), 1, "resolved once");
+}
