@@ -284,18 +284,8 @@ impl Engine {
                     human(after),
                     (now - last) / 1_000
                 );
-                self.fire(
-                    &mut memory,
-                    rule,
-                    &tenant,
-                    Labels::new(),
-                    summary,
-                    None,
-                    None,
-                    None,
-                    now,
-                )
-                .await?;
+                self.fire_for_tenant(&mut memory, rule, &tenant, summary, now)
+                    .await?;
             }
         }
         let forgotten: Vec<String> = memory
@@ -343,18 +333,8 @@ impl Engine {
                 metric.as_str(),
                 human(window)
             );
-            self.fire(
-                &mut memory,
-                rule,
-                tenant,
-                Labels::new(),
-                summary,
-                None,
-                None,
-                None,
-                now,
-            )
-            .await?;
+            self.fire_for_tenant(&mut memory, rule, tenant, summary, now)
+                .await?;
         } else if value <= above && firing {
             self.resolve(&mut memory, &fp, now).await?;
         }
@@ -577,6 +557,29 @@ impl Engine {
         };
         tracing::warn!(rule = %rule.name, %tenant, fingerprint = %fp, summary = %alert.summary, "alert firing");
         self.transition(memory, alert).await
+    }
+
+    /// An alert about a whole tenant (silence, threshold): no labels, no client.
+    async fn fire_for_tenant(
+        &self,
+        memory: &mut Memory,
+        rule: &Rule,
+        tenant: &str,
+        summary: String,
+        now: i64,
+    ) -> Result<(), StateError> {
+        self.fire(
+            memory,
+            rule,
+            tenant,
+            Labels::new(),
+            summary,
+            None,
+            None,
+            None,
+            now,
+        )
+        .await
     }
 
     async fn resolve(&self, memory: &mut Memory, fp: &str, now: i64) -> Result<(), StateError> {

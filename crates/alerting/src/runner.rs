@@ -173,13 +173,8 @@ pub async fn run(
 }
 
 async fn tick(engine: Arc<Engine>, every: Duration, stop: watch::Receiver<bool>) {
-    let mut ticks = tokio::time::interval(every);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            () = stopped(stop.clone()) => return,
-            _ = ticks.tick() => {}
-        }
+    let mut ticks = ticker(every);
+    while next_tick(&mut ticks, &stop).await {
         if let Err(error) = engine.tick().await {
             tracing::error!(%error, "alerting clock failed; retrying at the next tick");
         }
@@ -202,13 +197,8 @@ async fn evaluate(
     else {
         return;
     };
-    let mut ticks = tokio::time::interval(every);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            () = stopped(stop.clone()) => return,
-            _ = ticks.tick() => {}
-        }
+    let mut ticks = ticker(every);
+    while next_tick(&mut ticks, &stop).await {
         let tenants = if rule.tenants.is_empty() {
             engine.tenants().await
         } else {
@@ -222,6 +212,21 @@ async fn evaluate(
                 tracing::error!(rule = %rule.name, %tenant, %error, "threshold not recorded; evaluated again next time");
             }
         }
+    }
+}
+
+/// An interval that skips the ticks it missed rather than bursting them.
+fn ticker(every: Duration) -> tokio::time::Interval {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks
+}
+
+/// Waits for the next tick; false once the service stops.
+async fn next_tick(ticks: &mut tokio::time::Interval, stop: &watch::Receiver<bool>) -> bool {
+    tokio::select! {
+        () = stopped(stop.clone()) => false,
+        _ = ticks.tick() => true,
     }
 }
 
