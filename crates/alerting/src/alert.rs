@@ -52,6 +52,60 @@ pub struct AlertRecord {
     pub resolve_at: Option<i64>,
     /// The last event that fired or renewed it: its redelivery changes nothing.
     pub last_event_id: Option<String>,
+    /// The silence that kept its last state from being notified.
+    #[serde(default)]
+    pub silenced_by: Option<String>,
+}
+
+/// Mutes notifications of matching alerts for a while.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Silence {
+    pub id: String,
+    /// Empty: any tenant.
+    pub tenant: String,
+    /// Empty: any rule.
+    pub rule: String,
+    pub labels: crate::rules::Labels,
+    pub starts_at: i64,
+    pub ends_at: i64,
+    pub comment: String,
+}
+
+impl Silence {
+    pub fn is_active(&self, now: i64) -> bool {
+        self.starts_at <= now && now < self.ends_at
+    }
+
+    /// Whether it mutes `alert`.
+    pub fn matches(&self, alert: &AlertRecord) -> bool {
+        (self.tenant.is_empty() || self.tenant == alert.tenant)
+            && (self.rule.is_empty() || self.rule == alert.rule)
+            && self
+                .labels
+                .iter()
+                .all(|(key, value)| alert.labels.get(key) == Some(value))
+    }
+
+    pub fn to_proto(&self, now: i64) -> c2d_proto::alerting::v1::Silence {
+        c2d_proto::alerting::v1::Silence {
+            id: self.id.clone(),
+            tenant: self.tenant.clone(),
+            rule: self.rule.clone(),
+            labels: self.labels.clone().into_iter().collect(),
+            starts_at: Some(timestamp(self.starts_at)),
+            ends_at: Some(timestamp(self.ends_at)),
+            comment: self.comment.clone(),
+            active: self.is_active(now),
+        }
+    }
+}
+
+/// Unix milliseconds as a protobuf time.
+pub fn timestamp(ms: i64) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: ms.div_euclid(1_000),
+        nanos: (ms.rem_euclid(1_000) * 1_000_000) as i32,
+    }
 }
 
 impl AlertRecord {
@@ -67,10 +121,7 @@ impl AlertRecord {
     }
 
     pub fn to_proto(&self) -> Alert {
-        let time = |ms: i64| prost_types::Timestamp {
-            seconds: ms.div_euclid(1_000),
-            nanos: (ms.rem_euclid(1_000) * 1_000_000) as i32,
-        };
+        let time = timestamp;
         Alert {
             fingerprint: self.fingerprint.clone(),
             rule: self.rule.clone(),
@@ -91,6 +142,7 @@ impl AlertRecord {
                 tags: c.tags.clone(),
             }),
             receiver: self.receiver.clone(),
+            silenced_by: self.silenced_by.clone().unwrap_or_default(),
         }
     }
 }

@@ -19,7 +19,7 @@ use futures_util::TryStreamExt as _;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Mutex, Notify};
 
-use crate::alert::{AlertRecord, ClientInfo, State, fingerprint, now_ms};
+use crate::alert::{AlertRecord, ClientInfo, Silence, State, fingerprint, now_ms};
 use crate::enrich::Directory;
 use crate::rules::{Condition, Labels, Rule, Rules, human};
 
@@ -68,6 +68,7 @@ struct Memory {
     /// tenant -> (last event seen, last written to the bucket).
     seen: HashMap<String, (i64, i64)>,
     notifications: HashMap<String, Notification>,
+    silences: HashMap<String, Silence>,
 }
 
 /// The rules engine, shared by the event handler, the clock, the notifier and gRPC.
@@ -142,6 +143,9 @@ impl Engine {
                     .map(|_| ()),
                 Some(("notify", _)) => serde_json::from_slice(&value)
                     .map(|n| memory.notifications.insert(key.clone(), n))
+                    .map(|_| ()),
+                Some(("silence", id)) => serde_json::from_slice(&value)
+                    .map(|silence| memory.silences.insert(id.to_owned(), silence))
                     .map(|_| ()),
                 _ => Ok(()),
             };
@@ -288,6 +292,33 @@ impl Engine {
                     .await?;
             }
         }
+        // Alerts a silence kept quiet that still fire when it ends are notified now.
+        let unmuted: Vec<AlertRecord> = memory
+            .alerts
+            .values()
+            .filter(|a| a.state == State::Firing)
+            .filter(|a| {
+                a.silenced_by
+                    .as_ref()
+                    .is_some_and(|id| memory.silences.get(id).is_none_or(|s| !s.is_active(now)))
+            })
+            .cloned()
+            .collect();
+        for mut alert in unmuted {
+            alert.silenced_by = None;
+            alert.updated_at = now;
+            self.transition(&mut memory, alert).await?;
+        }
+        let ended: Vec<String> = memory
+            .silences
+            .values()
+            .filter(|s| now - s.ends_at > KEEP_RESOLVED_MS)
+            .map(|s| s.id.clone())
+            .collect();
+        for id in ended {
+            self.delete(&format!("silence.{id}")).await?;
+            memory.silences.remove(&id);
+        }
         let forgotten: Vec<String> = memory
             .alerts
             .values()
@@ -339,6 +370,58 @@ impl Engine {
             self.resolve(&mut memory, &fp, now).await?;
         }
         Ok(())
+    }
+
+    /// Mutes matching alerts for `duration`.
+    pub async fn create_silence(
+        &self,
+        tenant: String,
+        rule: String,
+        labels: Labels,
+        duration: Duration,
+        comment: String,
+    ) -> Result<Silence, StateError> {
+        let now = now_ms();
+        let id = fingerprint(&format!("silence {now}"), &tenant, &labels);
+        let silence = Silence {
+            id: id.clone(),
+            tenant,
+            rule,
+            labels,
+            starts_at: now,
+            ends_at: now + duration.as_millis() as i64,
+            comment,
+        };
+        let mut memory = self.memory.lock().await;
+        self.put(&format!("silence.{id}"), &silence).await?;
+        memory.silences.insert(id, silence.clone());
+        tracing::info!(silence = %silence.id, tenant = %silence.tenant, rule = %silence.rule, "silence created");
+        Ok(silence)
+    }
+
+    /// Ends a silence now; None when there is no such silence.
+    pub async fn expire_silence(&self, id: &str) -> Result<Option<Silence>, StateError> {
+        let now = now_ms();
+        let mut memory = self.memory.lock().await;
+        let Some(mut silence) = memory.silences.get(id).cloned() else {
+            return Ok(None);
+        };
+        silence.ends_at = silence.ends_at.min(now);
+        self.put(&format!("silence.{id}"), &silence).await?;
+        memory.silences.insert(id.to_owned(), silence.clone());
+        tracing::info!(silence = %id, "silence expired");
+        Ok(Some(silence))
+    }
+
+    /// Every silence, for gRPC.
+    pub async fn silences(&self) -> Vec<Silence> {
+        self.memory
+            .lock()
+            .await
+            .silences
+            .values()
+            .cloned()
+            .collect()
     }
 
     /// Every alert, for gRPC.
@@ -554,6 +637,7 @@ impl Engine {
             receiver: rule.receiver_for(&tags).to_owned(),
             resolve_at,
             last_event_id: event_id,
+            silenced_by: None,
         };
         tracing::warn!(rule = %rule.name, %tenant, fingerprint = %fp, summary = %alert.summary, "alert firing");
         self.transition(memory, alert).await
@@ -594,17 +678,38 @@ impl Engine {
         self.transition(memory, alert).await
     }
 
-    /// A new state: kept, queued for its receiver, published. The notification is written
-    /// first, so that a crash after the alert's write cannot lose it.
-    async fn transition(&self, memory: &mut Memory, alert: AlertRecord) -> Result<(), StateError> {
-        let key = format!("notify.{}", alert.notification_key());
-        let notification = Notification {
-            alert: alert.clone(),
-            attempts: 0,
-            next_attempt_at: 0,
+    /// A new state: kept, queued for its receiver unless a silence mutes it, published. The
+    /// notification is written first, so that a crash after the alert's write cannot lose it.
+    async fn transition(
+        &self,
+        memory: &mut Memory,
+        mut alert: AlertRecord,
+    ) -> Result<(), StateError> {
+        let now = alert.updated_at;
+        let muted = match alert.state {
+            // The firing was never notified: neither is its end.
+            State::Resolved => alert.silenced_by.is_some(),
+            State::Firing => {
+                alert.silenced_by = memory
+                    .silences
+                    .values()
+                    .find(|s| s.is_active(now) && s.matches(&alert))
+                    .map(|s| s.id.clone());
+                alert.silenced_by.is_some()
+            }
         };
-        self.put(&key, &notification).await?;
-        memory.notifications.insert(key, notification);
+        if muted {
+            tracing::info!(fingerprint = %alert.fingerprint, silence = ?alert.silenced_by, "alert silenced: not notified");
+        } else {
+            let key = format!("notify.{}", alert.notification_key());
+            let notification = Notification {
+                alert: alert.clone(),
+                attempts: 0,
+                next_attempt_at: 0,
+            };
+            self.put(&key, &notification).await?;
+            memory.notifications.insert(key, notification);
+        }
         self.put(&format!("alert.{}", alert.fingerprint), &alert)
             .await?;
         self.publish(&alert).await;

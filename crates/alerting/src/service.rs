@@ -4,13 +4,15 @@ use std::sync::Arc;
 
 use c2d_proto::alerting::AlertingService;
 use c2d_proto::alerting::v1::{
-    Alert, AlertState, GetAlertRequest, ListAlertsRequest, ListAlertsResponse, ListRulesRequest,
-    ListRulesResponse, Rule,
+    Alert, AlertState, CreateSilenceRequest, ExpireSilenceRequest, GetAlertRequest,
+    ListAlertsRequest, ListAlertsResponse, ListRulesRequest, ListRulesResponse,
+    ListSilencesRequest, ListSilencesResponse, Rule, Silence,
 };
 use tonic::{Request, Response, Status};
 
-use crate::alert::State;
+use crate::alert::{State, now_ms};
 use crate::engine::Engine;
+use crate::engine::StateError;
 
 /// The gRPC face of the engine.
 #[derive(Clone)]
@@ -113,4 +115,71 @@ impl AlertingService for AlertingGrpc {
                 .collect(),
         }))
     }
+
+    async fn create_silence(
+        &self,
+        request: Request<CreateSilenceRequest>,
+    ) -> Result<Response<Silence>, Status> {
+        let request = request.into_inner();
+        if request.duration_seconds == 0 {
+            return Err(Status::invalid_argument(
+                "duration_seconds is required: how long the silence lasts, e.g. 3600",
+            ));
+        }
+        if !request.rule.is_empty()
+            && !self
+                .engine
+                .rules
+                .rules
+                .iter()
+                .any(|r| r.name == request.rule)
+        {
+            return Err(Status::invalid_argument(format!(
+                "no rule is named {:?}; see ListRules",
+                request.rule
+            )));
+        }
+        let silence = self
+            .engine
+            .create_silence(
+                request.tenant,
+                request.rule,
+                request.labels.into_iter().collect(),
+                std::time::Duration::from_secs(request.duration_seconds),
+                request.comment,
+            )
+            .await
+            .map_err(unavailable)?;
+        Ok(Response::new(silence.to_proto(now_ms())))
+    }
+
+    async fn expire_silence(
+        &self,
+        request: Request<ExpireSilenceRequest>,
+    ) -> Result<Response<Silence>, Status> {
+        let id = request.into_inner().id;
+        match self.engine.expire_silence(&id).await.map_err(unavailable)? {
+            Some(silence) => Ok(Response::new(silence.to_proto(now_ms()))),
+            None => Err(Status::not_found(format!(
+                "no silence has id {id:?}; see ListSilences"
+            ))),
+        }
+    }
+
+    async fn list_silences(
+        &self,
+        _request: Request<ListSilencesRequest>,
+    ) -> Result<Response<ListSilencesResponse>, Status> {
+        let now = now_ms();
+        let mut silences = self.engine.silences().await;
+        silences.sort_by_key(|s| (!s.is_active(now), std::cmp::Reverse(s.ends_at)));
+        Ok(Response::new(ListSilencesResponse {
+            silences: silences.iter().map(|s| s.to_proto(now)).collect(),
+        }))
+    }
+}
+
+/// The state bucket could not be written: worth retrying once NATS is back.
+fn unavailable(error: StateError) -> Status {
+    Status::unavailable(error.to_string())
 }

@@ -9,7 +9,10 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::post;
 use c2d_proto::alerting::AlertingServiceClient;
-use c2d_proto::alerting::v1::{AlertState, GetAlertRequest, ListAlertsRequest, ListRulesRequest};
+use c2d_proto::alerting::v1::{
+    AlertState, CreateSilenceRequest, ExpireSilenceRequest, GetAlertRequest, ListAlertsRequest,
+    ListRulesRequest,
+};
 use c2d_proto::crm::CrmServiceClient;
 use c2d_proto::crm::v1::{GetClientRequest, get_client_request::By};
 use c2d_testkit::{Pipeline, fixture, stream_messages};
@@ -419,6 +422,74 @@ async fn alerts_fire_once_enriched_resolve_and_survive_restarts() {
             ("tenant-silent", "silence")
         ]
     );
+
+    // --- A silence mutes; when it is expired, what still fires is notified. ---
+    let silence = alerting
+        .create_silence(CreateSilenceRequest {
+            tenant: "acme".into(),
+            rule: "client-waiting".into(),
+            labels: Default::default(),
+            duration_seconds: 3_600,
+            comment: "maintenance".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(silence.active);
+    let telegrams = received.lock().unwrap().telegram.len();
+    pipeline.post(message("inbox", 501, 9004, now + 3)).await;
+    let mut muted = None;
+    for _ in 0..200 {
+        let alerts = alerting
+            .list_alerts(ListAlertsRequest {
+                state: AlertState::Firing as i32,
+                tenant: "acme".into(),
+                rule: "client-waiting".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .alerts;
+        if let Some(alert) = alerts
+            .into_iter()
+            .find(|a| a.labels["request_id"] == "9004")
+        {
+            muted = Some(alert);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let muted = muted.expect("request 9004's alert fires while silenced");
+    assert_eq!(muted.silenced_by, silence.id);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        received.lock().unwrap().telegram.len(),
+        telegrams,
+        "silenced: not notified"
+    );
+    let expired = alerting
+        .expire_silence(ExpireSilenceRequest {
+            id: silence.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!expired.active);
+    eventually(
+        &received,
+        "the alert is notified when the silence ends",
+        |r| {
+            r.telegram
+                .iter()
+                .any(|(_, _, text)| text.starts_with("[FIRING]") && text.contains("request 9004"))
+        },
+    )
+    .await;
+    let unknown = alerting
+        .expire_silence(ExpireSilenceRequest { id: "nope".into() })
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), Code::NotFound);
 
     // --- A restart with a client waiting: the timer survives, nothing is notified twice. ---
     running.stop().await;
