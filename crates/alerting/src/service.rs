@@ -24,6 +24,16 @@ impl AlertingGrpc {
     pub fn new(engine: Arc<Engine>) -> Self {
         AlertingGrpc { engine }
     }
+
+    /// An empty rule name (any rule) or a configured one.
+    fn known_rule(&self, rule: &str) -> Result<(), Status> {
+        if rule.is_empty() || self.engine.rules.rules.iter().any(|r| r.name == rule) {
+            return Ok(());
+        }
+        Err(Status::invalid_argument(format!(
+            "no rule is named {rule:?}; see ListRules"
+        )))
+    }
 }
 
 #[tonic::async_trait]
@@ -44,19 +54,7 @@ impl AlertingService for AlertingGrpc {
                 )));
             }
         };
-        if !request.rule.is_empty()
-            && !self
-                .engine
-                .rules
-                .rules
-                .iter()
-                .any(|r| r.name == request.rule)
-        {
-            return Err(Status::invalid_argument(format!(
-                "no rule is named {:?}; see ListRules",
-                request.rule
-            )));
-        }
+        self.known_rule(&request.rule)?;
         let mut alerts: Vec<_> = self
             .engine
             .alerts()
@@ -126,19 +124,7 @@ impl AlertingService for AlertingGrpc {
                 "duration_seconds is required: how long the silence lasts, e.g. 3600",
             ));
         }
-        if !request.rule.is_empty()
-            && !self
-                .engine
-                .rules
-                .rules
-                .iter()
-                .any(|r| r.name == request.rule)
-        {
-            return Err(Status::invalid_argument(format!(
-                "no rule is named {:?}; see ListRules",
-                request.rule
-            )));
-        }
+        self.known_rule(&request.rule)?;
         let silence = self
             .engine
             .create_silence(
