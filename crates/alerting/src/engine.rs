@@ -153,6 +153,17 @@ impl Engine {
                 tracing::warn!(%key, %error, "unreadable alerting state entry skipped");
             }
         }
+        // Tenants a silence rule names are watched from the start, even before their first
+        // event: a webhook that never delivers is the case the rule exists for. (The clock
+        // starts now; the bucket is written with their first event.)
+        let now = now_ms();
+        for rule in rules.rules.iter() {
+            if let Condition::Silence { .. } = rule.condition {
+                for tenant in &rule.tenants {
+                    memory.seen.entry(tenant.clone()).or_insert((now, 0));
+                }
+            }
+        }
         tracing::info!(
             alerts = memory.alerts.len(),
             timers = memory.timers.len(),

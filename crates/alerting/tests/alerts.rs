@@ -333,19 +333,28 @@ async fn alerts_fire_once_enriched_resolve_and_survive_restarts() {
     })
     .await;
 
-    // --- A silent tenant fires, and its next event resolves it. ---
+    // --- A silent tenant fires, and its next event resolves it. globex, named by the rule, has
+    // never spoken: it is watched from alerting's start. ---
+    eventually(&received, "globex never spoke", |r| {
+        webhook_count(r, "tenant-silent", "globex", "firing") == 1
+    })
+    .await;
     pipeline
         .post_as("globex", message("inbox", 700, 9700, now))
         .await;
-    eventually(&received, "globex is silent", |r| {
-        webhook_count(r, "tenant-silent", "globex", "firing") == 1
+    eventually(&received, "globex spoke", |r| {
+        webhook_count(r, "tenant-silent", "globex", "resolved") == 1
+    })
+    .await;
+    eventually(&received, "globex is silent again", |r| {
+        webhook_count(r, "tenant-silent", "globex", "firing") == 2
     })
     .await;
     pipeline
         .post_as("globex", message("outbox", 700, 9700, now + 1))
         .await;
     eventually(&received, "globex spoke again", |r| {
-        webhook_count(r, "tenant-silent", "globex", "resolved") == 1
+        webhook_count(r, "tenant-silent", "globex", "resolved") == 2
     })
     .await;
 
