@@ -95,6 +95,15 @@ pub struct TagView {
     pub tagged_at: i64,
 }
 
+impl TagView {
+    /// The tag's name, or its id when Chat2Desk sent no name.
+    pub fn label(&self) -> String {
+        self.name
+            .clone()
+            .unwrap_or_else(|| format!("tag {}", self.tag_id))
+    }
+}
+
 /// How GetClient names a client.
 #[derive(Debug, Clone)]
 pub enum Lookup {
@@ -158,6 +167,18 @@ pub async fn find(
     }
 }
 
+/// Whether the directory has the client, without reading their view.
+pub async fn exists(store: &Store, key: &ClientKey) -> Result<bool, StoreError> {
+    Ok(
+        sqlx::query("SELECT client_id FROM clients WHERE tenant = $1 AND client_id = $2")
+            .bind(&key.tenant)
+            .bind(key.client_id)
+            .fetch_optional(store.pool())
+            .await?
+            .is_some(),
+    )
+}
+
 /// One client's view, read on `connection` (inside a transaction when building a change).
 pub async fn read(
     connection: &mut AnyConnection,
@@ -193,13 +214,14 @@ pub async fn read(
         Ok((row.try_get("transport")?, (channel != 0).then_some(channel)))
     })
     .collect::<Result<_, sqlx::Error>>()?;
-    let tags = tags(connection, key)
-        .await?
-        .into_iter()
+    // One read of the tags serves the client's and its requests'.
+    let all_tags = tags(connection, key).await?;
+    let requests = tagged_requests(connection, key, &all_tags).await?;
+    let tags = all_tags
+        .iter()
         .filter(|tag| tag.request_id.is_none())
-        .map(|tag| tag.name.unwrap_or_else(|| format!("tag {}", tag.tag_id)))
+        .map(TagView::label)
         .collect();
-    let requests = requests(connection, key).await?;
     let open_requests: Vec<RequestView> = requests
         .iter()
         .filter(|r| r.closed_at.is_none())
@@ -243,6 +265,16 @@ pub async fn requests(
     connection: &mut AnyConnection,
     key: &ClientKey,
 ) -> Result<Vec<RequestView>, StoreError> {
+    let tags = tags(connection, key).await?;
+    tagged_requests(connection, key, &tags).await
+}
+
+/// A client's requests, each with its tags out of the client's `tags`.
+async fn tagged_requests(
+    connection: &mut AnyConnection,
+    key: &ClientKey,
+    tags: &[TagView],
+) -> Result<Vec<RequestView>, StoreError> {
     let mut requests: Vec<RequestView> = sqlx::query(
         "SELECT request_id, dialog_id, channel_id, transport, operator_id, opened_at, closed_at,
              last_message_at
@@ -268,14 +300,12 @@ pub async fn requests(
         })
     })
     .collect::<Result<_, sqlx::Error>>()?;
-    for tag in tags(connection, key).await? {
+    for tag in tags {
         if let Some(request) = requests
             .iter_mut()
             .find(|r| Some(r.request_id) == tag.request_id)
         {
-            request
-                .tags
-                .push(tag.name.unwrap_or_else(|| format!("tag {}", tag.tag_id)));
+            request.tags.push(tag.label());
         }
     }
     Ok(requests)

@@ -353,29 +353,7 @@ async fn client_tag(
         return Ok(None);
     };
     client_exists(transaction, fact.tenant, client_id).await?;
-    sqlx::query(
-        "INSERT INTO client_tags (tenant, client_id, tag_id, name, description, group_id, group_name,
-             present, changed_at, changed_seq)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-         ON CONFLICT (tenant, client_id, tag_id) DO UPDATE SET
-             name = excluded.name, description = excluded.description, group_id = excluded.group_id,
-             group_name = excluded.group_name, present = excluded.present,
-             changed_at = excluded.changed_at, changed_seq = excluded.changed_seq
-         WHERE excluded.changed_at > client_tags.changed_at
-             OR (excluded.changed_at = client_tags.changed_at AND excluded.changed_seq > client_tags.changed_seq)",
-    )
-    .bind(fact.tenant)
-    .bind(client_id)
-    .bind(tag_id)
-    .bind(tag.name.as_deref())
-    .bind(tag.description.as_deref())
-    .bind(tag.group_id)
-    .bind(tag.group_name.as_deref())
-    .bind(i64::from(present))
-    .bind(fact.at)
-    .bind(fact.seq)
-    .execute(&mut **transaction)
-    .await?;
+    tag_changed(transaction, fact, tag, tag_id, client_id, None, present).await?;
     Ok(Some(client_id))
 }
 
@@ -403,31 +381,68 @@ async fn request_tag(
     .map(|row| row.try_get("request_id"))
     .transpose()?
     .unwrap_or(0);
-    sqlx::query(
-        "INSERT INTO request_tags (tenant, request_id, tag_id, client_id, name, description, group_id,
-             group_name, present, changed_at, changed_seq)
+    tag_changed(
+        transaction,
+        fact,
+        tag,
+        tag_id,
+        client_id,
+        Some(request_id),
+        present,
+    )
+    .await?;
+    Ok(Some(client_id))
+}
+
+/// A tag on (`present`) or off a client, or one of its requests: last writer wins by event
+/// time, then stream sequence; removals stay as tombstones so that an older add loses.
+async fn tag_changed(
+    transaction: &mut Transaction<'static, Any>,
+    fact: &Fact<'_>,
+    tag: &Tag,
+    tag_id: i64,
+    client_id: i64,
+    request_id: Option<i64>,
+    present: bool,
+) -> Result<(), StoreError> {
+    const ON_CLIENT: &str = "INSERT INTO client_tags (tenant, client_id, tag_id, name, description,
+             group_id, group_name, present, changed_at, changed_seq)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+         ON CONFLICT (tenant, client_id, tag_id) DO UPDATE SET
+             name = excluded.name, description = excluded.description, group_id = excluded.group_id,
+             group_name = excluded.group_name, present = excluded.present,
+             changed_at = excluded.changed_at, changed_seq = excluded.changed_seq
+         WHERE excluded.changed_at > client_tags.changed_at
+             OR (excluded.changed_at = client_tags.changed_at AND excluded.changed_seq > client_tags.changed_seq)";
+    const ON_REQUEST: &str = "INSERT INTO request_tags (tenant, client_id, tag_id, name, description,
+             group_id, group_name, present, changed_at, changed_seq, request_id)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
          ON CONFLICT (tenant, request_id, tag_id, client_id) DO UPDATE SET
              name = excluded.name, description = excluded.description, group_id = excluded.group_id,
              group_name = excluded.group_name, present = excluded.present,
              changed_at = excluded.changed_at, changed_seq = excluded.changed_seq
          WHERE excluded.changed_at > request_tags.changed_at
-             OR (excluded.changed_at = request_tags.changed_at AND excluded.changed_seq > request_tags.changed_seq)",
-    )
+             OR (excluded.changed_at = request_tags.changed_at AND excluded.changed_seq > request_tags.changed_seq)";
+    let mut query = sqlx::query(if request_id.is_some() {
+        ON_REQUEST
+    } else {
+        ON_CLIENT
+    })
     .bind(fact.tenant)
-    .bind(request_id)
-    .bind(tag_id)
     .bind(client_id)
+    .bind(tag_id)
     .bind(tag.name.as_deref())
     .bind(tag.description.as_deref())
     .bind(tag.group_id)
     .bind(tag.group_name.as_deref())
     .bind(i64::from(present))
     .bind(fact.at)
-    .bind(fact.seq)
-    .execute(&mut **transaction)
-    .await?;
-    Ok(Some(client_id))
+    .bind(fact.seq);
+    if let Some(request_id) = request_id {
+        query = query.bind(request_id);
+    }
+    query.execute(&mut **transaction).await?;
+    Ok(())
 }
 
 #[derive(Clone, Copy)]

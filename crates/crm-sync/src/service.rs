@@ -45,10 +45,7 @@ impl CrmGrpc {
             tenant: tenant.to_owned(),
             client_id,
         };
-        let exists = directory::find(&self.shared.store, tenant, &Lookup::Id(client_id))
-            .await?
-            .is_some();
-        if !exists {
+        if !directory::exists(&self.shared.store, &key).await? {
             return Err(not_found(tenant, &format!("client_id {client_id}")));
         }
         Ok(key)
