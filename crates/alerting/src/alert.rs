@@ -5,7 +5,7 @@ use c2d_proto::alerting::v1::{Alert, AlertClient, AlertState};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
-use crate::rules::Labels;
+use crate::rules::{Labels, Rule};
 
 /// Firing or resolved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,9 +52,26 @@ pub struct AlertRecord {
     pub resolve_at: Option<i64>,
     /// The last event that fired or renewed it: its redelivery changes nothing.
     pub last_event_id: Option<String>,
-    /// The silence that kept its last state from being notified.
+    /// The silence that kept its firing from being notified.
     #[serde(default)]
     pub silenced_by: Option<String>,
+    /// The greater alert (fingerprint) that kept its firing from being notified.
+    #[serde(default)]
+    pub inhibited_by: Option<String>,
+    /// Someone is on it: it is not repeated.
+    #[serde(default)]
+    pub acknowledgement: Option<Acknowledgement>,
+    /// When its firing was last queued for its receiver (for repeats).
+    #[serde(default)]
+    pub notified_at: Option<i64>,
+}
+
+/// Who took an alert in hand, and when.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Acknowledgement {
+    pub by: String,
+    pub comment: String,
+    pub at: i64,
 }
 
 /// Mutes notifications of matching alerts for a while.
@@ -109,6 +126,36 @@ pub fn timestamp(ms: i64) -> prost_types::Timestamp {
 }
 
 impl AlertRecord {
+    /// A new firing alert of `rule` for `tenant`, about what `labels` say, since `at`.
+    pub fn firing(rule: &Rule, tenant: &str, labels: Labels, summary: String, at: i64) -> Self {
+        AlertRecord {
+            fingerprint: fingerprint(&rule.name, tenant, &labels),
+            rule: rule.name.clone(),
+            tenant: tenant.to_owned(),
+            state: State::Firing,
+            severity: rule.severity.clone(),
+            summary,
+            labels,
+            starts_at: at,
+            ends_at: None,
+            updated_at: at,
+            client: None,
+            receiver: rule.receiver.clone(),
+            resolve_at: None,
+            last_event_id: None,
+            silenced_by: None,
+            inhibited_by: None,
+            acknowledgement: None,
+            notified_at: None,
+        }
+    }
+
+    /// Whether its firing was kept from its receiver (by a silence or a greater alert): then
+    /// its resolution is not notified either.
+    pub fn is_muted(&self) -> bool {
+        self.silenced_by.is_some() || self.inhibited_by.is_some()
+    }
+
     /// The key that makes a notification of this state of this alert unique: a retry or a
     /// restart sends the same key again.
     pub fn notification_key(&self) -> String {
@@ -143,6 +190,14 @@ impl AlertRecord {
             }),
             receiver: self.receiver.clone(),
             silenced_by: self.silenced_by.clone().unwrap_or_default(),
+            inhibited_by: self.inhibited_by.clone().unwrap_or_default(),
+            acknowledgement: self.acknowledgement.as_ref().map(|a| {
+                c2d_proto::alerting::v1::Acknowledgement {
+                    by: a.by.clone(),
+                    comment: a.comment.clone(),
+                    at: Some(time(a.at)),
+                }
+            }),
         }
     }
 }

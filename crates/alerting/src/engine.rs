@@ -13,15 +13,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream;
-use c2d_proto::events::Payload;
 use c2d_proto::events::v1::Event;
 use futures_util::TryStreamExt as _;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Mutex, Notify};
 
-use crate::alert::{AlertRecord, ClientInfo, Silence, State, fingerprint, now_ms};
+use crate::alert::{Acknowledgement, AlertRecord, ClientInfo, Silence, State, fingerprint, now_ms};
 use crate::enrich::Directory;
-use crate::rules::{Condition, Labels, Rule, Rules, human};
+use crate::mute::Mute;
+use crate::rules::{Condition, Labels, Rule, Rules, ThresholdMetric, human};
+use crate::signal::{event_condition, received_ms, request_labels, wait_signal};
 
 /// The bucket alerting keeps its state in.
 pub const BUCKET: &str = "C2D_ALERTING";
@@ -61,6 +62,47 @@ pub struct Notification {
     pub next_attempt_at: i64,
 }
 
+/// Notifications of one group (receiver, rule, tenant) sent as one message: a burst of alerts
+/// waits together for the rule's `group_wait`, then goes out at once.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Batch {
+    pub receiver: String,
+    /// The notifications' keys in the bucket, in the order of `alerts`.
+    pub keys: Vec<String>,
+    pub alerts: Vec<AlertRecord>,
+    /// The most attempts any of them has had.
+    pub attempts: u32,
+}
+
+impl Batch {
+    /// What makes this message unique for receivers that de-duplicate (Idempotency-Key): the
+    /// same notifications give the same key on a retry or after a restart.
+    pub fn idempotency_key(&self) -> String {
+        match self.keys.as_slice() {
+            [key] => key.trim_start_matches("notify.").to_owned(),
+            keys => fingerprint(
+                "batch",
+                &self.receiver,
+                &keys.iter().map(|k| (k.clone(), String::new())).collect(),
+            ),
+        }
+    }
+}
+
+/// What a rule last looked at, for ListRules.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evaluation {
+    pub at: i64,
+    pub result: String,
+}
+
+/// Acknowledging an alert that is not there to acknowledge.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum NotAcknowledged {
+    Unknown,
+    Resolved,
+}
+
 #[derive(Default)]
 struct Memory {
     alerts: HashMap<String, AlertRecord>,
@@ -69,6 +111,21 @@ struct Memory {
     seen: HashMap<String, (i64, i64)>,
     notifications: HashMap<String, Notification>,
     silences: HashMap<String, Silence>,
+    /// rule -> its last evaluation (not kept across restarts).
+    evaluations: HashMap<String, Evaluation>,
+}
+
+impl Memory {
+    fn evaluated(&mut self, rule: &str, at: i64, result: String) {
+        self.evaluations
+            .insert(rule.to_owned(), Evaluation { at, result });
+    }
+
+    fn is_firing(&self, fingerprint: &str) -> bool {
+        self.alerts
+            .get(fingerprint)
+            .is_some_and(|a| a.state == State::Firing)
+    }
 }
 
 /// The rules engine, shared by the event handler, the clock, the notifier and gRPC.
@@ -198,6 +255,7 @@ impl Engine {
                     resolve_after,
                 } if *hook_type == event.hook_type => {
                     if let Some((labels, summary, client)) = event_condition(event) {
+                        memory.evaluated(&rule.name, now, format!("{}: {summary}", event.tenant));
                         self.event_fired(
                             &mut memory,
                             rule,
@@ -264,6 +322,20 @@ impl Engine {
             }
             self.forget(&mut memory.timers, &key).await?;
         }
+        for rule in &self.rules.rules {
+            if let Condition::Wait { .. } = rule.condition {
+                let waiting = memory
+                    .timers
+                    .values()
+                    .filter(|t| t.rule == rule.name)
+                    .count();
+                memory.evaluated(
+                    &rule.name,
+                    now,
+                    format!("{waiting} clients waiting for an answer"),
+                );
+            }
+        }
         let quiet: Vec<String> = memory
             .alerts
             .values()
@@ -285,13 +357,15 @@ impl Engine {
                 })
                 .map(|(tenant, (last, _))| (tenant.clone(), *last))
                 .collect();
+            let watched = memory.seen.keys().filter(|t| rule.applies_to(t)).count();
+            memory.evaluated(
+                &rule.name,
+                now,
+                format!("{watched} tenants watched, {} silent", silent.len()),
+            );
             for (tenant, last) in silent {
                 let fp = fingerprint(&rule.name, &tenant, &Labels::new());
-                if memory
-                    .alerts
-                    .get(&fp)
-                    .is_some_and(|a| a.state == State::Firing)
-                {
+                if memory.is_firing(&fp) {
                     continue;
                 }
                 let summary = format!(
@@ -303,23 +377,29 @@ impl Engine {
                     .await?;
             }
         }
-        // Alerts a silence kept quiet that still fire when it ends are notified now.
-        let unmuted: Vec<AlertRecord> = memory
+        // Muted alerts whose silence ended or whose inhibitor resolved are notified now, if
+        // they still fire.
+        let remuted: Vec<AlertRecord> = memory
             .alerts
             .values()
-            .filter(|a| a.state == State::Firing)
+            .filter(|a| a.state == State::Firing && a.is_muted())
             .filter(|a| {
-                a.silenced_by
-                    .as_ref()
-                    .is_some_and(|id| memory.silences.get(id).is_none_or(|s| !s.is_active(now)))
+                !Mute::of(
+                    a,
+                    &memory.silences,
+                    &memory.alerts,
+                    &self.rules.inhibitions,
+                    now,
+                )
+                .is_recorded_in(a)
             })
             .cloned()
             .collect();
-        for mut alert in unmuted {
-            alert.silenced_by = None;
+        for mut alert in remuted {
             alert.updated_at = now;
             self.transition(&mut memory, alert).await?;
         }
+        self.repeat(&mut memory, now).await?;
         let ended: Vec<String> = memory
             .silences
             .values()
@@ -365,16 +445,18 @@ impl Engine {
         let now = now_ms();
         let mut memory = self.memory.lock().await;
         let fp = fingerprint(&rule.name, tenant, &Labels::new());
-        let firing = memory
-            .alerts
-            .get(&fp)
-            .is_some_and(|a| a.state == State::Firing);
-        if value > above && !firing {
-            let summary = format!(
-                "{} is {value:.1} over the last {}, above {above}",
+        let firing = memory.is_firing(&fp);
+        memory.evaluated(
+            &rule.name,
+            now,
+            format!(
+                "{tenant}: {} {value:.1}, {} {above}",
                 metric.as_str(),
-                human(window)
-            );
+                if value > above { "above" } else { "not above" }
+            ),
+        );
+        if value > above && !firing {
+            let summary = threshold_summary(metric, value, above, window);
             self.fire_for_tenant(&mut memory, rule, tenant, summary, now)
                 .await?;
         } else if value <= above && firing {
@@ -440,38 +522,149 @@ impl Engine {
         self.memory.lock().await.alerts.values().cloned().collect()
     }
 
-    /// Notifications due now.
-    pub async fn due_notifications(&self, now: i64) -> Vec<(String, Notification)> {
-        self.memory
-            .lock()
-            .await
-            .notifications
+    /// Someone is on the alert: it is not repeated any more.
+    pub async fn acknowledge(
+        &self,
+        fingerprint: &str,
+        by: String,
+        comment: String,
+    ) -> Result<Result<AlertRecord, NotAcknowledged>, StateError> {
+        let now = now_ms();
+        let mut memory = self.memory.lock().await;
+        let Some(mut alert) = memory.alerts.get(fingerprint).cloned() else {
+            return Ok(Err(NotAcknowledged::Unknown));
+        };
+        if alert.state == State::Resolved {
+            return Ok(Err(NotAcknowledged::Resolved));
+        }
+        alert.acknowledgement = Some(Acknowledgement {
+            by,
+            comment,
+            at: now,
+        });
+        alert.updated_at = now;
+        self.put(&format!("alert.{fingerprint}"), &alert).await?;
+        tracing::info!(%fingerprint, by = ?alert.acknowledgement.as_ref().map(|a| &a.by), "alert acknowledged");
+        memory.alerts.insert(fingerprint.to_owned(), alert.clone());
+        Ok(Ok(alert))
+    }
+
+    /// Each rule's last evaluation and how many of its alerts fire, for ListRules.
+    pub async fn evaluations(&self) -> HashMap<String, (Option<Evaluation>, u32)> {
+        let memory = self.memory.lock().await;
+        self.rules
+            .rules
             .iter()
-            .filter(|(_, n)| n.next_attempt_at <= now)
-            .map(|(k, n)| (k.clone(), n.clone()))
+            .map(|rule| {
+                let firing = memory
+                    .alerts
+                    .values()
+                    .filter(|a| a.rule == rule.name && a.state == State::Firing)
+                    .count() as u32;
+                (
+                    rule.name.clone(),
+                    (memory.evaluations.get(&rule.name).cloned(), firing),
+                )
+            })
             .collect()
     }
 
-    /// A notification was delivered, or given up on.
-    pub async fn notification_done(&self, key: &str) -> Result<(), StateError> {
-        let mut memory = self.memory.lock().await;
-        self.forget(&mut memory.notifications, key).await
+    /// Notifications to send now, in batches: each due notification with every other one of
+    /// its group (receiver, rule, tenant) that is waiting.
+    pub async fn due_batches(&self, now: i64) -> Vec<Batch> {
+        let memory = self.memory.lock().await;
+        let group = |n: &Notification| {
+            (
+                n.alert.receiver.clone(),
+                n.alert.rule.clone(),
+                n.alert.tenant.clone(),
+            )
+        };
+        let due: std::collections::BTreeSet<_> = memory
+            .notifications
+            .values()
+            .filter(|n| n.next_attempt_at <= now)
+            .map(group)
+            .collect();
+        due.into_iter()
+            .map(|(receiver, rule, tenant)| {
+                let mut members: Vec<(&String, &Notification)> = memory
+                    .notifications
+                    .iter()
+                    .filter(|(_, n)| {
+                        n.alert.receiver == receiver
+                            && n.alert.rule == rule
+                            && n.alert.tenant == tenant
+                    })
+                    .collect();
+                members.sort_by_key(|(key, n)| (n.alert.updated_at, (*key).clone()));
+                Batch {
+                    receiver,
+                    keys: members.iter().map(|(k, _)| (*k).clone()).collect(),
+                    alerts: members.iter().map(|(_, n)| n.alert.clone()).collect(),
+                    attempts: members.iter().map(|(_, n)| n.attempts).max().unwrap_or(0),
+                }
+            })
+            .collect()
     }
 
-    /// A notification failed and is tried again at `next_attempt_at`.
-    pub async fn notification_failed(
+    /// A batch was delivered, or given up on.
+    pub async fn batch_done(&self, batch: &Batch) -> Result<(), StateError> {
+        let mut memory = self.memory.lock().await;
+        for key in &batch.keys {
+            self.forget(&mut memory.notifications, key).await?;
+        }
+        Ok(())
+    }
+
+    /// A batch failed and is tried again at `next_attempt_at`.
+    pub async fn batch_failed(
         &self,
-        key: &str,
+        batch: &Batch,
         next_attempt_at: i64,
     ) -> Result<(), StateError> {
         let mut memory = self.memory.lock().await;
-        let Some(mut notification) = memory.notifications.get(key).cloned() else {
-            return Ok(());
-        };
-        notification.attempts += 1;
-        notification.next_attempt_at = next_attempt_at;
-        self.put(key, &notification).await?;
-        memory.notifications.insert(key.to_owned(), notification);
+        for key in &batch.keys {
+            let Some(mut notification) = memory.notifications.get(key).cloned() else {
+                continue;
+            };
+            notification.attempts = batch.attempts + 1;
+            notification.next_attempt_at = next_attempt_at;
+            self.put(key, &notification).await?;
+            memory.notifications.insert(key.clone(), notification);
+        }
+        Ok(())
+    }
+
+    /// Firing alerts nobody acknowledged are notified again every `repeat_interval` of their
+    /// rule (when it has one), unless a notification of theirs is still on its way.
+    async fn repeat(&self, memory: &mut Memory, now: i64) -> Result<(), StateError> {
+        let due: Vec<AlertRecord> = memory
+            .alerts
+            .values()
+            .filter(|a| a.state == State::Firing && !a.is_muted() && a.acknowledgement.is_none())
+            .filter(|a| {
+                let every = self.rule(&a.rule).and_then(|r| r.repeat_interval);
+                match (every, a.notified_at) {
+                    (Some(every), Some(at)) => now - at >= every.as_millis() as i64,
+                    _ => false,
+                }
+            })
+            .filter(|a| {
+                let prefix = format!("notify.{}.", a.fingerprint);
+                !memory.notifications.keys().any(|k| k.starts_with(&prefix))
+            })
+            .cloned()
+            .collect();
+        for mut alert in due {
+            alert.notified_at = Some(now);
+            let key = format!("notify.{}.repeat{now}", alert.notification_key());
+            self.queue(memory, key, &alert, now).await?;
+            self.put(&format!("alert.{}", alert.fingerprint), &alert)
+                .await?;
+            tracing::info!(fingerprint = %alert.fingerprint, rule = %alert.rule, "alert still firing: notified again");
+            memory.alerts.insert(alert.fingerprint.clone(), alert);
+        }
         Ok(())
     }
 
@@ -495,11 +688,7 @@ impl Engine {
             .filter(|r| matches!(r.condition, Condition::Silence { .. }))
         {
             let fp = fingerprint(&rule.name, tenant, &Labels::new());
-            if memory
-                .alerts
-                .get(&fp)
-                .is_some_and(|a| a.state == State::Firing)
-            {
+            if memory.is_firing(&fp) {
                 self.resolve(memory, &fp, now).await?;
             }
         }
@@ -557,64 +746,45 @@ impl Engine {
         event: &Event,
         now: i64,
     ) -> Result<(), StateError> {
-        let (request_id, client_id, answered) = match &event.payload {
-            Some(Payload::Inbox(m)) => (
-                m.request_id,
-                m.client.as_ref().and_then(|c| c.id).or(m.client_id),
-                false,
-            ),
-            Some(Payload::Outbox(m)) => (
-                m.request_id,
-                m.client.as_ref().and_then(|c| c.id).or(m.client_id),
-                true,
-            ),
-            Some(Payload::CloseRequest(d) | Payload::CloseDialog(d)) => {
-                (d.request_id, d.client_id, true)
-            }
-            _ => return Ok(()),
-        };
-        let Some(request_id) = request_id else {
+        let Some(signal) = wait_signal(event) else {
             return Ok(());
         };
+        let request_id = signal.request_id;
         let key = format!("timer.{}.{}.{request_id}", rule.name, event.tenant);
-        if answered {
+        let fp = fingerprint(&rule.name, &event.tenant, &request_labels(request_id));
+        if signal.answered {
             if memory.timers.contains_key(&key) {
                 self.forget(&mut memory.timers, &key).await?;
+                memory.evaluated(
+                    &rule.name,
+                    now,
+                    format!("{}: request {request_id} answered in time", event.tenant),
+                );
             }
-            let fp = fingerprint(&rule.name, &event.tenant, &request_labels(request_id));
-            if memory
-                .alerts
-                .get(&fp)
-                .is_some_and(|a| a.state == State::Firing)
-            {
+            if memory.is_firing(&fp) {
                 self.resolve(memory, &fp, now).await?;
             }
             return Ok(());
         }
-        let fp = fingerprint(&rule.name, &event.tenant, &request_labels(request_id));
-        if memory.timers.contains_key(&key)
-            || memory
-                .alerts
-                .get(&fp)
-                .is_some_and(|a| a.state == State::Firing)
-        {
+        if memory.timers.contains_key(&key) || memory.is_firing(&fp) {
             // The first unanswered message counts; later ones wait with it.
             return Ok(());
         }
         // From when the gateway received it: a restart or a backlog does not extend the wait.
-        let received = event
-            .received_at
-            .as_ref()
-            .map_or(now, |t| t.seconds * 1_000 + i64::from(t.nanos) / 1_000_000);
         let timer = Timer {
             rule: rule.name.clone(),
             tenant: event.tenant.clone(),
             request_id,
-            client_id,
-            deadline: received.min(now) + after.as_millis() as i64,
+            client_id: signal.client_id,
+            deadline: received_ms(event, now).min(now) + after.as_millis() as i64,
         };
         self.put(&key, &timer).await?;
         memory.timers.insert(key, timer);
+        memory.evaluated(
+            &rule.name,
+            now,
+            format!("{}: request {request_id} waits for an answer", event.tenant),
+        );
         Ok(())
     }
 
@@ -631,25 +801,13 @@ impl Engine {
         event_id: Option<String>,
         now: i64,
     ) -> Result<(), StateError> {
-        let fp = fingerprint(&rule.name, tenant, &labels);
         let tags = client.as_ref().map(|c| c.tags.clone()).unwrap_or_default();
-        let alert = AlertRecord {
-            fingerprint: fp.clone(),
-            rule: rule.name.clone(),
-            tenant: tenant.to_owned(),
-            state: State::Firing,
-            severity: rule.severity.clone(),
-            summary,
-            labels,
-            starts_at: now,
-            ends_at: None,
-            updated_at: now,
-            client,
-            receiver: rule.receiver_for(&tags).to_owned(),
-            resolve_at,
-            last_event_id: event_id,
-            silenced_by: None,
-        };
+        let mut alert = AlertRecord::firing(rule, tenant, labels, summary, now);
+        alert.receiver = rule.receiver_for(&tags).to_owned();
+        alert.client = client;
+        alert.resolve_at = resolve_at;
+        alert.last_event_id = event_id;
+        let fp = &alert.fingerprint;
         tracing::warn!(rule = %rule.name, %tenant, fingerprint = %fp, summary = %alert.summary, "alert firing");
         self.transition(memory, alert).await
     }
@@ -689,7 +847,7 @@ impl Engine {
         self.transition(memory, alert).await
     }
 
-    /// A new state: kept, queued for its receiver unless a silence mutes it, published. The
+    /// A new state: kept, queued for its receiver unless something mutes it, published. The
     /// notification is written first, so that a crash after the alert's write cannot lose it.
     async fn transition(
         &self,
@@ -697,34 +855,53 @@ impl Engine {
         mut alert: AlertRecord,
     ) -> Result<(), StateError> {
         let now = alert.updated_at;
-        let muted = match alert.state {
-            // The firing was never notified: neither is its end.
-            State::Resolved => alert.silenced_by.is_some(),
-            State::Firing => {
-                alert.silenced_by = memory
-                    .silences
-                    .values()
-                    .find(|s| s.is_active(now) && s.matches(&alert))
-                    .map(|s| s.id.clone());
-                alert.silenced_by.is_some()
-            }
-        };
-        if muted {
-            tracing::info!(fingerprint = %alert.fingerprint, silence = ?alert.silenced_by, "alert silenced: not notified");
+        if alert.state == State::Firing {
+            Mute::of(
+                &alert,
+                &memory.silences,
+                &memory.alerts,
+                &self.rules.inhibitions,
+                now,
+            )
+            .record_in(&mut alert);
+        }
+        // A resolution is muted when its firing was: it was never notified.
+        if alert.is_muted() {
+            tracing::info!(fingerprint = %alert.fingerprint, silence = ?alert.silenced_by,
+                inhibitor = ?alert.inhibited_by, "alert muted: not notified");
         } else {
             let key = format!("notify.{}", alert.notification_key());
-            let notification = Notification {
-                alert: alert.clone(),
-                attempts: 0,
-                next_attempt_at: 0,
-            };
-            self.put(&key, &notification).await?;
-            memory.notifications.insert(key, notification);
+            if alert.state == State::Firing {
+                alert.notified_at = Some(now);
+            }
+            self.queue(memory, key, &alert, now).await?;
         }
         self.put(&format!("alert.{}", alert.fingerprint), &alert)
             .await?;
         self.publish(&alert).await;
         memory.alerts.insert(alert.fingerprint.clone(), alert);
+        Ok(())
+    }
+
+    /// Queues a notification of `alert` under `key`, due after its rule's group wait.
+    async fn queue(
+        &self,
+        memory: &mut Memory,
+        key: String,
+        alert: &AlertRecord,
+        now: i64,
+    ) -> Result<(), StateError> {
+        let group_wait = self
+            .rule(&alert.rule)
+            .and_then(|r| r.group_wait)
+            .map_or(0, |wait| wait.as_millis() as i64);
+        let notification = Notification {
+            alert: alert.clone(),
+            attempts: 0,
+            next_attempt_at: now + group_wait,
+        };
+        self.put(&key, &notification).await?;
+        memory.notifications.insert(key, notification);
         self.notified.notify_one();
         Ok(())
     }
@@ -774,54 +951,16 @@ impl Engine {
     }
 }
 
-/// A wait alert is about a request (the client is in the alert's `client`).
-fn request_labels(request_id: i64) -> Labels {
-    Labels::from([("request_id".to_owned(), request_id.to_string())])
-}
-
-/// What an event rule's event says: the labels of its condition, a summary, and the client
-/// it is about; None when the event is not an alert (a delivered message's status).
-fn event_condition(event: &Event) -> Option<(Labels, String, Option<i64>)> {
-    match &event.payload {
-        Some(Payload::NewQrCode(qr)) => {
-            let phone = qr.phone.clone().unwrap_or_else(|| "(unknown)".into());
-            Some((
-                Labels::from([("phone".to_owned(), phone.clone())]),
-                format!("WhatsApp connection of phone {phone} lost, scan the new QR code"),
-                None,
-            ))
-        }
-        Some(Payload::OutboxStatus(status)) => {
-            let gateway_status = status.gateway_status.as_deref().unwrap_or_default();
-            let error = status.error.as_deref().unwrap_or_default();
-            let delivered =
-                matches!(gateway_status, "" | "sent" | "delivered" | "read") && error.is_empty();
-            if delivered {
-                return None;
-            }
-            let channel = status
-                .channel_id
-                .map_or_else(|| "(unknown)".into(), |c| c.to_string());
-            Some((
-                Labels::from([("channel_id".to_owned(), channel.clone())]),
-                format!(
-                    "Messages on channel {channel} are not delivered: {} {}",
-                    if gateway_status.is_empty() {
-                        "failed"
-                    } else {
-                        gateway_status
-                    },
-                    error
-                )
-                .trim_end()
-                .to_owned(),
-                status.client_id,
-            ))
-        }
-        _ => Some((
-            Labels::from([("hook_type".to_owned(), event.hook_type.clone())]),
-            format!("{} event from tenant {}", event.hook_type, event.tenant),
-            None,
-        )),
-    }
+/// What a threshold alert says.
+pub fn threshold_summary(
+    metric: ThresholdMetric,
+    value: f64,
+    above: f64,
+    window: Duration,
+) -> String {
+    format!(
+        "{} is {value:.1} over the last {}, above {above}",
+        metric.as_str(),
+        human(window)
+    )
 }

@@ -9,18 +9,23 @@
 //! - [`engine`]: events and a clock in, alerts out, state in a JetStream bucket.
 //! - [`alert`]: an alert's identity and lifecycle; [`enrich`]: who it is about (CrmService);
 //!   [`measure`]: what threshold rules ask AnalyticsService.
-//! - [`notify`]: webhook, Slack and Telegram receivers, with retries.
-//! - [`service`]: AlertingService; [`runner`]: the running service.
+//! - [`signal`]: what an event means to the rules; [`mute`]: silences and inhibition.
+//! - [`notify`]: webhook, Slack and Telegram receivers, with grouping and retries.
+//! - [`service`]: AlertingService; [`trial`]: a rule tried on recent events;
+//!   [`runner`]: the running service.
 
 pub mod alert;
 pub mod cfg;
 pub mod engine;
 pub mod enrich;
 pub mod measure;
+pub mod mute;
 pub mod notify;
 pub mod rules;
 pub mod runner;
 pub mod service;
+pub mod signal;
+pub mod trial;
 
 pub use cfg::Config;
 pub use runner::{AlertingError, run};

@@ -1,5 +1,6 @@
-//! Threshold rules ask AnalyticsService: the channel summary of a tenant over the rule's
-//! window, summed over channels, gives the failure rate and the inbound volume. Analytics
+//! Threshold rules ask AnalyticsService: the tenant's total in the channel summary over the
+//! rule's window gives the failure rate, the inbound volume and the first-response p90 (a
+//! quantile of every sample in the window, not an average of channels' quantiles). Analytics
 //! counts each event in the minute of its own time, so late deliveries count where they
 //! belong, and a redelivery is not counted twice.
 
@@ -60,22 +61,21 @@ impl Analytics {
                 return None;
             }
         };
-        let (outbound, failures, inbound) = answer.summaries.iter().fold((0, 0, 0), |sum, s| {
-            (
-                sum.0 + s.outbound_messages,
-                sum.1 + s.delivery_failures,
-                sum.2 + s.inbound_messages,
-            )
-        });
+        let total = answer.total.unwrap_or_default();
         Some(match metric {
             ThresholdMetric::DeliveryFailureRate => {
+                let (outbound, failures) = (total.outbound_messages, total.delivery_failures);
                 if failures == 0 {
                     0.0
                 } else {
                     100.0 * failures as f64 / outbound.max(failures) as f64
                 }
             }
-            ThresholdMetric::InboundMessages => inbound as f64,
+            ThresholdMetric::InboundMessages => total.inbound_messages as f64,
+            // No answer in the window is no slow answer.
+            ThresholdMetric::FirstResponseP90Seconds => {
+                total.first_response_seconds.map_or(0.0, |q| q.p90)
+            }
         })
     }
 }

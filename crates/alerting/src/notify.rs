@@ -10,7 +10,7 @@ use serde_json::json;
 use tokio::sync::watch;
 
 use crate::alert::{AlertRecord, State, now_ms};
-use crate::engine::{Engine, Notification};
+use crate::engine::{Batch, Engine};
 use crate::rules::{Receiver, ReceiverTarget};
 
 /// How often the notifier looks for due retries when nothing wakes it.
@@ -35,36 +35,8 @@ pub async fn run(engine: Arc<Engine>, mut stop: watch::Receiver<bool>) {
         if *stop.borrow() || stop.has_changed().is_err() {
             return;
         }
-        for (key, notification) in engine.due_notifications(now_ms()).await {
-            let Some(receiver) = engine.rules.receiver(&notification.alert.receiver) else {
-                tracing::error!(receiver = %notification.alert.receiver, "the alert's receiver is not configured any more; dropped");
-                let _ = engine.notification_done(&key).await;
-                continue;
-            };
-            let outcome = send(&http, receiver, &notification.alert).await;
-            let recorded = match outcome {
-                Ok(()) => {
-                    tracing::info!(receiver = %receiver.name, fingerprint = %notification.alert.fingerprint,
-                        state = notification.alert.state.as_str(), "notification delivered");
-                    engine.notification_done(&key).await
-                }
-                Err(error) if notification.attempts + 1 >= receiver.max_attempts => {
-                    tracing::error!(receiver = %receiver.name, fingerprint = %notification.alert.fingerprint, %error,
-                        attempts = notification.attempts + 1, "notification given up: the receiver kept failing");
-                    engine.notification_done(&key).await
-                }
-                Err(error) => {
-                    let delay = backoff(receiver, &notification);
-                    tracing::warn!(receiver = %receiver.name, fingerprint = %notification.alert.fingerprint, %error,
-                        retry_in_ms = delay.as_millis() as u64, "notification not delivered; will retry");
-                    engine
-                        .notification_failed(&key, now_ms() + delay.as_millis() as i64)
-                        .await
-                }
-            };
-            if let Err(error) = recorded {
-                tracing::error!(%error, "cannot record a notification's outcome; it may be sent again");
-            }
+        for batch in engine.due_batches(now_ms()).await {
+            deliver(&engine, &http, batch).await;
         }
         tokio::select! {
             () = engine.notified.notified() => {}
@@ -74,8 +46,44 @@ pub async fn run(engine: Arc<Engine>, mut stop: watch::Receiver<bool>) {
     }
 }
 
-fn backoff(receiver: &Receiver, notification: &Notification) -> Duration {
-    let exponent = notification.attempts.min(16);
+/// Sends one batch and records the outcome: done, or failed and due again after a backoff.
+async fn deliver(engine: &Engine, http: &reqwest::Client, batch: Batch) {
+    let Some(receiver) = engine.rules.receiver(&batch.receiver) else {
+        tracing::error!(receiver = %batch.receiver, "the alerts' receiver is not configured any more; dropped");
+        let _ = engine.batch_done(&batch).await;
+        return;
+    };
+    let fingerprints: Vec<&str> = batch
+        .alerts
+        .iter()
+        .map(|a| a.fingerprint.as_str())
+        .collect();
+    let recorded = match send(http, receiver, &batch).await {
+        Ok(()) => {
+            tracing::info!(receiver = %receiver.name, ?fingerprints, "notification delivered");
+            engine.batch_done(&batch).await
+        }
+        Err(error) if batch.attempts + 1 >= receiver.max_attempts => {
+            tracing::error!(receiver = %receiver.name, ?fingerprints, %error,
+                attempts = batch.attempts + 1, "notification given up: the receiver kept failing");
+            engine.batch_done(&batch).await
+        }
+        Err(error) => {
+            let delay = backoff(receiver, batch.attempts);
+            tracing::warn!(receiver = %receiver.name, ?fingerprints, %error,
+                retry_in_ms = delay.as_millis() as u64, "notification not delivered; will retry");
+            engine
+                .batch_failed(&batch, now_ms() + delay.as_millis() as i64)
+                .await
+        }
+    };
+    if let Err(error) = recorded {
+        tracing::error!(%error, "cannot record a notification's outcome; it may be sent again");
+    }
+}
+
+fn backoff(receiver: &Receiver, attempts: u32) -> Duration {
+    let exponent = attempts.min(16);
     receiver
         .initial_backoff
         .saturating_mul(1 << exponent)
@@ -84,11 +92,62 @@ fn backoff(receiver: &Receiver, notification: &Notification) -> Duration {
 
 /// One line for people.
 pub fn text(alert: &AlertRecord) -> String {
-    let state = match alert.state {
+    format!(
+        "[{}] {} {} {}: {}{}",
+        shout(alert.state),
+        alert.severity,
+        alert.tenant,
+        alert.rule,
+        alert.summary,
+        client(alert)
+    )
+}
+
+/// A batch for people: one line for one alert, a line per alert under a heading for more.
+pub fn batch_text(alerts: &[AlertRecord]) -> String {
+    match alerts {
+        [alert] => text(alert),
+        alerts => {
+            let first = &alerts[0];
+            let mut text = format!(
+                "[{}] {} alerts of {} for {}:",
+                shout(batch_state(alerts)),
+                alerts.len(),
+                first.rule,
+                first.tenant
+            );
+            for alert in alerts {
+                text.push_str(&format!(
+                    "\n- [{}] {}{}",
+                    shout(alert.state),
+                    alert.summary,
+                    client(alert)
+                ));
+            }
+            text
+        }
+    }
+}
+
+/// Firing when any alert of the batch fires.
+fn batch_state(alerts: &[AlertRecord]) -> State {
+    if alerts.iter().any(|a| a.state == State::Firing) {
+        State::Firing
+    } else {
+        State::Resolved
+    }
+}
+
+fn shout(state: State) -> &'static str {
+    match state {
         State::Firing => "FIRING",
         State::Resolved => "RESOLVED",
-    };
-    let client = alert
+    }
+}
+
+/// The client an alert is about, in brackets, or nothing.
+fn client(alert: &AlertRecord) -> String {
+    alert
         .client
         .as_ref()
         .map(|c| {
@@ -102,28 +161,21 @@ pub fn text(alert: &AlertRecord) -> String {
                 format!(" [{name}; {}]", c.tags.join(", "))
             }
         })
-        .unwrap_or_default();
-    format!(
-        "[{state}] {} {} {}: {}{client}",
-        alert.severity, alert.tenant, alert.rule, alert.summary
-    )
+        .unwrap_or_default()
 }
 
-async fn send(
-    http: &reqwest::Client,
-    receiver: &Receiver,
-    alert: &AlertRecord,
-) -> Result<(), String> {
+async fn send(http: &reqwest::Client, receiver: &Receiver, batch: &Batch) -> Result<(), String> {
+    let text = batch_text(&batch.alerts);
     let request = match &receiver.target {
         ReceiverTarget::Webhook { url } => http
             .post(url)
-            .header("Idempotency-Key", alert.notification_key())
+            .header("Idempotency-Key", batch.idempotency_key())
             .json(&json!({
-                "status": alert.state.as_str(),
-                "text": text(alert),
-                "alert": alert,
+                "status": batch_state(&batch.alerts).as_str(),
+                "text": text,
+                "alerts": batch.alerts,
             })),
-        ReceiverTarget::Slack { url } => http.post(url).json(&json!({ "text": text(alert) })),
+        ReceiverTarget::Slack { url } => http.post(url).json(&json!({ "text": text })),
         ReceiverTarget::Telegram {
             base_url,
             token,
@@ -133,7 +185,7 @@ async fn send(
                 "{}/bot{token}/sendMessage",
                 base_url.trim_end_matches('/')
             ))
-            .json(&json!({ "chat_id": chat_id, "text": text(alert) })),
+            .json(&json!({ "chat_id": chat_id, "text": text })),
     };
     let response = request.send().await.map_err(|e| {
         // Never the URL of a Telegram call: it holds the bot token.

@@ -92,6 +92,8 @@ pub enum ThresholdMetric {
     DeliveryFailureRate,
     /// Client messages in the window: a spike.
     InboundMessages,
+    /// The 90th percentile of first-response times in the window, in seconds.
+    FirstResponseP90Seconds,
 }
 
 impl ThresholdMetric {
@@ -99,6 +101,7 @@ impl ThresholdMetric {
         match self {
             ThresholdMetric::DeliveryFailureRate => "delivery_failure_rate",
             ThresholdMetric::InboundMessages => "inbound_messages",
+            ThresholdMetric::FirstResponseP90Seconds => "first_response_p90_seconds",
         }
     }
 }
@@ -114,6 +117,11 @@ pub struct Rule {
     pub routes: Vec<(String, String)>,
     /// Only these tenants; all when empty.
     pub tenants: Vec<String>,
+    /// How long a new notification waits for others of its group (same receiver, rule and
+    /// tenant), so that a burst is one message; None: sent at once.
+    pub group_wait: Option<Duration>,
+    /// A firing alert nobody acknowledged is notified again this often; None: once.
+    pub repeat_interval: Option<Duration>,
 }
 
 impl Rule {
@@ -172,15 +180,68 @@ impl Rule {
                 format!("fires when a tenant sends no event for {}", human(*after))
             }
         };
-        format!("{what}; {scope}")
+        let mut text = format!("{what}; {scope}");
+        if let Some(wait) = self.group_wait {
+            text.push_str(&format!("; notifications grouped for {}", human(wait)));
+        }
+        if let Some(every) = self.repeat_interval {
+            text.push_str(&format!(
+                "; repeated every {} until acknowledged",
+                human(every)
+            ));
+        }
+        text
     }
 }
 
-/// Receivers and rules, checked against each other.
+/// Which alerts an inhibition speaks of: a rule's, or a severity's (both when both are set).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct AlertMatcher {
+    pub rule: Option<String>,
+    pub severity: Option<String>,
+}
+
+impl AlertMatcher {
+    pub fn matches(&self, rule: &str, severity: &str) -> bool {
+        self.rule.as_deref().is_none_or(|r| r == rule)
+            && self.severity.as_deref().is_none_or(|s| s == severity)
+    }
+
+    fn describe(&self) -> String {
+        match (&self.rule, &self.severity) {
+            (Some(rule), Some(severity)) => format!("{severity} alerts of rule {rule}"),
+            (Some(rule), None) => format!("alerts of rule {rule}"),
+            (None, Some(severity)) => format!("{severity} alerts"),
+            (None, None) => "any alert".into(),
+        }
+    }
+}
+
+/// While a `source` alert fires for a tenant, that tenant's `target` alerts are not notified:
+/// the greater alert (the WhatsApp number is disconnected) says what the lesser ones (messages
+/// are not delivered) would only repeat.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Inhibition {
+    pub source: AlertMatcher,
+    pub target: AlertMatcher,
+}
+
+impl Inhibition {
+    pub fn describe(&self) -> String {
+        format!(
+            "{} inhibit {} of the same tenant",
+            self.source.describe(),
+            self.target.describe()
+        )
+    }
+}
+
+/// Receivers, rules and inhibitions, checked against each other.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Rules {
     pub receivers: Vec<Receiver>,
     pub rules: Vec<Rule>,
+    pub inhibitions: Vec<Inhibition>,
 }
 
 impl Rules {
@@ -215,6 +276,17 @@ struct File {
     receiver: Vec<ReceiverSpec>,
     #[serde(default)]
     rule: Vec<RuleSpec>,
+    #[serde(default)]
+    inhibit: Vec<InhibitSpec>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InhibitSpec {
+    source_rule: Option<String>,
+    source_severity: Option<String>,
+    target_rule: Option<String>,
+    target_severity: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -249,6 +321,8 @@ struct RuleSpec {
     tenants: Vec<String>,
     #[serde(default)]
     route: Vec<RouteSpec>,
+    group_wait: Option<String>,
+    repeat_interval: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -369,9 +443,10 @@ pub fn parse(
                 let metric = match spec.metric.as_deref() {
                     Some("delivery_failure_rate") => ThresholdMetric::DeliveryFailureRate,
                     Some("inbound_messages") => ThresholdMetric::InboundMessages,
+                    Some("first_response_p90_seconds") => ThresholdMetric::FirstResponseP90Seconds,
                     other => {
                         return Err(invalid(format!(
-                            "metric {other:?} is not known: use delivery_failure_rate (percent) or inbound_messages"
+                            "metric {other:?} is not known: use delivery_failure_rate (percent), inbound_messages or first_response_p90_seconds"
                         )));
                     }
                 };
@@ -413,6 +488,15 @@ pub fn parse(
                 )));
             }
         }
+        let optional = |field: &str, value: &Option<String>| {
+            value
+                .as_deref()
+                .map(duration)
+                .transpose()
+                .map_err(|e| invalid(format!("{field}: {e}")))
+        };
+        let group_wait = optional("group_wait", &spec.group_wait)?;
+        let repeat_interval = optional("repeat_interval", &spec.repeat_interval)?;
         rules.rules.push(Rule {
             name: spec.name.clone(),
             condition,
@@ -424,7 +508,44 @@ pub fn parse(
                 .map(|r| (r.tag.clone(), r.receiver.clone()))
                 .collect(),
             tenants: spec.tenants.clone(),
+            group_wait,
+            repeat_interval,
         });
+    }
+    for (index, spec) in file.inhibit.into_iter().enumerate() {
+        let invalid = |message: String| RulesError::Invalid {
+            path: path.into(),
+            what: "inhibit",
+            name: format!("#{}", index + 1),
+            message,
+        };
+        let source = AlertMatcher {
+            rule: spec.source_rule,
+            severity: spec.source_severity,
+        };
+        let target = AlertMatcher {
+            rule: spec.target_rule,
+            severity: spec.target_severity,
+        };
+        for (side, matcher) in [("source", &source), ("target", &target)] {
+            if matcher.rule.is_none() && matcher.severity.is_none() {
+                return Err(invalid(format!(
+                    "needs {side}_rule or {side}_severity (or both)"
+                )));
+            }
+            if let Some(rule) = &matcher.rule
+                && !rules.rules.iter().any(|r| &r.name == rule)
+            {
+                return Err(invalid(format!("{side}_rule {rule:?} is not a rule")));
+            }
+        }
+        if source == target {
+            return Err(invalid(
+                "source and target are the same alerts: an alert cannot inhibit its own kind"
+                    .into(),
+            ));
+        }
+        rules.inhibitions.push(Inhibition { source, target });
     }
     Ok(rules)
 }
@@ -514,6 +635,12 @@ mod tests {
         after = "30m"
         receiver = "ops"
         tenants = ["acme"]
+        group_wait = "30s"
+        repeat_interval = "4h"
+
+        [[inhibit]]
+        source_rule = "qr"
+        target_severity = "warning"
     "#;
 
     fn env(name: &str) -> Option<String> {
@@ -545,6 +672,18 @@ mod tests {
             rules.rules[0].describe(),
             "fires on each new_qr_code event, resolves 1h after the last; every tenant"
         );
+        assert_eq!(
+            rules.rules[3].describe(),
+            "fires when a tenant sends no event for 30m; tenants acme; notifications grouped for 30s; repeated every 4h until acknowledged"
+        );
+        let inhibition = &rules.inhibitions[0];
+        assert!(inhibition.source.matches("qr", "critical"));
+        assert!(inhibition.target.matches("waiting", "warning"));
+        assert!(!inhibition.target.matches("qr", "critical"));
+        assert_eq!(
+            inhibition.describe(),
+            "alerts of rule qr inhibit warning alerts of the same tenant"
+        );
     }
 
     #[test]
@@ -567,6 +706,18 @@ mod tests {
             (
                 FILE.replace("delivery_failure_rate", "happiness"),
                 "use delivery_failure_rate",
+            ),
+            (
+                FILE.replace("source_rule = \"qr\"", "source_rule = \"qrr\""),
+                "inhibit \"#1\": source_rule \"qrr\" is not a rule",
+            ),
+            (
+                FILE.replace("target_severity = \"warning\"", ""),
+                "needs target_rule or target_severity",
+            ),
+            (
+                FILE.replace("group_wait = \"30s\"", "group_wait = \"soon\""),
+                "group_wait: \"soon\" is not a duration",
             ),
         ];
         for (text, expected) in cases {

@@ -118,13 +118,17 @@ pub async fn run(
     );
 
     let subscriber = Subscriber::open(
-        client,
+        client.clone(),
         SubscriberConfig::new(SUBSCRIBER).start_at(StartAt::New),
     )
     .await?;
     let grpc = tokio::spawn(c2d_proto::server::serve(
         listener,
-        AlertingServiceServer::new(AlertingGrpc::new(Arc::clone(&engine))),
+        AlertingServiceServer::new(AlertingGrpc::new(
+            Arc::clone(&engine),
+            client.clone(),
+            analytics.clone(),
+        )),
         stopped(stop.clone()),
     ));
     let notifier = tokio::spawn(notify::run(Arc::clone(&engine), stop.clone()));

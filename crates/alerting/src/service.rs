@@ -1,28 +1,50 @@
-//! AlertingService over gRPC: reads of the engine's alerts and rules.
+//! AlertingService over gRPC: the engine's alerts, rules and silences, acknowledgements, and
+//! rule trials over the recent event log.
 
 use std::sync::Arc;
 
 use c2d_proto::alerting::AlertingService;
 use c2d_proto::alerting::v1::{
-    Alert, AlertState, CreateSilenceRequest, ExpireSilenceRequest, GetAlertRequest,
-    ListAlertsRequest, ListAlertsResponse, ListRulesRequest, ListRulesResponse,
-    ListSilencesRequest, ListSilencesResponse, Rule, Silence,
+    AcknowledgeRequest, Alert, AlertState, CreateSilenceRequest, ExpireSilenceRequest,
+    GetAlertRequest, ListAlertsRequest, ListAlertsResponse, ListRulesRequest, ListRulesResponse,
+    ListSilencesRequest, ListSilencesResponse, Rule, Silence, TestRuleRequest, TestRuleResponse,
 };
+use c2d_subscriber::StartAt;
 use tonic::{Request, Response, Status};
 
-use crate::alert::{State, now_ms};
-use crate::engine::Engine;
-use crate::engine::StateError;
+use crate::alert::{AlertRecord, State, now_ms, timestamp};
+use crate::engine::threshold_summary;
+use crate::engine::{Engine, NotAcknowledged, StateError};
+use crate::measure::Analytics;
+use crate::rules::{Condition, Labels};
+
+/// A trial reads this far back unless asked otherwise.
+const TRIAL_LOOKBACK_SECONDS: u64 = 3_600;
+/// A trial reads at most this many events unless asked otherwise.
+const TRIAL_MAX_EVENTS: u32 = 10_000;
+/// No trial reads more than this many events: it runs inside one gRPC call.
+const TRIAL_EVENT_LIMIT: u32 = 200_000;
 
 /// The gRPC face of the engine.
 #[derive(Clone)]
 pub struct AlertingGrpc {
     engine: Arc<Engine>,
+    /// For rule trials: the event log, and AnalyticsService for threshold rules.
+    nats: async_nats::Client,
+    analytics: Option<Analytics>,
 }
 
 impl AlertingGrpc {
-    pub fn new(engine: Arc<Engine>) -> Self {
-        AlertingGrpc { engine }
+    pub fn new(
+        engine: Arc<Engine>,
+        nats: async_nats::Client,
+        analytics: Option<Analytics>,
+    ) -> Self {
+        AlertingGrpc {
+            engine,
+            nats,
+            analytics,
+        }
     }
 
     /// An empty rule name (any rule) or a configured one.
@@ -93,24 +115,153 @@ impl AlertingService for AlertingGrpc {
             .ok_or_else(|| Status::not_found(format!("no alert has fingerprint {fingerprint:?}")))
     }
 
+    async fn acknowledge(
+        &self,
+        request: Request<AcknowledgeRequest>,
+    ) -> Result<Response<Alert>, Status> {
+        let request = request.into_inner();
+        if request.fingerprint.is_empty() {
+            return Err(Status::invalid_argument(
+                "fingerprint is required (see ListAlerts)",
+            ));
+        }
+        if request.by.trim().is_empty() {
+            return Err(Status::invalid_argument(
+                "by is required: who is on it, for whoever reads the alert",
+            ));
+        }
+        match self
+            .engine
+            .acknowledge(&request.fingerprint, request.by, request.comment)
+            .await
+            .map_err(unavailable)?
+        {
+            Ok(alert) => Ok(Response::new(alert.to_proto())),
+            Err(NotAcknowledged::Unknown) => Err(Status::not_found(format!(
+                "no alert has fingerprint {:?}; see ListAlerts",
+                request.fingerprint
+            ))),
+            Err(NotAcknowledged::Resolved) => Err(Status::failed_precondition(format!(
+                "alert {} is resolved: there is nothing left to acknowledge",
+                request.fingerprint
+            ))),
+        }
+    }
+
     async fn list_rules(
         &self,
         _request: Request<ListRulesRequest>,
     ) -> Result<Response<ListRulesResponse>, Status> {
+        let evaluations = self.engine.evaluations().await;
         Ok(Response::new(ListRulesResponse {
             rules: self
                 .engine
                 .rules
                 .rules
                 .iter()
-                .map(|rule| Rule {
-                    name: rule.name.clone(),
-                    kind: rule.kind().into(),
-                    severity: rule.severity.clone(),
-                    receiver: rule.receiver.clone(),
-                    description: rule.describe(),
+                .map(|rule| {
+                    let (last, firing) = evaluations.get(&rule.name).cloned().unwrap_or_default();
+                    Rule {
+                        name: rule.name.clone(),
+                        kind: rule.kind().into(),
+                        severity: rule.severity.clone(),
+                        receiver: rule.receiver.clone(),
+                        description: rule.describe(),
+                        last_evaluated_at: last.as_ref().map(|e| timestamp(e.at)),
+                        last_result: last.map(|e| e.result).unwrap_or_default(),
+                        firing,
+                    }
                 })
                 .collect(),
+        }))
+    }
+
+    async fn test_rule(
+        &self,
+        request: Request<TestRuleRequest>,
+    ) -> Result<Response<TestRuleResponse>, Status> {
+        let request = request.into_inner();
+        if request.rule.is_empty() {
+            return Err(Status::invalid_argument("rule is required (see ListRules)"));
+        }
+        self.known_rule(&request.rule)?;
+        let Some(rule) = self
+            .engine
+            .rules
+            .rules
+            .iter()
+            .find(|r| r.name == request.rule)
+        else {
+            return Err(Status::internal("the rule vanished"));
+        };
+        let mut rule = rule.clone();
+        if !request.tenant.is_empty() {
+            if !rule.applies_to(&request.tenant) {
+                return Err(Status::invalid_argument(format!(
+                    "rule {} does not apply to tenant {:?} (its tenants: {})",
+                    rule.name,
+                    request.tenant,
+                    rule.tenants.join(", ")
+                )));
+            }
+            rule.tenants = vec![request.tenant.clone()];
+        }
+        let now = now_ms();
+        if let Condition::Threshold {
+            metric,
+            above,
+            window,
+            ..
+        } = rule.condition
+        {
+            return self.test_threshold(&rule, metric, above, window, now).await;
+        }
+        let lookback = match request.lookback_seconds {
+            0 => TRIAL_LOOKBACK_SECONDS,
+            seconds => seconds,
+        };
+        let max_events = match request.max_events {
+            0 => TRIAL_MAX_EVENTS,
+            n if n > TRIAL_EVENT_LIMIT => {
+                return Err(Status::invalid_argument(format!(
+                    "max_events is at most {TRIAL_EVENT_LIMIT}"
+                )));
+            }
+            n => n,
+        };
+        let since = std::time::SystemTime::now()
+            .checked_sub(std::time::Duration::from_secs(lookback))
+            .ok_or_else(|| Status::invalid_argument("lookback_seconds reaches before 1970"))?;
+        let filter =
+            (!request.tenant.is_empty()).then(|| format!("chat2desk.events.{}.>", request.tenant));
+        let history = c2d_subscriber::history::read(
+            self.nats.clone(),
+            StartAt::Time(since),
+            filter,
+            max_events as usize,
+        )
+        .await
+        .map_err(|e| Status::unavailable(e.to_string()))?;
+        let events: Vec<_> = history.events.into_iter().map(|e| e.event).collect();
+        let alerts = crate::trial::try_rule(&rule, &events, now);
+        let mut explanation = format!(
+            "{} events of the last {lookback} s replayed through rule {}: {} alerts would have fired",
+            events.len(),
+            rule.name,
+            alerts.len()
+        );
+        if history.truncated {
+            explanation.push_str(&format!(
+                "; stopped at max_events = {max_events}, later events were not read"
+            ));
+        }
+        if let Condition::Silence { .. } = rule.condition {
+            explanation.push_str("; a tenant with no event at all in the window is not seen here");
+        }
+        Ok(Response::new(TestRuleResponse {
+            alerts: alerts.iter().map(AlertRecord::to_proto).collect(),
+            events_read: events.len() as u64,
+            explanation,
         }))
     }
 
@@ -161,6 +312,56 @@ impl AlertingService for AlertingGrpc {
         silences.sort_by_key(|s| (!s.is_active(now), std::cmp::Reverse(s.ends_at)));
         Ok(Response::new(ListSilencesResponse {
             silences: silences.iter().map(|s| s.to_proto(now)).collect(),
+        }))
+    }
+}
+
+impl AlertingGrpc {
+    /// A threshold rule is tried by asking AnalyticsService now, for its tenants.
+    async fn test_threshold(
+        &self,
+        rule: &crate::rules::Rule,
+        metric: crate::rules::ThresholdMetric,
+        above: f64,
+        window: std::time::Duration,
+        now: i64,
+    ) -> Result<Response<TestRuleResponse>, Status> {
+        let Some(analytics) = &self.analytics else {
+            return Err(Status::failed_precondition(
+                "threshold rules ask AnalyticsService: set ALERTING_ANALYTICS_URL",
+            ));
+        };
+        let tenants = if rule.tenants.is_empty() {
+            self.engine.tenants().await
+        } else {
+            rule.tenants.clone()
+        };
+        let mut alerts = Vec::new();
+        let mut values = Vec::new();
+        for tenant in &tenants {
+            let Some(value) = analytics.measure(tenant, metric, window).await else {
+                values.push(format!("{tenant}: no answer"));
+                continue;
+            };
+            values.push(format!("{tenant}: {value:.1}"));
+            if value > above {
+                let summary = threshold_summary(metric, value, above, window);
+                let alert = AlertRecord::firing(rule, tenant, Labels::new(), summary, now);
+                alerts.push(alert.to_proto());
+            }
+        }
+        Ok(Response::new(TestRuleResponse {
+            alerts,
+            events_read: 0,
+            explanation: format!(
+                "measured now by AnalyticsService over the last {} ({}); fires above {above}",
+                crate::rules::human(window),
+                if values.is_empty() {
+                    "no tenant heard from yet".to_owned()
+                } else {
+                    values.join(", ")
+                }
+            ),
         }))
     }
 }

@@ -217,7 +217,9 @@ fn webhook_count(received: &Received, rule: &str, tenant: &str, status: &str) ->
         .webhook
         .iter()
         .filter(|b| {
-            b["alert"]["rule"] == rule && b["alert"]["tenant"] == tenant && b["status"] == status
+            b["alerts"][0]["rule"] == rule
+                && b["alerts"][0]["tenant"] == tenant
+                && b["status"] == status
         })
         .count()
 }
@@ -285,8 +287,8 @@ async fn alerts_fire_once_enriched_resolve_and_survive_restarts() {
                 .contains("WhatsApp connection of phone 339002538473 lost, scan the new QR code"),
             "{body}"
         );
-        assert_eq!(body["alert"]["labels"]["phone"], "339002538473");
-        assert_eq!(body["alert"]["severity"], "critical");
+        assert_eq!(body["alerts"][0]["labels"]["phone"], "339002538473");
+        assert_eq!(body["alerts"][0]["severity"], "critical");
     }
     // The same phone's next QR code is the same condition: no second notification.
     let again = String::from_utf8(fixture("new_qr_code").to_vec())

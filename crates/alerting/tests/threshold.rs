@@ -49,7 +49,7 @@ fn count(received: &Mutex<Vec<Json>>, status: &str) -> usize {
         .lock()
         .unwrap()
         .iter()
-        .filter(|b| b["alert"]["rule"] == "failing-deliveries" && b["status"] == status)
+        .filter(|b| b["alerts"][0]["rule"] == "failing-deliveries" && b["status"] == status)
         .count()
 }
 

@@ -275,12 +275,12 @@ impl TenantAggregates {
         totals
     }
 
-    /// Every measure over `[start, end)`, grouped by `group`: the cells of whole days, hours
-    /// and minutes that tile the range.
+    /// Every measure over `[start, end)`, grouped by `group` (`None`: one group, keyed "",
+    /// for the whole tenant): the cells of whole days, hours and minutes that tile the range.
     pub fn summary(
         &self,
         (start, end): (i64, i64),
-        group: Dimension,
+        group: Option<Dimension>,
     ) -> HashMap<String, HashMap<Measure, Total>> {
         let mut totals: FxHashMap<GroupKey, FxHashMap<Measure, Total>> = FxHashMap::default();
         for (granularity, bucket_start) in tiles(start, end) {
@@ -288,7 +288,11 @@ impl TenantAggregates {
                 continue;
             };
             for ((measure, dims), cell) in bucket {
-                let Some(key) = group_key(group, dims) else {
+                let key = match group {
+                    Some(group) => group_key(group, dims),
+                    None => Some(GroupKey::Whole),
+                };
+                let Some(key) = key else {
                     continue;
                 };
                 totals
@@ -309,6 +313,7 @@ impl TenantAggregates {
         match key {
             GroupKey::Id(id) => id.to_string(),
             GroupKey::Text(id) => self.names.text(id).to_owned(),
+            GroupKey::Whole => String::new(),
         }
     }
 
@@ -340,6 +345,8 @@ impl TenantAggregates {
 enum GroupKey {
     Id(i64),
     Text(u32),
+    /// Every cell: the tenant's total.
+    Whole,
 }
 
 /// The group of a cell; `None` when the cell has no value for the dimension.
@@ -455,10 +462,18 @@ mod tests {
             );
         }
         tenant.remove_duration(Measure::FirstResponse, T0 + 3 * DAY + 5, dims, 600.0);
-        let summary = tenant.summary((T0, T0 + 4 * DAY), Dimension::Operator);
+        let summary = tenant.summary((T0, T0 + 4 * DAY), Some(Dimension::Operator));
         let frt = &summary["7"][&Measure::FirstResponse];
         assert_eq!((frt.count, frt.sketch.count()), (3, 3));
         assert!((frt.sketch.quantile(1.0) - 90.0).abs() < 1.0);
+        let other = Dims {
+            operator: None,
+            ..Dims::default()
+        };
+        tenant.add_duration(Measure::FirstResponse, T0 + 5, other, 45.0);
+        let whole = tenant.summary((T0, T0 + 4 * DAY), None);
+        assert_eq!(whole.len(), 1, "one group for the tenant");
+        assert_eq!(whole[""][&Measure::FirstResponse].count, 4);
     }
 
     #[test]

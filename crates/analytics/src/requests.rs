@@ -179,7 +179,7 @@ mod tests {
         };
         assert_eq!(count, 1);
         assert!((seconds - 60.0).abs() < 1.0);
-        let by_operator = aggregates.summary((T0, T0 + 86_400), Dimension::Operator);
+        let by_operator = aggregates.summary((T0, T0 + 86_400), Some(Dimension::Operator));
         assert_eq!(by_operator["5"][&Measure::FirstResponse].count, 1);
     }
 

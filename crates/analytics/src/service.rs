@@ -57,14 +57,20 @@ impl AnalyticsGrpc {
         let range = query::range(request.range.as_ref())?;
         let mut summaries: Vec<Summary> = tenant
             .aggregates
-            .summary(range, group)
+            .summary(range, Some(group))
             .into_iter()
             .map(|(key, totals)| summary(key, &totals))
             .collect();
         summaries.sort_by(|a, b| natural(&a.key).cmp(&natural(&b.key)));
+        let total = tenant
+            .aggregates
+            .summary(range, None)
+            .remove("")
+            .unwrap_or_default();
         Ok(SummaryResponse {
             summaries,
             quantile_relative_error: RELATIVE_ERROR,
+            total: Some(summary(String::new(), &total)),
         })
     }
 }

@@ -346,6 +346,18 @@ fn check_against_script(answers: &Answers, tenant: &str, script: &[Conversation]
         );
     }
 
+    // The tenant's total: every conversation, its FRT quantiles over all samples together.
+    let total = answers.channels.total.as_ref().expect("the tenant's total");
+    assert_eq!(
+        total.inbound_messages,
+        2 * mine.len() as u64,
+        "{tenant}: total inbound"
+    );
+    let frt = total.first_response_seconds.as_ref().expect("total FRT");
+    let mut exact: Vec<f64> = mine.iter().map(|c| c.first_response as f64).collect();
+    assert_eq!(frt.count, mine.len() as u64);
+    assert_close(frt.p90, nearest_rank(&mut exact, 0.9), "total FRT p90");
+
     // FRT p90 per hour of the client's first message.
     let mut by_hour: BTreeMap<i64, Vec<f64>> = BTreeMap::new();
     for c in &mine {

@@ -53,6 +53,7 @@ mod concurrent;
 mod config;
 pub mod dead_letter;
 mod delivery;
+pub mod history;
 mod in_order;
 mod subscriber;
 

@@ -196,7 +196,7 @@ impl Subscriber {
                 } else {
                     StartAt::Sequence(after + 1)
                 };
-                let (filter_subject, filter_subjects) = filters(&self.config);
+                let (filter_subject, filter_subjects) = filters(&self.config.filters);
                 let consumer = stream
                     .create_consumer(OrderedConfig {
                         deliver_policy: deliver_policy(start_at),
@@ -279,7 +279,7 @@ async fn durable(
     }
 }
 
-fn deliver_policy(start_at: StartAt) -> DeliverPolicy {
+pub(crate) fn deliver_policy(start_at: StartAt) -> DeliverPolicy {
     match start_at {
         StartAt::Beginning => DeliverPolicy::All,
         StartAt::New => DeliverPolicy::New,
@@ -293,8 +293,8 @@ fn deliver_policy(start_at: StartAt) -> DeliverPolicy {
 }
 
 /// The consumer's filter: one subject, or several.
-fn filters(config: &SubscriberConfig) -> (String, Vec<String>) {
-    match config.filters.as_slice() {
+pub(crate) fn filters(filters: &[String]) -> (String, Vec<String>) {
+    match filters {
         // The whole stream: no filter, so the server matches nothing per message.
         [all] if all == STREAM_SUBJECTS => (String::new(), Vec::new()),
         [one] => (one.clone(), Vec::new()),
@@ -303,7 +303,7 @@ fn filters(config: &SubscriberConfig) -> (String, Vec<String>) {
 }
 
 fn pull_config(config: &SubscriberConfig) -> PullConfig {
-    let (filter_subject, filter_subjects) = filters(config);
+    let (filter_subject, filter_subjects) = filters(&config.filters);
     PullConfig {
         durable_name: Some(config.durable.clone()),
         description: Some("c2d-subscriber".to_owned()),

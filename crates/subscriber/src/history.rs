@@ -1,0 +1,92 @@
+//! A bounded read of the event log, from a start to what is there now: for tools that look
+//! back (trying an alert rule on the last hour, replaying a day to a new service) rather than
+//! follow. It keeps no position on the server (an ordered consumer that vanishes after use)
+//! and stops at the last event stored when it began, so it always ends.
+
+use async_nats::jetstream::{self, consumer::pull::OrderedConfig};
+use c2d_proto::events::{STREAM, v1::Event};
+use futures_util::StreamExt as _;
+use prost::Message as _;
+
+use crate::StartAt;
+use crate::subscriber::{SubscribeError, deliver_policy, filters};
+
+/// One stored event and where it is in the stream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEvent {
+    pub stream_sequence: u64,
+    pub event: Event,
+}
+
+/// What [`read`] found.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct History {
+    /// In stream order.
+    pub events: Vec<StoredEvent>,
+    /// Messages that were not events (they are skipped, not guessed at).
+    pub undecodable: u64,
+    /// Whether `limit` stopped the read before the end of the log.
+    pub truncated: bool,
+}
+
+/// Reads the events from `start` (on the subjects `filter` matches; empty: every event) up
+/// to the last one stored now, at most `limit`.
+pub async fn read(
+    client: async_nats::Client,
+    start: StartAt,
+    filter: Option<String>,
+    limit: usize,
+) -> Result<History, SubscribeError> {
+    let failed = |reason: String| SubscribeError::Pull {
+        durable: "(history read)".into(),
+        reason,
+    };
+    let stream = jetstream::new(client)
+        .get_stream(STREAM)
+        .await
+        .map_err(|error| SubscribeError::NoStream(error.to_string()))?;
+    let (filter_subject, filter_subjects) = filters(filter.as_slice());
+    let mut consumer = stream
+        .create_consumer(OrderedConfig {
+            deliver_policy: deliver_policy(start),
+            filter_subject,
+            filter_subjects,
+            ..Default::default()
+        })
+        .await
+        .map_err(|error| failed(error.to_string()))?;
+    let mut history = History::default();
+    let pending = consumer
+        .info()
+        .await
+        .map_err(|error| failed(error.to_string()))?
+        .num_pending;
+    if pending == 0 || limit == 0 {
+        history.truncated = pending > 0;
+        return Ok(history);
+    }
+    let mut messages = consumer
+        .messages()
+        .await
+        .map_err(|error| failed(error.to_string()))?;
+    while let Some(message) = messages.next().await {
+        let message = message.map_err(|error| failed(error.to_string()))?;
+        let info = message.info().map_err(|error| failed(error.to_string()))?;
+        let (stream_sequence, left) = (info.stream_sequence, info.pending);
+        match Event::decode(message.payload.clone()) {
+            Ok(event) => history.events.push(StoredEvent {
+                stream_sequence,
+                event,
+            }),
+            Err(_) => history.undecodable += 1,
+        }
+        if left == 0 {
+            break;
+        }
+        if history.events.len() >= limit {
+            history.truncated = true;
+            break;
+        }
+    }
+    Ok(history)
+}
