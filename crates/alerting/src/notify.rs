@@ -1,4 +1,6 @@
-//! Notifications go to their receiver with retries and exponential backoff: a receiver that
+//! Notifications go to their receiver in batches, one per group (receiver, rule, tenant), so
+//! that a burst that waited out its rule's `group_wait` is one message; with retries and
+//! exponential backoff: a receiver that
 //! fails a few times still gets each notification, once it answers. A notification is deleted
 //! from the state bucket only after the receiver accepted it (or after `max_attempts`, logged
 //! as an error), so a restart resumes what was not delivered.

@@ -14,8 +14,10 @@
 //! receiver = "ops"
 //! ```
 //!
-//! `${NAME}` in any string is read from the environment. Durations are written `500ms`, `30s`,
-//! `10m`, `2h`.
+//! A rule may also group its notifications (`group_wait`), repeat them until acknowledged
+//! (`repeat_interval`), and `[[inhibit]]` entries let a greater alert mute a lesser one of the
+//! same tenant. `${NAME}` in any string is read from the environment. Durations are written
+//! `500ms`, `30s`, `10m`, `2h`.
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -53,13 +53,13 @@ pub fn try_rule(rule: &Rule, events: &[Event], now: i64) -> Vec<AlertRecord> {
                 let key = (event.tenant.clone(), signal.request_id);
                 if !signal.answered {
                     waiting.entry(key).or_insert((*at, signal.client_id));
-                } else if let Some((since, client_id)) = waiting.remove(&key) {
-                    if at - since >= after {
-                        let mut fired = wait_alert(rule, &key, client_id, since + after, after);
-                        fired.state = State::Resolved;
-                        fired.ends_at = Some(*at);
-                        trial.resolved.push(fired);
-                    }
+                } else if let Some((since, client_id)) = waiting.remove(&key)
+                    && at - since >= after
+                {
+                    let mut fired = wait_alert(rule, &key, client_id, since + after, after);
+                    fired.state = State::Resolved;
+                    fired.ends_at = Some(*at);
+                    trial.resolved.push(fired);
                 }
             }
             for (key, (since, client_id)) in waiting {

@@ -2,12 +2,11 @@
 //! c2d-crm-sync naming the clients over real gRPC, c2d-alerting firing and resolving, and local
 //! receivers speaking the webhook, Slack and Telegram shapes, the first of them failing twice.
 
+mod harness;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
-use axum::routing::post;
 use c2d_proto::alerting::AlertingServiceClient;
 use c2d_proto::alerting::v1::{
     AlertState, CreateSilenceRequest, ExpireSilenceRequest, GetAlertRequest, ListAlertsRequest,
@@ -16,82 +15,16 @@ use c2d_proto::alerting::v1::{
 use c2d_proto::crm::CrmServiceClient;
 use c2d_proto::crm::v1::{GetClientRequest, get_client_request::By};
 use c2d_testkit::{Pipeline, fixture, stream_messages};
-use serde_json::{Value as Json, json};
-use tokio::sync::oneshot;
+use harness::{Received, Shared, eventually, start_alerting, start_receivers, webhook_count};
+use serde_json::json;
 use tonic::Code;
 
-/// What the local receivers got.
-#[derive(Default)]
-struct Received {
-    /// The webhook receiver answers 500 to this many calls first.
-    webhook_failures_left: usize,
-    webhook_calls: usize,
-    /// Accepted webhook bodies.
-    webhook: Vec<Json>,
-    slack: Vec<String>,
-    /// (chat_id, text), with the bot token of the URL.
-    telegram: Vec<(String, String, String)>,
-}
-
-type Shared = Arc<Mutex<Received>>;
-
-async fn webhook(State(state): State<Shared>, axum::Json(body): axum::Json<Json>) -> StatusCode {
-    let mut state = state.lock().unwrap();
-    state.webhook_calls += 1;
-    if state.webhook_failures_left > 0 {
-        state.webhook_failures_left -= 1;
-        return StatusCode::INTERNAL_SERVER_ERROR;
-    }
-    state.webhook.push(body);
-    StatusCode::OK
-}
-
-async fn slack(State(state): State<Shared>, axum::Json(body): axum::Json<Json>) -> &'static str {
-    state
-        .lock()
-        .unwrap()
-        .slack
-        .push(body["text"].as_str().unwrap().to_owned());
-    "ok"
-}
-
-async fn telegram(
-    State(state): State<Shared>,
-    Path(bot): Path<String>,
-    axum::Json(body): axum::Json<Json>,
-) -> axum::Json<Json> {
-    state.lock().unwrap().telegram.push((
-        bot,
-        body["chat_id"].as_str().unwrap().to_owned(),
-        body["text"].as_str().unwrap().to_owned(),
-    ));
-    axum::Json(json!({"ok": true, "result": {"message_id": 1}}))
-}
-
-async fn start_receivers(state: Shared) -> String {
-    let app = axum::Router::new()
-        .route("/ops", post(webhook))
-        .route("/slack", post(slack))
-        .route("/{bot}/sendMessage", post(telegram))
-        .with_state(state);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    url
-}
-
 fn rules_file(dir: &std::path::Path, receivers: &str) -> String {
-    let path = dir.join("rules.toml");
-    std::fs::write(
-        &path,
-        format!(
+    harness::rules_file(
+        dir,
+        receivers,
+        &format!(
             r#"
-[[receiver]]
-name = "ops"
-kind = "webhook"
-url = "{receivers}/ops"
-initial_backoff = "50ms"
-
 [[receiver]]
 name = "slack"
 kind = "slack"
@@ -127,54 +60,6 @@ tenants = ["globex"]
 "#
         ),
     )
-    .unwrap();
-    path.display().to_string()
-}
-
-struct Running {
-    stop: oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<Result<(), c2d_alerting::AlertingError>>,
-    endpoint: String,
-}
-
-impl Running {
-    async fn stop(self) {
-        let _ = self.stop.send(());
-        self.task.await.unwrap().expect("stops cleanly");
-    }
-}
-
-async fn start_alerting(nats_url: &str, rules: &str, crm_url: &str) -> Running {
-    let (nats_url, rules, crm_url) = (nats_url.to_owned(), rules.to_owned(), crm_url.to_owned());
-    let config = c2d_alerting::Config::from_lookup(|name| match name {
-        "NATS_URL" => Some(nats_url.clone()),
-        "ALERTING_RULES_FILE" => Some(rules.clone()),
-        "ALERTING_CRM_URL" => Some(crm_url.clone()),
-        "ALERTING_TICK_MS" => Some("100".into()),
-        "TEST_BOT_TOKEN" => Some("test-token".into()),
-        _ => None,
-    })
-    .expect("valid test configuration");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let endpoint = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(c2d_alerting::run(config, listener, async {
-        let _ = stopped.await;
-    }));
-    for _ in 0..200 {
-        if c2d_testkit::grpc::health(&endpoint, c2d_proto::alerting::SERVICE_NAME)
-            .await
-            .is_ok()
-        {
-            return Running {
-                stop,
-                task,
-                endpoint,
-            };
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("AlertingService did not come up");
 }
 
 /// crm-sync in-process on SQLite, its endpoint.
@@ -195,33 +80,6 @@ async fn start_crm_sync(nats_url: &str, dir: &std::path::Path) -> String {
     let crm = c2d_crm_sync::CrmSync::open(config).await.unwrap();
     tokio::spawn(crm.run(listener, std::future::pending()));
     endpoint
-}
-
-/// Waits until `check` holds over what the receivers got.
-async fn eventually(received: &Shared, what: &str, check: impl Fn(&Received) -> bool) {
-    for _ in 0..400 {
-        if check(&received.lock().unwrap()) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    let state = received.lock().unwrap();
-    panic!(
-        "{what}: webhook {:?}, slack {:?}, telegram {:?}",
-        state.webhook, state.slack, state.telegram
-    );
-}
-
-fn webhook_count(received: &Received, rule: &str, tenant: &str, status: &str) -> usize {
-    received
-        .webhook
-        .iter()
-        .filter(|b| {
-            b["alerts"][0]["rule"] == rule
-                && b["alerts"][0]["tenant"] == tenant
-                && b["status"] == status
-        })
-        .count()
 }
 
 fn message(hook: &str, client: i64, request: i64, at: i64) -> String {
@@ -247,7 +105,7 @@ async fn alerts_fire_once_enriched_resolve_and_survive_restarts() {
     let receivers = start_receivers(Arc::clone(&received)).await;
     let rules = rules_file(dir.path(), &receivers);
     let crm_url = start_crm_sync(&nats_url, dir.path()).await;
-    let running = start_alerting(&nats_url, &rules, &crm_url).await;
+    let running = start_alerting(&nats_url, &rules, &[("ALERTING_CRM_URL", &crm_url)]).await;
 
     // Ana is a VIP, as the CRM directory knows.
     pipeline
@@ -513,7 +371,7 @@ async fn alerts_fire_once_enriched_resolve_and_survive_restarts() {
     };
     // Arrives while alerting is down; the durable consumer keeps it.
     pipeline.post(message("inbox", 501, 9003, now + 3)).await;
-    let running = start_alerting(&nats_url, &rules, &crm_url).await;
+    let running = start_alerting(&nats_url, &rules, &[("ALERTING_CRM_URL", &crm_url)]).await;
     eventually(
         &received,
         "the timer of request 9003 fires after the restart",

@@ -1,6 +1,7 @@
-//! A threshold rule over AnalyticsService: a burst of delivery failures crosses it and fires,
-//! and when deliveries succeed again the rate falls back under it and the alert resolves.
-//! Real gateway, nats-server, c2d-analytics and c2d-alerting, over real gRPC.
+//! Threshold rules over AnalyticsService: a burst of delivery failures crosses one and fires,
+//! and when deliveries succeed again the rate falls back under it and the alert resolves;
+//! slow first answers push the first-response p90 over another. Real gateway, nats-server,
+//! c2d-analytics and c2d-alerting, over real gRPC.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -45,11 +46,15 @@ async fn start_analytics(nats_url: &str, dir: &std::path::Path) -> String {
 }
 
 fn count(received: &Mutex<Vec<Json>>, status: &str) -> usize {
+    count_of(received, "failing-deliveries", status)
+}
+
+fn count_of(received: &Mutex<Vec<Json>>, rule: &str, status: &str) -> usize {
     received
         .lock()
         .unwrap()
         .iter()
-        .filter(|b| b["alerts"][0]["rule"] == "failing-deliveries" && b["status"] == status)
+        .filter(|b| b["alerts"][0]["rule"] == rule && b["status"] == status)
         .count()
 }
 
@@ -90,6 +95,16 @@ window = "10m"
 every = "200ms"
 receiver = "ops"
 tenants = ["acme"]
+
+[[rule]]
+name = "slow-answers"
+kind = "threshold"
+metric = "first_response_p90_seconds"
+above = 300
+window = "30m"
+every = "200ms"
+receiver = "ops"
+tenants = ["globex"]
 "#
         ),
     )
@@ -103,6 +118,7 @@ tenants = ["acme"]
     })
     .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let alerting = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(c2d_alerting::run(config, listener, std::future::pending()));
 
     let now = std::time::SystemTime::now()
@@ -147,4 +163,56 @@ tenants = ["acme"]
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(count(&received, "firing"), 1, "fired once");
     assert_eq!(count(&received, "resolved"), 1, "resolved once");
+
+    // globex's clients wait 15 and 10 minutes for their first answers: the p90 of first
+    // responses over the last 30 minutes is far above 5 minutes.
+    let message = |hook: &str, request: i64, at: i64| {
+        json!({"message_id": request * 10 + i64::from(hook == "outbox"), "type": if hook == "inbox" { "from_client" } else { "to_client" },
+               "text": "Olá", "transport": "telegram", "client_id": 700 + request,
+               "operator_id": if hook == "outbox" { json!(8) } else { json!(null) },
+               "channel_id": 11, "request_id": request, "hook_type": hook, "event_time": at})
+        .to_string()
+    };
+    for (request, asked, answered) in [(1, now - 1_200, now - 300), (2, now - 1_000, now - 400)] {
+        pipeline
+            .post_as("globex", message("inbox", request, asked))
+            .await;
+        pipeline
+            .post_as("globex", message("outbox", request, answered))
+            .await;
+    }
+    eventually("slow answers fire", || {
+        count_of(&received, "slow-answers", "firing") == 1
+    })
+    .await;
+    let text = received
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|b| b["alerts"][0]["rule"] == "slow-answers")
+        .map(|b| b["text"].as_str().unwrap().to_owned())
+        .unwrap();
+    assert!(
+        text.contains("first_response_p90_seconds is 9") && text.contains("above 300"),
+        "{text}"
+    );
+    // A trial of a threshold rule asks analytics now, without firing anything.
+    let mut grpc = c2d_proto::alerting::AlertingServiceClient::connect(alerting)
+        .await
+        .unwrap();
+    let trial = grpc
+        .test_rule(c2d_proto::alerting::v1::TestRuleRequest {
+            rule: "slow-answers".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(trial.alerts.len(), 1, "{}", trial.explanation);
+    assert!(
+        trial.explanation.contains("globex: 9"),
+        "{}",
+        trial.explanation
+    );
+    assert_eq!(count_of(&received, "slow-answers", "firing"), 1);
 }

@@ -37,7 +37,8 @@
 //! - **Clean stop**: when the shutdown future completes, the events in hand are finished and
 //!   acked before `run` returns.
 //! - **Replay**: [`StartAt`] chooses where a new durable starts (beginning, a sequence, a
-//!   time, new events only); [`Subscriber::reset`] drops a durable to rebuild a projection.
+//!   time, new events only); [`Subscriber::reset`] drops a durable to rebuild a projection;
+//!   [`history::read`] reads a bounded stretch of the log without a durable (to look back).
 //! - **One trace**: each event is handled in a `consume` span whose parent is the gateway's
 //!   span for the webhook (the `traceparent` header).
 //!

@@ -1,0 +1,161 @@
+//! What the alerting tests share: local receivers speaking the webhook, Slack and Telegram
+//! shapes (the webhook one can fail on purpose), c2d-alerting in-process on a free port, and a
+//! patient wait for what the receivers got.
+#![allow(dead_code)]
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::post;
+use serde_json::{Value as Json, json};
+use tokio::sync::oneshot;
+
+/// What the local receivers got.
+#[derive(Default)]
+pub struct Received {
+    /// The webhook receiver answers 500 to this many calls first.
+    pub webhook_failures_left: usize,
+    pub webhook_calls: usize,
+    /// Accepted webhook bodies.
+    pub webhook: Vec<Json>,
+    pub slack: Vec<String>,
+    /// (chat_id, text), with the bot token of the URL.
+    pub telegram: Vec<(String, String, String)>,
+}
+
+pub type Shared = Arc<Mutex<Received>>;
+
+async fn webhook(State(state): State<Shared>, axum::Json(body): axum::Json<Json>) -> StatusCode {
+    let mut state = state.lock().unwrap();
+    state.webhook_calls += 1;
+    if state.webhook_failures_left > 0 {
+        state.webhook_failures_left -= 1;
+        return StatusCode::INTERNAL_SERVER_ERROR;
+    }
+    state.webhook.push(body);
+    StatusCode::OK
+}
+
+async fn slack(State(state): State<Shared>, axum::Json(body): axum::Json<Json>) -> &'static str {
+    state
+        .lock()
+        .unwrap()
+        .slack
+        .push(body["text"].as_str().unwrap().to_owned());
+    "ok"
+}
+
+async fn telegram(
+    State(state): State<Shared>,
+    Path(bot): Path<String>,
+    axum::Json(body): axum::Json<Json>,
+) -> axum::Json<Json> {
+    state.lock().unwrap().telegram.push((
+        bot,
+        body["chat_id"].as_str().unwrap().to_owned(),
+        body["text"].as_str().unwrap().to_owned(),
+    ));
+    axum::Json(json!({"ok": true, "result": {"message_id": 1}}))
+}
+
+pub async fn start_receivers(state: Shared) -> String {
+    let app = axum::Router::new()
+        .route("/ops", post(webhook))
+        .route("/slack", post(slack))
+        .route("/{bot}/sendMessage", post(telegram))
+        .with_state(state);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
+}
+
+pub struct Running {
+    stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), c2d_alerting::AlertingError>>,
+    pub endpoint: String,
+}
+
+impl Running {
+    pub async fn stop(self) {
+        let _ = self.stop.send(());
+        self.task.await.unwrap().expect("stops cleanly");
+    }
+}
+
+/// c2d-alerting in-process with the rules file at `rules`, a 100 ms clock, and `more`
+/// settings (ALERTING_CRM_URL, ALERTING_ANALYTICS_URL, ...).
+pub async fn start_alerting(nats_url: &str, rules: &str, more: &[(&str, &str)]) -> Running {
+    let mut settings: std::collections::HashMap<String, String> = [
+        ("NATS_URL", nats_url),
+        ("ALERTING_RULES_FILE", rules),
+        ("ALERTING_TICK_MS", "100"),
+        ("TEST_BOT_TOKEN", "test-token"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    settings.extend(more.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+    let config = c2d_alerting::Config::from_lookup(|name| settings.get(name).cloned())
+        .expect("valid test configuration");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(c2d_alerting::run(config, listener, async {
+        let _ = stopped.await;
+    }));
+    for _ in 0..200 {
+        if c2d_testkit::grpc::health(&endpoint, c2d_proto::alerting::SERVICE_NAME)
+            .await
+            .is_ok()
+        {
+            return Running {
+                stop,
+                task,
+                endpoint,
+            };
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("AlertingService did not come up");
+}
+
+/// Waits until `check` holds over what the receivers got.
+pub async fn eventually(received: &Shared, what: &str, check: impl Fn(&Received) -> bool) {
+    for _ in 0..400 {
+        if check(&received.lock().unwrap()) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let state = received.lock().unwrap();
+    panic!(
+        "{what}: webhook {:?}, slack {:?}, telegram {:?}",
+        state.webhook, state.slack, state.telegram
+    );
+}
+
+pub fn webhook_count(received: &Received, rule: &str, tenant: &str, status: &str) -> usize {
+    received
+        .webhook
+        .iter()
+        .filter(|b| {
+            b["alerts"][0]["rule"] == rule
+                && b["alerts"][0]["tenant"] == tenant
+                && b["status"] == status
+        })
+        .count()
+}
+
+/// Writes a rules file into `dir` whose webhook receiver `ops` is the local one at
+/// `receivers`, followed by `rest`; its path.
+pub fn rules_file(dir: &std::path::Path, receivers: &str, rest: &str) -> String {
+    let path = dir.join("rules.toml");
+    let text = format!(
+        "[[receiver]]\nname = \"ops\"\nkind = \"webhook\"\nurl = \"{receivers}/ops\"\ninitial_backoff = \"50ms\"\n{rest}"
+    );
+    std::fs::write(&path, text).expect("the rules file is written");
+    path.display().to_string()
+}

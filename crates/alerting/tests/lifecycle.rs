@@ -1,0 +1,283 @@
+//! The alert lifecycle past firing and resolving, end to end through a real gateway and
+//! nats-server: a burst of alerts grouped into one notification, repeated until someone
+//! acknowledges it, a lesser alert inhibited by a greater one of the same tenant and notified
+//! once that one resolves, rules tried on the recent log, and rules' last evaluation.
+
+mod harness;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use c2d_proto::alerting::AlertingServiceClient;
+use c2d_proto::alerting::v1::{
+    AcknowledgeRequest, AlertState, GetAlertRequest, ListAlertsRequest, ListRulesRequest,
+    TestRuleRequest,
+};
+use c2d_testkit::Pipeline;
+use harness::{Received, Shared, eventually, start_alerting, start_receivers};
+use serde_json::{Value as Json, json};
+use tonic::Code;
+
+fn rules_file(dir: &std::path::Path, receivers: &str) -> String {
+    harness::rules_file(
+        dir,
+        receivers,
+        r#"
+[[rule]]
+name = "whatsapp-disconnected"
+kind = "event"
+hook_type = "new_qr_code"
+severity = "critical"
+receiver = "ops"
+resolve_after = "2s"
+
+[[rule]]
+name = "delivery-failed"
+kind = "event"
+hook_type = "outbox_status"
+receiver = "ops"
+resolve_after = "10m"
+group_wait = "1s"
+repeat_interval = "3s"
+
+[[inhibit]]
+source_rule = "whatsapp-disconnected"
+target_rule = "delivery-failed"
+"#,
+    )
+}
+
+fn failure(channel: i64, n: i64) -> String {
+    json!({"id": 1_000 + n, "client_id": 500 + n, "channel_id": channel, "gateway_status": "failed",
+           "error": "timeout error", "hook_type": "outbox_status", "event_time": 1_714_557_600 + n})
+    .to_string()
+}
+
+/// Webhook bodies about `rule` and `tenant`.
+fn bodies(received: &Received, rule: &str, tenant: &str) -> Vec<Json> {
+    received
+        .webhook
+        .iter()
+        .filter(|b| b["alerts"][0]["rule"] == rule && b["alerts"][0]["tenant"] == tenant)
+        .cloned()
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alerts_are_grouped_repeated_until_acknowledged_inhibited_and_tried() {
+    let _ = tracing_subscriber::fmt().with_env_filter("info").try_init();
+    let pipeline = Pipeline::start().await;
+    let nats_url = pipeline.nats.url();
+    let dir = tempfile::tempdir().unwrap();
+    let received: Shared = Arc::new(Mutex::new(Received::default()));
+    let receivers = start_receivers(Arc::clone(&received)).await;
+    let rules = rules_file(dir.path(), &receivers);
+    let running = start_alerting(&nats_url, &rules, &[]).await;
+    let mut grpc = AlertingServiceClient::connect(running.endpoint.clone())
+        .await
+        .unwrap();
+
+    // Grouping: three channels fail at once; their alerts wait together for group_wait and
+    // reach ops as one message.
+    for n in 0..3 {
+        pipeline.post_as("acme", failure(10 + n, n)).await;
+    }
+    eventually(&received, "the burst reaches ops", |r| {
+        !bodies(r, "delivery-failed", "acme").is_empty()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let first = bodies(&received.lock().unwrap(), "delivery-failed", "acme");
+    assert_eq!(first.len(), 1, "one message for the burst: {first:?}");
+    assert_eq!(first[0]["status"], "firing");
+    assert_eq!(first[0]["alerts"].as_array().unwrap().len(), 3);
+    let text = first[0]["text"].as_str().unwrap();
+    assert!(
+        text.starts_with("[FIRING] 3 alerts of delivery-failed for acme:"),
+        "{text}"
+    );
+    assert_eq!(text.lines().count(), 4, "a line per alert: {text}");
+
+    // Repeat: nobody acknowledged, so after repeat_interval the group is told again, still as
+    // one message.
+    eventually(&received, "the firing alerts are repeated", |r| {
+        bodies(r, "delivery-failed", "acme").len() == 2
+    })
+    .await;
+    let repeated = bodies(&received.lock().unwrap(), "delivery-failed", "acme");
+    assert_eq!(repeated[1]["alerts"].as_array().unwrap().len(), 3);
+    // Someone is on it: acknowledged alerts are not repeated any more.
+    let firing = grpc
+        .list_alerts(ListAlertsRequest {
+            state: AlertState::Firing as i32,
+            tenant: "acme".into(),
+            rule: "delivery-failed".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .alerts;
+    assert_eq!(firing.len(), 3);
+    for alert in &firing {
+        let acknowledged = grpc
+            .acknowledge(AcknowledgeRequest {
+                fingerprint: alert.fingerprint.clone(),
+                by: "Marina".into(),
+                comment: "calling the provider".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(acknowledged.acknowledgement.unwrap().by, "Marina");
+    }
+    let got = grpc
+        .get_alert(GetAlertRequest {
+            fingerprint: firing[0].fingerprint.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(got.acknowledgement.unwrap().comment, "calling the provider");
+    let unknown = grpc
+        .acknowledge(AcknowledgeRequest {
+            fingerprint: "nope".into(),
+            by: "Marina".into(),
+            comment: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), Code::NotFound);
+    let anonymous = grpc
+        .acknowledge(AcknowledgeRequest {
+            fingerprint: firing[0].fingerprint.clone(),
+            by: " ".into(),
+            comment: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(anonymous.code(), Code::InvalidArgument);
+
+    // Inhibition: globex's WhatsApp number is disconnected; its delivery failure that follows
+    // is kept and listed, but not notified while the greater alert fires.
+    pipeline
+        .post_as(
+            "globex",
+            json!({"phone": "5511999", "qrcode_data": "1@abc", "device_owner": "service", "hook_type": "new_qr_code"})
+                .to_string(),
+        )
+        .await;
+    eventually(&received, "the QR alert reaches ops", |r| {
+        !bodies(r, "whatsapp-disconnected", "globex").is_empty()
+    })
+    .await;
+    pipeline.post_as("globex", failure(20, 9)).await;
+    let mut inhibited = None;
+    for _ in 0..200 {
+        let alerts = grpc
+            .list_alerts(ListAlertsRequest {
+                state: AlertState::Firing as i32,
+                tenant: "globex".into(),
+                rule: "delivery-failed".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .alerts;
+        if let Some(alert) = alerts.into_iter().next() {
+            inhibited = Some(alert);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let inhibited = inhibited.expect("globex's delivery failure fires");
+    assert!(!inhibited.inhibited_by.is_empty(), "{inhibited:?}");
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    assert!(
+        bodies(&received.lock().unwrap(), "delivery-failed", "globex").is_empty(),
+        "inhibited: not notified while the QR alert fires"
+    );
+    // No new QR code for 2 s: the greater alert resolves, and the lesser one, still firing,
+    // is notified now.
+    eventually(&received, "the QR alert resolves", |r| {
+        bodies(r, "whatsapp-disconnected", "globex")
+            .iter()
+            .any(|b| b["status"] == "resolved")
+    })
+    .await;
+    eventually(&received, "the inhibited alert is notified", |r| {
+        bodies(r, "delivery-failed", "globex").len() == 1
+    })
+    .await;
+
+    // No more repeats for acme's acknowledged alerts.
+    assert_eq!(
+        bodies(&received.lock().unwrap(), "delivery-failed", "acme").len(),
+        2,
+        "acknowledged alerts are not repeated"
+    );
+
+    // Trials replay the recent log through a rule; nothing is kept or notified.
+    let trial = grpc
+        .test_rule(TestRuleRequest {
+            rule: "delivery-failed".into(),
+            tenant: "acme".into(),
+            lookback_seconds: 600,
+            max_events: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(trial.events_read, 3, "{}", trial.explanation);
+    assert_eq!(trial.alerts.len(), 3);
+    assert!(
+        trial
+            .alerts
+            .iter()
+            .all(|a| a.state == AlertState::Firing as i32 && a.tenant == "acme")
+    );
+    let trial = grpc
+        .test_rule(TestRuleRequest {
+            rule: "whatsapp-disconnected".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(trial.alerts.len(), 1, "{}", trial.explanation);
+    assert_eq!(trial.alerts[0].labels["phone"], "5511999");
+    assert_eq!(trial.alerts[0].state, AlertState::Resolved as i32);
+    let unknown = grpc
+        .test_rule(TestRuleRequest {
+            rule: "nope".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), Code::InvalidArgument);
+
+    // Rules report their last evaluation.
+    let rules = grpc
+        .list_rules(ListRulesRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .rules;
+    let delivery = rules.iter().find(|r| r.name == "delivery-failed").unwrap();
+    assert_eq!(delivery.firing, 4, "three for acme, one for globex");
+    assert!(delivery.last_evaluated_at.is_some());
+    assert!(
+        delivery
+            .last_result
+            .starts_with("globex: Messages on channel 20"),
+        "{}",
+        delivery.last_result
+    );
+    assert!(delivery.description.contains("grouped for 1s"));
+
+    let count = received.lock().unwrap().webhook.len();
+    running.stop().await;
+    assert_eq!(
+        count, 5,
+        "2 acme, 2 QR (firing, resolved), 1 globex delivery"
+    );
+}
