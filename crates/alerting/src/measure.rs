@@ -1,13 +1,14 @@
 //! Threshold rules ask AnalyticsService: the tenant's total in the channel summary over the
 //! rule's window gives the failure rate, the inbound volume and the first-response p90 (a
-//! quantile of every sample in the window, not an average of channels' quantiles). Analytics
+//! quantile of every sample in the window, not an average of channels' quantiles); a spike is
+//! the window's inbound volume against the baseline before it, scaled to the window. Analytics
 //! counts each event in the minute of its own time, so late deliveries count where they
 //! belong, and a redelivery is not counted twice.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use c2d_proto::analytics::AnalyticsServiceClient;
-use c2d_proto::analytics::v1::{SummaryRequest, TimeRange};
+use c2d_proto::analytics::v1::{Summary, SummaryRequest, TimeRange};
 use tonic::transport::{Channel, Endpoint};
 
 use crate::rules::ThresholdMetric;
@@ -41,27 +42,8 @@ impl Analytics {
         metric: ThresholdMetric,
         window: Duration,
     ) -> Option<f64> {
-        let now = std::time::SystemTime::now();
-        let start = now.checked_sub(window)?;
-        let request = SummaryRequest {
-            tenant: tenant.to_owned(),
-            range: Some(TimeRange {
-                start: Some(start.into()),
-                end: Some(now.into()),
-            }),
-        };
-        let answer = match self.client.clone().channel_summary(request).await {
-            Ok(answer) => answer.into_inner(),
-            Err(status) if status.code() == tonic::Code::InvalidArgument => {
-                tracing::debug!(%tenant, %status, "analytics has nothing for this tenant yet");
-                return None;
-            }
-            Err(status) => {
-                tracing::warn!(%tenant, %status, "AnalyticsService did not answer; the threshold rule waits for the next evaluation");
-                return None;
-            }
-        };
-        let total = answer.total.unwrap_or_default();
+        let now = SystemTime::now();
+        let total = self.total(tenant, now.checked_sub(window)?, now).await?;
         Some(match metric {
             ThresholdMetric::DeliveryFailureRate => {
                 let (outbound, failures) = (total.outbound_messages, total.delivery_failures);
@@ -76,6 +58,39 @@ impl Analytics {
             ThresholdMetric::FirstResponseP90Seconds => {
                 total.first_response_seconds.map_or(0.0, |q| q.p90)
             }
+            ThresholdMetric::InboundSpikeRatio { baseline } => {
+                let start = now.checked_sub(window)?;
+                let before = self
+                    .total(tenant, start.checked_sub(baseline)?, start)
+                    .await?;
+                // The baseline's rate over a window's length; at least one message, so that
+                // a quiet baseline does not turn the first messages into an infinite spike.
+                let usual =
+                    before.inbound_messages as f64 * window.as_secs_f64() / baseline.as_secs_f64();
+                total.inbound_messages as f64 / usual.max(1.0)
+            }
         })
+    }
+
+    /// The tenant's total over `[start, end)`.
+    async fn total(&self, tenant: &str, start: SystemTime, end: SystemTime) -> Option<Summary> {
+        let request = SummaryRequest {
+            tenant: tenant.to_owned(),
+            range: Some(TimeRange {
+                start: Some(start.into()),
+                end: Some(end.into()),
+            }),
+        };
+        match self.client.clone().channel_summary(request).await {
+            Ok(answer) => Some(answer.into_inner().total.unwrap_or_default()),
+            Err(status) if status.code() == tonic::Code::InvalidArgument => {
+                tracing::debug!(%tenant, %status, "analytics has nothing for this tenant yet");
+                None
+            }
+            Err(status) => {
+                tracing::warn!(%tenant, %status, "AnalyticsService did not answer; the threshold rule waits for the next evaluation");
+                None
+            }
+        }
     }
 }

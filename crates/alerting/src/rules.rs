@@ -96,6 +96,9 @@ pub enum ThresholdMetric {
     InboundMessages,
     /// The 90th percentile of first-response times in the window, in seconds.
     FirstResponseP90Seconds,
+    /// Client messages in the window per the usual number in a window as long, measured over
+    /// the `baseline` before it: 3 means three times the usual volume.
+    InboundSpikeRatio { baseline: Duration },
 }
 
 impl ThresholdMetric {
@@ -104,6 +107,7 @@ impl ThresholdMetric {
             ThresholdMetric::DeliveryFailureRate => "delivery_failure_rate",
             ThresholdMetric::InboundMessages => "inbound_messages",
             ThresholdMetric::FirstResponseP90Seconds => "first_response_p90_seconds",
+            ThresholdMetric::InboundSpikeRatio { .. } => "inbound_spike_ratio",
         }
     }
 }
@@ -173,8 +177,13 @@ impl Rule {
                 window,
                 every,
             } => format!(
-                "fires when {} over the last {} is above {above} (asked every {})",
+                "fires when {}{} over the last {} is above {above} (asked every {})",
                 metric.as_str(),
+                match metric {
+                    ThresholdMetric::InboundSpikeRatio { baseline } =>
+                        format!(" (against the {} before)", human(*baseline)),
+                    _ => String::new(),
+                },
                 human(*window),
                 human(*every)
             ),
@@ -325,6 +334,7 @@ struct RuleSpec {
     route: Vec<RouteSpec>,
     group_wait: Option<String>,
     repeat_interval: Option<String>,
+    baseline: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -446,9 +456,13 @@ pub fn parse(
                     Some("delivery_failure_rate") => ThresholdMetric::DeliveryFailureRate,
                     Some("inbound_messages") => ThresholdMetric::InboundMessages,
                     Some("first_response_p90_seconds") => ThresholdMetric::FirstResponseP90Seconds,
+                    Some("inbound_spike_ratio") => ThresholdMetric::InboundSpikeRatio {
+                        baseline: duration(spec.baseline.as_deref().unwrap_or("24h"))
+                            .map_err(|e| invalid(format!("baseline: {e}")))?,
+                    },
                     other => {
                         return Err(invalid(format!(
-                            "metric {other:?} is not known: use delivery_failure_rate (percent), inbound_messages or first_response_p90_seconds"
+                            "metric {other:?} is not known: use delivery_failure_rate (percent), inbound_messages, inbound_spike_ratio or first_response_p90_seconds"
                         )));
                     }
                 };
@@ -489,6 +503,19 @@ pub fn parse(
                     }
                 )));
             }
+        }
+        if spec.baseline.is_some()
+            && !matches!(
+                condition,
+                Condition::Threshold {
+                    metric: ThresholdMetric::InboundSpikeRatio { .. },
+                    ..
+                }
+            )
+        {
+            return Err(invalid(
+                "baseline is only read for metric = \"inbound_spike_ratio\"".into(),
+            ));
         }
         let optional = |field: &str, value: &Option<String>| {
             value
@@ -640,6 +667,14 @@ mod tests {
         group_wait = "30s"
         repeat_interval = "4h"
 
+        [[rule]]
+        name = "spike"
+        kind = "threshold"
+        metric = "inbound_spike_ratio"
+        baseline = "6h"
+        above = 3
+        receiver = "ops"
+
         [[inhibit]]
         source_rule = "qr"
         target_severity = "warning"
@@ -652,7 +687,11 @@ mod tests {
     #[test]
     fn a_rules_file_is_read() {
         let rules = parse("r.toml", FILE, &env).unwrap();
-        assert_eq!(rules.rules.len(), 4);
+        assert_eq!(rules.rules.len(), 5);
+        assert_eq!(
+            rules.rules[4].describe(),
+            "fires when inbound_spike_ratio (against the 6h before) over the last 10m is above 3 (asked every 30s); every tenant"
+        );
         assert_eq!(
             rules.rules[2].describe(),
             "fires when delivery_failure_rate over the last 10m is above 20 (asked every 30s); every tenant"
@@ -716,6 +755,10 @@ mod tests {
             (
                 FILE.replace("target_severity = \"warning\"", ""),
                 "needs target_rule or target_severity",
+            ),
+            (
+                FILE.replace("inbound_spike_ratio", "inbound_messages"),
+                "baseline is only read for metric = \"inbound_spike_ratio\"",
             ),
             (
                 FILE.replace("group_wait = \"30s\"", "group_wait = \"soon\""),

@@ -1,6 +1,7 @@
 //! Threshold rules over AnalyticsService: a burst of delivery failures crosses one and fires,
 //! and when deliveries succeed again the rate falls back under it and the alert resolves;
-//! slow first answers push the first-response p90 over another. Real gateway, nats-server,
+//! slow first answers push the first-response p90 over another, and a burst of client messages
+//! against a quiet hour is a spike. Real gateway, nats-server,
 //! c2d-analytics and c2d-alerting, over real gRPC.
 
 use std::sync::{Arc, Mutex};
@@ -102,6 +103,17 @@ kind = "threshold"
 metric = "first_response_p90_seconds"
 above = 300
 window = "30m"
+every = "200ms"
+receiver = "ops"
+tenants = ["globex"]
+
+[[rule]]
+name = "inbound-spike"
+kind = "threshold"
+metric = "inbound_spike_ratio"
+baseline = "1h"
+above = 3
+window = "5m"
 every = "200ms"
 receiver = "ops"
 tenants = ["globex"]
@@ -215,4 +227,25 @@ tenants = ["globex"]
         trial.explanation
     );
     assert_eq!(count_of(&received, "slow-answers", "firing"), 1);
+
+    // The two questions above are globex's usual hour: less than one message per 5 minutes.
+    // Five in the last minute are a spike.
+    assert_eq!(count_of(&received, "inbound-spike", "firing"), 0);
+    for request in 10..15 {
+        pipeline
+            .post_as("globex", message("inbox", request, now - 60 + request))
+            .await;
+    }
+    eventually("the spike fires", || {
+        count_of(&received, "inbound-spike", "firing") == 1
+    })
+    .await;
+    let text = received
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|b| b["alerts"][0]["rule"] == "inbound-spike")
+        .map(|b| b["text"].as_str().unwrap().to_owned())
+        .unwrap();
+    assert!(text.contains("inbound_spike_ratio is 5.0"), "{text}");
 }
