@@ -579,43 +579,7 @@ pub fn parse(
     Ok(rules)
 }
 
-/// `500ms`, `30s`, `10m`, `2h`.
-pub fn duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration: write 500ms, 30s, 10m or 2h"))?;
-    let unit = match unit {
-        "ms" => Duration::from_millis(1),
-        "s" => Duration::from_secs(1),
-        "m" => Duration::from_secs(60),
-        "h" => Duration::from_secs(3600),
-        _ => {
-            return Err(format!(
-                "{text:?} is not a duration: write 500ms, 30s, 10m or 2h"
-            ));
-        }
-    };
-    if number == 0 {
-        return Err(format!("{text:?}: a duration must be more than zero"));
-    }
-    Ok(unit * number as u32)
-}
-
-/// A duration as people write it.
-pub fn human(duration: Duration) -> String {
-    let ms = duration.as_millis();
-    match ms {
-        ms if ms % 3_600_000 == 0 => format!("{}h", ms / 3_600_000),
-        ms if ms % 60_000 == 0 => format!("{}m", ms / 60_000),
-        ms if ms % 1_000 == 0 => format!("{}s", ms / 1_000),
-        ms => format!("{ms}ms"),
-    }
-}
+pub use c2d_telemetry::env::{duration, human};
 
 /// Labels with a stable order, for fingerprints and notifications.
 pub type Labels = BTreeMap<String, String>;
@@ -769,13 +733,5 @@ mod tests {
             let error = parse("r.toml", &text, &env).unwrap_err().to_string();
             assert!(error.contains(expected), "{expected:?} in {error}");
         }
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(duration("2h"), Ok(Duration::from_secs(7200)));
-        assert!(duration("0s").is_err());
-        assert_eq!(human(Duration::from_secs(600)), "10m");
     }
 }

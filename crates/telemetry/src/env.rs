@@ -21,22 +21,42 @@ pub fn expand(value: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<St
     Ok(out)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// A duration as people write it in configuration and on the command line: `500ms`, `30s`,
+/// `10m`, `2h`.
+pub fn duration(text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration: write 500ms, 30s, 10m or 2h"))?;
+    let unit = match unit {
+        "ms" => std::time::Duration::from_millis(1),
+        "s" => std::time::Duration::from_secs(1),
+        "m" => std::time::Duration::from_secs(60),
+        "h" => std::time::Duration::from_secs(3600),
+        _ => {
+            return Err(format!(
+                "{text:?} is not a duration: write 500ms, 30s, 10m or 2h"
+            ));
+        }
+    };
+    if number == 0 {
+        return Err(format!("{text:?}: a duration must be more than zero"));
+    }
+    Ok(unit * number as u32)
+}
 
-    #[test]
-    fn names_are_replaced_and_unset_ones_named() {
-        let lookup = |name: &str| (name == "TOKEN").then(|| "s3cret".to_owned());
-        assert_eq!(
-            expand("Bearer ${TOKEN}!", &lookup),
-            Ok("Bearer s3cret!".into())
-        );
-        assert_eq!(expand("no ${ end", &lookup), Ok("no ${ end".into()));
-        assert_eq!(
-            expand("${TOKEN}-${MISSING}", &lookup),
-            Err("MISSING".into())
-        );
+/// A duration as people write it.
+pub fn human(duration: std::time::Duration) -> String {
+    let ms = duration.as_millis();
+    match ms {
+        ms if ms % 3_600_000 == 0 => format!("{}h", ms / 3_600_000),
+        ms if ms % 60_000 == 0 => format!("{}m", ms / 60_000),
+        ms if ms % 1_000 == 0 => format!("{}s", ms / 1_000),
+        ms => format!("{ms}ms"),
     }
 }
 
@@ -105,5 +125,34 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
             });
         }
         Ok(value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        use std::time::Duration;
+        assert_eq!(duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(duration("2h"), Ok(Duration::from_secs(7200)));
+        assert!(duration("0s").is_err());
+        assert!(duration("10 minutes").is_err());
+        assert_eq!(human(Duration::from_secs(600)), "10m");
+    }
+
+    #[test]
+    fn names_are_replaced_and_unset_ones_named() {
+        let lookup = |name: &str| (name == "TOKEN").then(|| "s3cret".to_owned());
+        assert_eq!(
+            expand("Bearer ${TOKEN}!", &lookup),
+            Ok("Bearer s3cret!".into())
+        );
+        assert_eq!(expand("no ${ end", &lookup), Ok("no ${ end".into()));
+        assert_eq!(
+            expand("${TOKEN}-${MISSING}", &lookup),
+            Err("MISSING".into())
+        );
     }
 }
