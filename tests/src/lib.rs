@@ -28,7 +28,7 @@ pub use gateway::GatewayProcess;
 pub use nats::{NatsServer, ordered_read_rate, publish_deliveries, stored_events, stream_messages};
 pub use pipeline::{Pipeline, inbox};
 pub use postgres::TestDatabase;
-pub use process::ServiceProcess;
+pub use process::{ServiceProcess, workspace_binary};
 
 /// The workspace's top directory.
 pub fn workspace_root() -> PathBuf {

@@ -5,6 +5,31 @@ use std::time::{Duration, Instant};
 
 use anyhow::bail;
 
+/// The path of the workspace binary `name` (e.g. `c2d-gateway`), built by this test run's
+/// cargo: next to the test's own target directory. A test of one package (`cargo test -p x`)
+/// does not build the other packages' binaries, so a missing one is built here, once.
+pub fn workspace_binary(name: &str) -> anyhow::Result<std::path::PathBuf> {
+    static BUILD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let exe = std::env::current_exe()?;
+    // target/{profile}/deps/{test} -> target/{profile}/{name}
+    let dir = exe.parent().and_then(|deps| deps.parent()).ok_or_else(|| {
+        anyhow::anyhow!("cannot find the target directory from {}", exe.display())
+    })?;
+    let path = dir.join(name);
+    let _guard = BUILD.lock().unwrap_or_else(|p| p.into_inner());
+    if !path.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "-p", name, "--bin", name])
+            .current_dir(crate::workspace_root())
+            .status()?;
+        if !status.success() || !path.exists() {
+            bail!("cannot build {name} for this test (cargo build -p {name})");
+        }
+    }
+    Ok(path)
+}
+
 /// A child process that is killed when dropped. Its stderr goes to the test's output, so a
 /// failing test shows the service's logs.
 pub struct ServiceProcess {
@@ -15,8 +40,18 @@ pub struct ServiceProcess {
 impl ServiceProcess {
     /// Starts `binary` with `env` added to the test's environment.
     pub fn spawn(binary: &str, env: &[(&str, String)]) -> anyhow::Result<ServiceProcess> {
+        ServiceProcess::spawn_with_args(binary, &[], env)
+    }
+
+    /// Starts `binary` with `args`, and `env` added to the test's environment.
+    pub fn spawn_with_args(
+        binary: &str,
+        args: &[&str],
+        env: &[(&str, String)],
+    ) -> anyhow::Result<ServiceProcess> {
         let mut command = Command::new(binary);
         command
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::inherit())
             .stderr(Stdio::inherit());
@@ -71,6 +106,11 @@ impl ServiceProcess {
         let pid = self.child.id().to_string();
         Command::new("kill").args(["-TERM", &pid]).status()?;
         Ok(self.child.wait()?.success())
+    }
+
+    /// How the process ended, or None while it runs.
+    pub fn exited(&mut self) -> anyhow::Result<Option<std::process::ExitStatus>> {
+        Ok(self.child.try_wait()?)
     }
 
     pub fn id(&self) -> u32 {

@@ -30,7 +30,7 @@ pub fn router(accounts: Arc<Mutex<Accounts>>, counters: Arc<Counters>) -> axum::
 }
 
 /// The account of the `Authorization` header, or Chat2Desk's 401.
-fn tenant(api: &Api, headers: &HeaderMap) -> Result<String, Response> {
+fn tenant(api: &Api, headers: &HeaderMap) -> Result<String, Refusal> {
     let token = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
@@ -39,12 +39,10 @@ fn tenant(api: &Api, headers: &HeaderMap) -> Result<String, Response> {
     lock(&api.accounts)
         .by_token(token)
         .map(|a| a.tenant.clone())
-        .ok_or_else(|| {
-            refused(Refusal {
-                status: 401,
-                field: "token",
-                message: "the API token is missing or unknown".into(),
-            })
+        .ok_or_else(|| Refusal {
+            status: 401,
+            field: "token",
+            message: "the API token is missing or unknown".into(),
         })
 }
 
@@ -62,20 +60,18 @@ fn success(data: JsonValue) -> Response {
 }
 
 /// A JSON body, or Chat2Desk's 400.
-fn spec(body: &[u8]) -> Result<WebhookSpec, Response> {
-    serde_json::from_slice(body).map_err(|e| {
-        refused(Refusal {
-            status: 400,
-            field: "body",
-            message: format!("not a webhook as JSON: {e}"),
-        })
+fn spec(body: &[u8]) -> Result<WebhookSpec, Refusal> {
+    serde_json::from_slice(body).map_err(|e| Refusal {
+        status: 400,
+        field: "body",
+        message: format!("not a webhook as JSON: {e}"),
     })
 }
 
 async fn list(State(api): State<Api>, headers: HeaderMap) -> Response {
     let tenant = match tenant(&api, &headers) {
         Ok(tenant) => tenant,
-        Err(response) => return response,
+        Err(refusal) => return refused(refusal),
     };
     let accounts = lock(&api.accounts);
     let webhooks: Vec<_> = accounts.accounts[&tenant]
@@ -89,11 +85,11 @@ async fn list(State(api): State<Api>, headers: HeaderMap) -> Response {
 async fn create(State(api): State<Api>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
     let result = tenant(&api, &headers).and_then(|tenant| {
         let spec = spec(&body)?;
-        lock(&api.accounts).create(&tenant, spec).map_err(refused)
+        lock(&api.accounts).create(&tenant, spec)
     });
     match result {
         Ok(webhook) => success(json!(webhook)),
-        Err(response) => response,
+        Err(refusal) => refused(refusal),
     }
 }
 
@@ -105,23 +101,20 @@ async fn update(
 ) -> Response {
     let result = tenant(&api, &headers).and_then(|tenant| {
         let spec = spec(&body)?;
-        lock(&api.accounts)
-            .update(&tenant, id, spec)
-            .map_err(refused)
+        lock(&api.accounts).update(&tenant, id, spec)
     });
     match result {
         Ok(Some(webhook)) => success(json!(webhook)),
         Ok(None) => success(JsonValue::Null),
-        Err(response) => response,
+        Err(refusal) => refused(refusal),
     }
 }
 
 async fn delete(State(api): State<Api>, headers: HeaderMap, Path(id): Path<i64>) -> Response {
-    let result = tenant(&api, &headers)
-        .and_then(|tenant| lock(&api.accounts).delete(&tenant, id).map_err(refused));
+    let result = tenant(&api, &headers).and_then(|tenant| lock(&api.accounts).delete(&tenant, id));
     match result {
         Ok(()) => success(JsonValue::Null),
-        Err(response) => response,
+        Err(refusal) => refused(refusal),
     }
 }
 
