@@ -6,7 +6,7 @@ CARGO ?= cargo
 NATS_SERVER := $(CURDIR)/tools/bin/nats-server
 export NATS_SERVER_BIN := $(NATS_SERVER)
 
-.PHONY: all tools postgres build test lint fmt run bench-gateway bench-subscriber bench-analytics clean
+.PHONY: all tools postgres build test lint fmt run demo bench-gateway bench-subscriber bench-analytics clean
 
 all: build
 
@@ -42,6 +42,10 @@ fmt:
 ## run: nats-server (unless one answers at NATS_URL), the gateway with a demo tenant, crm-sync, analytics and alerting
 run: $(NATS_SERVER)
 	@bash scripts/run.sh
+
+## demo: `make run` plus a simulated Chat2Desk account sending realistic traffic to it
+demo: $(NATS_SERVER)
+	@DEMO=1 bash scripts/run.sh
 
 ## bench-gateway: gateway vs plain HTTP server vs raw JetStream publish, printed
 bench-gateway: tools

@@ -6,6 +6,10 @@
 # GATEWAY_TOKENS is set and prints the webhook URL to paste into Chat2Desk, then the services
 # that follow the event log: alerting (rules from ALERTING_RULES_FILE), crm-sync (its SQLite store in .run/crm-sync, unless CRM_STORE_URL
 # says otherwise) and analytics (its snapshots under .run/analytics).
+#
+# With DEMO=1 (`make demo`) it also starts `c2dctl simulate` as a Chat2Desk account "demo" on
+# 127.0.0.1:8090, registers its webhook at the gateway through the simulated API, and alerting
+# uses scripts/demo-rules.toml, whose notifications the simulator logs.
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -19,6 +23,10 @@ export CRM_STORE_URL="${CRM_STORE_URL:-sqlite://$PWD/.run/crm-sync/crm.db}"
 export ALERTING_GRPC_ADDR="${ALERTING_GRPC_ADDR:-127.0.0.1:50053}"
 export ALERTING_CRM_URL="${ALERTING_CRM_URL:-http://$CRM_GRPC_ADDR}"
 export ALERTING_ANALYTICS_URL="${ALERTING_ANALYTICS_URL:-http://$ANALYTICS_GRPC_ADDR}"
+demo="${DEMO:-0}"
+if [ "$demo" = 1 ]; then
+    export ALERTING_RULES_FILE="${ALERTING_RULES_FILE:-$root/scripts/demo-rules.toml}"
+fi
 profile="${PROFILE:-release}"
 run_dir="$root/.run"
 mkdir -p "$run_dir"
@@ -62,7 +70,7 @@ if [ -z "${GATEWAY_TOKENS:-}" ]; then
     export GATEWAY_TOKENS="demo=$(cat "$secret_file")"
 fi
 
-cargo build --quiet --profile "$profile" -p c2d-gateway -p c2d-crm-sync -p c2d-analytics -p c2d-alerting
+cargo build --quiet --profile "$profile" -p c2d-gateway -p c2d-crm-sync -p c2d-analytics -p c2d-alerting -p c2dctl
 target_dir="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
 bin_dir="$target_dir/$([ "$profile" = dev ] && echo debug || echo "$profile")"
 
@@ -102,5 +110,23 @@ echo "          grpcurl -plaintext -d '{\"tenant\":\"$tenant\",\"client_id\":173
 echo "            $CRM_GRPC_ADDR chat2desk.crm.v1.CrmService/GetClient"
 echo "Alerts (gRPC with reflection) on $ALERTING_GRPC_ADDR, rules from ${ALERTING_RULES_FILE:-none}:"
 echo "          grpcurl -plaintext $ALERTING_GRPC_ADDR chat2desk.alerting.v1.AlertingService/ListAlerts"
+echo "Or with c2dctl ($bin_dir/c2dctl): events tail, analytics summary --tenant $tenant, crm search --tenant $tenant, alerts list"
+
+if [ "$demo" = 1 ]; then
+    echo
+    echo "Demo: a simulated Chat2Desk account \"demo\" on 127.0.0.1:8090 sends ${DEMO_RATE:-10} events/s (delays 60x faster)."
+    "$bin_dir/c2dctl" simulate --listen 127.0.0.1:8090 --accounts demo=demo-api-token \
+        --rate "${DEMO_RATE:-10}" --time-scale 60 --wait-for-webhooks &
+    pids+=($!)
+    for _ in $(seq 1 100); do
+        curl -fsS "http://127.0.0.1:8090/simulator/stats" >/dev/null 2>&1 && break
+        sleep 0.1
+    done
+    demo_secret="$(echo "$GATEWAY_TOKENS" | tr ',' '\n' | sed -n 's/^demo=//p')"
+    "$bin_dir/c2dctl" webhooks register --api-url http://127.0.0.1:8090/v1 --api-token demo-api-token \
+        --gateway-url "http://$GATEWAY_ADDR" --tenant demo --token "$demo_secret"
+    echo "Watch:    $bin_dir/c2dctl events tail --tenant demo"
+    echo "          $bin_dir/c2dctl analytics summary --tenant demo --by channel --since 1h"
+fi
 echo "Stop:     Ctrl-C"
 wait -n "${pids[@]}"

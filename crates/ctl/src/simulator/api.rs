@@ -26,6 +26,7 @@ pub fn router(accounts: Arc<Mutex<Accounts>>, counters: Arc<Counters>) -> axum::
         .route("/v1/webhooks", get(list).post(create))
         .route("/v1/webhooks/{id}", put(update).delete(delete))
         .route("/simulator/stats", get(stats))
+        .route("/simulator/alerts", axum::routing::post(alert))
         .with_state(Api { accounts, counters })
 }
 
@@ -116,6 +117,14 @@ async fn delete(State(api): State<Api>, headers: HeaderMap, Path(id): Path<i64>)
         Ok(()) => success(JsonValue::Null),
         Err(refusal) => refused(refusal),
     }
+}
+
+/// A receiver for c2d-alerting's webhook notifications, so that a demo shows its alerts in the
+/// simulator's log.
+async fn alert(Json(body): Json<JsonValue>) -> Response {
+    let text = body["text"].as_str().unwrap_or_default();
+    tracing::warn!(target: "c2dctl::alert", "{text}");
+    StatusCode::OK.into_response()
 }
 
 async fn stats(State(api): State<Api>) -> Response {

@@ -7,7 +7,8 @@
 //! repeatable by seed; and it delivers each event to the account's webhooks with Chat2Desk's
 //! retry schedule and disabling rule ([`delivery`]), all times divided by `--time-scale`.
 //! Every delivery's outcome is counted and, with `--record`, written as one JSON line, which
-//! is what an end-to-end test compares the pipeline against.
+//! is what an end-to-end test compares the pipeline against. `POST /simulator/alerts` takes
+//! c2d-alerting's webhook notifications and logs them, so a demo shows its alerts too.
 
 pub mod accounts;
 pub mod api;
@@ -135,7 +136,7 @@ pub async fn run(
         tracing::info!("waiting until every account has a webhook (c2dctl webhooks register)");
         while !every_account_has_a_webhook(&accounts) {
             tokio::select! {
-                _ = stop.wait_for(|s| *s) => return finish(&counters, deliverer, recorder, server).await,
+                () = stopped(&mut stop) => return finish(&counters, deliverer, recorder, server).await,
                 () = tokio::time::sleep(Duration::from_millis(100)) => {}
             }
         }
@@ -158,7 +159,7 @@ pub async fn run(
     'traffic: while generated < limit {
         let due = started + Duration::from_secs_f64(traffic.next_at() as f64 / 1_000.0 / scale);
         tokio::select! {
-            _ = stop.wait_for(|s| *s) => break,
+            () = stopped(&mut stop) => break,
             () = tokio::time::sleep_until(due.into()) => {}
         }
         let event_time = now_rfc3339();
@@ -185,11 +186,16 @@ pub async fn run(
     );
     while counters.in_flight.load(Ordering::Relaxed) > 0 {
         tokio::select! {
-            _ = stop.wait_for(|s| *s) => break,
+            () = stopped(&mut stop) => break,
             () = tokio::time::sleep(Duration::from_millis(50)) => {}
         }
     }
     finish(&counters, deliverer, recorder, server).await
+}
+
+/// Completes once the simulator is asked to stop.
+async fn stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
 }
 
 fn every_account_has_a_webhook(accounts: &Mutex<Accounts>) -> bool {
