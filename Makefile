@@ -6,7 +6,7 @@ CARGO ?= cargo
 NATS_SERVER := $(CURDIR)/tools/bin/nats-server
 export NATS_SERVER_BIN := $(NATS_SERVER)
 
-.PHONY: all tools postgres build test lint fmt run demo bench-gateway bench-subscriber bench-analytics clean
+.PHONY: all tools postgres build test lint fmt run demo deploy-check bench-gateway bench-subscriber bench-analytics clean
 
 all: build
 
@@ -46,6 +46,10 @@ run: $(NATS_SERVER)
 ## demo: `make run` plus a simulated Chat2Desk account sending realistic traffic to it
 demo: $(NATS_SERVER)
 	@DEMO=1 bash scripts/run.sh
+
+## deploy-check: render every overlay, validate against Kubernetes schemas, checkov, buf lint + breaking
+deploy-check:
+	@bash scripts/deploy-check.sh
 
 ## bench-gateway: gateway vs plain HTTP server vs raw JetStream publish, printed
 bench-gateway: tools

@@ -25,7 +25,9 @@ use std::path::PathBuf;
 use bytes::Bytes;
 
 pub use gateway::GatewayProcess;
-pub use nats::{NatsServer, ordered_read_rate, publish_deliveries, stored_events, stream_messages};
+pub use nats::{
+    NatsCluster, NatsServer, ordered_read_rate, publish_deliveries, stored_events, stream_messages,
+};
 pub use pipeline::{Pipeline, inbox};
 pub use postgres::TestDatabase;
 pub use process::{ServiceProcess, workspace_binary};

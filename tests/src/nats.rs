@@ -15,6 +15,16 @@ pub struct NatsServer {
     child: Option<Child>,
     port: u16,
     dir: tempfile::TempDir,
+    /// Set for a node of a [`NatsCluster`].
+    cluster: Option<ClusterNode>,
+}
+
+/// How a node joins its cluster.
+#[derive(Debug, Clone)]
+struct ClusterNode {
+    name: String,
+    port: u16,
+    routes: Vec<u16>,
 }
 
 impl NatsServer {
@@ -25,6 +35,7 @@ impl NatsServer {
             child: None,
             port: free_port(),
             dir,
+            cluster: None,
         };
         server.spawn().await?;
         Ok(server)
@@ -62,16 +73,33 @@ impl NatsServer {
     }
 
     async fn spawn(&mut self) -> anyhow::Result<()> {
+        self.launch()?;
+        self.wait_until_ready().await
+    }
+
+    /// Starts the process without waiting for it (a cluster node cannot be ready alone).
+    fn launch(&mut self) -> anyhow::Result<()> {
         let config = self.dir.path().join("nats.conf");
         let store = self.dir.path().join("jetstream");
-        std::fs::write(
-            &config,
-            format!(
-                "listen: 127.0.0.1:{port}\nmax_payload: 8MB\njetstream {{\n  store_dir: {store:?}\n}}\n",
-                port = self.port,
-                store = store.display().to_string(),
-            ),
-        )?;
+        let mut text = format!(
+            "listen: 127.0.0.1:{port}\nmax_payload: 8MB\njetstream {{\n  store_dir: {store:?}\n}}\n",
+            port = self.port,
+            store = store.display().to_string(),
+        );
+        if let Some(node) = &self.cluster {
+            let routes: Vec<String> = node
+                .routes
+                .iter()
+                .map(|port| format!("nats://127.0.0.1:{port}"))
+                .collect();
+            text.push_str(&format!(
+                "server_name: {name}\ncluster {{\n  name: c2d-test\n  listen: 127.0.0.1:{port}\n  routes: [{routes}]\n}}\n",
+                name = node.name,
+                port = node.port,
+                routes = routes.join(", "),
+            ));
+        }
+        std::fs::write(&config, text)?;
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -85,7 +113,7 @@ impl NatsServer {
             .spawn()
             .with_context(|| format!("cannot start {}", binary.display()))?;
         self.child = Some(child);
-        self.wait_until_ready().await
+        Ok(())
     }
 
     async fn wait_until_ready(&mut self) -> anyhow::Result<()> {
@@ -127,6 +155,62 @@ impl NatsServer {
 impl Drop for NatsServer {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// Three (or `n`) nats-servers on loopback forming one JetStream cluster, for tests that lose a
+/// node under load. Each node keeps its own store, so a stream at three replicas survives one.
+pub struct NatsCluster {
+    pub nodes: Vec<NatsServer>,
+}
+
+impl NatsCluster {
+    /// Starts `n` nodes and waits until JetStream answers on each (a meta leader is elected).
+    pub async fn start(n: usize) -> anyhow::Result<NatsCluster> {
+        let cluster_ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let mut nodes = Vec::new();
+        for (i, port) in cluster_ports.iter().enumerate() {
+            let dir = tempfile::Builder::new()
+                .prefix("c2d-nats-cluster-")
+                .tempdir()?;
+            nodes.push(NatsServer {
+                child: None,
+                port: free_port(),
+                dir,
+                cluster: Some(ClusterNode {
+                    name: format!("n{}", i + 1),
+                    port: *port,
+                    routes: cluster_ports
+                        .iter()
+                        .copied()
+                        .filter(|p| p != port)
+                        .collect(),
+                }),
+            });
+        }
+        for node in &mut nodes {
+            node.launch()?;
+        }
+        for node in &mut nodes {
+            node.wait_until_ready().await?;
+        }
+        Ok(NatsCluster { nodes })
+    }
+
+    /// Every node's URL, comma-separated, as NATS_URL takes them.
+    pub fn urls(&self) -> String {
+        self.nodes
+            .iter()
+            .map(NatsServer::url)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The node named `name` (n1, n2, ...).
+    pub fn node(&mut self, name: &str) -> Option<&mut NatsServer> {
+        self.nodes
+            .iter_mut()
+            .find(|n| n.cluster.as_ref().is_some_and(|c| c.name == name))
     }
 }
 

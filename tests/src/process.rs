@@ -5,27 +5,33 @@ use std::time::{Duration, Instant};
 
 use anyhow::bail;
 
-/// The path of the workspace binary `name` (e.g. `c2d-gateway`), built by this test run's
-/// cargo: next to the test's own target directory. A test of one package (`cargo test -p x`)
-/// does not build the other packages' binaries, so a missing one is built here, once.
+/// The path of the workspace binary `name` (e.g. `c2d-gateway`), built from the current
+/// sources: a test of one package (`cargo test -p x`) does not build the other packages'
+/// binaries, and one built earlier may be stale, so each is built here once per test process
+/// (a no-op when it is up to date).
 pub fn workspace_binary(name: &str) -> anyhow::Result<std::path::PathBuf> {
-    static BUILD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    static BUILT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
     let exe = std::env::current_exe()?;
     // target/{profile}/deps/{test} -> target/{profile}/{name}
     let dir = exe.parent().and_then(|deps| deps.parent()).ok_or_else(|| {
         anyhow::anyhow!("cannot find the target directory from {}", exe.display())
     })?;
     let path = dir.join(name);
-    let _guard = BUILD.lock().unwrap_or_else(|p| p.into_inner());
-    if !path.exists() {
+    let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
+    if !built.iter().any(|b| b == name) {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "-p", name, "--bin", name])
-            .current_dir(crate::workspace_root())
-            .status()?;
+        let mut command = Command::new(cargo);
+        command
+            .args(["build", "--quiet", "-p", name, "--bin", name])
+            .current_dir(crate::workspace_root());
+        if dir.file_name().is_some_and(|profile| profile == "release") {
+            command.arg("--release");
+        }
+        let status = command.status()?;
         if !status.success() || !path.exists() {
             bail!("cannot build {name} for this test (cargo build -p {name})");
         }
+        built.push(name.to_owned());
     }
     Ok(path)
 }

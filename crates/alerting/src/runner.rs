@@ -69,7 +69,7 @@ pub async fn run(
     });
     let client = async_nats::ConnectOptions::new()
         .name("c2d-alerting")
-        .connect(&config.nats_url)
+        .connect(c2d_telemetry::env::list(&config.nats_url))
         .await
         .map_err(|source| AlertingError::Connect {
             url: config.nats_url.clone(),

@@ -112,7 +112,7 @@ impl Analytics {
 
         let client = async_nats::ConnectOptions::new()
             .name("c2d-analytics")
-            .connect(&self.config.nats_url)
+            .connect(c2d_telemetry::env::list(&self.config.nats_url))
             .await
             .map_err(|source| AnalyticsError::Connect {
                 url: self.config.nats_url.clone(),

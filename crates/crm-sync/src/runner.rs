@@ -259,7 +259,7 @@ impl CrmSync {
         });
         let client = async_nats::ConnectOptions::new()
             .name("c2d-crm-sync")
-            .connect(&self.config.nats_url)
+            .connect(c2d_telemetry::env::list(&self.config.nats_url))
             .await
             .map_err(|source| CrmSyncError::Connect {
                 url: self.config.nats_url.clone(),

@@ -109,7 +109,7 @@ impl EventLog {
                     other => tracing::info!(event = %other, "NATS connection event"),
                 }
             })
-            .connect(url)
+            .connect(c2d_telemetry::env::list(url))
             .await
             .map_err(|source| StreamError::Connect {
                 url: url.to_owned(),

@@ -21,6 +21,17 @@ pub fn expand(value: &str, lookup: &dyn Fn(&str) -> Option<String>) -> Result<St
     Ok(out)
 }
 
+/// A comma-separated setting as its items, trimmed, empty ones dropped: `NATS_URL` names
+/// several servers of a cluster this way (`nats://a:4222,nats://b:4222`), and the NATS client
+/// takes the list.
+pub fn list(value: &str) -> Vec<&str> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .collect()
+}
+
 /// A duration as people write it in configuration and on the command line: `500ms`, `30s`,
 /// `10m`, `2h`.
 pub fn duration(text: &str) -> Result<std::time::Duration, String> {
@@ -131,6 +142,15 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lists() {
+        assert_eq!(
+            list("nats://a:4222, nats://b:4222,"),
+            ["nats://a:4222", "nats://b:4222"]
+        );
+        assert!(list(" ").is_empty());
+    }
 
     #[test]
     fn durations() {

@@ -1,0 +1,209 @@
+//! The production shape on loopback: a 3-node NATS cluster with the CHAT2DESK stream at three
+//! replicas, the gateway as its own process, and a consumer. Under a steady load of webhooks,
+//! the node that leads the stream is killed (SIGKILL). A 2xx from the gateway promises the
+//! event is stored: every event answered 2xx must be in the stream afterwards, once, and
+//! reach the consumer; what failed during the failover was answered 503 (Chat2Desk retries it).
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use c2d_subscriber::{Delivery, HandlerError, StartAt, Subscriber, SubscriberConfig};
+use c2d_testkit::gateway::ACME_TOKEN;
+use c2d_testkit::{GatewayProcess, NatsCluster, inbox, workspace_binary};
+
+const POSTERS: u64 = 4;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn losing_the_stream_leader_under_load_loses_no_acknowledged_event() {
+    let mut cluster = NatsCluster::start(3).await.expect("a 3-node NATS cluster");
+    let gateway_bin = workspace_binary("c2d-gateway").unwrap();
+    let gateway = GatewayProcess::start(
+        gateway_bin.to_str().unwrap(),
+        &cluster.nodes[0],
+        &[
+            ("NATS_URL", cluster.urls()),
+            ("GATEWAY_STREAM_REPLICAS", "3".into()),
+        ],
+    )
+    .await
+    .expect("the gateway starts against the cluster");
+    let url = gateway.hook_url("acme", ACME_TOKEN);
+
+    // A consumer, connected to the cluster like any service.
+    let consumed: Arc<Mutex<HashSet<String>>> = Arc::default();
+    let client = async_nats::connect(c2d_telemetry::env::list(&cluster.urls()))
+        .await
+        .unwrap();
+    let subscriber = Subscriber::open(
+        client.clone(),
+        SubscriberConfig::new("cluster-test").start_at(StartAt::Beginning),
+    )
+    .await
+    .unwrap();
+    let (stop_consumer, consumer_stopped) = tokio::sync::oneshot::channel::<()>();
+    let seen = Arc::clone(&consumed);
+    let consumer = tokio::spawn(async move {
+        subscriber
+            .run(
+                move |delivery: Delivery| {
+                    let seen = Arc::clone(&seen);
+                    async move {
+                        seen.lock().unwrap().insert(delivery.event.event_id.clone());
+                        Ok::<(), HandlerError>(())
+                    }
+                },
+                async {
+                    let _ = consumer_stopped.await;
+                },
+            )
+            .await
+    });
+
+    // Steady load: each poster sends new events one after another and keeps the ids of those
+    // answered 2xx.
+    let running = Arc::new(AtomicBool::new(true));
+    let acknowledged: Arc<Mutex<Vec<String>>> = Arc::default();
+    let refused = Arc::new(Mutex::new(0u64));
+    let mut posters = Vec::new();
+    for poster in 0..POSTERS {
+        let (running, acknowledged, refused, url) = (
+            Arc::clone(&running),
+            Arc::clone(&acknowledged),
+            Arc::clone(&refused),
+            url.clone(),
+        );
+        posters.push(tokio::spawn(async move {
+            let mut n = poster;
+            let mut sent = 0u64;
+            while running.load(Ordering::Relaxed) {
+                sent += 1;
+                match c2d_testkit::http::post(
+                    &url,
+                    &[("content-type", "application/json")],
+                    inbox(n),
+                )
+                .await
+                {
+                    Ok(answer) if answer.status == 200 => {
+                        let body: serde_json::Value = serde_json::from_slice(&answer.body).unwrap();
+                        acknowledged
+                            .lock()
+                            .unwrap()
+                            .push(body["event_id"].as_str().unwrap().to_owned());
+                    }
+                    _ => *refused.lock().unwrap() += 1,
+                }
+                n += POSTERS;
+            }
+            sent
+        }));
+    }
+
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let jetstream = async_nats::jetstream::new(client.clone());
+    let leader = jetstream
+        .get_stream(c2d_proto::events::STREAM)
+        .await
+        .unwrap()
+        .info()
+        .await
+        .unwrap()
+        .cluster
+        .as_ref()
+        .and_then(|c| c.leader.clone())
+        .expect("the stream has a leader");
+    let before_kill = acknowledged.lock().unwrap().len();
+    cluster
+        .node(&leader)
+        .expect("the leader is one of ours")
+        .stop();
+    println!(
+        "killed {leader}, the CHAT2DESK stream's leader, after {before_kill} events were acknowledged"
+    );
+    // The load goes on until the cluster has recovered: a few hundred more events stored.
+    let killed_at = Instant::now();
+    while acknowledged.lock().unwrap().len() < before_kill + 300 {
+        assert!(
+            killed_at.elapsed() < Duration::from_secs(60),
+            "the gateway does not store events again after the failover"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    println!(
+        "storing again {:.1} s after the kill",
+        killed_at.elapsed().as_secs_f64()
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    running.store(false, Ordering::Relaxed);
+    let mut sent = 0;
+    for poster in posters {
+        sent += poster.await.unwrap();
+    }
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    let refused = *refused.lock().unwrap();
+
+    // Every acknowledged event is stored once, on the surviving nodes (read once the stream
+    // has its new leader).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let new_leader = loop {
+        let info = match jetstream.get_stream(c2d_proto::events::STREAM).await {
+            Ok(mut stream) => stream.info().await.ok().cloned(),
+            Err(_) => None,
+        };
+        if let Some(leader) = info.and_then(|i| i.cluster).and_then(|c| c.leader) {
+            break leader;
+        }
+        assert!(Instant::now() < deadline, "the stream has no new leader");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let stored =
+        c2d_subscriber::history::read(client.clone(), StartAt::Beginning, None, usize::MAX)
+            .await
+            .unwrap()
+            .events;
+    println!("{new_leader} leads the stream now");
+    let mut in_stream: HashSet<String> = HashSet::new();
+    let mut duplicates = 0;
+    for stored in &stored {
+        if !in_stream.insert(stored.event.event_id.clone()) {
+            duplicates += 1;
+        }
+    }
+    let lost: Vec<&String> = acknowledged
+        .iter()
+        .filter(|id| !in_stream.contains(*id))
+        .collect();
+    println!(
+        "sent {sent}, answered 2xx {}, refused (503, retried by Chat2Desk) {refused}, in stream {}, duplicates {duplicates}, lost {}",
+        acknowledged.len(),
+        stored.len(),
+        lost.len()
+    );
+    assert!(lost.is_empty(), "acknowledged but not stored: {lost:?}");
+    assert_eq!(duplicates, 0);
+
+    // And the consumer gets every one of them.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let missing = acknowledged
+            .iter()
+            .filter(|id| !consumed.lock().unwrap().contains(*id))
+            .count();
+        if missing == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{missing} acknowledged events never reached the consumer"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    println!(
+        "the consumer saw all {} acknowledged events",
+        acknowledged.len()
+    );
+    let _ = stop_consumer.send(());
+    let _ = consumer.await;
+}
