@@ -36,6 +36,8 @@ impl GatewayProcess {
             ("NATS_URL", nats.url()),
             ("GATEWAY_ADDR", format!("127.0.0.1:{port}")),
             ("GATEWAY_TOKENS", TENANTS.to_owned()),
+            // Without a spool a failed append is a 503; spool tests give a directory.
+            ("GATEWAY_SPOOL_DIR", "off".to_owned()),
         ];
         vars.extend(env.iter().cloned());
         let mut process = ServiceProcess::spawn(binary, &vars)?;

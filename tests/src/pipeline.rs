@@ -22,6 +22,7 @@ impl Pipeline {
         let config = Config::from_lookup(|name| match name {
             "NATS_URL" => Some(url.clone()),
             "GATEWAY_TOKENS" => Some(TENANTS.to_owned()),
+            "GATEWAY_SPOOL_DIR" => Some("off".to_owned()),
             _ => None,
         })
         .expect("test configuration is valid");

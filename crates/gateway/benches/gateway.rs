@@ -84,7 +84,17 @@ async fn bench() -> anyhow::Result<()> {
 
     // 2. The gateway against a real nats-server.
     let nats = NatsServer::start().await?;
-    let gateway = GatewayProcess::start(GATEWAY, &nats, &[("RUST_LOG", "info".into())]).await?;
+    // As in production: the spool is on (NATS is healthy, so events go straight to JetStream).
+    let spool = tempfile::tempdir()?;
+    let gateway = GatewayProcess::start(
+        GATEWAY,
+        &nats,
+        &[
+            ("RUST_LOG", "info".into()),
+            ("GATEWAY_SPOOL_DIR", spool.path().display().to_string()),
+        ],
+    )
+    .await?;
     let pids = [
         gateway.process.id(),
         nats.pid().context("nats-server runs")?,

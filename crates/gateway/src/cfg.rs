@@ -11,6 +11,8 @@
 //! | `GATEWAY_DUPLICATE_WINDOW_SECS` | `21600` | how long a retried delivery is recognised; at least 3 h to cover Chat2Desk's retries (10 s, 5 min, 2 h), 6 h covers the 5 h until it disables a webhook |
 //! | `GATEWAY_STREAM_MAX_AGE_DAYS` | `0` | drop events older than this; 0 keeps the log forever |
 //! | `GATEWAY_SHUTDOWN_GRACE_SECS` | `25` | how long a stopping gateway lets in-flight requests finish |
+//! | `GATEWAY_SPOOL_DIR` | `data/gateway/spool` | where events wait, on disk, when JetStream cannot take them (they are answered 2xx and forwarded later); `off`: answer 503 instead |
+//! | `GATEWAY_SPOOL_MAX_BYTES` | `1073741824` | the spool's size; beyond it webhooks get 503 and Chat2Desk retries |
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -27,6 +29,8 @@ pub const DEFAULT_DUPLICATE_WINDOW: Duration = Duration::from_secs(6 * 3_600);
 /// store that retry twice.
 pub const MIN_DUPLICATE_WINDOW: Duration = Duration::from_secs(3 * 3_600);
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(25);
+pub const DEFAULT_SPOOL_DIR: &str = "data/gateway/spool";
+pub const DEFAULT_SPOOL_MAX_BYTES: u64 = 1024 * 1024 * 1024;
 
 /// Everything the gateway needs to run.
 #[derive(Debug, Clone)]
@@ -38,6 +42,9 @@ pub struct Config {
     pub publish_timeout: Duration,
     pub stream: StreamSettings,
     pub shutdown_grace: Duration,
+    /// Where events wait when JetStream cannot take them; None: no spool (503 instead).
+    pub spool_dir: Option<std::path::PathBuf>,
+    pub spool_max_bytes: u64,
 }
 
 /// How the gateway creates the event log's streams.
@@ -144,6 +151,17 @@ impl Config {
                 DEFAULT_SHUTDOWN_GRACE.as_secs(),
                 "a number of seconds, e.g. 25",
             )?),
+            spool_dir: match get("GATEWAY_SPOOL_DIR").as_deref().map(str::trim) {
+                Some("off") => None,
+                Some(dir) => Some(dir.into()),
+                None => Some(DEFAULT_SPOOL_DIR.into()),
+            },
+            spool_max_bytes: parse(
+                &get,
+                "GATEWAY_SPOOL_MAX_BYTES",
+                DEFAULT_SPOOL_MAX_BYTES,
+                "a number of bytes, e.g. 1073741824",
+            )?,
         })
     }
 }

@@ -44,6 +44,8 @@ pub struct Appended {
     pub sequence: u64,
     /// JetStream already held a message with this id: a retried delivery, stored once.
     pub duplicate: bool,
+    /// JetStream could not take it now: it is in the spool, on disk, and forwarded later.
+    pub spooled: bool,
 }
 
 /// Why a message was not stored. Every variant is worth a retry later: the gateway answers
@@ -62,6 +64,20 @@ pub enum AppendError {
     TooLarge { size: usize },
     #[error("JetStream refused the message: {0}")]
     Refused(String),
+    #[error("JetStream could not take it and {0}")]
+    NotSpooled(#[from] crate::spool::SpoolError),
+}
+
+impl AppendError {
+    /// Whether JetStream may take the message later as it is (NATS down or slow, the stream
+    /// being created), so that spooling it is worth it; a message too large or refused would
+    /// be refused again.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            AppendError::Unavailable(_) | AppendError::TimedOut(_) | AppendError::NoStream
+        )
+    }
 }
 
 /// The streams could not be created or checked.
@@ -228,6 +244,7 @@ impl EventLog {
             Ok(ack) => Ok(Appended {
                 sequence: ack.sequence,
                 duplicate: ack.duplicate,
+                spooled: false,
             }),
             Err(error) => Err(match error.kind() {
                 PublishErrorKind::StreamNotFound => {

@@ -28,14 +28,23 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// Events can be stored now: NATS is connected and the streams exist. A load balancer sends
-/// traffic elsewhere while this answers 503.
+/// Events can be stored now: NATS is connected and the streams exist, or the spool has room
+/// for them. A load balancer sends traffic elsewhere while this answers 503. The body says
+/// how deep the spool is.
 async fn readyz(State(gateway): State<Arc<Gateway>>) -> impl IntoResponse {
+    let spool = gateway.spool.as_ref().map(|s| (s.depth(), s.has_room()));
+    let depth = spool.map_or(String::new(), |(depth, _)| {
+        format!(" (spool: {} events, {} bytes)", depth.messages, depth.bytes)
+    });
     match gateway.log.readiness() {
-        Ok(()) => (StatusCode::OK, "ready\n".to_owned()),
+        Ok(()) => (StatusCode::OK, format!("ready{depth}\n")),
+        Err(reason) if spool.is_some_and(|(_, room)| room) => (
+            StatusCode::OK,
+            format!("ready, spooling: {reason}{depth}\n"),
+        ),
         Err(reason) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("not ready: {reason}\n"),
+            format!("not ready: {reason}{depth}\n"),
         ),
     }
 }
@@ -45,6 +54,11 @@ async fn metrics(State(gateway): State<Arc<Gateway>>) -> impl IntoResponse {
         .metrics
         .nats_connected
         .set(i64::from(gateway.log.is_connected()));
+    if let Some(spool) = &gateway.spool {
+        let depth = spool.depth();
+        gateway.metrics.spool_messages.set(depth.messages as i64);
+        gateway.metrics.spool_bytes.set(depth.bytes as i64);
+    }
     (
         [(
             header::CONTENT_TYPE,

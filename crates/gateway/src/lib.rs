@@ -9,6 +9,7 @@
 //! - [`tenants`]: which accounts may post, with which secrets.
 //! - [`webhook`]: the delivery route, step by step.
 //! - [`event_log`]: JetStream streams and appends.
+//! - [`spool`]: where events wait, on disk, while JetStream cannot take them.
 //! - [`http`], [`metrics`], [`hints`], [`error`]: the rest of the HTTP surface.
 
 pub mod cfg;
@@ -17,6 +18,7 @@ pub mod event_log;
 pub mod hints;
 pub mod http;
 pub mod metrics;
+pub mod spool;
 pub mod tenants;
 pub mod webhook;
 
@@ -30,18 +32,30 @@ use tokio::net::TcpListener;
 pub use cfg::Config;
 use event_log::{AppendError, Appended, EventLog, StreamError};
 use metrics::Metrics;
+use spool::{Spool, SpoolError};
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Stream(#[from] StreamError),
+    #[error(transparent)]
+    Spool(#[from] SpoolError),
+}
 
 /// A running gateway: its configuration, its connection to the event log, its metrics.
 pub struct Gateway {
     pub config: Config,
     pub log: Arc<EventLog>,
     pub metrics: Metrics,
+    /// Where events wait while JetStream cannot take them.
+    pub spool: Option<Arc<Spool>>,
 }
 
 impl Gateway {
     /// Connects to NATS (in the background when it is not up yet) and keeps the streams
     /// present. Returns at once: readiness is reported by `/readyz`.
-    pub async fn start(config: Config) -> Result<Arc<Gateway>, StreamError> {
+    pub async fn start(config: Config) -> Result<Arc<Gateway>, StartError> {
         // An event holds the raw body and the fields read from it: at most about twice the body.
         let largest_message = 2 * config.max_body_bytes + 64 * 1024;
         let log = EventLog::connect(
@@ -52,10 +66,25 @@ impl Gateway {
         )
         .await?;
         log.spawn_keeper();
+        let spool = match &config.spool_dir {
+            Some(dir) => {
+                let spool = Spool::open(dir, config.spool_max_bytes)?;
+                tokio::spawn(spool::forward(Arc::clone(&spool), {
+                    let log = Arc::clone(&log);
+                    move |record: spool::record::Record| {
+                        let log = Arc::clone(&log);
+                        async move { forward_one(&log, record).await }
+                    }
+                }));
+                Some(spool)
+            }
+            None => None,
+        };
         Ok(Arc::new(Gateway {
             config,
             log,
             metrics: Metrics::default(),
+            spool,
         }))
     }
 
@@ -89,7 +118,8 @@ impl Gateway {
         Ok(())
     }
 
-    /// Appends one message to the event log, timing the acknowledgement.
+    /// Appends one message to the event log, timing the acknowledgement; when JetStream cannot
+    /// take it now, or older messages wait in the spool, it goes to the spool.
     async fn append(
         &self,
         subject: String,
@@ -97,13 +127,74 @@ impl Gateway {
         traceparent: &str,
         payload: Bytes,
     ) -> Result<Appended, AppendError> {
-        let started = Instant::now();
-        let appended = self.log.append(subject, msg_id, traceparent, payload).await;
-        if appended.is_ok() {
-            self.metrics
-                .publish_seconds
-                .observe(started.elapsed().as_secs_f64());
+        let spool = self.spool.as_ref();
+        if spool.is_some_and(|s| s.has_backlog()) {
+            return self.spool(subject, msg_id, traceparent, payload).await;
         }
-        appended
+        let started = Instant::now();
+        let appended = self
+            .log
+            .append(subject.clone(), msg_id, traceparent, payload.clone())
+            .await;
+        match appended {
+            Ok(appended) => {
+                self.metrics
+                    .publish_seconds
+                    .observe(started.elapsed().as_secs_f64());
+                Ok(appended)
+            }
+            Err(error) if spool.is_some() && error.is_transient() => {
+                tracing::warn!(%error, "JetStream cannot take the event now: spooled");
+                self.spool(subject, msg_id, traceparent, payload).await
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    async fn spool(
+        &self,
+        subject: String,
+        msg_id: &str,
+        traceparent: &str,
+        payload: Bytes,
+    ) -> Result<Appended, AppendError> {
+        let Some(spool) = &self.spool else {
+            return Err(AppendError::Unavailable("no spool".into()));
+        };
+        let record = spool::record::Record {
+            subject,
+            msg_id: msg_id.to_owned(),
+            traceparent: traceparent.to_owned(),
+            payload: payload.to_vec(),
+        };
+        spool.append(&record).await?;
+        self.metrics.spooled.inc();
+        Ok(Appended {
+            sequence: 0,
+            duplicate: false,
+            spooled: true,
+        })
+    }
+}
+
+/// Forwards one spooled message: true when it is in JetStream (or can never be, and was
+/// dropped with an error in the log), false to try again later.
+async fn forward_one(log: &EventLog, record: spool::record::Record) -> bool {
+    let msg_id = record.msg_id.clone();
+    match log
+        .append(
+            record.subject,
+            &record.msg_id,
+            &record.traceparent,
+            record.payload.into(),
+        )
+        .await
+    {
+        Ok(_) => true,
+        Err(error) if error.is_transient() => false,
+        Err(error) => {
+            tracing::error!(%error, event_id = %msg_id, "a spooled event cannot be stored in JetStream at all; dropped from the spool");
+            true
+        }
     }
 }

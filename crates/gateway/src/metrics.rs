@@ -35,6 +35,10 @@ pub struct Metrics {
     pub publish_seconds: Histogram,
     pub request_seconds: Histogram,
     pub nats_connected: Gauge,
+    /// Events answered 2xx from the spool while JetStream could not take them.
+    pub spooled: Counter,
+    pub spool_messages: Gauge,
+    pub spool_bytes: Gauge,
 }
 
 impl Default for Metrics {
@@ -49,6 +53,9 @@ impl Default for Metrics {
             publish_seconds: Histogram::new(exponential_buckets(0.000_1, 2.0, 16)),
             request_seconds: Histogram::new(exponential_buckets(0.000_1, 2.0, 16)),
             nats_connected: Gauge::default(),
+            spooled: Counter::default(),
+            spool_messages: Gauge::default(),
+            spool_bytes: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -87,6 +94,22 @@ impl Default for Metrics {
             "nats_connected",
             "1 while the gateway is connected to NATS",
             metrics.nats_connected.clone(),
+        );
+        registry.register(
+            "spooled",
+            "Events written to the spool because JetStream could not take them",
+            metrics.spooled.clone(),
+        );
+        registry.register(
+            "spool_messages",
+            "Events in the spool, waiting to be forwarded to JetStream",
+            metrics.spool_messages.clone(),
+        );
+        registry.register_with_unit(
+            "spool",
+            "Size of the spool's events waiting to be forwarded",
+            Unit::Bytes,
+            metrics.spool_bytes.clone(),
         );
         Metrics {
             registry,

@@ -131,7 +131,9 @@ async fn store(
             .map_or("unknown", HookType::as_str)
             .to_owned(),
     };
-    let Appended { duplicate, .. } = gateway
+    let Appended {
+        duplicate, spooled, ..
+    } = gateway
         .append(
             subject,
             &event.event_id,
@@ -151,6 +153,10 @@ async fn store(
         Some(Payload::AiHintsRequested(request)) => {
             axum::Json(HintsAnswer::empty(request.message_id)).into_response()
         }
+        _ if spooled => axum::Json(
+            json!({ "status": "ok", "event_id": event.event_id, "duplicate": false, "spooled": true }),
+        )
+        .into_response(),
         _ => axum::Json(
             json!({ "status": "ok", "event_id": event.event_id, "duplicate": duplicate }),
         )

@@ -212,3 +212,99 @@ async fn nats_down_answers_503_at_once_and_the_gateway_recovers_by_itself() {
         "inbox 1 before the outage and inbox 2 after it"
     );
 }
+
+/// The spool's depth, from `/readyz`'s body.
+async fn spool_depth(gateway: &GatewayProcess) -> Option<u64> {
+    let text = http::get(&format!("{}/readyz", gateway.base_url()))
+        .await
+        .ok()?
+        .text();
+    let (_, after) = text.split_once("spool: ")?;
+    after.split(' ').next()?.parse().ok()
+}
+
+/// Waits until the gateway's spool is empty: everything forwarded to JetStream.
+async fn wait_until_drained(gateway: &GatewayProcess) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while spool_depth(gateway).await != Some(0) {
+        assert!(Instant::now() < deadline, "the spool does not drain");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_spool_nats_down_under_load_is_answered_2xx_and_nothing_is_lost_or_doubled() {
+    let mut nats = NatsServer::start().await.unwrap();
+    let spool = tempfile::tempdir().unwrap();
+    let gateway = GatewayProcess::start(
+        GATEWAY,
+        &nats,
+        &[("GATEWAY_SPOOL_DIR", spool.path().display().to_string())],
+    )
+    .await
+    .unwrap();
+    let url = gateway.hook_url("acme", c2d_testkit::gateway::ACME_TOKEN);
+    let stop = Arc::new(AtomicBool::new(false));
+    let running = tokio::spawn(load(url, 8, stop.clone()));
+    wait_for_answers(&gateway, 200).await;
+
+    nats.stop();
+    let outage = Instant::now();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let spooled = spool_depth(&gateway).await.unwrap_or(0);
+    assert!(spooled > 0, "deliveries during the outage are spooled");
+    nats.restart().await.unwrap();
+    let outage = outage.elapsed();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.store(true, Ordering::Relaxed);
+    let tally = running.await.unwrap();
+    wait_until_drained(&gateway).await;
+
+    let in_stream = assert_all_answered_are_stored_once(&nats, &tally.stored).await;
+    println!(
+        "injected: NATS killed for {:.1} s under load; sent {}, answered 2xx {} ({spooled} spooled at the low point), not 2xx {}, in stream {in_stream}, lost 0, duplicated 0",
+        outage.as_secs_f64(),
+        tally.stored.len() + tally.failed.len(),
+        tally.stored.len(),
+        tally.failed.len(),
+    );
+    assert!(
+        tally.failed.is_empty(),
+        "with room in the spool every delivery is answered 2xx: {} were not",
+        tally.failed.len()
+    );
+    assert_eq!(in_stream, tally.stored.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_killed_while_spooling_forwards_its_spool_after_restart() {
+    let mut nats = NatsServer::start().await.unwrap();
+    let spool = tempfile::tempdir().unwrap();
+    let env = [("GATEWAY_SPOOL_DIR", spool.path().display().to_string())];
+    let mut gateway = GatewayProcess::start(GATEWAY, &nats, &env).await.unwrap();
+    let port = gateway.port;
+    let url = gateway.hook_url("acme", c2d_testkit::gateway::ACME_TOKEN);
+    nats.stop();
+    let mut answered = Vec::new();
+    for n in 0..300 {
+        let answer = http::post_json(&url, inbox(n)).await.unwrap();
+        assert_eq!(answer.status, 200, "spooled: {}", answer.text());
+        assert_eq!(answer.json()["spooled"], true);
+        answered.push(answer.json()["event_id"].as_str().unwrap().to_owned());
+    }
+    // SIGKILL with 300 events on disk and NATS still down.
+    gateway.process.kill();
+    nats.restart().await.unwrap();
+    gateway = GatewayProcess::start_on(GATEWAY, port, &nats, &env)
+        .await
+        .unwrap();
+    wait_until_drained(&gateway).await;
+    // Chat2Desk retries one of them later: recognised, not stored again.
+    let again = http::post_json(&url, inbox(7)).await.unwrap();
+    assert_eq!(again.json()["duplicate"], true);
+    let in_stream = assert_all_answered_are_stored_once(&nats, &answered).await;
+    println!(
+        "injected: SIGKILL of the gateway holding 300 spooled events, NATS down; after restart: in stream {in_stream}, lost 0, duplicated 0"
+    );
+    assert_eq!(in_stream, 300);
+}

@@ -1,0 +1,478 @@
+//! The spool: where an event goes when JetStream cannot take it now, so that the gateway still
+//! answers 2xx and Chat2Desk never reaches the 5 hours after which it disables the webhook.
+//!
+//! It is a write-ahead log in one file (`spool.log`) under `GATEWAY_SPOOL_DIR`: an event is
+//! appended and fsync'd before its 2xx (appends that arrive together share one fsync), and the
+//! file is bounded by `GATEWAY_SPOOL_MAX_BYTES` (beyond it the webhook gets a 503, and Chat2Desk
+//! retries). A forwarder sends the spooled messages to JetStream in order, with their own
+//! `Nats-Msg-Id`, as soon as NATS takes them; what it has forwarded is recorded in
+//! `spool.cursor`, and once everything is forwarded the log is emptied. After a crash the
+//! gateway reopens the spool, drops a torn last record (never acknowledged: its fsync did not
+//! finish), and forwards from the cursor; a message forwarded again is recognised by JetStream
+//! by its id, and a later Chat2Desk retry of a spooled event too.
+//!
+//! While the spool holds anything, new events are spooled behind it rather than published
+//! directly, so the stream keeps the order in which the gateway acknowledged them.
+
+pub mod record;
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::sync::{Notify, mpsc, oneshot};
+
+use record::{Decoded, Record};
+
+/// How long the forwarder waits before trying again when NATS does not take a message.
+const RETRY: Duration = Duration::from_millis(500);
+/// The forwarder sends at most this many bytes of records per round.
+const FORWARD_BATCH_BYTES: u64 = 4 * 1024 * 1024;
+/// At most this many appends share one fsync.
+const GROUP_COMMIT: usize = 512;
+
+/// Why an event could not be spooled (the webhook then gets a 503).
+#[derive(Debug, thiserror::Error)]
+pub enum SpoolError {
+    #[error(
+        "the spool is full ({max_bytes} bytes, GATEWAY_SPOOL_MAX_BYTES): NATS has been unreachable for long; Chat2Desk retries this delivery"
+    )]
+    Full { max_bytes: u64 },
+    #[error("cannot write the spool in {dir}: {message}; check the disk")]
+    Io { dir: String, message: String },
+    #[error("the spool's writer stopped")]
+    Stopped,
+}
+
+/// What the spool holds now, for metrics and readiness.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Depth {
+    pub messages: u64,
+    pub bytes: u64,
+}
+
+/// Where the writer answers an append.
+type Reply = oneshot::Sender<Result<(), SpoolError>>;
+
+enum Command {
+    Append(Vec<u8>, Reply),
+    /// The forwarder has sent everything before this offset (and this many messages).
+    Forwarded(u64, u64, oneshot::Sender<()>),
+}
+
+/// The spool of one gateway.
+pub struct Spool {
+    dir: PathBuf,
+    max_bytes: u64,
+    writer: mpsc::Sender<Command>,
+    /// The end of what is fsync'd: the forwarder reads up to here.
+    synced: Arc<AtomicU64>,
+    /// Where the forwarder is.
+    cursor: Arc<AtomicU64>,
+    messages: Arc<AtomicU64>,
+    /// Raised when something was spooled.
+    pub(crate) appended: Arc<Notify>,
+}
+
+impl Spool {
+    /// Opens (creating) the spool in `dir` and recovers what a crash left.
+    pub fn open(dir: &Path, max_bytes: u64) -> Result<Arc<Spool>, SpoolError> {
+        let io = |e: std::io::Error| SpoolError::Io {
+            dir: dir.display().to_string(),
+            message: e.to_string(),
+        };
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let mut file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(dir.join("spool.log"))
+            .map_err(io)?;
+        let cursor = read_cursor(&dir.join("spool.cursor")).map_err(io)?;
+        let len = file.metadata().map_err(io)?.len();
+        let cursor = cursor.min(len);
+        // Whole records from the cursor on; anything after the last one is a torn write.
+        let (end, messages) = scan(&mut file, cursor, len).map_err(io)?;
+        if end < len {
+            tracing::warn!(
+                torn_bytes = len - end,
+                "the spool ended in a torn record (a crash while writing it, never acknowledged); dropped"
+            );
+            file.set_len(end).map_err(io)?;
+            file.sync_all().map_err(io)?;
+        }
+        if messages > 0 {
+            tracing::warn!(
+                messages,
+                "the spool holds events from before the restart; forwarding them to JetStream"
+            );
+        }
+        let synced = Arc::new(AtomicU64::new(end));
+        let cursor = Arc::new(AtomicU64::new(cursor));
+        let messages = Arc::new(AtomicU64::new(messages));
+        let appended = Arc::new(Notify::new());
+        let (writer, commands) = mpsc::channel(4 * GROUP_COMMIT);
+        let state = Writer {
+            dir: dir.to_owned(),
+            file,
+            max_bytes,
+            synced: Arc::clone(&synced),
+            cursor: Arc::clone(&cursor),
+            messages: Arc::clone(&messages),
+            appended: Arc::clone(&appended),
+        };
+        std::thread::Builder::new()
+            .name("spool-writer".into())
+            .spawn(move || state.run(commands))
+            .map_err(io)?;
+        Ok(Arc::new(Spool {
+            dir: dir.to_owned(),
+            max_bytes,
+            writer,
+            synced,
+            cursor,
+            messages,
+            appended,
+        }))
+    }
+
+    /// Appends a message; returns once it is on disk.
+    pub async fn append(&self, record: &Record) -> Result<(), SpoolError> {
+        let (done, answer) = oneshot::channel();
+        self.writer
+            .send(Command::Append(record::encode(record), done))
+            .await
+            .map_err(|_| SpoolError::Stopped)?;
+        answer.await.map_err(|_| SpoolError::Stopped)?
+    }
+
+    /// Whether messages wait to be forwarded (new ones then queue behind them).
+    pub fn has_backlog(&self) -> bool {
+        self.messages.load(Ordering::Acquire) > 0
+    }
+
+    pub fn depth(&self) -> Depth {
+        Depth {
+            messages: self.messages.load(Ordering::Acquire),
+            bytes: self.synced.load(Ordering::Acquire) - self.cursor.load(Ordering::Acquire),
+        }
+    }
+
+    /// Whether the spool can take more (readiness: a gateway that can spool can take webhooks).
+    pub fn has_room(&self) -> bool {
+        self.synced.load(Ordering::Acquire) < self.max_bytes
+    }
+
+    /// The records after the cursor, up to a batch, with the offset after each.
+    fn next_batch(&self) -> std::io::Result<Vec<(Record, u64)>> {
+        let start = self.cursor.load(Ordering::Acquire);
+        let end = self
+            .synced
+            .load(Ordering::Acquire)
+            .min(start + FORWARD_BATCH_BYTES.max(1));
+        let mut records = Vec::new();
+        if end <= start {
+            return Ok(records);
+        }
+        let mut file = File::open(self.dir.join("spool.log"))?;
+        file.seek(SeekFrom::Start(start))?;
+        let mut bytes = vec![0; (end - start) as usize];
+        file.read_exact(&mut bytes)?;
+        let mut at = 0usize;
+        while let Decoded::Record(record, used) = record::decode(&bytes[at..]) {
+            at += used;
+            records.push((record, start + at as u64));
+        }
+        if records.is_empty() {
+            // A record larger than a batch: read it whole.
+            let mut header = [0u8; 4];
+            if bytes.len() >= 4 {
+                header.copy_from_slice(&bytes[..4]);
+                let whole = 8 + u64::from(u32::from_le_bytes(header));
+                let mut bytes = vec![0; whole as usize];
+                file.seek(SeekFrom::Start(start))?;
+                file.read_exact(&mut bytes)?;
+                if let Decoded::Record(record, used) = record::decode(&bytes) {
+                    records.push((record, start + used as u64));
+                }
+            }
+        }
+        Ok(records)
+    }
+
+    /// Records that everything before `offset` (`count` messages) is in JetStream.
+    async fn forwarded(&self, offset: u64, count: u64) {
+        let (done, answer) = oneshot::channel();
+        if self
+            .writer
+            .send(Command::Forwarded(offset, count, done))
+            .await
+            .is_ok()
+        {
+            let _ = answer.await;
+        }
+    }
+}
+
+/// Forwards the spool to JetStream through `send` (which publishes one message and waits for
+/// the acknowledgement, returning false when it should be tried again later) until the
+/// process ends.
+pub async fn forward<F, Fut>(spool: Arc<Spool>, send: F)
+where
+    F: Fn(Record) -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    loop {
+        if !spool.has_backlog() {
+            tokio::select! {
+                () = spool.appended.notified() => {}
+                () = tokio::time::sleep(RETRY) => {}
+            }
+            continue;
+        }
+        let batch = match spool.next_batch() {
+            Ok(batch) => batch,
+            Err(error) => {
+                tracing::error!(%error, "cannot read the spool; retrying");
+                tokio::time::sleep(RETRY).await;
+                continue;
+            }
+        };
+        let mut sent = 0u64;
+        let mut through = None;
+        for (record, end) in batch {
+            if !send(record).await {
+                break;
+            }
+            sent += 1;
+            through = Some(end);
+        }
+        if let Some(end) = through {
+            spool.forwarded(end, sent).await;
+            tracing::info!(
+                forwarded = sent,
+                left = spool.depth().messages,
+                "spooled events forwarded to JetStream"
+            );
+        } else {
+            tokio::time::sleep(RETRY).await;
+        }
+    }
+}
+
+/// The only one that writes the spool's files.
+struct Writer {
+    dir: PathBuf,
+    file: File,
+    max_bytes: u64,
+    synced: Arc<AtomicU64>,
+    cursor: Arc<AtomicU64>,
+    messages: Arc<AtomicU64>,
+    appended: Arc<Notify>,
+}
+
+impl Writer {
+    fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+        while let Some(first) = commands.blocking_recv() {
+            let mut batch = vec![first];
+            while batch.len() < GROUP_COMMIT {
+                match commands.try_recv() {
+                    Ok(command) => batch.push(command),
+                    Err(_) => break,
+                }
+            }
+            let mut appends = Vec::new();
+            for command in batch {
+                match command {
+                    Command::Append(bytes, done) => appends.push((bytes, done)),
+                    Command::Forwarded(offset, count, done) => {
+                        self.forwarded(offset, count);
+                        let _ = done.send(());
+                    }
+                }
+            }
+            if !appends.is_empty() {
+                self.append(appends);
+            }
+        }
+    }
+
+    fn io(&self, error: std::io::Error) -> SpoolError {
+        SpoolError::Io {
+            dir: self.dir.display().to_string(),
+            message: error.to_string(),
+        }
+    }
+
+    /// Writes the records that fit, one fsync for all, then answers each.
+    fn append(&mut self, appends: Vec<(Vec<u8>, Reply)>) {
+        let start = self.synced.load(Ordering::Acquire);
+        let mut end = start;
+        let mut bytes = Vec::new();
+        let mut accepted = Vec::new();
+        for (record, done) in appends {
+            if end + record.len() as u64 > self.max_bytes {
+                let _ = done.send(Err(SpoolError::Full {
+                    max_bytes: self.max_bytes,
+                }));
+                continue;
+            }
+            end += record.len() as u64;
+            bytes.extend_from_slice(&record);
+            accepted.push(done);
+        }
+        if accepted.is_empty() {
+            return;
+        }
+        let written = self
+            .file
+            .seek(SeekFrom::Start(start))
+            .and_then(|_| self.file.write_all(&bytes))
+            .and_then(|()| self.file.sync_data());
+        match written {
+            Ok(()) => {
+                self.synced.store(end, Ordering::Release);
+                self.messages
+                    .fetch_add(accepted.len() as u64, Ordering::AcqRel);
+                for done in accepted {
+                    let _ = done.send(Ok(()));
+                }
+                self.appended.notify_one();
+            }
+            Err(error) => {
+                // Nothing of this batch counts: cut the file back to what was synced.
+                let _ = self.file.set_len(start);
+                tracing::error!(%error, "cannot write the spool; those webhooks get 503");
+                for done in accepted {
+                    let _ = done.send(Err(
+                        self.io(std::io::Error::new(error.kind(), error.to_string()))
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Moves the cursor; once everything is forwarded, empties the log.
+    fn forwarded(&mut self, offset: u64, count: u64) {
+        self.cursor.store(offset, Ordering::Release);
+        self.messages.fetch_sub(count, Ordering::AcqRel);
+        let mut cursor = offset;
+        if offset >= self.synced.load(Ordering::Acquire) {
+            match self.file.set_len(0).and_then(|()| self.file.sync_all()) {
+                Ok(()) => {
+                    self.synced.store(0, Ordering::Release);
+                    self.cursor.store(0, Ordering::Release);
+                    cursor = 0;
+                }
+                Err(error) => tracing::warn!(%error, "cannot empty the forwarded spool; it stays"),
+            }
+        }
+        if let Err(error) = write_cursor(&self.dir.join("spool.cursor"), cursor) {
+            // A cursor behind only means messages forwarded twice, which JetStream recognises.
+            tracing::warn!(%error, "cannot record the spool's cursor");
+        }
+    }
+}
+
+fn read_cursor(path: &Path) -> std::io::Result<u64> {
+    match std::fs::read(path) {
+        Ok(bytes) if bytes.len() == 8 => {
+            let mut raw = [0u8; 8];
+            raw.copy_from_slice(&bytes);
+            Ok(u64::from_le_bytes(raw))
+        }
+        Ok(_) => Ok(0),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(0),
+        Err(error) => Err(error),
+    }
+}
+
+/// Writes the cursor atomically (a new file renamed over the old one).
+fn write_cursor(path: &Path, cursor: u64) -> std::io::Result<()> {
+    let fresh = path.with_extension("cursor.new");
+    let mut file = File::create(&fresh)?;
+    file.write_all(&cursor.to_le_bytes())?;
+    file.sync_all()?;
+    std::fs::rename(&fresh, path)
+}
+
+/// The end of the whole records from `from` to `len`, and how many there are.
+fn scan(file: &mut File, from: u64, len: u64) -> std::io::Result<(u64, u64)> {
+    let mut bytes = Vec::new();
+    file.seek(SeekFrom::Start(from))?;
+    file.take(len - from).read_to_end(&mut bytes)?;
+    let (mut at, mut count) = (0usize, 0u64);
+    while let Decoded::Record(_, used) = record::decode(&bytes[at..]) {
+        at += used;
+        count += 1;
+    }
+    Ok((from + at as u64, count))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(n: u64) -> Record {
+        Record {
+            subject: "chat2desk.events.acme.inbox".into(),
+            msg_id: format!("event-{n}"),
+            traceparent: String::new(),
+            payload: format!("payload {n}").into_bytes(),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn spooled_messages_survive_a_crash_in_order_and_a_torn_tail_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path(), 1 << 20).unwrap();
+        for n in 0..5 {
+            spool.append(&record(n)).await.unwrap();
+        }
+        assert_eq!(spool.depth().messages, 5);
+        // The forwarder sends two, then the process dies.
+        let batch = spool.next_batch().unwrap();
+        spool.forwarded(batch[1].1, 2).await;
+        drop(spool);
+        // A crash in the middle of writing a sixth record.
+        let log = dir.path().join("spool.log");
+        let mut torn = record::encode(&record(5));
+        torn.truncate(torn.len() / 2);
+        let mut file = OpenOptions::new().append(true).open(&log).unwrap();
+        file.write_all(&torn).unwrap();
+        drop(file);
+
+        let spool = Spool::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(spool.depth().messages, 3);
+        let ids: Vec<String> = spool
+            .next_batch()
+            .unwrap()
+            .into_iter()
+            .map(|(r, _)| r.msg_id)
+            .collect();
+        assert_eq!(ids, ["event-2", "event-3", "event-4"]);
+        // Everything forwarded: the log is emptied.
+        let batch = spool.next_batch().unwrap();
+        spool.forwarded(batch.last().unwrap().1, 3).await;
+        assert_eq!(spool.depth(), Depth::default());
+        assert_eq!(std::fs::metadata(&log).unwrap().len(), 0);
+        spool.append(&record(6)).await.unwrap();
+        assert_eq!(spool.next_batch().unwrap()[0].0.msg_id, "event-6");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_spool_refuses() {
+        let dir = tempfile::tempdir().unwrap();
+        let one = record::encode(&record(0)).len() as u64;
+        let spool = Spool::open(dir.path(), 2 * one).unwrap();
+        spool.append(&record(0)).await.unwrap();
+        spool.append(&record(1)).await.unwrap();
+        let full = spool.append(&record(2)).await.unwrap_err();
+        assert!(matches!(full, SpoolError::Full { .. }), "{full}");
+        assert!(!spool.has_room());
+    }
+}
