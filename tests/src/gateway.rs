@@ -38,6 +38,10 @@ impl GatewayProcess {
             ("GATEWAY_TOKENS", TENANTS.to_owned()),
             // Without a spool a failed append is a 503; spool tests give a directory.
             ("GATEWAY_SPOOL_DIR", "off".to_owned()),
+            // Load tests push one tenant far beyond a real account; limit tests set their own.
+            ("GATEWAY_TENANT_RATE", "1000000".to_owned()),
+            ("GATEWAY_TENANT_BURST", "1000000".to_owned()),
+            ("GATEWAY_TENANT_CONCURRENCY", "100000".to_owned()),
         ];
         vars.extend(env.iter().cloned());
         let mut process = ServiceProcess::spawn(binary, &vars)?;

@@ -23,6 +23,8 @@ impl Pipeline {
             "NATS_URL" => Some(url.clone()),
             "GATEWAY_TOKENS" => Some(TENANTS.to_owned()),
             "GATEWAY_SPOOL_DIR" => Some("off".to_owned()),
+            "GATEWAY_TENANT_RATE" | "GATEWAY_TENANT_BURST" => Some("1000000".to_owned()),
+            "GATEWAY_TENANT_CONCURRENCY" => Some("100000".to_owned()),
             _ => None,
         })
         .expect("test configuration is valid");

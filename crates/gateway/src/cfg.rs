@@ -13,6 +13,12 @@
 //! | `GATEWAY_SHUTDOWN_GRACE_SECS` | `25` | how long a stopping gateway lets in-flight requests finish |
 //! | `GATEWAY_SPOOL_DIR` | `data/gateway/spool` | where events wait, on disk, when JetStream cannot take them (they are answered 2xx and forwarded later); `off`: answer 503 instead |
 //! | `GATEWAY_SPOOL_MAX_BYTES` | `1073741824` | the spool's size; beyond it webhooks get 503 and Chat2Desk retries |
+//! | `GATEWAY_TENANT_RATE` | `500` | requests per second a tenant may sustain; over it: 429 with `Retry-After` |
+//! | `GATEWAY_TENANT_BURST` | `1000` | requests a tenant may send at once above its rate |
+//! | `GATEWAY_TENANT_CONCURRENCY` | `256` | requests of one tenant handled at the same time; over it: 429 |
+//! | `GATEWAY_BODY_TIMEOUT_SECS` | `10` | a body that takes longer to arrive gets 408 (slowloris) |
+//! | `GATEWAY_ALLOWED_SOURCES` | any | networks that may post, e.g. `203.0.113.0/24,2001:db8::/32`; others get 403 |
+//! | `GATEWAY_TRUST_FORWARDED_FOR` | `false` | read the client address from `X-Forwarded-For` (set it behind an ingress that writes it) |
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -30,6 +36,10 @@ pub const DEFAULT_DUPLICATE_WINDOW: Duration = Duration::from_secs(6 * 3_600);
 pub const MIN_DUPLICATE_WINDOW: Duration = Duration::from_secs(3 * 3_600);
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(25);
 pub const DEFAULT_SPOOL_DIR: &str = "data/gateway/spool";
+pub const DEFAULT_TENANT_RATE: f64 = 500.0;
+pub const DEFAULT_TENANT_BURST: f64 = 1_000.0;
+pub const DEFAULT_TENANT_CONCURRENCY: usize = 256;
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_SPOOL_MAX_BYTES: u64 = 1024 * 1024 * 1024;
 
 /// Everything the gateway needs to run.
@@ -45,6 +55,13 @@ pub struct Config {
     /// Where events wait when JetStream cannot take them; None: no spool (503 instead).
     pub spool_dir: Option<std::path::PathBuf>,
     pub spool_max_bytes: u64,
+    pub limits: crate::limits::LimitSettings,
+    /// A request whose body takes longer than this gets 408 (slow senders hold no connection).
+    pub body_timeout: Duration,
+    /// Only these networks may post; empty: any.
+    pub allowed_sources: Vec<crate::limits::Cidr>,
+    /// Take the client address from `X-Forwarded-For` (behind an ingress) rather than the socket.
+    pub trust_forwarded_for: bool,
 }
 
 /// How the gateway creates the event log's streams.
@@ -85,6 +102,8 @@ pub enum ConfigError {
         "GATEWAY_DUPLICATE_WINDOW_SECS must be at least 10800 (3 h): Chat2Desk retries a delivery up to 2 h after the first try, and a shorter window would store the retry twice"
     )]
     DuplicateWindowTooShort,
+    #[error("GATEWAY_ALLOWED_SOURCES: {0}")]
+    Sources(String),
 }
 
 impl Config {
@@ -161,6 +180,46 @@ impl Config {
                 "GATEWAY_SPOOL_MAX_BYTES",
                 DEFAULT_SPOOL_MAX_BYTES,
                 "a number of bytes, e.g. 1073741824",
+            )?,
+            limits: crate::limits::LimitSettings {
+                rate: parse(
+                    &get,
+                    "GATEWAY_TENANT_RATE",
+                    DEFAULT_TENANT_RATE,
+                    "requests per second, e.g. 500",
+                )?,
+                burst: parse(
+                    &get,
+                    "GATEWAY_TENANT_BURST",
+                    DEFAULT_TENANT_BURST,
+                    "a number of requests, e.g. 1000",
+                )?,
+                concurrency: parse(
+                    &get,
+                    "GATEWAY_TENANT_CONCURRENCY",
+                    DEFAULT_TENANT_CONCURRENCY,
+                    "a number of requests, e.g. 256",
+                )?,
+            },
+            body_timeout: Duration::from_secs(parse(
+                &get,
+                "GATEWAY_BODY_TIMEOUT_SECS",
+                DEFAULT_BODY_TIMEOUT.as_secs(),
+                "a number of seconds, e.g. 10",
+            )?),
+            allowed_sources: match get("GATEWAY_ALLOWED_SOURCES") {
+                None => Vec::new(),
+                Some(list) => c2d_telemetry::env::list(&list)
+                    .into_iter()
+                    .map(str::parse)
+                    .collect::<Result<_, String>>()
+                    .map_err(ConfigError::Sources)?,
+            },
+            trust_forwarded_for: parse(
+                &get,
+                "GATEWAY_TRUST_FORWARDED_FOR",
+                false,
+                "true or false",
             )?,
         })
     }

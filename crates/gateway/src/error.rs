@@ -35,6 +35,18 @@ pub enum Rejection {
     UnreadableBody(String),
     #[error("the event could not be stored ({0}); retry later, it will be stored once")]
     Unavailable(#[from] AppendError),
+    #[error("source address {0} is not in GATEWAY_ALLOWED_SOURCES: add Chat2Desk's network to it")]
+    ForbiddenSource(String),
+    #[error(
+        "tenant {tenant} {why}: retry in {retry_after} s (limits: GATEWAY_TENANT_RATE, GATEWAY_TENANT_BURST, GATEWAY_TENANT_CONCURRENCY)"
+    )]
+    TooManyRequests {
+        tenant: String,
+        why: &'static str,
+        retry_after: u64,
+    },
+    #[error("the body did not arrive within {0} s (GATEWAY_BODY_TIMEOUT_SECS)")]
+    BodyTimeout(u64),
 }
 
 impl Rejection {
@@ -46,6 +58,9 @@ impl Rejection {
             Rejection::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Rejection::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Rejection::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Rejection::ForbiddenSource(_) => StatusCode::FORBIDDEN,
+            Rejection::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Rejection::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
         }
     }
 
@@ -58,6 +73,9 @@ impl Rejection {
             Rejection::TooLarge { .. } => "too_large",
             Rejection::UnsupportedMediaType(_) => "unsupported_media_type",
             Rejection::Unavailable(_) => "unavailable",
+            Rejection::ForbiddenSource(_) => "forbidden_source",
+            Rejection::TooManyRequests { .. } => "too_many_requests",
+            Rejection::BodyTimeout(_) => "body_timeout",
         }
     }
 }
@@ -71,6 +89,9 @@ impl IntoResponse for Rejection {
         match self {
             Rejection::Unavailable(_) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("10"));
+            }
+            Rejection::TooManyRequests { retry_after, .. } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
             }
             Rejection::MissingToken | Rejection::WrongToken => {
                 headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));

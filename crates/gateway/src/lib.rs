@@ -17,6 +17,7 @@ pub mod error;
 pub mod event_log;
 pub mod hints;
 pub mod http;
+pub mod limits;
 pub mod metrics;
 pub mod spool;
 pub mod tenants;
@@ -50,6 +51,7 @@ pub struct Gateway {
     pub metrics: Metrics,
     /// Where events wait while JetStream cannot take them.
     pub spool: Option<Arc<Spool>>,
+    pub limits: Arc<limits::TenantLimits>,
 }
 
 impl Gateway {
@@ -81,6 +83,7 @@ impl Gateway {
             None => None,
         };
         Ok(Arc::new(Gateway {
+            limits: limits::TenantLimits::new(config.limits.clone()),
             config,
             log,
             metrics: Metrics::default(),
@@ -101,7 +104,9 @@ impl Gateway {
             let _ = began_tx.send(());
         };
         let grace = self.config.shutdown_grace;
-        let server = axum::serve(listener, http::router(Arc::clone(&self)))
+        let app = http::router(Arc::clone(&self))
+            .into_make_service_with_connect_info::<std::net::SocketAddr>();
+        let server = axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)
             .into_future();
         let deadline = async move {

@@ -6,12 +6,13 @@
 //! answered. Any failure to store answers 503, which Chat2Desk retries, and the retry carries
 //! the same event id, so it is stored once.
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use axum::body::Body;
-use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, header};
+use axum::extract::{ConnectInfo, Path, RawQuery, State};
+use axum::http::{Extensions, HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use c2d_proto::events::{HookType, Payload, dlq_subject};
@@ -25,6 +26,7 @@ use crate::Gateway;
 use crate::error::Rejection;
 use crate::event_log::Appended;
 use crate::hints::HintsAnswer;
+use crate::limits::Refused;
 use crate::metrics::EventLabels;
 use crate::tenants::Access;
 
@@ -33,9 +35,13 @@ pub async fn receive(
     State(gateway): State<Arc<Gateway>>,
     Path(tenant): Path<String>,
     RawQuery(query): RawQuery,
+    extensions: Extensions,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    let peer = extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip());
     let started = Instant::now();
     let span = tracing::info_span!(
         "webhook",
@@ -49,7 +55,7 @@ pub async fn receive(
         headers.get(TRACEPARENT).and_then(|v| v.to_str().ok()),
     );
 
-    let answer = store(&gateway, &tenant, query.as_deref(), &headers, body)
+    let answer = store(&gateway, &tenant, query.as_deref(), peer, &headers, body)
         .instrument(span.clone())
         .await;
     gateway
@@ -79,12 +85,33 @@ async fn store(
     gateway: &Gateway,
     tenant: &str,
     query: Option<&str>,
+    peer: Option<IpAddr>,
     headers: &HeaderMap,
     body: Body,
 ) -> Result<(&'static str, Response), Rejection> {
+    allowed_source(gateway, peer, headers)?;
     authorize(gateway, tenant, query, headers)?;
+    let _permit =
+        gateway
+            .limits
+            .admit(tenant, Instant::now())
+            .map_err(|refused| match refused {
+                Refused::Rate { retry_after_secs } => Rejection::TooManyRequests {
+                    tenant: tenant.to_owned(),
+                    why: "sends faster than its rate",
+                    retry_after: retry_after_secs,
+                },
+                Refused::Concurrency => Rejection::TooManyRequests {
+                    tenant: tenant.to_owned(),
+                    why: "has too many requests in flight",
+                    retry_after: 1,
+                },
+            })?;
     let content_type = accepted_content_type(headers)?;
-    let body = read_body(body, gateway.config.max_body_bytes).await?;
+    let timeout = gateway.config.body_timeout;
+    let body = tokio::time::timeout(timeout, read_body(body, gateway.config.max_body_bytes))
+        .await
+        .map_err(|_| Rejection::BodyTimeout(timeout.as_secs()))??;
     let received_at = prost_types::Timestamp::from(SystemTime::now());
     let span = tracing::Span::current();
     let traceparent = traceparent(&span);
@@ -163,6 +190,32 @@ async fn store(
         .into_response(),
     };
     Ok((outcome, response))
+}
+
+/// With GATEWAY_ALLOWED_SOURCES set, the client (the socket's peer, or the first address of
+/// `X-Forwarded-For` behind a trusted ingress) must be in one of its networks.
+fn allowed_source(
+    gateway: &Gateway,
+    peer: Option<IpAddr>,
+    headers: &HeaderMap,
+) -> Result<(), Rejection> {
+    let allowed = &gateway.config.allowed_sources;
+    if allowed.is_empty() {
+        return Ok(());
+    }
+    let forwarded = gateway
+        .config
+        .trust_forwarded_for
+        .then(|| headers.get("x-forwarded-for"))
+        .flatten()
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(',').next())
+        .and_then(|ip| ip.trim().parse::<IpAddr>().ok());
+    match forwarded.or(peer) {
+        Some(ip) if allowed.iter().any(|net| net.contains(ip)) => Ok(()),
+        Some(ip) => Err(Rejection::ForbiddenSource(ip.to_string())),
+        None => Err(Rejection::ForbiddenSource("unknown".into())),
+    }
 }
 
 /// The tenant must be configured and the token (query `token` or `Authorization: Bearer`)

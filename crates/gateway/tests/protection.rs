@@ -1,0 +1,152 @@
+//! The gateway against floods and strangers: a tenant over its rate gets 429 with Retry-After
+//! while another tenant is served; a body that trickles in (slowloris) gets 408 instead of
+//! holding a connection; a source outside GATEWAY_ALLOWED_SOURCES gets 403.
+
+use std::time::{Duration, Instant};
+
+use c2d_testkit::gateway::{ACME_TOKEN, TENANTS};
+use c2d_testkit::{GatewayProcess, NatsServer, http, inbox};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+const GATEWAY: &str = env!("CARGO_BIN_EXE_c2d-gateway");
+
+fn globex_token() -> &'static str {
+    TENANTS
+        .split(',')
+        .find_map(|pair| pair.strip_prefix("globex="))
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flooding_tenant_gets_429_and_the_others_are_served() {
+    let nats = NatsServer::start().await.unwrap();
+    let gateway = GatewayProcess::start(
+        GATEWAY,
+        &nats,
+        &[
+            ("GATEWAY_TENANT_RATE", "20".into()),
+            ("GATEWAY_TENANT_BURST", "10".into()),
+        ],
+    )
+    .await
+    .unwrap();
+    let acme = gateway.hook_url("acme", ACME_TOKEN);
+    let (mut stored, mut limited, mut retry_after) = (0, 0, None);
+    for n in 0..60 {
+        let answer = http::post_json(&acme, inbox(n)).await.unwrap();
+        match answer.status {
+            200 => stored += 1,
+            429 => {
+                limited += 1;
+                retry_after = answer.headers.get("retry-after").cloned();
+                assert!(
+                    answer.text().contains("GATEWAY_TENANT_RATE"),
+                    "{}",
+                    answer.text()
+                );
+            }
+            other => panic!("unexpected {other}: {}", answer.text()),
+        }
+    }
+    println!(
+        "injected: 60 deliveries at once from one tenant (rate 20/s, burst 10): {stored} stored, {limited} answered 429"
+    );
+    assert!(
+        stored >= 10 && limited > 0,
+        "{stored} stored, {limited} limited"
+    );
+    assert_eq!(retry_after.unwrap(), "1");
+    let globex = gateway.hook_url("globex", globex_token());
+    assert_eq!(
+        http::post_json(&globex, inbox(1_000)).await.unwrap().status,
+        200
+    );
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    assert_eq!(
+        http::post_json(&acme, inbox(2_000)).await.unwrap().status,
+        200,
+        "after Retry-After"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_trickles_in_gets_408() {
+    let nats = NatsServer::start().await.unwrap();
+    let gateway =
+        GatewayProcess::start(GATEWAY, &nats, &[("GATEWAY_BODY_TIMEOUT_SECS", "1".into())])
+            .await
+            .unwrap();
+    let mut socket = tokio::net::TcpStream::connect(("127.0.0.1", gateway.port))
+        .await
+        .unwrap();
+    let started = Instant::now();
+    socket
+        .write_all(
+            format!(
+                "POST /hooks/chat2desk/acme?token={ACME_TOKEN} HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n{{\"message_id\": 1,"
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let mut answer = vec![0; 1024];
+    let read = tokio::time::timeout(Duration::from_secs(10), socket.read(&mut answer))
+        .await
+        .expect("the gateway answers a stalled body")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer[..read]).into_owned();
+    println!(
+        "injected: a body that stops after 16 of 500 bytes; answered after {:.1} s: {}",
+        started.elapsed().as_secs_f64(),
+        answer.lines().next().unwrap_or_default()
+    );
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("GATEWAY_BODY_TIMEOUT_SECS"), "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_allowed_sources_may_post() {
+    let nats = NatsServer::start().await.unwrap();
+    let direct = GatewayProcess::start(
+        GATEWAY,
+        &nats,
+        &[("GATEWAY_ALLOWED_SOURCES", "10.9.9.0/24".into())],
+    )
+    .await
+    .unwrap();
+    let refused = http::post_json(&direct.hook_url("acme", ACME_TOKEN), inbox(1))
+        .await
+        .unwrap();
+    assert_eq!(refused.status, 403, "{}", refused.text());
+    assert!(refused.text().contains("127.0.0.1"), "{}", refused.text());
+
+    // Behind an ingress that writes X-Forwarded-For, the client is the first address.
+    let behind = GatewayProcess::start(
+        GATEWAY,
+        &nats,
+        &[
+            (
+                "GATEWAY_ALLOWED_SOURCES",
+                "10.9.9.0/24, 2001:db8::/32".into(),
+            ),
+            ("GATEWAY_TRUST_FORWARDED_FOR", "true".into()),
+        ],
+    )
+    .await
+    .unwrap();
+    let url = behind.hook_url("acme", ACME_TOKEN);
+    let headers = |from: &'static str| {
+        [
+            ("content-type", "application/json"),
+            ("x-forwarded-for", from),
+        ]
+    };
+    let allowed = http::post(&url, &headers("10.9.9.7, 172.16.0.1"), inbox(2))
+        .await
+        .unwrap();
+    assert_eq!(allowed.status, 200, "{}", allowed.text());
+    let stranger = http::post(&url, &headers("198.51.100.4"), inbox(3))
+        .await
+        .unwrap();
+    assert_eq!(stranger.status, 403);
+}
