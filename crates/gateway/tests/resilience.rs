@@ -308,3 +308,61 @@ async fn a_gateway_killed_while_spooling_forwards_its_spool_after_restart() {
     );
     assert_eq!(in_stream, 300);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_spool_answers_503_and_keeps_what_it_acknowledged() {
+    let mut nats = NatsServer::start().await.unwrap();
+    let spool = tempfile::tempdir().unwrap();
+    let gateway = GatewayProcess::start(
+        GATEWAY,
+        &nats,
+        &[
+            ("GATEWAY_SPOOL_DIR", spool.path().display().to_string()),
+            // Room for a few dozen events: the disk is "full" long before NATS is back.
+            ("GATEWAY_SPOOL_MAX_BYTES", "40000".into()),
+        ],
+    )
+    .await
+    .unwrap();
+    let url = gateway.hook_url("acme", c2d_testkit::gateway::ACME_TOKEN);
+    nats.stop();
+    let (mut answered, mut refused) = (Vec::new(), 0);
+    for n in 0..200 {
+        let answer = http::post_json(&url, inbox(n)).await.unwrap();
+        match answer.status {
+            200 => answered.push(answer.json()["event_id"].as_str().unwrap().to_owned()),
+            503 => {
+                refused += 1;
+                assert!(
+                    answer.text().contains("GATEWAY_SPOOL_MAX_BYTES"),
+                    "{}",
+                    answer.text()
+                );
+                assert!(answer.headers.get("retry-after").is_some());
+            }
+            other => panic!("unexpected {other}: {}", answer.text()),
+        }
+    }
+    assert!(
+        !answered.is_empty() && refused > 0,
+        "{} spooled, {refused} refused",
+        answered.len()
+    );
+    let ready = http::get(&format!("{}/readyz", gateway.base_url()))
+        .await
+        .unwrap();
+    assert_eq!(
+        ready.status,
+        503,
+        "full spool and no NATS: not ready ({})",
+        ready.text()
+    );
+    nats.restart().await.unwrap();
+    wait_until_drained(&gateway).await;
+    let in_stream = assert_all_answered_are_stored_once(&nats, &answered).await;
+    println!(
+        "injected: NATS down and a spool of 40000 bytes; sent 200, spooled and answered 2xx {}, answered 503 {refused}; after NATS came back: in stream {in_stream}, lost 0, duplicated 0",
+        answered.len()
+    );
+    assert_eq!(in_stream, answered.len());
+}

@@ -163,8 +163,10 @@ impl Spool {
     }
 
     /// Whether the spool can take more (readiness: a gateway that can spool can take webhooks).
+    /// (Room means space for a few more typical events, not only one byte.)
     pub fn has_room(&self) -> bool {
-        self.synced.load(Ordering::Acquire) < self.max_bytes
+        let headroom = (self.max_bytes / 10).min(64 * 1024);
+        self.synced.load(Ordering::Acquire) + headroom <= self.max_bytes
     }
 
     /// The records after the cursor, up to a batch, with the offset after each.
