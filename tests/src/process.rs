@@ -6,32 +6,41 @@ use std::time::{Duration, Instant};
 use anyhow::bail;
 
 /// The path of the workspace binary `name` (e.g. `c2d-gateway`), built from the current
-/// sources: a test of one package (`cargo test -p x`) does not build the other packages'
-/// binaries, and one built earlier may be stale, so each is built here once per test process
-/// (a no-op when it is up to date).
+/// sources. A test of one package (`cargo test -p x`) does not build the other packages'
+/// binaries, and one built earlier may be stale; so, once per test process, the workspace's
+/// test build is brought up to date. It is the same build (same features, same artifacts) as
+/// `cargo test --workspace` or `cargo nextest run --workspace`, so after one it does nothing.
 pub fn workspace_binary(name: &str) -> anyhow::Result<std::path::PathBuf> {
-    static BUILT: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    static BUILT: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
     let exe = std::env::current_exe()?;
     // target/{profile}/deps/{test} -> target/{profile}/{name}
     let dir = exe.parent().and_then(|deps| deps.parent()).ok_or_else(|| {
         anyhow::anyhow!("cannot find the target directory from {}", exe.display())
     })?;
-    let path = dir.join(name);
-    let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
-    if !built.iter().any(|b| b == name) {
+    let release = dir.file_name().is_some_and(|profile| profile == "release");
+    let built = BUILT.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut command = Command::new(cargo);
         command
-            .args(["build", "--quiet", "-p", name, "--bin", name])
+            .args(["test", "--no-run", "--workspace", "--quiet"])
             .current_dir(crate::workspace_root());
-        if dir.file_name().is_some_and(|profile| profile == "release") {
+        if release {
             command.arg("--release");
         }
-        let status = command.status()?;
-        if !status.success() || !path.exists() {
-            bail!("cannot build {name} for this test (cargo build -p {name})");
+        match command.status() {
+            Ok(status) if status.success() => Ok(()),
+            Ok(status) => Err(format!(
+                "cargo test --no-run --workspace exited with {status}"
+            )),
+            Err(error) => Err(format!("cannot run cargo: {error}")),
         }
-        built.push(name.to_owned());
+    });
+    if let Err(error) = built {
+        bail!("cannot build the workspace's binaries for this test: {error}");
+    }
+    let path = dir.join(name);
+    if !path.exists() {
+        bail!("{} is not a binary of this workspace", path.display());
     }
     Ok(path)
 }

@@ -93,7 +93,11 @@ async fn losing_the_stream_leader_under_load_loses_no_acknowledged_event() {
                             .unwrap()
                             .push(body["event_id"].as_str().unwrap().to_owned());
                     }
-                    _ => *refused.lock().unwrap() += 1,
+                    _ => {
+                        // As a sender does: a refusal is retried later, not at once.
+                        *refused.lock().unwrap() += 1;
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
                 }
                 n += POSTERS;
             }
