@@ -17,6 +17,7 @@
 //! | `GATEWAY_TENANT_BURST` | `1000` | requests a tenant may send at once above its rate |
 //! | `GATEWAY_TENANT_CONCURRENCY` | `256` | requests of one tenant handled at the same time; over it: 429 |
 //! | `GATEWAY_BODY_TIMEOUT_SECS` | `10` | a body that takes longer to arrive gets 408 (slowloris) |
+//! | `GATEWAY_HEADER_TIMEOUT_SECS` | `10` | a client that does not send its request headers within this is disconnected |
 //! | `GATEWAY_ALLOWED_SOURCES` | any | networks that may post, e.g. `203.0.113.0/24,2001:db8::/32`; others get 403 |
 //! | `GATEWAY_TRUST_FORWARDED_FOR` | `false` | read the client address from `X-Forwarded-For` (set it behind an ingress that writes it) |
 
@@ -40,6 +41,7 @@ pub const DEFAULT_TENANT_RATE: f64 = 500.0;
 pub const DEFAULT_TENANT_BURST: f64 = 1_000.0;
 pub const DEFAULT_TENANT_CONCURRENCY: usize = 256;
 pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_SPOOL_MAX_BYTES: u64 = 1024 * 1024 * 1024;
 
 /// Everything the gateway needs to run.
@@ -58,6 +60,8 @@ pub struct Config {
     pub limits: crate::limits::LimitSettings,
     /// A request whose body takes longer than this gets 408 (slow senders hold no connection).
     pub body_timeout: Duration,
+    /// A client must send a request's headers within this (slowloris).
+    pub header_timeout: Duration,
     /// Only these networks may post; empty: any.
     pub allowed_sources: Vec<crate::limits::Cidr>,
     /// Take the client address from `X-Forwarded-For` (behind an ingress) rather than the socket.
@@ -205,6 +209,12 @@ impl Config {
                 &get,
                 "GATEWAY_BODY_TIMEOUT_SECS",
                 DEFAULT_BODY_TIMEOUT.as_secs(),
+                "a number of seconds, e.g. 10",
+            )?),
+            header_timeout: Duration::from_secs(parse(
+                &get,
+                "GATEWAY_HEADER_TIMEOUT_SECS",
+                DEFAULT_HEADER_TIMEOUT.as_secs(),
                 "a number of seconds, e.g. 10",
             )?),
             allowed_sources: match get("GATEWAY_ALLOWED_SOURCES") {

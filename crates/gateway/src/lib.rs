@@ -19,6 +19,7 @@ pub mod hints;
 pub mod http;
 pub mod limits;
 pub mod metrics;
+pub mod server;
 pub mod spool;
 pub mod tenants;
 pub mod webhook;
@@ -98,26 +99,20 @@ impl Gateway {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let (began_tx, began_rx) = tokio::sync::oneshot::channel::<()>();
-        let shutdown = async move {
-            shutdown.await;
-            let _ = began_tx.send(());
-        };
         let grace = self.config.shutdown_grace;
-        let app = http::router(Arc::clone(&self))
-            .into_make_service_with_connect_info::<std::net::SocketAddr>();
-        let server = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .into_future();
-        let deadline = async move {
-            if began_rx.await.is_err() {
-                std::future::pending::<()>().await;
-            }
-            tokio::time::sleep(grace).await;
-        };
-        tokio::select! {
-            served = server => served?,
-            () = deadline => tracing::warn!(?grace, "in-flight requests did not finish within the grace period; they were not answered, so Chat2Desk retries them"),
+        let finished = server::serve(
+            listener,
+            http::router(Arc::clone(&self)),
+            self.config.header_timeout,
+            shutdown,
+            grace,
+        )
+        .await;
+        if !finished {
+            tracing::warn!(
+                ?grace,
+                "in-flight requests did not finish within the grace period; they were not answered, so Chat2Desk retries them"
+            );
         }
         self.log.flush().await;
         Ok(())

@@ -150,3 +150,48 @@ async fn only_allowed_sources_may_post() {
         .unwrap();
     assert_eq!(stranger.status, 403);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn headers_that_trickle_in_get_the_connection_closed() {
+    let nats = NatsServer::start().await.unwrap();
+    let gateway = GatewayProcess::start(
+        GATEWAY,
+        &nats,
+        &[("GATEWAY_HEADER_TIMEOUT_SECS", "1".into())],
+    )
+    .await
+    .unwrap();
+    let mut socket = tokio::net::TcpStream::connect(("127.0.0.1", gateway.port))
+        .await
+        .unwrap();
+    let started = Instant::now();
+    // The request line and one header, then nothing more: a slowloris.
+    socket
+        .write_all(b"POST /hooks/chat2desk/acme HTTP/1.1\r\nHost: gw\r\n")
+        .await
+        .unwrap();
+    let mut answer = vec![0; 1024];
+    let read = tokio::time::timeout(Duration::from_secs(10), socket.read(&mut answer))
+        .await
+        .expect("the gateway does not wait forever for headers");
+    let closed_after = started.elapsed();
+    println!(
+        "injected: request headers that stop halfway; the connection was closed after {:.1} s ({})",
+        closed_after.as_secs_f64(),
+        match &read {
+            Ok(0) => "no answer".to_owned(),
+            Ok(n) => String::from_utf8_lossy(&answer[..*n])
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_owned(),
+            Err(error) => error.to_string(),
+        }
+    );
+    assert!(closed_after < Duration::from_secs(5));
+    // The gateway still serves everyone else.
+    let ok = http::post_json(&gateway.hook_url("acme", ACME_TOKEN), inbox(9))
+        .await
+        .unwrap();
+    assert_eq!(ok.status, 200);
+}

@@ -324,6 +324,9 @@ async fn bodies_that_are_not_json_go_to_the_dead_letter_subject_and_get_2xx() {
             .contains(r#"c2d_gateway_dead_letters_total{tenant="acme",hook_type="undecodable"} 3"#),
         "{metrics}"
     );
+    println!(
+        "injected: 3 malformed bodies (not JSON objects); answered 2xx and kept on chat2desk.dlq.acme with the raw bytes and the reason: 3 dead letters, 0 events, 0 lost"
+    );
 }
 
 #[tokio::test]
@@ -438,6 +441,9 @@ async fn bad_requests_get_clear_answers_and_store_nothing() {
     ] {
         assert!(metrics.contains(line), "missing {line} in\n{metrics}");
     }
+    println!(
+        "injected: no token, a wrong token, an unknown tenant, a body of 65537 bytes (limit 65536), a form body, a wrong path; answered 401, 401, 404, 413, 415, 404; stored 0 of them (and 2 good deliveries stored)"
+    );
 }
 
 #[tokio::test]
