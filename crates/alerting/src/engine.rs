@@ -643,6 +643,13 @@ impl Engine {
             .alerts
             .values()
             .filter(|a| a.state == State::Firing && !a.is_muted() && a.acknowledgement.is_none())
+            // A silence created since it fired mutes its repeats too.
+            .filter(|a| {
+                !memory
+                    .silences
+                    .values()
+                    .any(|s| s.is_active(now) && s.matches(a))
+            })
             .filter(|a| {
                 let every = self.rule(&a.rule).and_then(|r| r.repeat_interval);
                 match (every, a.notified_at) {
