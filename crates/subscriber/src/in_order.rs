@@ -3,9 +3,10 @@
 //!
 //! A cumulative ack covers every event before it, so a delivery lost in transit (a NATS node
 //! failing over while it was on its way) must not be covered by the ack of a later one. The
-//! consumer numbers its deliveries: a jump in that number is a lost delivery. Then nothing
-//! after the last handled event is handled or acked; after `ack_wait` JetStream redelivers
-//! what was not acked, from the lost event on, and the subscriber carries on from there.
+//! consumer numbers its deliveries: a jump in that number may be a lost delivery (or only a new
+//! consumer leader numbering on). Then what was handled is acked, nothing after it is, and the
+//! subscriber pulls again after `ack_wait`: by then JetStream redelivers what was not acked,
+//! from the lost event on, before anything new.
 
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
@@ -34,10 +35,8 @@ impl Subscriber {
         // The last handled event not acked yet, and how many are handled since the last ack.
         let mut unacked: Option<jetstream::Message> = None;
         let mut handled_since_ack = 0;
-        // The consumer's number of the last delivery handled, and whether a lost delivery is
-        // awaited.
+        // The consumer's number of the last delivery handled.
         let mut last_delivery: Option<u64> = None;
-        let mut healing = false;
         loop {
             if messages.is_none() {
                 messages = Some(self.pull().await?);
@@ -65,24 +64,20 @@ impl Subscriber {
             if self.acks()
                 && let Ok(info) = message.info()
             {
-                let (delivery, delivered) = (info.consumer_sequence, info.delivered);
-                let lost = last_delivery.is_some_and(|last| delivery > last + 1);
-                if healing && delivered <= 1 || lost {
-                    if lost {
-                        tracing::warn!(subscriber = %self.config.durable, expected = last_delivery.unwrap_or(0) + 1, got = delivery,
-                            "a delivery was lost in transit (a NATS failover?): waiting for JetStream to redeliver it");
-                    }
+                let delivery = info.consumer_sequence;
+                if last_delivery.is_some_and(|last| delivery > last + 1) {
+                    tracing::warn!(subscriber = %self.config.durable, expected = last_delivery.unwrap_or(0) + 1, got = delivery,
+                        "deliveries were skipped (a NATS failover?): pulling again after ack_wait, when JetStream redelivers what was not acked");
                     self.ack_through(unacked.take(), &mut handled_since_ack)
                         .await;
-                    healing = true;
                     messages = None;
+                    last_delivery = None;
                     tokio::select! {
                         () = &mut *shutdown => break,
                         () = tokio::time::sleep(self.config.ack_wait) => {}
                     }
                     continue;
                 }
-                healing = false;
                 last_delivery = Some(delivery);
             }
             match self.handle_in_order(handler, &message, shutdown).await {
