@@ -22,7 +22,9 @@ use crate::alert::{Acknowledgement, AlertRecord, ClientInfo, Silence, State, fin
 use crate::enrich::Directory;
 use crate::mute::Mute;
 use crate::rules::{Condition, Labels, Rule, Rules, ThresholdMetric, human};
-use crate::signal::{event_condition, received_ms, request_labels, wait_signal};
+use crate::signal::{
+    event_condition, received_ms, request_labels, silence_summary, wait_signal, wait_summary,
+};
 
 /// The bucket alerting keeps its state in.
 pub const BUCKET: &str = "C2D_ALERTING";
@@ -297,15 +299,11 @@ impl Engine {
                     Some(id) => self.directory.client(&timer.tenant, id).await,
                     None => None,
                 };
-                let who = client
-                    .as_ref()
-                    .and_then(|c| c.name.clone())
-                    .or(timer.client_id.map(|id| format!("client {id}")))
-                    .unwrap_or_else(|| "a client".into());
-                let summary = format!(
-                    "{who} has waited {} for an operator's answer (request {})",
-                    human(after),
-                    timer.request_id
+                let summary = wait_summary(
+                    client.as_ref().and_then(|c| c.name.clone()),
+                    timer.client_id,
+                    after,
+                    timer.request_id,
                 );
                 self.fire(
                     &mut memory,
@@ -369,8 +367,8 @@ impl Engine {
                     continue;
                 }
                 let summary = format!(
-                    "No event from tenant {tenant} for {}: is its Chat2Desk webhook disabled? (last event {} s ago)",
-                    human(after),
+                    "{} (last event {} s ago)",
+                    silence_summary(&tenant, after),
                     (now - last) / 1_000
                 );
                 self.fire_for_tenant(&mut memory, rule, &tenant, summary, now)

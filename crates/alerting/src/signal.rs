@@ -41,6 +41,30 @@ pub fn wait_signal(event: &Event) -> Option<WaitSignal> {
     })
 }
 
+/// What a wait alert says: the client by name when the CRM knows it, else by id.
+pub fn wait_summary(
+    name: Option<String>,
+    client_id: Option<i64>,
+    after: std::time::Duration,
+    request_id: i64,
+) -> String {
+    let who = name
+        .or(client_id.map(|id| format!("client {id}")))
+        .unwrap_or_else(|| "a client".into());
+    format!(
+        "{who} has waited {} for an operator's answer (request {request_id})",
+        crate::rules::human(after)
+    )
+}
+
+/// What a silence alert says.
+pub fn silence_summary(tenant: &str, after: std::time::Duration) -> String {
+    format!(
+        "No event from tenant {tenant} for {}: is its Chat2Desk webhook disabled?",
+        crate::rules::human(after)
+    )
+}
+
 /// When the gateway received `event`, in Unix milliseconds (`or` when it does not say).
 pub fn received_ms(event: &Event, or: i64) -> i64 {
     event

@@ -11,8 +11,10 @@ use std::collections::{BTreeMap, HashMap};
 use c2d_proto::events::v1::Event;
 
 use crate::alert::{AlertRecord, State, fingerprint};
-use crate::rules::{Condition, Labels, Rule, human};
-use crate::signal::{event_condition, received_ms, request_labels, wait_signal};
+use crate::rules::{Condition, Labels, Rule};
+use crate::signal::{
+    event_condition, received_ms, request_labels, silence_summary, wait_signal, wait_summary,
+};
 
 /// The alerts `rule` would have fired over `events` (in stream order) up to `now`, newest
 /// first: resolved when the events also ended them, firing otherwise.
@@ -75,10 +77,8 @@ pub fn try_rule(rule: &Rule, events: &[Event], now: i64) -> Vec<AlertRecord> {
             let mut last: HashMap<&str, i64> = HashMap::new();
             let mut trial = Trial::default();
             let silent = |tenant: &str, since: i64| {
-                let summary = format!(
-                    "No event from tenant {tenant} for {}: is its Chat2Desk webhook disabled?",
-                    human(std::time::Duration::from_millis(after as u64))
-                );
+                let summary =
+                    silence_summary(tenant, std::time::Duration::from_millis(after as u64));
                 AlertRecord::firing(rule, tenant, Labels::new(), summary, since + after)
             };
             for (at, event) in &events {
@@ -156,11 +156,8 @@ fn wait_alert(
     at: i64,
     after: i64,
 ) -> AlertRecord {
-    let who = client_id.map_or_else(|| "a client".to_owned(), |id| format!("client {id}"));
-    let summary = format!(
-        "{who} has waited {} for an operator's answer (request {request_id})",
-        human(std::time::Duration::from_millis(after as u64))
-    );
+    let after = std::time::Duration::from_millis(after as u64);
+    let summary = wait_summary(None, client_id, after, *request_id);
     AlertRecord::firing(rule, tenant, request_labels(*request_id), summary, at)
 }
 
