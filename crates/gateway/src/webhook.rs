@@ -180,14 +180,14 @@ async fn store(
         Some(Payload::AiHintsRequested(request)) => {
             axum::Json(HintsAnswer::empty(request.message_id)).into_response()
         }
-        _ if spooled => axum::Json(
-            json!({ "status": "ok", "event_id": event.event_id, "duplicate": false, "spooled": true }),
-        )
-        .into_response(),
-        _ => axum::Json(
-            json!({ "status": "ok", "event_id": event.event_id, "duplicate": duplicate }),
-        )
-        .into_response(),
+        _ => {
+            let mut answer =
+                json!({ "status": "ok", "event_id": event.event_id, "duplicate": duplicate });
+            if spooled {
+                answer["spooled"] = json!(true);
+            }
+            axum::Json(answer).into_response()
+        }
     };
     Ok((outcome, response))
 }
