@@ -11,6 +11,7 @@ const PROTOS: &[&str] = &[
     "chat2desk/analytics/v1/analytics.proto",
     "chat2desk/crm/v1/crm.proto",
     "chat2desk/alerting/v1/alerting.proto",
+    "chat2desk/hints/v1/hints.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -38,6 +38,9 @@ impl GatewayProcess {
             ("GATEWAY_TOKENS", TENANTS.to_owned()),
             // Without a spool a failed append is a 503; spool tests give a directory.
             ("GATEWAY_SPOOL_DIR", "off".to_owned()),
+            // A hints service on this machine's default port is not the test's; hints tests
+            // give their own.
+            ("GATEWAY_HINTS_URL", "off".to_owned()),
             // Load tests push one tenant far beyond a real account; limit tests set their own.
             ("GATEWAY_TENANT_RATE", "1000000".to_owned()),
             ("GATEWAY_TENANT_BURST", "1000000".to_owned()),
@@ -52,6 +55,26 @@ impl GatewayProcess {
             )
             .await?;
         Ok(GatewayProcess { process, port })
+    }
+
+    /// Waits until the gateway writes to JetStream directly (its `/readyz` is also 200 while
+    /// it spools, before NATS is connected): what a benchmark of the healthy path waits for.
+    pub async fn wait_for_jetstream(&self, timeout: Duration) -> anyhow::Result<()> {
+        let url = format!("{}/readyz", self.base_url());
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let answer = crate::http::get(&url).await?;
+            if answer.status == 200 && !answer.text().contains("spooling") {
+                return Ok(());
+            }
+            if std::time::Instant::now() > deadline {
+                anyhow::bail!(
+                    "the gateway did not reach JetStream within {timeout:?}: {}",
+                    answer.text()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// `http://127.0.0.1:{port}`.

@@ -22,7 +22,7 @@ impl Pipeline {
         let config = Config::from_lookup(|name| match name {
             "NATS_URL" => Some(url.clone()),
             "GATEWAY_TOKENS" => Some(TENANTS.to_owned()),
-            "GATEWAY_SPOOL_DIR" => Some("off".to_owned()),
+            "GATEWAY_SPOOL_DIR" | "GATEWAY_HINTS_URL" => Some("off".to_owned()),
             "GATEWAY_TENANT_RATE" | "GATEWAY_TENANT_BURST" => Some("1000000".to_owned()),
             "GATEWAY_TENANT_CONCURRENCY" => Some("100000".to_owned()),
             _ => None,

@@ -95,6 +95,7 @@ async fn bench() -> anyhow::Result<()> {
         ],
     )
     .await?;
+    gateway.wait_for_jetstream(Duration::from_secs(30)).await?;
     let pids = [
         gateway.process.id(),
         nats.pid().context("nats-server runs")?,

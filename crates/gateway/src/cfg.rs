@@ -20,6 +20,8 @@
 //! | `GATEWAY_HEADER_TIMEOUT_SECS` | `10` | a client that does not send its request headers within this is disconnected |
 //! | `GATEWAY_ALLOWED_SOURCES` | any | networks that may post, e.g. `203.0.113.0/24,2001:db8::/32`; others get 403 |
 //! | `GATEWAY_TRUST_FORWARDED_FOR` | `false` | read the client address from `X-Forwarded-For` (set it behind an ingress that writes it) |
+//! | `GATEWAY_HINTS_URL` | `http://127.0.0.1:50054` | HintsService (c2d-hints), asked for the answer to ai_hints_requested; `off`: always an empty list |
+//! | `GATEWAY_HINTS_DEADLINE_MS` | `2000` | how long a hints request may wait for HintsService; after it, an empty list (the event is stored either way) |
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -43,6 +45,8 @@ pub const DEFAULT_TENANT_CONCURRENCY: usize = 256;
 pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_SPOOL_MAX_BYTES: u64 = 1024 * 1024 * 1024;
+pub const DEFAULT_HINTS_URL: &str = "http://127.0.0.1:50054";
+pub const DEFAULT_HINTS_DEADLINE: Duration = Duration::from_millis(2_000);
 
 /// Everything the gateway needs to run.
 #[derive(Debug, Clone)]
@@ -66,6 +70,10 @@ pub struct Config {
     pub allowed_sources: Vec<crate::limits::Cidr>,
     /// Take the client address from `X-Forwarded-For` (behind an ingress) rather than the socket.
     pub trust_forwarded_for: bool,
+    /// Where HintsService is; None: hints requests are answered with an empty list.
+    pub hints_url: Option<String>,
+    /// Chat2Desk waits for the hints; after this the answer is an empty list.
+    pub hints_deadline: Duration,
 }
 
 /// How the gateway creates the event log's streams.
@@ -231,6 +239,17 @@ impl Config {
                 false,
                 "true or false",
             )?,
+            hints_url: match get("GATEWAY_HINTS_URL").as_deref().map(str::trim) {
+                Some("off") => None,
+                Some(url) => Some(url.to_owned()),
+                None => Some(DEFAULT_HINTS_URL.to_owned()),
+            },
+            hints_deadline: Duration::from_millis(parse(
+                &get,
+                "GATEWAY_HINTS_DEADLINE_MS",
+                DEFAULT_HINTS_DEADLINE.as_millis() as u64,
+                "a number of milliseconds, e.g. 2000",
+            )?),
         })
     }
 }

@@ -48,6 +48,13 @@ pub struct Appended {
     pub spooled: bool,
 }
 
+/// A message JetStream has been handed, whose acknowledgement is still to come.
+pub struct Sent {
+    ack: async_nats::jetstream::context::PublishAckFuture,
+    started: Instant,
+    size: usize,
+}
+
 /// Why a message was not stored. Every variant is worth a retry later: the gateway answers
 /// 503 and Chat2Desk retries.
 #[derive(Debug, thiserror::Error)]
@@ -220,6 +227,32 @@ impl EventLog {
         traceparent: &str,
         payload: Bytes,
     ) -> Result<Appended, AppendError> {
+        let size = payload.len();
+        let started = Instant::now();
+        let stored = async {
+            let sent = self.send(subject, msg_id, traceparent, payload).await?;
+            self.acknowledged(sent).await
+        };
+        match tokio::time::timeout(self.publish_timeout, stored).await {
+            Ok(stored) => stored,
+            Err(_) => Err(AppendError::TimedOut(started.elapsed())),
+        }
+        .map_err(|error| match error {
+            AppendError::TooLarge { .. } => AppendError::TooLarge { size },
+            other => other,
+        })
+    }
+
+    /// Hands one message to JetStream without waiting for its acknowledgement: messages sent
+    /// one after the other reach the stream in that order, and their acknowledgements can be
+    /// awaited together ([`EventLog::acknowledged`]), which is how the spool drains quickly.
+    pub async fn send(
+        &self,
+        subject: String,
+        msg_id: &str,
+        traceparent: &str,
+        payload: Bytes,
+    ) -> Result<Sent, AppendError> {
         if !self.is_connected() {
             return Err(AppendError::Unavailable(format!(
                 "{:?}",
@@ -232,30 +265,48 @@ impl EventLog {
             .message_id(msg_id)
             .header(TRACEPARENT, traceparent);
         let started = Instant::now();
-        let ack = async {
-            let pending = self.jetstream.send_publish(subject, publish).await?;
-            pending.await
-        };
-        let ack = match tokio::time::timeout(self.publish_timeout, ack).await {
-            Ok(ack) => ack,
-            Err(_) => return Err(AppendError::TimedOut(started.elapsed())),
-        };
-        match ack {
-            Ok(ack) => Ok(Appended {
+        match tokio::time::timeout(
+            self.publish_timeout,
+            self.jetstream.send_publish(subject, publish),
+        )
+        .await
+        {
+            Ok(Ok(ack)) => Ok(Sent { ack, started, size }),
+            Ok(Err(error)) => Err(self.classify(&error, started, size)),
+            Err(_) => Err(AppendError::TimedOut(started.elapsed())),
+        }
+    }
+
+    /// Waits for JetStream's acknowledgement of a message sent with [`EventLog::send`].
+    pub async fn acknowledged(&self, sent: Sent) -> Result<Appended, AppendError> {
+        let Sent { ack, started, size } = sent;
+        let remaining = self.publish_timeout.saturating_sub(started.elapsed());
+        match tokio::time::timeout(remaining, ack).await {
+            Ok(Ok(ack)) => Ok(Appended {
                 sequence: ack.sequence,
                 duplicate: ack.duplicate,
                 spooled: false,
             }),
-            Err(error) => Err(match error.kind() {
-                PublishErrorKind::StreamNotFound => {
-                    self.streams_ready.store(false, Ordering::Release);
-                    AppendError::NoStream
-                }
-                PublishErrorKind::TimedOut => AppendError::TimedOut(started.elapsed()),
-                PublishErrorKind::BrokenPipe => AppendError::Unavailable(error.to_string()),
-                PublishErrorKind::MaxPayloadExceeded => AppendError::TooLarge { size },
-                _ => AppendError::Refused(error.to_string()),
-            }),
+            Ok(Err(error)) => Err(self.classify(&error, started, size)),
+            Err(_) => Err(AppendError::TimedOut(started.elapsed())),
+        }
+    }
+
+    fn classify(
+        &self,
+        error: &async_nats::jetstream::context::PublishError,
+        started: Instant,
+        size: usize,
+    ) -> AppendError {
+        match error.kind() {
+            PublishErrorKind::StreamNotFound => {
+                self.streams_ready.store(false, Ordering::Release);
+                AppendError::NoStream
+            }
+            PublishErrorKind::TimedOut => AppendError::TimedOut(started.elapsed()),
+            PublishErrorKind::BrokenPipe => AppendError::Unavailable(error.to_string()),
+            PublishErrorKind::MaxPayloadExceeded => AppendError::TooLarge { size },
+            _ => AppendError::Refused(error.to_string()),
         }
     }
 

@@ -43,6 +43,8 @@ pub enum StartError {
     Stream(#[from] StreamError),
     #[error(transparent)]
     Spool(#[from] SpoolError),
+    #[error(transparent)]
+    Hints(#[from] hints::HintsUrlError),
 }
 
 /// A running gateway: its configuration, its connection to the event log, its metrics.
@@ -53,6 +55,8 @@ pub struct Gateway {
     /// Where events wait while JetStream cannot take them.
     pub spool: Option<Arc<Spool>>,
     pub limits: Arc<limits::TenantLimits>,
+    /// Asked for the answer to ai_hints_requested.
+    pub hints: hints::Hints,
 }
 
 impl Gateway {
@@ -74,16 +78,18 @@ impl Gateway {
                 let spool = Spool::open(dir, config.spool_max_bytes)?;
                 tokio::spawn(spool::forward(Arc::clone(&spool), {
                     let log = Arc::clone(&log);
-                    move |record: spool::record::Record| {
+                    move |records: Vec<spool::record::Record>| {
                         let log = Arc::clone(&log);
-                        async move { forward_one(&log, record).await }
+                        async move { forward_batch(&log, records).await }
                     }
                 }));
                 Some(spool)
             }
             None => None,
         };
+        let hints = hints::Hints::new(config.hints_url.as_deref(), config.hints_deadline)?;
         Ok(Arc::new(Gateway {
+            hints,
             limits: limits::TenantLimits::new(config.limits.clone()),
             config,
             log,
@@ -177,24 +183,41 @@ impl Gateway {
     }
 }
 
-/// Forwards one spooled message: true when it is in JetStream (or can never be, and was
-/// dropped with an error in the log), false to try again later.
-async fn forward_one(log: &EventLog, record: spool::record::Record) -> bool {
-    let msg_id = record.msg_id.clone();
-    match log
-        .append(
-            record.subject,
-            &record.msg_id,
-            &record.traceparent,
-            record.payload.into(),
-        )
-        .await
-    {
-        Ok(_) => true,
-        Err(error) if error.is_transient() => false,
-        Err(error) => {
-            tracing::error!(%error, event_id = %msg_id, "a spooled event cannot be stored in JetStream at all; dropped from the spool");
-            true
+/// Forwards spooled messages in order: all are handed to JetStream one after the other, then
+/// their acknowledgements are read, so a backlog drains at JetStream's pace rather than one
+/// round trip per event. Returns how many of the first ones are stored (or can never be, and
+/// were dropped with an error in the log); the rest are tried again later.
+async fn forward_batch(log: &EventLog, records: Vec<spool::record::Record>) -> usize {
+    let mut sent = Vec::with_capacity(records.len());
+    for record in records {
+        let attempt = log
+            .send(
+                record.subject,
+                &record.msg_id,
+                &record.traceparent,
+                record.payload.into(),
+            )
+            .await;
+        let failed = attempt.is_err();
+        sent.push((record.msg_id, attempt));
+        if failed {
+            break;
         }
     }
+    let mut stored = 0;
+    for (msg_id, attempt) in sent {
+        let outcome = match attempt {
+            Ok(sent) => log.acknowledged(sent).await.map(|_| ()),
+            Err(error) => Err(error),
+        };
+        match outcome {
+            Ok(()) => stored += 1,
+            Err(error) if error.is_transient() => break,
+            Err(error) => {
+                tracing::error!(%error, event_id = %msg_id, "a spooled event cannot be stored in JetStream at all; dropped from the spool");
+                stored += 1;
+            }
+        }
+    }
+    stored
 }

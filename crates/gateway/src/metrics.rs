@@ -25,6 +25,12 @@ pub struct RequestLabels {
     pub outcome: &'static str,
 }
 
+/// How a hints request was answered: answered, deadline, failed, off.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HintsLabels {
+    pub outcome: &'static str,
+}
+
 /// Every metric of the gateway.
 pub struct Metrics {
     registry: Registry,
@@ -39,6 +45,7 @@ pub struct Metrics {
     pub spooled: Counter,
     pub spool_messages: Gauge,
     pub spool_bytes: Gauge,
+    pub hints: Family<HintsLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -56,6 +63,7 @@ impl Default for Metrics {
             spooled: Counter::default(),
             spool_messages: Gauge::default(),
             spool_bytes: Gauge::default(),
+            hints: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -111,6 +119,11 @@ impl Default for Metrics {
             Unit::Bytes,
             metrics.spool_bytes.clone(),
         );
+        registry.register(
+            "hints_requests",
+            "ai_hints_requested answers by outcome (answered by HintsService, deadline, failed, off)",
+            metrics.hints.clone(),
+        );
         Metrics {
             registry,
             ..metrics
@@ -123,6 +136,15 @@ impl Metrics {
     pub fn request(&self, outcome: &'static str) {
         self.requests
             .get_or_create(&RequestLabels { outcome })
+            .inc();
+    }
+
+    /// Counts how a hints request was answered.
+    pub fn hint(&self, outcome: crate::hints::Outcome) {
+        self.hints
+            .get_or_create(&HintsLabels {
+                outcome: outcome.as_str(),
+            })
             .inc();
     }
 

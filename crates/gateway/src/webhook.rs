@@ -25,7 +25,6 @@ use tracing::{Instrument, field};
 use crate::Gateway;
 use crate::error::Rejection;
 use crate::event_log::Appended;
-use crate::hints::HintsAnswer;
 use crate::limits::Refused;
 use crate::metrics::EventLabels;
 use crate::tenants::Access;
@@ -158,16 +157,27 @@ async fn store(
             .map_or("unknown", HookType::as_str)
             .to_owned(),
     };
+    // An operator waits for hints: they are asked for while the event is stored.
+    let hints = async {
+        match &event.payload {
+            Some(Payload::AiHintsRequested(request)) => {
+                let (answer, outcome) = gateway.hints.answer(tenant, request).await;
+                gateway.metrics.hint(outcome);
+                Some(answer)
+            }
+            _ => None,
+        }
+    };
+    let append = gateway.append(
+        subject,
+        &event.event_id,
+        &traceparent,
+        event.encode_to_vec().into(),
+    );
+    let (appended, hints) = tokio::join!(append, hints);
     let Appended {
         duplicate, spooled, ..
-    } = gateway
-        .append(
-            subject,
-            &event.event_id,
-            &traceparent,
-            event.encode_to_vec().into(),
-        )
-        .await?;
+    } = appended?;
     span.record("duplicate", duplicate);
     let (outcome, counter) = if duplicate {
         ("duplicate", &gateway.metrics.duplicates)
@@ -176,11 +186,9 @@ async fn store(
     };
     counter.get_or_create(&labels).inc();
 
-    let response = match &event.payload {
-        Some(Payload::AiHintsRequested(request)) => {
-            axum::Json(HintsAnswer::empty(request.message_id)).into_response()
-        }
-        _ => {
+    let response = match hints {
+        Some(answer) => axum::Json(answer).into_response(),
+        None => {
             let mut answer =
                 json!({ "status": "ok", "event_id": event.event_id, "duplicate": duplicate });
             if spooled {

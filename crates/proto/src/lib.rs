@@ -9,6 +9,7 @@ pub mod alerting;
 pub mod analytics;
 pub mod crm;
 pub mod events;
+pub mod hints;
 
 /// The encoded `FileDescriptorSet` of every package, for gRPC reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/descriptors.bin"));

@@ -220,13 +220,13 @@ impl Spool {
     }
 }
 
-/// Forwards the spool to JetStream through `send` (which publishes one message and waits for
-/// the acknowledgement, returning false when it should be tried again later) until the
-/// process ends.
+/// Forwards the spool to JetStream through `send` until the process ends. `send` gets a batch
+/// in spool order and returns how many of its first records are stored (the rest are tried
+/// again later, with the same message ids, so any that did get stored are recognised).
 pub async fn forward<F, Fut>(spool: Arc<Spool>, send: F)
 where
-    F: Fn(Record) -> Fut,
-    Fut: std::future::Future<Output = bool>,
+    F: Fn(Vec<Record>) -> Fut,
+    Fut: std::future::Future<Output = usize>,
 {
     loop {
         if !spool.has_backlog() {
@@ -244,17 +244,10 @@ where
                 continue;
             }
         };
-        let mut sent = 0u64;
-        let mut through = None;
-        for (record, end) in batch {
-            if !send(record).await {
-                break;
-            }
-            sent += 1;
-            through = Some(end);
-        }
-        if let Some(end) = through {
-            spool.forwarded(end, sent).await;
+        let (records, ends): (Vec<Record>, Vec<u64>) = batch.into_iter().unzip();
+        let sent = send(records).await.min(ends.len());
+        if sent > 0 {
+            spool.forwarded(ends[sent - 1], sent as u64).await;
             tracing::info!(
                 forwarded = sent,
                 left = spool.depth().messages,

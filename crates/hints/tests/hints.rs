@@ -1,0 +1,490 @@
+//! Hints through the whole path, as Chat2Desk gets them: a real nats-server, the gateway as its
+//! own process, and c2d-hints following the event log. A scripted history of conversations is
+//! POSTed as webhooks; then Chat2Desk's ai_hints_requested for a new, similarly worded question
+//! is POSTed and the gateway's answer (Chat2Desk's response format) must carry the operators'
+//! usual answer first. The operator's choice (the second form of ai_hints_requested, and the
+//! Feedback RPC) changes the ranking; a hints service that is absent or slow costs the hints,
+//! never the gateway's deadline nor the event.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use c2d_hints::{Config, Hints};
+use c2d_proto::hints::HintsServiceClient;
+use c2d_proto::hints::v1::{FeedbackRequest, StatsRequest};
+use c2d_testkit::{GatewayProcess, NatsServer, free_port, stored_events, workspace_binary};
+use serde_json::{Value as Json, json};
+
+const TENANT: &str = "acme";
+
+const DELIVERY: &str =
+    "Your order ships within 3 business days; track it at https://shop.example/track";
+const ESCALATE: &str = "Sorry for the delay! I've asked our courier team to check your delivery.";
+const RETURNS: &str = "Returns are free within 30 days: reply RETURN and we send you a label.";
+const PAYMENT: &str = "We accept Visa, Mastercard and Pix.";
+const PEDIDO: &str =
+    "Seu pedido chega em até 3 dias úteis. Acompanhe em https://loja.example/rastreio";
+const ZAKAZ: &str = "Ваш заказ доставят в течение 3 рабочих дней.";
+
+/// (client's question, operator's answer): what operators of this company usually say.
+fn history() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("Hi! Where is my order? It has not arrived yet", DELIVERY),
+        ("my order did not arrive, where is it", DELIVERY),
+        ("When will my package arrive?", DELIVERY),
+        (
+            "order not delivered yet, any news on my delivery?",
+            DELIVERY,
+        ),
+        (
+            "I ordered last week and the order still has not arrived",
+            ESCALATE,
+        ),
+        ("How do I return a product?", RETURNS),
+        ("I want to return these shoes, they are too small", RETURNS),
+        ("Can I pay by card?", PAYMENT),
+        ("do you take credit card payments", PAYMENT),
+        ("Olá, onde está o meu pedido? Ainda não chegou", PEDIDO),
+        ("meu pedido não chegou", PEDIDO),
+        ("Здравствуйте, где мой заказ?", ZAKAZ),
+        ("Когда доставят заказ?", ZAKAZ),
+        (
+            "please call me back",
+            "Sure Maria, we will call you at +55 11 91234-5678 or write to maria.souza@example.com",
+        ),
+    ]
+}
+
+struct Stack {
+    nats: NatsServer,
+    gateway: GatewayProcess,
+    hints_url: String,
+    stop: tokio::sync::oneshot::Sender<()>,
+    hints: tokio::task::JoinHandle<Result<(), c2d_hints::HintsError>>,
+}
+
+impl Stack {
+    /// nats-server, the gateway pointed at a hints service on a free port, and c2d-hints there
+    /// configured by `hints_env`.
+    async fn start(hints_env: &[(&str, &str)], gateway_env: &[(&str, String)]) -> Stack {
+        let nats = NatsServer::start().await.expect("nats-server starts");
+        let port = free_port();
+        let hints_url = format!("http://127.0.0.1:{port}");
+        let mut env = vec![("GATEWAY_HINTS_URL", hints_url.clone())];
+        env.extend(gateway_env.iter().cloned());
+        let gateway = GatewayProcess::start(
+            workspace_binary("c2d-gateway").unwrap().to_str().unwrap(),
+            &nats,
+            &env,
+        )
+        .await
+        .expect("gateway starts");
+        let (stop, hints) = start_hints(&nats, port, hints_env).await;
+        Stack {
+            nats,
+            gateway,
+            hints_url,
+            stop,
+            hints,
+        }
+    }
+
+    async fn post(&self, body: Json) -> (u16, Json) {
+        let answer = c2d_testkit::http::post_json(&self.gateway.acme_url(), body.to_string())
+            .await
+            .expect("the gateway answers");
+        (answer.status, answer.json())
+    }
+
+    async fn client(&self) -> HintsServiceClient<tonic::transport::Channel> {
+        HintsServiceClient::connect(self.hints_url.clone())
+            .await
+            .expect("c2d-hints accepts connections")
+    }
+
+    /// Waits until c2d-hints has applied every event the stream holds.
+    async fn caught_up(&self) {
+        let mut client = self.client().await;
+        let jetstream = self.nats.jetstream().await;
+        eventually("c2d-hints to catch up with the log", || {
+            let (mut client, jetstream) = (client.clone(), jetstream.clone());
+            async move {
+                let last = jetstream
+                    .get_stream("CHAT2DESK")
+                    .await
+                    .ok()?
+                    .get_info()
+                    .await
+                    .ok()?
+                    .state
+                    .last_sequence;
+                let stats = client
+                    .stats(StatsRequest {
+                        tenant: TENANT.into(),
+                    })
+                    .await
+                    .ok()?
+                    .into_inner();
+                (stats.last_sequence >= last).then_some(())
+            }
+        })
+        .await;
+        let _ = client
+            .stats(StatsRequest {
+                tenant: TENANT.into(),
+            })
+            .await;
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        self.hints
+            .await
+            .expect("c2d-hints does not panic")
+            .expect("c2d-hints stops cleanly");
+    }
+}
+
+async fn start_hints(
+    nats: &NatsServer,
+    port: u16,
+    env: &[(&str, &str)],
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<Result<(), c2d_hints::HintsError>>,
+) {
+    let nats_url = nats.url();
+    let addr = format!("127.0.0.1:{port}");
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    let config = Config::from_lookup(|name| match name {
+        "NATS_URL" => Some(nats_url.clone()),
+        "HINTS_GRPC_ADDR" => Some(addr.clone()),
+        other => env.iter().find(|(k, _)| k == other).map(|(_, v)| v.clone()),
+    })
+    .expect("test configuration is valid");
+    let listener = tokio::net::TcpListener::bind(config.grpc_addr)
+        .await
+        .expect("the hints port is free");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let hints = tokio::spawn(Hints::new(config).run(listener, async {
+        let _ = stopped.await;
+    }));
+    (stop, hints)
+}
+
+async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "gave up waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn inbox(message_id: i64, client: i64, text: &str) -> Json {
+    json!({
+        "message_id": message_id, "type": "from_client", "text": text, "transport": "whatsapp",
+        "client_id": client, "operator_id": null, "dialog_id": client + 100_000, "channel_id": 17,
+        "client": { "id": client, "phone": format!("+55119{client:08}"), "name": "Maria Souza" },
+        "hook_type": "inbox", "request_id": client + 200_000, "is_new_request": 1,
+        "event_time": "2026-11-20T10:00:00Z"
+    })
+}
+
+fn outbox(message_id: i64, client: i64, text: &str) -> Json {
+    json!({
+        "message_id": message_id, "type": "to_client", "text": text, "transport": "whatsapp",
+        "client_id": client, "operator_id": 41, "dialog_id": client + 100_000, "channel_id": 17,
+        "client": { "id": client, "phone": format!("+55119{client:08}"), "name": "Maria Souza" },
+        "hook_type": "outbox", "request_id": client + 200_000,
+        "event_time": "2026-11-20T10:01:00Z"
+    })
+}
+
+/// Chat2Desk's hints request (first form of ai_hints_requested) for `message_id`.
+fn hints_request(message_id: i64, client: i64) -> Json {
+    json!({
+        "client_id": client, "operator_id": 41, "dialog_id": client + 100_000,
+        "request_id": client + 200_000, "channel_id": 17, "message_id": message_id,
+        "hook_type": "ai_hints_requested", "event_time": "2026-11-21T09:00:00Z"
+    })
+}
+
+/// The texts of the hints in a gateway answer, checked to be in Chat2Desk's format.
+fn hint_texts(answer: &Json, message_id: i64) -> Vec<String> {
+    assert_eq!(answer["message_id"], json!(message_id), "{answer}");
+    let hints = answer["hints"].as_array().expect("a hints list");
+    for hint in hints {
+        let mut keys: Vec<&str> = hint
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        keys.sort_unstable();
+        assert_eq!(keys, ["id", "link", "relevance", "text", "url"], "{hint}");
+        assert!(hint["id"].as_i64().unwrap() > 0);
+        let relevance = hint["relevance"].as_u64().unwrap();
+        assert!((1..=100).contains(&relevance), "{hint}");
+    }
+    hints
+        .iter()
+        .map(|h| h["text"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Posts a new client message and the hints request for it; returns the gateway's answer.
+async fn ask(stack: &Stack, message_id: i64, client: i64, text: &str) -> Json {
+    let (status, _) = stack.post(inbox(message_id, client, text)).await;
+    assert_eq!(status, 200);
+    let (status, answer) = stack.post(hints_request(message_id, client)).await;
+    assert_eq!(status, 200, "{answer}");
+    answer
+}
+
+#[tokio::test]
+async fn operators_usual_answer_comes_first_and_choices_change_the_ranking() {
+    let stack = Stack::start(&[], &[]).await;
+    let mut message_id = 1_000;
+    for (client, (question, answer)) in (1..).zip(history()) {
+        message_id += 2;
+        assert_eq!(stack.post(inbox(message_id, client, question)).await.0, 200);
+        assert_eq!(
+            stack.post(outbox(message_id + 1, client, answer)).await.0,
+            200
+        );
+    }
+    stack.caught_up().await;
+    let mut client = stack.client().await;
+    let stats = client
+        .stats(StatsRequest {
+            tenant: TENANT.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    println!("indexed: {stats:?}");
+    assert_eq!(stats.answers, 7);
+    assert!(stats.pairs >= 12, "{stats:?}");
+
+    // A new client asks about a late order in other words.
+    let answer = ask(
+        &stack,
+        5_001,
+        501,
+        "Hello, my order still hasn't arrived. Where is it??",
+    )
+    .await;
+    let texts = hint_texts(&answer, 5_001);
+    println!("hints for the late order: {texts:#?}");
+    assert_eq!(texts[0], DELIVERY);
+    assert!(
+        texts.contains(&ESCALATE.to_owned()),
+        "the other delivery answer is offered too"
+    );
+    assert!(
+        !texts.contains(&PAYMENT.to_owned()),
+        "unrelated answers are not offered"
+    );
+
+    // In Portuguese and Russian, answered in the client's language.
+    let answer = ask(&stack, 5_003, 502, "oi, o pedido ainda nao chegou").await;
+    assert_eq!(hint_texts(&answer, 5_003)[0], PEDIDO);
+    let answer = ask(&stack, 5_005, 503, "где заказ? когда доставят?").await;
+    assert_eq!(hint_texts(&answer, 5_005)[0], ZAKAZ);
+
+    // Another client's personal data is never in a hint.
+    let answer = ask(&stack, 5_007, 504, "could you call me back please?").await;
+    let texts = hint_texts(&answer, 5_007);
+    assert_eq!(
+        texts[0],
+        "Sure [name], we will call you at [phone] or write to [email]"
+    );
+
+    // The operator chose the escalation answer for the late order (Chat2Desk's feedback form,
+    // through the gateway): questions like it now get that answer first.
+    let escalate_id = answer_id(&stack, 5_001, 501, ESCALATE).await;
+    let (status, _) = stack
+        .post(json!({
+            "client_id": 501, "message_id": 5_001, "hint_id": escalate_id,
+            "hook_type": "ai_hints_requested", "event_time": "2026-11-21T09:01:00Z"
+        }))
+        .await;
+    assert_eq!(status, 200);
+    stack.caught_up().await;
+    let answer = ask(
+        &stack,
+        5_009,
+        505,
+        "my order hasn't arrived yet, where is it?",
+    )
+    .await;
+    let texts = hint_texts(&answer, 5_009);
+    println!("after the choice: {texts:#?}");
+    assert_eq!(texts[0], ESCALATE);
+
+    // The Feedback RPC writes the same event to the log and answers once it is learned.
+    let delivery_id = answer_id(&stack, 5_009, 505, DELIVERY).await;
+    for _ in 0..2 {
+        let learned = client
+            .feedback(FeedbackRequest {
+                tenant: TENANT.into(),
+                message_id: 5_009,
+                hint_id: delivery_id,
+                client_id: Some(505),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(learned.learned, "{learned:?}");
+    }
+    let unknown = client
+        .feedback(FeedbackRequest {
+            tenant: TENANT.into(),
+            message_id: 5_009,
+            hint_id: 7,
+            client_id: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!unknown.learned, "an unknown hint teaches nothing");
+    let stats = client
+        .stats(StatsRequest {
+            tenant: TENANT.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        stats.feedback, 2,
+        "the same choice sent twice is one event: {stats:?}"
+    );
+
+    // Every hints request and choice is in the event log too.
+    let events = stored_events(&stack.nats).await.unwrap();
+    let hints_events = events
+        .iter()
+        .filter(|(_, e)| e.hook_type == "ai_hints_requested")
+        .count();
+    // Five requests, the choice through the gateway, and one for the two identical RPCs.
+    assert_eq!(hints_events, 5 + 1 + 1);
+
+    // Bad requests say what to fix.
+    let error = client
+        .suggest(c2d_proto::hints::v1::SuggestRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), tonic::Code::InvalidArgument);
+    assert!(error.message().contains("tenant"), "{}", error.message());
+    stack.stop().await;
+}
+
+/// The id of the hint with `text` among those suggested for `message_id`.
+async fn answer_id(stack: &Stack, message_id: i64, client: i64, text: &str) -> i64 {
+    let answer = stack
+        .client()
+        .await
+        .suggest(c2d_proto::hints::v1::SuggestRequest {
+            tenant: TENANT.into(),
+            message_id: Some(message_id),
+            client_id: Some(client),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    answer
+        .hints
+        .iter()
+        .find(|hint| hint.text == text)
+        .unwrap_or_else(|| panic!("{text:?} is among the hints: {answer:?}"))
+        .id
+}
+
+#[tokio::test]
+async fn an_absent_or_slow_hints_service_costs_the_hints_not_the_deadline_nor_the_event() {
+    const DEADLINE_MS: u64 = 300;
+    // A hints service that waits 30 s for a message that never comes: slow, for real.
+    let stack = Stack::start(
+        &[("HINTS_MESSAGE_WAIT_MS", "30000")],
+        &[("GATEWAY_HINTS_DEADLINE_MS", DEADLINE_MS.to_string())],
+    )
+    .await;
+    // And a second gateway whose hints service is not there at all.
+    let absent = GatewayProcess::start(
+        workspace_binary("c2d-gateway").unwrap().to_str().unwrap(),
+        &stack.nats,
+        &[
+            (
+                "GATEWAY_HINTS_URL",
+                format!("http://127.0.0.1:{}", free_port()),
+            ),
+            ("GATEWAY_HINTS_DEADLINE_MS", DEADLINE_MS.to_string()),
+        ],
+    )
+    .await
+    .unwrap();
+
+    for (name, url, message_id) in [
+        ("slow", stack.gateway.acme_url(), 9_001),
+        ("absent", absent.acme_url(), 9_002),
+    ] {
+        let started = Instant::now();
+        let answer = c2d_testkit::http::post_json(&url, hints_request(message_id, 77).to_string())
+            .await
+            .unwrap();
+        let elapsed = started.elapsed();
+        println!(
+            "{name} hints service: answered {} in {elapsed:?} (deadline {DEADLINE_MS} ms): {}",
+            answer.status,
+            answer.text()
+        );
+        assert_eq!(answer.status, 200);
+        assert_eq!(
+            answer.json(),
+            json!({ "message_id": message_id, "hints": [] })
+        );
+        // Far below the 30 s the slow service would take: the deadline cut it short.
+        assert!(elapsed < Duration::from_secs(5), "{name}: {elapsed:?}");
+    }
+    let metrics = c2d_testkit::http::get(&format!("{}/metrics", stack.gateway.base_url()))
+        .await
+        .unwrap()
+        .text();
+    assert!(
+        metrics.contains(r#"c2d_gateway_hints_requests_total{outcome="deadline"} 1"#),
+        "{metrics}"
+    );
+    let metrics = c2d_testkit::http::get(&format!("{}/metrics", absent.base_url()))
+        .await
+        .unwrap()
+        .text();
+    assert!(
+        metrics.contains(r#"c2d_gateway_hints_requests_total{outcome="failed"} 1"#),
+        "{metrics}"
+    );
+
+    // Both requests are stored events all the same.
+    let stored: Vec<Option<i64>> = stored_events(&stack.nats)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter_map(|(_, event)| match event.payload {
+            Some(c2d_proto::events::Payload::AiHintsRequested(request)) => Some(request.message_id),
+            _ => None,
+        })
+        .collect();
+    println!("stored hints requests: {stored:?}");
+    assert_eq!(stored, [Some(9_001), Some(9_002)]);
+    stack.stop().await;
+}
