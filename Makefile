@@ -6,7 +6,7 @@ CARGO ?= cargo
 NATS_SERVER := $(CURDIR)/tools/bin/nats-server
 export NATS_SERVER_BIN := $(NATS_SERVER)
 
-.PHONY: all tools postgres build test lint fmt run demo deploy-check bench-gateway bench-subscriber bench-analytics clean
+.PHONY: all tools postgres build test lint fmt run demo deploy-check bench-gateway bench-subscriber bench-analytics bench-hints clean
 
 all: build
 
@@ -62,6 +62,10 @@ bench-subscriber: tools
 ## bench-analytics: rebuild rate vs a raw ordered read, and 30-day summary latency over 1M events
 bench-analytics: tools
 	$(CARGO) bench -p c2d-analytics --bench analytics
+
+## bench-hints: Suggest latency p50/p99 with 100,000 indexed pairs, in-process and over gRPC
+bench-hints: tools
+	$(CARGO) bench -p c2d-hints --bench hints
 
 clean:
 	$(CARGO) clean

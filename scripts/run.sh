@@ -5,7 +5,8 @@
 # with JetStream and its data under .run/nats. Starts the gateway with a demo tenant unless
 # GATEWAY_TOKENS is set and prints the webhook URL to paste into Chat2Desk, then the services
 # that follow the event log: alerting (rules from ALERTING_RULES_FILE), crm-sync (its SQLite store in .run/crm-sync, unless CRM_STORE_URL
-# says otherwise) and analytics (its snapshots under .run/analytics).
+# says otherwise), analytics (its snapshots under .run/analytics) and hints (which the gateway
+# asks for the answer to Chat2Desk's hints requests).
 #
 # With DEMO=1 (`make demo`) it also starts `c2dctl simulate` as a Chat2Desk account "demo" on
 # 127.0.0.1:8090, registers its webhook at the gateway through the simulated API, and alerting
@@ -22,6 +23,8 @@ export ANALYTICS_DATA_DIR="${ANALYTICS_DATA_DIR:-$PWD/.run/analytics}"
 export CRM_GRPC_ADDR="${CRM_GRPC_ADDR:-127.0.0.1:50051}"
 export CRM_STORE_URL="${CRM_STORE_URL:-sqlite://$PWD/.run/crm-sync/crm.db}"
 export ALERTING_GRPC_ADDR="${ALERTING_GRPC_ADDR:-127.0.0.1:50053}"
+export HINTS_GRPC_ADDR="${HINTS_GRPC_ADDR:-127.0.0.1:50054}"
+export GATEWAY_HINTS_URL="${GATEWAY_HINTS_URL:-http://$HINTS_GRPC_ADDR}"
 export ALERTING_CRM_URL="${ALERTING_CRM_URL:-http://$CRM_GRPC_ADDR}"
 export ALERTING_ANALYTICS_URL="${ALERTING_ANALYTICS_URL:-http://$ANALYTICS_GRPC_ADDR}"
 demo="${DEMO:-0}"
@@ -71,7 +74,7 @@ if [ -z "${GATEWAY_TOKENS:-}" ]; then
     export GATEWAY_TOKENS="demo=$(cat "$secret_file")"
 fi
 
-cargo build --quiet --profile "$profile" -p c2d-gateway -p c2d-crm-sync -p c2d-analytics -p c2d-alerting -p c2dctl
+cargo build --quiet --profile "$profile" -p c2d-gateway -p c2d-crm-sync -p c2d-analytics -p c2d-alerting -p c2d-hints -p c2dctl
 target_dir="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
 bin_dir="$target_dir/$([ "$profile" = dev ] && echo debug || echo "$profile")"
 
@@ -90,6 +93,8 @@ pids+=($!)
 pids+=($!)
 # Rules come from ALERTING_RULES_FILE (see crates/alerting/alerting.example.toml); none: nothing fires.
 "$bin_dir/c2d-alerting" &
+pids+=($!)
+"$bin_dir/c2d-hints" &
 pids+=($!)
 
 echo
@@ -111,6 +116,9 @@ echo "          grpcurl -plaintext -d '{\"tenant\":\"$tenant\",\"client_id\":173
 echo "            $CRM_GRPC_ADDR chat2desk.crm.v1.CrmService/GetClient"
 echo "Alerts (gRPC with reflection) on $ALERTING_GRPC_ADDR, rules from ${ALERTING_RULES_FILE:-none}:"
 echo "          grpcurl -plaintext $ALERTING_GRPC_ADDR chat2desk.alerting.v1.AlertingService/ListAlerts"
+echo "Hints (gRPC with reflection) on $HINTS_GRPC_ADDR, asked by the gateway for ai_hints_requested, e.g.:"
+echo "          grpcurl -plaintext -d '{\"tenant\":\"$tenant\",\"text\":\"where is my order?\"}' \\"
+echo "            $HINTS_GRPC_ADDR chat2desk.hints.v1.HintsService/Suggest"
 echo "Or with c2dctl ($bin_dir/c2dctl): events tail, analytics summary --tenant $tenant, crm search --tenant $tenant, alerts list"
 
 if [ "$demo" = 1 ]; then

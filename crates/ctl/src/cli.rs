@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand};
 #[command(
     name = "c2dctl",
     version,
-    about = "Manage Chat2Desk webhooks, simulate Chat2Desk, tail and replay events, ask analytics, CRM and alerting."
+    about = "Manage Chat2Desk webhooks, simulate Chat2Desk, tail and replay events, ask analytics, CRM, alerting and hints."
 )]
 pub struct Cli {
     /// Print JSON (one array, or one object per line when following) instead of tables.
@@ -38,6 +38,48 @@ pub enum Command {
     /// AlertingService.
     #[command(subcommand)]
     Alerts(AlertsCommand),
+    /// HintsService: the hints operators get.
+    #[command(subcommand)]
+    Hints(HintsCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct HintsArgs {
+    #[arg(long, env = "C2D_HINTS_URL", default_value = "http://127.0.0.1:50054")]
+    pub hints_url: String,
+    #[arg(long)]
+    pub tenant: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HintsCommand {
+    /// The hints for a question (its text), or for a client's message (--message-id).
+    Suggest {
+        #[command(flatten)]
+        hints: HintsArgs,
+        #[arg(long)]
+        message_id: Option<i64>,
+        #[arg(long)]
+        client_id: Option<i64>,
+        /// At most this many (default: the service's).
+        #[arg(long, default_value_t = 0)]
+        limit: u32,
+        text: Option<String>,
+    },
+    /// The operator chose a hint for a message: that answer ranks higher for similar questions.
+    Feedback {
+        #[command(flatten)]
+        hints: HintsArgs,
+        #[arg(long)]
+        message_id: i64,
+        #[arg(long)]
+        hint_id: i64,
+    },
+    /// Pairs, answers, conversations and choices the service knows for a tenant.
+    Stats {
+        #[command(flatten)]
+        hints: HintsArgs,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -10,9 +10,10 @@ use c2dctl::output::Rows;
 use c2dctl::simulator::{self, SimulatorConfig};
 use clap::Parser as _;
 
+use c2d_proto::hints::v1::SuggestRequest;
 use cli::{
-    AlertsCommand, AnalyticsCommand, ApiArgs, Cli, Command, CrmCommand, EventsCommand, NatsArgs,
-    SimulateArgs, WebhooksCommand,
+    AlertsCommand, AnalyticsCommand, ApiArgs, Cli, Command, CrmCommand, EventsCommand,
+    HintsCommand, NatsArgs, SimulateArgs, WebhooksCommand,
 };
 use commands::webhooks::{Registered, parse_events};
 
@@ -98,6 +99,40 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Alerts(command) => alerts(command, json).await,
+        Command::Hints(command) => {
+            let rows = match command {
+                HintsCommand::Suggest {
+                    hints,
+                    message_id,
+                    client_id,
+                    limit,
+                    text,
+                } => {
+                    let request = SuggestRequest {
+                        tenant: hints.tenant,
+                        message_id,
+                        client_id,
+                        text,
+                        limit,
+                        dialog_id: None,
+                    };
+                    commands::hints::suggest(hints.hints_url, request).await?
+                }
+                HintsCommand::Feedback {
+                    hints,
+                    message_id,
+                    hint_id,
+                } => {
+                    commands::hints::feedback(hints.hints_url, hints.tenant, message_id, hint_id)
+                        .await?
+                }
+                HintsCommand::Stats { hints } => {
+                    commands::hints::stats(hints.hints_url, hints.tenant).await?
+                }
+            };
+            rows.print(json);
+            Ok(())
+        }
     }
 }
 

@@ -227,26 +227,36 @@ impl EventLog {
         traceparent: &str,
         payload: Bytes,
     ) -> Result<Appended, AppendError> {
-        let size = payload.len();
         let started = Instant::now();
         let stored = async {
-            let sent = self.send(subject, msg_id, traceparent, payload).await?;
-            self.acknowledged(sent).await
+            let sent = self.publish(subject, msg_id, traceparent, payload).await?;
+            self.acknowledgement(sent).await
         };
-        match tokio::time::timeout(self.publish_timeout, stored).await {
-            Ok(stored) => stored,
-            Err(_) => Err(AppendError::TimedOut(started.elapsed())),
-        }
-        .map_err(|error| match error {
-            AppendError::TooLarge { .. } => AppendError::TooLarge { size },
-            other => other,
-        })
+        tokio::time::timeout(self.publish_timeout, stored)
+            .await
+            .unwrap_or_else(|_| Err(AppendError::TimedOut(started.elapsed())))
     }
 
     /// Hands one message to JetStream without waiting for its acknowledgement: messages sent
     /// one after the other reach the stream in that order, and their acknowledgements can be
     /// awaited together ([`EventLog::acknowledged`]), which is how the spool drains quickly.
     pub async fn send(
+        &self,
+        subject: String,
+        msg_id: &str,
+        traceparent: &str,
+        payload: Bytes,
+    ) -> Result<Sent, AppendError> {
+        let started = Instant::now();
+        tokio::time::timeout(
+            self.publish_timeout,
+            self.publish(subject, msg_id, traceparent, payload),
+        )
+        .await
+        .unwrap_or_else(|_| Err(AppendError::TimedOut(started.elapsed())))
+    }
+
+    async fn publish(
         &self,
         subject: String,
         msg_id: &str,
@@ -265,31 +275,32 @@ impl EventLog {
             .message_id(msg_id)
             .header(TRACEPARENT, traceparent);
         let started = Instant::now();
-        match tokio::time::timeout(
-            self.publish_timeout,
-            self.jetstream.send_publish(subject, publish),
-        )
-        .await
-        {
-            Ok(Ok(ack)) => Ok(Sent { ack, started, size }),
-            Ok(Err(error)) => Err(self.classify(&error, started, size)),
-            Err(_) => Err(AppendError::TimedOut(started.elapsed())),
+        match self.jetstream.send_publish(subject, publish).await {
+            Ok(ack) => Ok(Sent { ack, started, size }),
+            Err(error) => Err(self.classify(&error, started, size)),
         }
     }
 
-    /// Waits for JetStream's acknowledgement of a message sent with [`EventLog::send`].
-    pub async fn acknowledged(&self, sent: Sent) -> Result<Appended, AppendError> {
+    async fn acknowledgement(&self, sent: Sent) -> Result<Appended, AppendError> {
         let Sent { ack, started, size } = sent;
-        let remaining = self.publish_timeout.saturating_sub(started.elapsed());
-        match tokio::time::timeout(remaining, ack).await {
-            Ok(Ok(ack)) => Ok(Appended {
+        match ack.await {
+            Ok(ack) => Ok(Appended {
                 sequence: ack.sequence,
                 duplicate: ack.duplicate,
                 spooled: false,
             }),
-            Ok(Err(error)) => Err(self.classify(&error, started, size)),
-            Err(_) => Err(AppendError::TimedOut(started.elapsed())),
+            Err(error) => Err(self.classify(&error, started, size)),
         }
+    }
+
+    /// Waits for JetStream's acknowledgement of a message sent with [`EventLog::send`], at most
+    /// what is left of the publish timeout.
+    pub async fn acknowledged(&self, sent: Sent) -> Result<Appended, AppendError> {
+        let started = sent.started;
+        let remaining = self.publish_timeout.saturating_sub(started.elapsed());
+        tokio::time::timeout(remaining, self.acknowledgement(sent))
+            .await
+            .unwrap_or_else(|_| Err(AppendError::TimedOut(started.elapsed())))
     }
 
     fn classify(

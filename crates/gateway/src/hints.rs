@@ -85,9 +85,10 @@ impl Hints {
                         url: url.to_owned(),
                         reason: error.to_string(),
                     })?;
+                // The deadline is applied per request in `answer`, so it is told apart from a
+                // failure; connecting gets no longer than the deadline either.
                 let channel = endpoint
                     .connect_timeout(deadline)
-                    .timeout(deadline)
                     .tcp_nodelay(true)
                     .connect_lazy();
                 Some(HintsServiceClient::new(channel))

@@ -106,6 +106,19 @@ impl History {
     }
 }
 
+/// The process's resident memory (Linux), 0 where it cannot be read.
+fn resident_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|line| line.starts_with("VmRSS:"))
+                .and_then(|line| line.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
 fn percentiles(name: &str, mut micros: Vec<u32>, elapsed: Duration) {
     micros.sort_unstable();
     println!(
@@ -123,6 +136,7 @@ async fn main() -> anyhow::Result<()> {
     let mut random = Random(0x9e37_79b9_7f4a_7c15);
     let history = History::new(&mut random);
     let mut knowledge = Knowledge::default();
+    let rss_before = resident_kib();
     let started = Instant::now();
     for _ in 0..PAIRS {
         let kind = random.below(KINDS);
@@ -130,11 +144,15 @@ async fn main() -> anyhow::Result<()> {
         let answer = history.answer(&mut random, kind);
         knowledge.add_pair(&question, &answer);
     }
+    let indexed = started.elapsed();
+    let memory_kib = resident_kib().saturating_sub(rss_before);
     println!(
-        "bench-hints: {} pairs indexed ({} distinct answers) in {:.2} s, {} cores",
+        "bench-hints: {} pairs indexed ({} distinct answers) in {:.2} s, ~{} MiB resident ({} bytes per pair), {} cores",
         knowledge.index().pairs(),
         knowledge.index().answers(),
-        started.elapsed().as_secs_f64(),
+        indexed.as_secs_f64(),
+        memory_kib / 1024,
+        memory_kib * 1024 / knowledge.index().pairs().max(1) as u64,
         std::thread::available_parallelism().map_or(1, |n| n.get()),
     );
 

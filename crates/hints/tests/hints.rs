@@ -296,6 +296,25 @@ async fn operators_usual_answer_comes_first_and_choices_change_the_ranking() {
         "unrelated answers are not offered"
     );
 
+    println!("the gateway's answer: {answer}");
+
+    // c2dctl asks the same service (which runs on this test's runtime: not blocked meanwhile).
+    let output = tokio::process::Command::new(workspace_binary("c2dctl").unwrap())
+        .args([
+            "--json",
+            "hints",
+            "suggest",
+            "--hints-url",
+            &stack.hints_url,
+        ])
+        .args(["--tenant", TENANT, "my order did not arrive"])
+        .output()
+        .await
+        .expect("c2dctl runs");
+    assert!(output.status.success(), "{output:?}");
+    let rows: Json = serde_json::from_slice(&output.stdout).expect("c2dctl --json prints JSON");
+    assert_eq!(rows[0]["text"], json!(DELIVERY), "{rows}");
+
     // In Portuguese and Russian, answered in the client's language.
     let answer = ask(&stack, 5_003, 502, "oi, o pedido ainda nao chegou").await;
     assert_eq!(hint_texts(&answer, 5_003)[0], PEDIDO);

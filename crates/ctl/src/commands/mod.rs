@@ -5,4 +5,5 @@ pub mod alerts;
 pub mod analytics;
 pub mod crm;
 pub mod events;
+pub mod hints;
 pub mod webhooks;
