@@ -24,6 +24,27 @@ pub fn workspace_binary(name: &str) -> anyhow::Result<std::path::PathBuf> {
         command
             .args(["test", "--no-run", "--workspace", "--quiet"])
             .current_dir(crate::workspace_root());
+        // Cargo sets these for the test being run (CARGO_MANIFEST_DIR = its crate); build
+        // scripts that watch them (ring's does) would see a change and rebuild half the
+        // workspace, once per test crate. The workspace's own build ran without them.
+        for (name, _) in std::env::vars_os() {
+            let name = name.to_string_lossy();
+            let set_for_the_test = [
+                "CARGO_MANIFEST_DIR",
+                "CARGO_MANIFEST_PATH",
+                "CARGO_CRATE_NAME",
+                "CARGO_BIN_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+                "CARGO_TARGET_TMPDIR",
+                "CARGO_RUSTC_CURRENT_DIR",
+            ]
+            .contains(&name.as_ref())
+                || name.starts_with("CARGO_PKG_")
+                || name.starts_with("CARGO_BIN_EXE_");
+            if set_for_the_test {
+                command.env_remove(name.as_ref());
+            }
+        }
         if release {
             command.arg("--release");
         }
