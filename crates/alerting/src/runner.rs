@@ -13,6 +13,7 @@ use c2d_proto::alerting::{ALERTS_STREAM, AlertingServiceServer};
 use c2d_subscriber::{
     Delivery, HandlerError, StartAt, SubscribeError, Subscriber, SubscriberConfig,
 };
+use c2d_telemetry::shutdown::{stop_flag, stopped};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -26,7 +27,6 @@ use crate::service::AlertingGrpc;
 
 /// The durable consumer's name.
 const SUBSCRIBER: &str = "alerting";
-const GRPC_GRACE: Duration = Duration::from_secs(5);
 
 /// Why c2d-alerting could not run.
 #[derive(Debug, thiserror::Error)]
@@ -62,11 +62,7 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), AlertingError> {
-    let (stop_tx, stop) = watch::channel(false);
-    tokio::spawn(async move {
-        shutdown.await;
-        let _ = stop_tx.send(true);
-    });
+    let stop = stop_flag(shutdown);
     let client = async_nats::ConnectOptions::new()
         .name("c2d-alerting")
         .connect(c2d_telemetry::env::list(&config.nats_url))
@@ -167,10 +163,7 @@ pub async fn run(
         let _ = threshold.await;
     }
     let _ = notifier.await;
-    let served = match tokio::time::timeout(GRPC_GRACE, grpc).await {
-        Ok(served) => served.unwrap_or(Ok(())),
-        Err(_) => Ok(()),
-    };
+    let served = c2d_proto::server::drain(grpc).await;
     consumed?;
     served?;
     Ok(())
@@ -232,8 +225,4 @@ async fn next_tick(ticks: &mut tokio::time::Interval, stop: &watch::Receiver<boo
         () = stopped(stop.clone()) => false,
         _ = ticks.tick() => true,
     }
-}
-
-async fn stopped(mut stop: watch::Receiver<bool>) {
-    let _ = stop.wait_for(|stopped| *stopped).await;
 }

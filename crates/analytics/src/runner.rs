@@ -16,6 +16,7 @@ use c2d_proto::analytics::v1::MinuteUpdate;
 use c2d_subscriber::{
     Delivery, HandlerError, StartAt, SubscribeError, Subscriber, SubscriberConfig,
 };
+use c2d_telemetry::shutdown::{stop_flag, stopped};
 use prost_types::Timestamp;
 use tokio::net::TcpListener;
 use tokio::sync::{broadcast, watch};
@@ -28,9 +29,6 @@ use crate::snapshot::{SnapshotError, SnapshotStore};
 
 /// The subscriber's name in logs and dead letters.
 const SUBSCRIBER: &str = "analytics";
-
-/// How long in-flight gRPC calls may run on after the stop signal.
-const GRPC_GRACE: Duration = Duration::from_secs(5);
 
 /// Why c2d-analytics could not run.
 #[derive(Debug, thiserror::Error)]
@@ -104,11 +102,7 @@ impl Analytics {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), AnalyticsError> {
-        let (stop_tx, stop) = watch::channel(false);
-        tokio::spawn(async move {
-            shutdown.await;
-            let _ = stop_tx.send(true);
-        });
+        let stop = stop_flag(shutdown);
 
         let client = async_nats::ConnectOptions::new()
             .name("c2d-analytics")
@@ -171,18 +165,10 @@ impl Analytics {
         }
         save(&self.store, &self.projection);
         // Calls in flight get a moment to finish; idle client connections do not hold the stop.
-        let served = match tokio::time::timeout(GRPC_GRACE, grpc).await {
-            Ok(served) => served.unwrap_or(Ok(())),
-            Err(_) => Ok(()),
-        };
+        let served = c2d_proto::server::drain(grpc).await;
         consumed?;
         Ok(served?)
     }
-}
-
-/// Completes when the stop flag is raised.
-async fn stopped(mut stop: watch::Receiver<bool>) {
-    let _ = stop.wait_for(|stopped| *stopped).await;
 }
 
 fn read(projection: &RwLock<Projection>) -> std::sync::RwLockReadGuard<'_, Projection> {

@@ -18,6 +18,7 @@ use c2d_proto::events::STREAM;
 use c2d_subscriber::{
     Delivery, HandlerError, StartAt, SubscribeError, Subscriber, SubscriberConfig,
 };
+use c2d_telemetry::shutdown::{stop_flag, stopped};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 
@@ -50,9 +51,6 @@ pub const HOOK_TYPES: &[&str] = &[
     "close_request",
     "dialog_transferred",
 ];
-
-/// How long in-flight gRPC calls may run on after the stop signal.
-const GRPC_GRACE: Duration = Duration::from_secs(5);
 
 /// Why c2d-crm-sync could not run.
 #[derive(Debug, thiserror::Error)]
@@ -252,11 +250,7 @@ impl CrmSync {
             ),
             None => None,
         };
-        let (stop_tx, stop) = watch::channel(false);
-        tokio::spawn(async move {
-            shutdown.await;
-            let _ = stop_tx.send(true);
-        });
+        let stop = stop_flag(shutdown);
         let client = async_nats::ConnectOptions::new()
             .name("c2d-crm-sync")
             .connect(c2d_telemetry::env::list(&self.config.nats_url))
@@ -330,20 +324,12 @@ impl CrmSync {
             let _ = worker.await;
         }
         let _ = progress.await;
-        let served = match tokio::time::timeout(GRPC_GRACE, grpc).await {
-            Ok(served) => served.unwrap_or(Ok(())),
-            Err(_) => Ok(()),
-        };
+        let served = c2d_proto::server::drain(grpc).await;
         shared.store.close().await;
         consumed?;
         served?;
         Ok(())
     }
-}
-
-/// Completes when the stop flag is raised.
-async fn stopped(mut stop: watch::Receiver<bool>) {
-    let _ = stop.wait_for(|stopped| *stopped).await;
 }
 
 async fn log_progress(shared: Arc<Shared>, stop: watch::Receiver<bool>) {

@@ -13,6 +13,7 @@ use c2d_proto::hints::HintsServiceServer;
 use c2d_subscriber::{
     Delivery, HandlerError, StartAt, SubscribeError, Subscriber, SubscriberConfig,
 };
+use c2d_telemetry::shutdown::{stop_flag, stopped};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -30,9 +31,6 @@ pub const SUBJECTS: [&str; 3] = [
     "chat2desk.events.*.outbox",
     "chat2desk.events.*.ai_hints_requested",
 ];
-
-/// How long in-flight gRPC calls may run on after the stop signal.
-const GRPC_GRACE: Duration = Duration::from_secs(5);
 
 /// Why c2d-hints could not run.
 #[derive(Debug, thiserror::Error)]
@@ -77,11 +75,7 @@ impl Hints {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), HintsError> {
-        let (stop_tx, stop) = watch::channel(false);
-        tokio::spawn(async move {
-            shutdown.await;
-            let _ = stop_tx.send(true);
-        });
+        let stop = stop_flag(shutdown);
         let provider = match self.config.provider.clone() {
             Some(config) => {
                 tracing::info!(url = %config.url, model = %config.model, deadline = ?config.deadline, "hints are reranked by the external provider");
@@ -145,18 +139,10 @@ impl Hints {
         };
         let consumed = subscriber.run(handler, stopped(stop.clone())).await;
         let _ = progress.await;
-        let served = match tokio::time::timeout(GRPC_GRACE, grpc).await {
-            Ok(served) => served.unwrap_or(Ok(())),
-            Err(_) => Ok(()),
-        };
+        let served = c2d_proto::server::drain(grpc).await;
         consumed?;
         Ok(served?)
     }
-}
-
-/// Completes when the stop flag is raised.
-async fn stopped(mut stop: watch::Receiver<bool>) {
-    let _ = stop.wait_for(|stopped| *stopped).await;
 }
 
 async fn log_progress(projection: Arc<RwLock<Projection>>, stop: watch::Receiver<bool>) {

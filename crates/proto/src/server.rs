@@ -60,3 +60,17 @@ where
         .await?;
     Ok(())
 }
+
+/// How long in-flight calls may run on after the stop signal.
+pub const GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Waits for the task serving gRPC (spawned with [`serve`]) once the service is stopping:
+/// calls in flight get [`GRACE`] to finish; idle client connections do not hold the stop.
+pub async fn drain(
+    served: tokio::task::JoinHandle<Result<(), ServeError>>,
+) -> Result<(), ServeError> {
+    match tokio::time::timeout(GRACE, served).await {
+        Ok(served) => served.unwrap_or(Ok(())),
+        Err(_) => Ok(()),
+    }
+}

@@ -144,6 +144,9 @@ pub fn continue_trace(span: &Span, traceparent: Option<&str>) {
 
 /// Trace context in gRPC metadata, so a call between services stays in the caller's trace.
 pub mod env;
+pub mod shutdown;
+
+pub use shutdown::shutdown_signal;
 
 pub mod grpc {
     use tonic::metadata::MetadataValue;
@@ -165,32 +168,6 @@ pub mod grpc {
             .get(TRACEPARENT)
             .and_then(|v| v.to_str().ok());
         continue_trace(span, value);
-    }
-}
-
-/// Completes when the process is asked to stop: SIGTERM (Kubernetes, systemd) or Ctrl-C.
-/// Every service's `main` hands it to its server as the shutdown future.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(error) = tokio::signal::ctrl_c().await {
-            tracing::error!(%error, "cannot listen for Ctrl-C");
-            std::future::pending::<()>().await;
-        }
-    };
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut sigterm) => {
-                sigterm.recv().await;
-            }
-            Err(error) => {
-                tracing::error!(%error, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    tokio::select! {
-        () = ctrl_c => tracing::info!("Ctrl-C received; finishing in-flight work"),
-        () = terminate => tracing::info!("SIGTERM received; finishing in-flight work"),
     }
 }
 
