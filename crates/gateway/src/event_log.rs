@@ -48,6 +48,17 @@ pub struct Appended {
     pub spooled: bool,
 }
 
+/// `step`, or [`AppendError::TimedOut`] (with the time since `started`) after `limit`.
+async fn within<T>(
+    limit: Duration,
+    started: Instant,
+    step: impl std::future::Future<Output = Result<T, AppendError>>,
+) -> Result<T, AppendError> {
+    tokio::time::timeout(limit, step)
+        .await
+        .unwrap_or_else(|_| Err(AppendError::TimedOut(started.elapsed())))
+}
+
 /// A message JetStream has been handed, whose acknowledgement is still to come.
 pub struct Sent {
     ack: async_nats::jetstream::context::PublishAckFuture,
@@ -232,9 +243,7 @@ impl EventLog {
             let sent = self.publish(subject, msg_id, traceparent, payload).await?;
             self.acknowledgement(sent).await
         };
-        tokio::time::timeout(self.publish_timeout, stored)
-            .await
-            .unwrap_or_else(|_| Err(AppendError::TimedOut(started.elapsed())))
+        within(self.publish_timeout, started, stored).await
     }
 
     /// Hands one message to JetStream without waiting for its acknowledgement: messages sent
@@ -247,13 +256,8 @@ impl EventLog {
         traceparent: &str,
         payload: Bytes,
     ) -> Result<Sent, AppendError> {
-        let started = Instant::now();
-        tokio::time::timeout(
-            self.publish_timeout,
-            self.publish(subject, msg_id, traceparent, payload),
-        )
-        .await
-        .unwrap_or_else(|_| Err(AppendError::TimedOut(started.elapsed())))
+        let publish = self.publish(subject, msg_id, traceparent, payload);
+        within(self.publish_timeout, Instant::now(), publish).await
     }
 
     async fn publish(
@@ -298,9 +302,7 @@ impl EventLog {
     pub async fn acknowledged(&self, sent: Sent) -> Result<Appended, AppendError> {
         let started = sent.started;
         let remaining = self.publish_timeout.saturating_sub(started.elapsed());
-        tokio::time::timeout(remaining, self.acknowledgement(sent))
-            .await
-            .unwrap_or_else(|_| Err(AppendError::TimedOut(started.elapsed())))
+        within(remaining, started, self.acknowledgement(sent)).await
     }
 
     fn classify(

@@ -112,34 +112,34 @@ impl Index {
     /// Adds the pair (a question with `terms` -> `answer`), or counts it once more.
     /// Returns false when the question has no meaningful word (nothing to match it by).
     pub fn add_pair(&mut self, terms: &[String], answer: &str) -> bool {
-        self.document(terms, answer, false)
-    }
-
-    /// An operator chose `answer` for a question with `terms`.
-    pub fn choose(&mut self, terms: &[String], answer: AnswerId) -> bool {
-        let Some(text) = self.answers.get(&answer).map(|a| a.text.clone()) else {
-            return false;
-        };
-        if let Some(known) = self.answers.get_mut(&answer) {
-            known.chosen += 1;
-        }
-        if !terms.is_empty() {
-            self.document(terms, &text, true);
-        }
-        true
-    }
-
-    fn document(&mut self, terms: &[String], answer: &str, chosen: bool) -> bool {
         if terms.is_empty() || answer.trim().is_empty() {
             return false;
         }
         let answer = self.answer_id(answer);
+        self.document(terms, answer, false);
+        true
+    }
+
+    /// An operator chose `answer` for a question with `terms`.
+    pub fn choose(&mut self, terms: &[String], answer: AnswerId) -> bool {
+        let Some(known) = self.answers.get_mut(&answer) else {
+            return false;
+        };
+        known.chosen += 1;
+        if !terms.is_empty() {
+            self.document(terms, answer, true);
+        }
+        true
+    }
+
+    /// Adds the question document (`terms` -> `answer`), or counts it once more.
+    fn document(&mut self, terms: &[String], answer: AnswerId, chosen: bool) {
         let key = (fingerprint(terms), answer);
         if let Some(&doc) = self.by_pair.get(&key) {
             let document = &mut self.documents[doc as usize];
             document.seen += u32::from(!chosen);
             document.chosen += u32::from(chosen);
-            return true;
+            return;
         }
         let doc = self.documents.len() as u32;
         let mut counts: FxHashMap<&str, u16> = FxHashMap::default();
@@ -169,7 +169,6 @@ impl Index {
         if let Some(known) = self.answers.get_mut(&answer) {
             known.questions += 1;
         }
-        true
     }
 
     /// The answer with this id.

@@ -86,15 +86,9 @@ impl Knowledge {
         if !matches!(message.r#type.as_deref(), None | Some("from_client")) {
             return;
         }
-        let Some(text) = message.text.as_deref().filter(|t| !t.trim().is_empty()) else {
+        let Some((key, conversation, text)) = heard(&mut self.conversations, message) else {
             return;
         };
-        let Some(key) = key_of(message) else {
-            return;
-        };
-        let conversation = self.conversations.entry(key).or_default();
-        conversation.learn_names(names_of(message));
-        let text = mask(text, &conversation.names);
         conversation.client_said(
             message.message_id,
             text.clone(),
@@ -113,15 +107,9 @@ impl Knowledge {
         {
             return;
         }
-        let Some(text) = message.text.as_deref().filter(|t| !t.trim().is_empty()) else {
+        let Some((_, conversation, text)) = heard(&mut self.conversations, message) else {
             return;
         };
-        let Some(key) = key_of(message) else {
-            return;
-        };
-        let conversation = self.conversations.entry(key).or_default();
-        conversation.learn_names(names_of(message));
-        let text = mask(text, &conversation.names);
         if let Some(question) = conversation.operator_said(message.message_id, text.clone()) {
             self.index.add_pair(&terms(&question), &text);
         }
@@ -247,6 +235,20 @@ impl Knowledge {
     pub fn choices(&self) -> u64 {
         self.choices
     }
+}
+
+/// The conversation a message with text belongs to (its client's names learned), and the text
+/// masked with them; None for a message with no text or no conversation.
+fn heard<'a>(
+    conversations: &'a mut FxHashMap<ConversationKey, Conversation>,
+    message: &Message,
+) -> Option<(ConversationKey, &'a mut Conversation, String)> {
+    let text = message.text.as_deref().filter(|t| !t.trim().is_empty())?;
+    let key = key_of(message)?;
+    let conversation = conversations.entry(key).or_default();
+    conversation.learn_names(names_of(message));
+    let text = mask(text, &conversation.names);
+    Some((key, conversation, text))
 }
 
 fn key_of(message: &Message) -> Option<ConversationKey> {

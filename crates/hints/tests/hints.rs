@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use c2d_hints::{Config, Hints};
 use c2d_proto::hints::HintsServiceClient;
-use c2d_proto::hints::v1::{FeedbackRequest, StatsRequest};
+use c2d_proto::hints::v1::{FeedbackRequest, StatsRequest, StatsResponse};
 use c2d_testkit::{GatewayProcess, NatsServer, free_port, stored_events, workspace_binary};
 use serde_json::{Value as Json, json};
 
@@ -104,7 +104,7 @@ impl Stack {
 
     /// Waits until c2d-hints has applied every event the stream holds.
     async fn caught_up(&self) {
-        let mut client = self.client().await;
+        let client = self.client().await;
         let jetstream = self.nats.jetstream().await;
         eventually("c2d-hints to catch up with the log", || {
             let (mut client, jetstream) = (client.clone(), jetstream.clone());
@@ -118,22 +118,11 @@ impl Stack {
                     .ok()?
                     .state
                     .last_sequence;
-                let stats = client
-                    .stats(StatsRequest {
-                        tenant: TENANT.into(),
-                    })
-                    .await
-                    .ok()?
-                    .into_inner();
+                let stats = tenant_stats(&mut client).await.ok()?;
                 (stats.last_sequence >= last).then_some(())
             }
         })
         .await;
-        let _ = client
-            .stats(StatsRequest {
-                tenant: TENANT.into(),
-            })
-            .await;
     }
 
     async fn stop(self) {
@@ -143,6 +132,16 @@ impl Stack {
             .expect("c2d-hints does not panic")
             .expect("c2d-hints stops cleanly");
     }
+}
+
+/// What c2d-hints knows of the test's tenant.
+async fn tenant_stats(
+    client: &mut HintsServiceClient<tonic::transport::Channel>,
+) -> Result<StatsResponse, tonic::Status> {
+    let request = StatsRequest {
+        tenant: TENANT.into(),
+    };
+    Ok(client.stats(request).await?.into_inner())
 }
 
 async fn start_hints(
@@ -265,13 +264,7 @@ async fn operators_usual_answer_comes_first_and_choices_change_the_ranking() {
     }
     stack.caught_up().await;
     let mut client = stack.client().await;
-    let stats = client
-        .stats(StatsRequest {
-            tenant: TENANT.into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let stats = tenant_stats(&mut client).await.unwrap();
     println!("indexed: {stats:?}");
     assert_eq!(stats.answers, 7);
     assert!(stats.pairs >= 12, "{stats:?}");
@@ -377,13 +370,7 @@ async fn operators_usual_answer_comes_first_and_choices_change_the_ranking() {
         .unwrap()
         .into_inner();
     assert!(!unknown.learned, "an unknown hint teaches nothing");
-    let stats = client
-        .stats(StatsRequest {
-            tenant: TENANT.into(),
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let stats = tenant_stats(&mut client).await.unwrap();
     assert_eq!(
         stats.feedback, 2,
         "the same choice sent twice is one event: {stats:?}"
