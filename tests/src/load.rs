@@ -186,6 +186,41 @@ pub fn cpu_time(pid: u32) -> Option<Duration> {
     Some(Duration::from_millis(ticks * 10))
 }
 
+/// CPU spent by this process and by nats-server since [`Cpu::new`]: what a reader costs per
+/// event on each side, printed beside its rate.
+pub struct Cpu {
+    nats: u32,
+    before: (Duration, Duration),
+}
+
+impl Cpu {
+    /// Starts counting; `nats` is nats-server's pid.
+    pub fn new(nats: u32) -> Cpu {
+        Cpu {
+            nats,
+            before: Cpu::now(nats),
+        }
+    }
+
+    fn now(nats: u32) -> (Duration, Duration) {
+        (
+            cpu_time(std::process::id()).unwrap_or_default(),
+            cpu_time(nats).unwrap_or_default(),
+        )
+    }
+
+    /// "this process µs + nats-server µs" per event since `new`.
+    pub fn per_event(&self, events: u64) -> String {
+        let (me, nats) = Cpu::now(self.nats);
+        let us = |d: Duration| d.as_secs_f64() * 1e6 / events as f64;
+        format!(
+            "{:.1} µs + {:.1} µs",
+            us(me.saturating_sub(self.before.0)),
+            us(nats.saturating_sub(self.before.1))
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

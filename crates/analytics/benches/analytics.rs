@@ -14,7 +14,7 @@ use c2d_analytics::{Analytics, Config};
 use c2d_proto::analytics::AnalyticsServiceClient;
 use c2d_proto::analytics::v1::{SummaryRequest, TimeRange};
 use c2d_proto::events::Event;
-use c2d_testkit::load::quantile_ms;
+use c2d_testkit::load::{Cpu, quantile_ms};
 use c2d_testkit::{Pipeline, ordered_read_rate, publish_deliveries};
 use prost_types::Timestamp;
 use tokio::sync::{broadcast, watch};
@@ -28,6 +28,11 @@ const START: i64 = 1_709_251_200;
 const DAYS: i64 = 30;
 
 fn main() -> anyhow::Result<()> {
+    // As the c2d-analytics binary; the raw reader runs with it too.
+    c2d_analytics::allocator::keep_freed_memory();
+    // As the binary, too: logs at RUST_LOG (default info) on stderr, so per-event costs of
+    // the log setup (spans) are measured.
+    let _telemetry = c2d_telemetry::init("c2d-analytics-bench")?;
     tokio::runtime::Runtime::new()?.block_on(bench())
 }
 
@@ -55,26 +60,42 @@ async fn bench() -> anyhow::Result<()> {
     println!("stream: {events} events, {:.0} MB", bytes as f64 / 1e6);
     // Both readers share the machine with nats-server and vary from run to run: three
     // alternating runs each, medians compared.
+    let nats_pid = pipeline.nats.pid().unwrap_or_default();
     let (mut raws, mut rebuilds) = (Vec::new(), Vec::new());
     for _ in 0..3 {
-        raws.push(ordered_read_rate(&pipeline.nats, events).await?);
-        rebuilds.push(rebuild_rate(&pipeline, events).await?);
+        let cpu = Cpu::new(nats_pid);
+        raws.push((
+            ordered_read_rate(&pipeline.nats, events).await?,
+            cpu.per_event(events),
+        ));
+        let cpu = Cpu::new(nats_pid);
+        rebuilds.push((
+            rebuild_rate(&pipeline, events).await?,
+            cpu.per_event(events),
+        ));
     }
-    let (raw, rebuild) = (median(&mut raws), median(&mut rebuilds));
+    let ((raw, raw_cpu), (rebuild, rebuild_cpu)) = (median(&mut raws), median(&mut rebuilds));
     println!();
     println!(
-        "{:<42} {:>12}  (median of 3 alternating runs)",
+        "{:<42} {:>12}  CPU per event: reader + nats-server (median of 3 alternating runs)",
         "reader", "events/s"
     );
     println!(
-        "{:<42} {:>12.0}",
+        "{:<42} {:>12.0}  {raw_cpu}",
         "raw ordered read (no decode, no ack)", raw
     );
-    println!("{:<42} {:>12.0}", "c2d-analytics --rebuild", rebuild);
+    println!(
+        "{:<42} {:>12.0}  {rebuild_cpu}",
+        "c2d-analytics --rebuild", rebuild
+    );
     let ratio = 100.0 * rebuild / raw;
     println!(
         "rebuild / raw read: {ratio:.0}% (target >= 60%) {}",
         verdict(ratio >= 60.0)
+    );
+    let (decode, apply) = in_process_rates(events);
+    println!(
+        "in this process, without NATS: decode {decode:.0} events/s, decode and apply {apply:.0} events/s"
     );
 
     let (p50, p99, operators) = query_latency(query_events).await?;
@@ -89,9 +110,10 @@ async fn bench() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
+/// The run with the median rate.
+fn median(runs: &mut [(f64, String)]) -> (f64, String) {
+    runs.sort_by(|a, b| a.0.total_cmp(&b.0));
+    runs[runs.len() / 2].clone()
 }
 
 fn verdict(met: bool) -> &'static str {
@@ -150,6 +172,28 @@ async fn rebuild_rate(pipeline: &Pipeline, events: u64) -> anyhow::Result<f64> {
     let _ = stop.send(());
     running.await??;
     Ok(rate)
+}
+
+/// Events per second of decoding the stream's payloads, and of decoding and applying them to
+/// a new projection, in this process without NATS: the part of a rebuild that is analytics'
+/// own.
+fn in_process_rates(events: u64) -> (f64, f64) {
+    use prost::Message as _;
+    let payloads: Vec<bytes::Bytes> = (0..events)
+        .map(|n| event(n).encode_to_vec().into())
+        .collect();
+    let started = Instant::now();
+    for payload in &payloads {
+        std::hint::black_box(Event::decode(payload.clone()).expect("decodes"));
+    }
+    let decode = events as f64 / started.elapsed().as_secs_f64();
+    let mut projection = Projection::default();
+    let started = Instant::now();
+    for (sequence, payload) in (1..).zip(&payloads) {
+        projection.apply(sequence, &Event::decode(payload.clone()).expect("decodes"));
+    }
+    let apply = events as f64 / started.elapsed().as_secs_f64();
+    (decode, apply)
 }
 
 /// p50 and p99 in ms of a 30-day OperatorSummary over gRPC, on a projection of `events`.

@@ -10,8 +10,15 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const USAGE: &str = "usage: c2d-analytics [--rebuild]\n\n  --rebuild  drop the snapshot and replay the whole event stream\n\nConfiguration comes from the environment; see the README.";
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    // Before the runtime's threads start.
+    c2d_analytics::allocator::keep_freed_memory();
+    tokio::runtime::Runtime::new()
+        .context("cannot start the async runtime")?
+        .block_on(serve())
+}
+
+async fn serve() -> anyhow::Result<()> {
     let mut rebuild = false;
     for argument in std::env::args().skip(1) {
         match argument.as_str() {

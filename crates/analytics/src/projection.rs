@@ -13,7 +13,7 @@ use c2d_proto::events::{Event, HookType, Payload};
 use prost_types::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use crate::aggregates::{Dims, Granularity, Measure, Names, TenantAggregates};
+use crate::aggregates::{Dims, DimsId, Granularity, Measure, Names, TenantAggregates};
 use crate::requests::RequestClock;
 
 /// Everything analytics knows.
@@ -38,7 +38,7 @@ pub struct Tenant {
     requests: FxHashMap<i64, RequestClock>,
     /// Outgoing messages by id: a delivery failure names only the message, and is counted
     /// under the operator and transport that sent it.
-    sent: FxHashMap<i64, (Dims, i64)>,
+    sent: FxHashMap<i64, (DimsId, i64)>,
     /// The latest event time seen, the clock that state is pruned by.
     newest: i64,
 }
@@ -99,6 +99,7 @@ impl Projection {
     pub fn reindex(&mut self) {
         for tenant in self.tenants.values_mut() {
             tenant.aggregates.names.reindex();
+            tenant.aggregates.combinations.reindex();
         }
     }
 }
@@ -145,6 +146,7 @@ impl Tenant {
                 );
                 self.aggregates.count(Measure::Outbound, second, dims);
                 if let Some(id) = message.message_id {
+                    let dims = self.aggregates.combinations.intern(dims);
                     self.sent.insert(id, (dims, second));
                 }
                 if let (Some(request), Some(_)) = (message.request_id, message.operator_id) {
@@ -161,7 +163,7 @@ impl Tenant {
                 let sent = status
                     .id
                     .and_then(|id| self.sent.get(&id))
-                    .map(|(dims, _)| *dims)
+                    .map(|(dims, _)| self.aggregates.combinations.get(*dims))
                     .unwrap_or_default();
                 let dims = Dims {
                     failure: names.intern(Some(&failure)),

@@ -8,27 +8,28 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::aggregates::{Dims, Measure, TenantAggregates};
+use crate::aggregates::{Dims, DimsId, Measure, TenantAggregates};
 
 /// A duration sample as recorded: the bucket time, the dimensions and the value.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 struct Sample {
     at: i64,
-    dims: Dims,
+    dims: DimsId,
     seconds: f64,
 }
 
-/// The clock of one request.
+/// The clock of one request. Dimensions are kept as the tenant's combination ids: a busy
+/// tenant has a clock for every request of the last weeks.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct RequestClock {
     /// The client's first message: time and dimensions.
-    first_client: Option<(f64, Dims)>,
+    first_client: Option<(f64, DimsId)>,
     /// Every operator message: time and dimensions (requests hold few).
-    replies: Vec<(f64, Dims)>,
+    replies: Vec<(f64, DimsId)>,
     /// The first message of any kind.
     opened: Option<f64>,
     /// close_request: time and dimensions.
-    closed: Option<(f64, Dims)>,
+    closed: Option<(f64, DimsId)>,
     first_response: Option<Sample>,
     resolution: Option<Sample>,
 }
@@ -51,7 +52,7 @@ impl RequestClock {
     /// A message from the client at `at`.
     pub fn client_message(&mut self, at: f64, dims: Dims, aggregates: &mut TenantAggregates) {
         if self.first_client.is_none_or(|(first, _)| at < first) {
-            self.first_client = Some((at, dims));
+            self.first_client = Some((at, aggregates.combinations.intern(dims)));
         }
         self.opened(at);
         self.settle(aggregates);
@@ -59,7 +60,8 @@ impl RequestClock {
 
     /// A message from an operator at `at`.
     pub fn operator_message(&mut self, at: f64, dims: Dims, aggregates: &mut TenantAggregates) {
-        self.replies.push((at, dims));
+        self.replies
+            .push((at, aggregates.combinations.intern(dims)));
         self.opened(at);
         self.settle(aggregates);
     }
@@ -67,7 +69,7 @@ impl RequestClock {
     /// The request was closed at `at`.
     pub fn closed(&mut self, at: f64, dims: Dims, aggregates: &mut TenantAggregates) {
         if self.closed.is_none_or(|(closed, _)| at < closed) {
-            self.closed = Some((at, dims));
+            self.closed = Some((at, aggregates.combinations.intern(dims)));
         }
         self.settle(aggregates);
     }
@@ -86,13 +88,14 @@ impl RequestClock {
                 .iter()
                 .filter(|(at, _)| *at >= asked)
                 .min_by(|a, b| a.0.total_cmp(&b.0))?;
+            let combinations = &mut aggregates.combinations;
             let dims = Dims {
-                operator: operator.operator,
-                ..client
+                operator: combinations.get(*operator).operator,
+                ..combinations.get(client)
             };
             Some(Sample {
                 at: asked.floor() as i64,
-                dims,
+                dims: combinations.intern(dims),
                 seconds: answered - asked,
             })
         });

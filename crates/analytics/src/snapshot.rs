@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 
 use crate::projection::Projection;
 
-const MAGIC: &[u8; 8] = b"C2DANL01";
+// 02: cells and request clocks name their dimensions by combination id.
+const MAGIC: &[u8; 8] = b"C2DANL02";
 const FILE_NAME: &str = "analytics.snapshot";
 
 /// Why a snapshot could not be read or written.

@@ -5,11 +5,11 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use c2d_proto::events::STREAM;
 use c2d_subscriber::{Delivery, HandlerError, Subscriber, SubscriberConfig};
-use c2d_testkit::load::cpu_time;
+use c2d_testkit::load::Cpu;
 use c2d_testkit::{
     NatsServer, Pipeline, ordered_read_rate, publish_deliveries, unique_fixture_bodies,
 };
@@ -66,38 +66,6 @@ async fn bench() -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-/// CPU spent by this process and by nats-server since `new`.
-struct Cpu {
-    nats: u32,
-    before: (Duration, Duration),
-}
-
-impl Cpu {
-    fn new(nats: u32) -> Cpu {
-        Cpu {
-            nats,
-            before: Cpu::now(nats),
-        }
-    }
-
-    fn now(nats: u32) -> (Duration, Duration) {
-        (
-            cpu_time(std::process::id()).unwrap_or_default(),
-            cpu_time(nats).unwrap_or_default(),
-        )
-    }
-
-    fn per_event(&self, events: u64) -> String {
-        let (me, nats) = Cpu::now(self.nats);
-        let us = |d: Duration| d.as_secs_f64() * 1e6 / events as f64;
-        format!(
-            "{:.1} µs + {:.1} µs",
-            us(me.saturating_sub(self.before.0)),
-            us(nats.saturating_sub(self.before.1))
-        )
-    }
 }
 
 fn cores() -> usize {

@@ -40,7 +40,9 @@
 //!   time, new events only); [`Subscriber::reset`] drops a durable to rebuild a projection;
 //!   [`history::read`] reads a bounded stretch of the log without a durable (to look back).
 //! - **One trace**: each event is handled in a `consume` span whose parent is the gateway's
-//!   span for the webhook (the `traceparent` header).
+//!   span for the webhook (the `traceparent` header). Live events get it at INFO level;
+//!   events of a replay (more than [`REPLAY_PENDING`] behind) at DEBUG, so that a rebuild
+//!   does not pay for a span per event.
 //!
 //! # The idempotency rule
 //! Delivery is at least once, so every read model makes redelivery harmless, in one of two ways:
@@ -58,6 +60,7 @@ pub mod history;
 mod in_order;
 mod subscriber;
 
+pub use attempt::REPLAY_PENDING;
 pub use config::{
     DEFAULT_ACK_WAIT, DEFAULT_BATCH, DEFAULT_MAX_DELIVERIES, Position, StartAt, SubscriberConfig,
 };
