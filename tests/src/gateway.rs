@@ -32,7 +32,15 @@ impl GatewayProcess {
         nats: &NatsServer,
         env: &[(&str, String)],
     ) -> anyhow::Result<GatewayProcess> {
-        let mut vars = vec![
+        let mut vars = GatewayProcess::env(port, nats);
+        vars.extend(env.iter().cloned());
+        let process = ServiceProcess::spawn(binary, &vars)?;
+        GatewayProcess::ready(process, port).await
+    }
+
+    /// The environment every test gateway gets.
+    fn env(port: u16, nats: &NatsServer) -> Vec<(&'static str, String)> {
+        vec![
             ("NATS_URL", nats.url()),
             ("GATEWAY_ADDR", format!("127.0.0.1:{port}")),
             ("GATEWAY_TOKENS", TENANTS.to_owned()),
@@ -45,9 +53,10 @@ impl GatewayProcess {
             ("GATEWAY_TENANT_RATE", "1000000".to_owned()),
             ("GATEWAY_TENANT_BURST", "1000000".to_owned()),
             ("GATEWAY_TENANT_CONCURRENCY", "100000".to_owned()),
-        ];
-        vars.extend(env.iter().cloned());
-        let mut process = ServiceProcess::spawn(binary, &vars)?;
+        ]
+    }
+
+    async fn ready(mut process: ServiceProcess, port: u16) -> anyhow::Result<GatewayProcess> {
         process
             .wait_for_ok(
                 &format!("http://127.0.0.1:{port}/readyz"),
@@ -55,6 +64,30 @@ impl GatewayProcess {
             )
             .await?;
         Ok(GatewayProcess { process, port })
+    }
+
+    /// As [`GatewayProcess::start`], with the spool in `spool_dir` on a filesystem of its own
+    /// of `disk_bytes` (a tmpfs in a private mount namespace, through `unshare -rm`), so that
+    /// the spool meets the kernel's real "no space left on device". Fails on a machine that
+    /// cannot make one: see [`small_disks_available`].
+    pub async fn start_with_spool_disk(
+        binary: &str,
+        nats: &NatsServer,
+        spool_dir: &std::path::Path,
+        disk_bytes: u64,
+        env: &[(&str, String)],
+    ) -> anyhow::Result<GatewayProcess> {
+        let port = free_port();
+        let mut vars = GatewayProcess::env(port, nats);
+        vars.push(("GATEWAY_SPOOL_DIR", spool_dir.display().to_string()));
+        vars.push(("SPOOL_DISK_BYTES", disk_bytes.to_string()));
+        vars.extend(env.iter().cloned());
+        // `unshare` and `sh` both exec: the child is the gateway itself.
+        let mount =
+            r#"mount -t tmpfs -o "size=$SPOOL_DISK_BYTES" tmpfs "$GATEWAY_SPOOL_DIR" && exec "$0""#;
+        let process =
+            ServiceProcess::spawn_with_args("unshare", &["-rm", "sh", "-c", mount, binary], &vars)?;
+        GatewayProcess::ready(process, port).await
     }
 
     /// Waits until the gateway writes to JetStream directly (its `/readyz` is also 200 while
@@ -91,4 +124,15 @@ impl GatewayProcess {
     pub fn acme_url(&self) -> String {
         self.hook_url("acme", ACME_TOKEN)
     }
+}
+
+/// Whether this machine lets a test mount a small filesystem of its own (`unshare -rm`: root,
+/// or unprivileged user namespaces), for tests of a really full disk.
+pub fn small_disks_available() -> bool {
+    std::process::Command::new("unshare")
+        .args(["-rm", "sh", "-c", "mount -t tmpfs -o size=64k tmpfs /tmp"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
 }

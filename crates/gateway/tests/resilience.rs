@@ -224,6 +224,23 @@ async fn spool_depth(gateway: &GatewayProcess) -> Option<u64> {
 }
 
 /// Waits until the gateway's spool is empty: everything forwarded to JetStream.
+/// One answer while NATS is down and the spool fills: 200 adds the event id to `answered`;
+/// 503 must carry Retry-After and say `why`, and returns true.
+fn spooled_or_refused(answer: &http::Answer, why: &str, answered: &mut Vec<String>) -> bool {
+    match answer.status {
+        200 => {
+            answered.push(answer.json()["event_id"].as_str().unwrap().to_owned());
+            false
+        }
+        503 => {
+            assert!(answer.text().contains(why), "{}", answer.text());
+            assert!(answer.headers.get("retry-after").is_some());
+            true
+        }
+        other => panic!("unexpected {other}: {}", answer.text()),
+    }
+}
+
 async fn wait_until_drained(gateway: &GatewayProcess) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while spool_depth(gateway).await != Some(0) {
@@ -329,18 +346,8 @@ async fn a_full_spool_answers_503_and_keeps_what_it_acknowledged() {
     let (mut answered, mut refused) = (Vec::new(), 0);
     for n in 0..200 {
         let answer = http::post_json(&url, inbox(n)).await.unwrap();
-        match answer.status {
-            200 => answered.push(answer.json()["event_id"].as_str().unwrap().to_owned()),
-            503 => {
-                refused += 1;
-                assert!(
-                    answer.text().contains("GATEWAY_SPOOL_MAX_BYTES"),
-                    "{}",
-                    answer.text()
-                );
-                assert!(answer.headers.get("retry-after").is_some());
-            }
-            other => panic!("unexpected {other}: {}", answer.text()),
+        if spooled_or_refused(&answer, "GATEWAY_SPOOL_MAX_BYTES", &mut answered) {
+            refused += 1;
         }
     }
     assert!(
@@ -363,6 +370,76 @@ async fn a_full_spool_answers_503_and_keeps_what_it_acknowledged() {
     println!(
         "injected: NATS down and a spool of 40000 bytes; sent 200, spooled and answered 2xx {}, answered 503 {refused}; after NATS came back: in stream {in_stream}, lost 0, duplicated 0",
         answered.len()
+    );
+    assert_eq!(in_stream, answered.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_really_full_disk_answers_503_keeps_what_it_acknowledged_and_spools_again_once_freed() {
+    if !c2d_testkit::gateway::small_disks_available() {
+        // The size-limit test above covers the 503; this one needs its own small filesystem.
+        println!(
+            "NOT RUN: this machine cannot mount a small filesystem (unshare -rm failed), so no real ENOSPC"
+        );
+        return;
+    }
+    let mut nats = NatsServer::start().await.unwrap();
+    let spool = tempfile::tempdir().unwrap();
+    // 256 KiB of disk, a limit far above it: the disk fills before the spool's own limit.
+    let disk_bytes = 256 * 1024;
+    let gateway = GatewayProcess::start_with_spool_disk(
+        GATEWAY,
+        &nats,
+        spool.path(),
+        disk_bytes,
+        &[("GATEWAY_SPOOL_MAX_BYTES", (64 << 20).to_string())],
+    )
+    .await
+    .unwrap();
+    let url = gateway.hook_url("acme", c2d_testkit::gateway::ACME_TOKEN);
+    let mut answered = Vec::new();
+    let post = {
+        let url = url.clone();
+        move |n| {
+            let url = url.clone();
+            async move { http::post_json(&url, inbox(n)).await.unwrap() }
+        }
+    };
+
+    nats.stop();
+    let (mut sent, mut refused) = (0, 0);
+    while refused < 20 {
+        assert!(sent < 5_000, "{sent} events spooled on a 256 KiB disk");
+        let answer = post(sent).await;
+        sent += 1;
+        if spooled_or_refused(&answer, "No space left on device", &mut answered) {
+            refused += 1;
+        }
+    }
+    let spooled_first = answered.len();
+    assert!(
+        spooled_first > 0,
+        "nothing was spooled before the disk filled"
+    );
+
+    // NATS comes back: the spool drains and the log is emptied, which frees the disk.
+    nats.restart().await.unwrap();
+    wait_until_drained(&gateway).await;
+    // A second outage: the freed disk takes events again.
+    nats.stop();
+    for n in 0..50 {
+        let answer = post(10_000 + n).await;
+        assert_eq!(answer.status, 200, "{}", answer.text());
+        answered.push(answer.json()["event_id"].as_str().unwrap().to_owned());
+    }
+    nats.restart().await.unwrap();
+    wait_until_drained(&gateway).await;
+
+    let in_stream = assert_all_answered_are_stored_once(&nats, &answered).await;
+    println!(
+        "injected: NATS down and the spool on a {} KiB filesystem until the kernel said ENOSPC; sent {}, spooled and answered 2xx {spooled_first}, answered 503 {refused}; NATS back, spool drained; NATS down again: 50 more spooled on the freed disk; in stream {in_stream}, lost 0, duplicated 0",
+        disk_bytes / 1024,
+        sent + 50,
     );
     assert_eq!(in_stream, answered.len());
 }
