@@ -20,9 +20,9 @@ use crate::subscriber::{Handler, Subscriber};
 /// An event with more than this many events after it not yet delivered to the consumer is
 /// part of a replay: a rebuild, a new subscriber starting from the beginning, or a backlog
 /// after an outage. Its `consume` span is at DEBUG level instead of INFO. A span costs more
-/// than most handlers (with the default log setup, c2d-analytics rebuilt a quarter slower with a span
-/// per event), and the trace of an event handled hours after its webhook explains nothing
-/// about the webhook; `RUST_LOG=debug` brings those spans back.
+/// than most handlers (with the default log setup, c2d-analytics rebuilt a quarter slower
+/// with a span per event), and the trace of an event handled hours after its webhook
+/// explains nothing about the webhook; `RUST_LOG=debug` brings those spans back.
 pub const REPLAY_PENDING: u64 = 1_000;
 
 impl Subscriber {
