@@ -14,7 +14,7 @@ pub const EVENT_ID_LEN: usize = 32;
 
 /// The id of a decoded delivery: tenant and canonical JSON body.
 pub fn event_id(tenant: &str, body: &Json) -> String {
-    let mut canonical = Vec::with_capacity(256);
+    let mut canonical = Vec::with_capacity(1024);
     write_canonical(body, &mut canonical);
     digest(b"chat2desk-event-v1", tenant, &canonical)
 }
@@ -43,19 +43,32 @@ fn digest(domain: &[u8], tenant: &str, content: &[u8]) -> String {
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// Compact JSON with object keys sorted, whatever order the map keeps them in.
+///
+/// These bytes are hashed into ids that JetStream deduplicates by for three hours and more, so
+/// they must never change between versions: a retry that reaches an upgraded gateway has to get
+/// the id its first try got (`ids_never_change` pins them). Strings and scalars are written by
+/// serde_json's compact serializer, which has one form per value (one escape per character).
 fn write_canonical(value: &Json, out: &mut Vec<u8>) {
     match value {
         Json::Object(map) => {
-            let mut entries: Vec<_> = map.iter().collect();
-            entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
             out.push(b'{');
-            for (i, (key, value)) in entries.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
+            let mut write_entries = |entries: &mut dyn Iterator<Item = (&String, &Json)>| {
+                for (i, (key, value)) in entries.enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    write_compact(key, out);
+                    out.push(b':');
+                    write_canonical(value, out);
                 }
-                write_string(key, out);
-                out.push(b':');
-                write_canonical(value, out);
+            };
+            // serde_json's map is sorted already unless its `preserve_order` feature is on.
+            if map.keys().is_sorted() {
+                write_entries(&mut map.iter());
+            } else {
+                let mut entries: Vec<_> = map.iter().collect();
+                entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+                write_entries(&mut entries.into_iter());
             }
             out.push(b'}');
         }
@@ -69,14 +82,14 @@ fn write_canonical(value: &Json, out: &mut Vec<u8>) {
             }
             out.push(b']');
         }
-        Json::String(s) => write_string(s, out),
-        scalar => out.extend_from_slice(scalar.to_string().as_bytes()),
+        scalar => write_compact(scalar, out),
     }
 }
 
-fn write_string(s: &str, out: &mut Vec<u8>) {
-    // serde_json's string encoding is canonical: one escape form per character.
-    out.extend_from_slice(Json::String(s.to_owned()).to_string().as_bytes());
+/// A key, string, number, boolean or null as compact JSON.
+fn write_compact(value: impl serde::Serialize, out: &mut Vec<u8>) {
+    // Writing into a Vec cannot fail, and these values always serialize.
+    let _ = serde_json::to_writer(out, &value);
 }
 
 #[cfg(test)]
@@ -109,6 +122,29 @@ mod tests {
             event_id("acme", &json!({"message_id": 2}))
         );
         assert_ne!(dead_letter_id("acme", b"x"), dead_letter_id("acme", b"y"));
+    }
+
+    #[test]
+    fn ids_never_change() {
+        // Computed by the first version of this module: ids deduplicate retries across
+        // upgrades, so any change here is a bug.
+        for (body, id) in [
+            (
+                r#"{"hook_type":"inbox","message_id":1}"#,
+                "b3035098d65d5149dd439c338b9436e3",
+            ),
+            (
+                r#"{"text":"Olá \"mundo\"\n\t\u0001 / <b>é</b> 😀","z":[1,-2,3.5,1e300,null,true,false,{"b":2,"a":1}],"a":{"y":"x","x":18446744073709551615}}"#,
+                "be7ba515ebbb3ff670d5b3476830b2da",
+            ),
+            (
+                r#"{"photo":"data:image/png;base64,iVBORw0KGgo=","hook_type":"new_qr_code","empty":{},"list":[]}"#,
+                "4842f2b4f469a3e0990af87f4dd5ed20",
+            ),
+        ] {
+            let body: Json = serde_json::from_str(body).unwrap();
+            assert_eq!(event_id("acme", &body), id, "{body}");
+        }
     }
 
     #[test]
