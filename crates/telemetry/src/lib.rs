@@ -14,6 +14,7 @@
 //! | `OTEL_SERVICE_NAME` | the binary's name | service name on exported spans |
 
 use std::collections::HashMap;
+use std::io::IsTerminal as _;
 
 use opentelemetry::Context;
 use opentelemetry::propagation::TextMapPropagator;
@@ -65,7 +66,10 @@ pub fn init(service: &'static str) -> Result<Telemetry, TelemetryError> {
     let filter = EnvFilter::try_new(std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))?;
     let format = std::env::var("LOG_FORMAT").unwrap_or_else(|_| "text".into());
     let logs = match format.as_str() {
+        // Colours only for a person at a terminal: a log file or collector gets plain text (and
+        // every span field is formatted once per record, so the escapes cost on each webhook).
         "text" => tracing_subscriber::fmt::layer()
+            .with_ansi(std::io::stderr().is_terminal())
             .with_writer(std::io::stderr)
             .boxed(),
         "json" => tracing_subscriber::fmt::layer()
