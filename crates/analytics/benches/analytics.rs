@@ -26,6 +26,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// 2024-03-01T00:00:00Z: the first of the 30 days.
 const START: i64 = 1_709_251_200;
 const DAYS: i64 = 30;
+/// Runs of each reader, alternating; the medians are compared.
+const RUNS: usize = 5;
 
 fn main() -> anyhow::Result<()> {
     // As the c2d-analytics binary; the raw reader runs with it too.
@@ -58,11 +60,11 @@ async fn bench() -> anyhow::Result<()> {
     )
     .await?;
     println!("stream: {events} events, {:.0} MB", bytes as f64 / 1e6);
-    // Both readers share the machine with nats-server and vary from run to run: three
-    // alternating runs each, medians compared.
+    // Both readers share the machine with nats-server and vary from run to run: alternating
+    // runs, medians compared.
     let nats_pid = pipeline.nats.pid().unwrap_or_default();
     let (mut raws, mut rebuilds) = (Vec::new(), Vec::new());
-    for _ in 0..3 {
+    for _ in 0..RUNS {
         let cpu = Cpu::new(nats_pid);
         raws.push((
             ordered_read_rate(&pipeline.nats, events).await?,
@@ -77,7 +79,7 @@ async fn bench() -> anyhow::Result<()> {
     let ((raw, raw_cpu), (rebuild, rebuild_cpu)) = (median(&mut raws), median(&mut rebuilds));
     println!();
     println!(
-        "{:<42} {:>12}  CPU per event: reader + nats-server (median of 3 alternating runs)",
+        "{:<42} {:>12}  CPU per event: reader + nats-server (median of {RUNS} alternating runs)",
         "reader", "events/s"
     );
     println!(
