@@ -19,27 +19,13 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn serve() -> anyhow::Result<()> {
-    let mut rebuild = false;
-    for argument in std::env::args().skip(1) {
-        match argument.as_str() {
-            "--rebuild" => rebuild = true,
-            "-h" | "--help" => {
-                println!("{USAGE}");
-                return Ok(());
-            }
-            other => anyhow::bail!("unknown argument {other:?}\n\n{USAGE}"),
-        }
-    }
+    let Some(flags) = c2d_telemetry::startup::flags(USAGE, &["--rebuild"])? else {
+        return Ok(());
+    };
+    let rebuild = flags.contains(&"--rebuild");
     let telemetry = c2d_telemetry::init("c2d-analytics")?;
     let config = Config::from_env()?;
-    let listener = tokio::net::TcpListener::bind(config.grpc_addr)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot listen on ANALYTICS_GRPC_ADDR={}; is another process using it?",
-                config.grpc_addr
-            )
-        })?;
+    let listener = c2d_telemetry::startup::bind(config.grpc_addr, "ANALYTICS_GRPC_ADDR").await?;
     let analytics = Analytics::open(config, rebuild)?;
     analytics
         .run(listener, c2d_telemetry::shutdown_signal())

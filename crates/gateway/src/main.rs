@@ -1,6 +1,5 @@
 //! `c2d-gateway`: configuration, telemetry, serve, shutdown. The logic is in the library.
 
-use anyhow::Context as _;
 use c2d_gateway::{Config, Gateway};
 
 // Every request allocates a handful of short-lived buffers (body, JSON tree, protobuf);
@@ -8,18 +7,16 @@ use c2d_gateway::{Config, Gateway};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+const USAGE: &str = "usage: c2d-gateway\n\nReceives Chat2Desk webhooks and stores them as events in NATS JetStream.\nConfiguration comes from the environment (GATEWAY_TOKENS, NATS_URL, ...); see the README.";
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    if c2d_telemetry::startup::flags(USAGE, &[])?.is_none() {
+        return Ok(());
+    }
     let telemetry = c2d_telemetry::init("c2d-gateway")?;
     let config = Config::from_env()?;
-    let listener = tokio::net::TcpListener::bind(config.addr)
-        .await
-        .with_context(|| {
-            format!(
-                "cannot listen on GATEWAY_ADDR={}; is another process using it?",
-                config.addr
-            )
-        })?;
+    let listener = c2d_telemetry::startup::bind(config.addr, "GATEWAY_ADDR").await?;
     let addr = listener.local_addr()?;
     tracing::info!(
         %addr,

@@ -146,12 +146,13 @@ pub fn continue_trace(span: &Span, traceparent: Option<&str>) {
     }
 }
 
-/// Trace context in gRPC metadata, so a call between services stays in the caller's trace.
 pub mod env;
 pub mod shutdown;
+pub mod startup;
 
 pub use shutdown::shutdown_signal;
 
+/// Trace context in gRPC metadata, so a call between services stays in the caller's trace.
 pub mod grpc {
     use tonic::metadata::MetadataValue;
     use tracing::Span;
