@@ -81,10 +81,14 @@ bin_dir="$target_dir/$([ "$profile" = dev ] && echo debug || echo "$profile")"
 "$bin_dir/c2d-gateway" &
 pids+=($!)
 
-for _ in $(seq 1 100); do
-    curl -fsS "http://$GATEWAY_ADDR/readyz" >/dev/null 2>&1 && break
+# Ready means writing to JetStream, with the stream created: /readyz also answers 200 while the
+# gateway spools (NATS not connected yet), and the consumers need the stream.
+for _ in $(seq 1 300); do
+    ready="$(curl -fsS "http://$GATEWAY_ADDR/readyz" 2>/dev/null || true)"
+    [ -n "$ready" ] && [[ "$ready" != *spooling* ]] && break
     sleep 0.1
 done
+[[ "${ready:-}" != "" && "$ready" != *spooling* ]] || { echo "c2d-gateway did not reach NATS at $NATS_URL in 30 s (readyz: ${ready:-no answer})" >&2; exit 1; }
 
 # The consumers need the stream the gateway creates.
 "$bin_dir/c2d-crm-sync" &
