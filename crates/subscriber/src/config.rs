@@ -52,11 +52,16 @@ pub struct SubscriberConfig {
     /// How long JetStream waits for an ack before redelivering; a handler that runs longer
     /// keeps its event with progress signals, so this only matters when a process dies.
     pub ack_wait: Duration,
+    /// How long [`crate::Subscriber::open`] waits for the `CHAT2DESK` stream to exist. The
+    /// gateway creates it on start, and when a whole deployment starts at once the consumers
+    /// are often first: they wait rather than fail and restart.
+    pub stream_wait: Duration,
 }
 
 pub const DEFAULT_MAX_DELIVERIES: u64 = 5;
 pub const DEFAULT_BATCH: usize = 256;
 pub const DEFAULT_ACK_WAIT: Duration = Duration::from_secs(30);
+pub const DEFAULT_STREAM_WAIT: Duration = Duration::from_secs(60);
 
 impl SubscriberConfig {
     /// A subscriber named `durable` to every event, from the beginning of the stream.
@@ -76,6 +81,7 @@ impl SubscriberConfig {
             concurrency: 1,
             position: Position::Server,
             ack_wait: DEFAULT_ACK_WAIT,
+            stream_wait: DEFAULT_STREAM_WAIT,
         }
     }
 
@@ -122,6 +128,12 @@ impl SubscriberConfig {
 
     pub fn ack_wait(mut self, ack_wait: Duration) -> Self {
         self.ack_wait = ack_wait;
+        self
+    }
+
+    /// How long `open` waits for the stream; zero fails at once when it is missing.
+    pub fn stream_wait(mut self, stream_wait: Duration) -> Self {
+        self.stream_wait = stream_wait;
         self
     }
 

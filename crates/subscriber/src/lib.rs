@@ -34,6 +34,9 @@
 //!   `chat2desk.dlq.consumer.{durable}` with the reason, and the next events flow.
 //! - **Backpressure**: at most `concurrency` events are handled at once (1 by default, in
 //!   stream order), and JetStream sends no more than a few batches ahead.
+//! - **Any start order**: [`Subscriber::open`] waits up to `stream_wait` (60 s by default)
+//!   for the `CHAT2DESK` stream, which c2d-gateway creates on start, so a deployment whose
+//!   consumers start first converges without restarts.
 //! - **Clean stop**: when the shutdown future completes, the events in hand are finished and
 //!   acked before `run` returns.
 //! - **Replay**: [`StartAt`] chooses where a new durable starts (beginning, a sequence, a
@@ -62,7 +65,8 @@ mod subscriber;
 
 pub use attempt::REPLAY_PENDING;
 pub use config::{
-    DEFAULT_ACK_WAIT, DEFAULT_BATCH, DEFAULT_MAX_DELIVERIES, Position, StartAt, SubscriberConfig,
+    DEFAULT_ACK_WAIT, DEFAULT_BATCH, DEFAULT_MAX_DELIVERIES, DEFAULT_STREAM_WAIT, Position,
+    StartAt, SubscriberConfig,
 };
 pub use delivery::{BoxError, Delivery, HandlerError};
 pub use in_order::ACK_EVERY;

@@ -97,10 +97,7 @@ impl Subscriber {
     ) -> Result<Subscriber, SubscribeError> {
         config.validate().map_err(SubscribeError::Config)?;
         let jetstream = jetstream::new(client);
-        let stream = jetstream
-            .get_stream(STREAM)
-            .await
-            .map_err(|error| SubscribeError::NoStream(error.to_string()))?;
+        let stream = stream(&jetstream, &config).await?;
         let source = match config.position {
             Position::Handler => Source::Ordered(stream),
             Position::Server => Source::Durable(durable(&stream, &config).await?),
@@ -227,6 +224,34 @@ impl Subscriber {
         tracing::warn!(subscriber = %self.config.durable, %error, "pulling messages failed; pulling again");
         *messages = None;
         tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// The `CHAT2DESK` stream, waited for up to `config.stream_wait` (see there).
+async fn stream(
+    jetstream: &jetstream::Context,
+    config: &SubscriberConfig,
+) -> Result<jetstream::stream::Stream, SubscribeError> {
+    let deadline = tokio::time::Instant::now() + config.stream_wait;
+    let mut waiting = false;
+    loop {
+        match jetstream.get_stream(STREAM).await {
+            Ok(stream) => {
+                if waiting {
+                    tracing::info!(subscriber = %config.durable, "stream {STREAM} is there");
+                }
+                return Ok(stream);
+            }
+            Err(error) if tokio::time::Instant::now() < deadline => {
+                if !waiting {
+                    tracing::warn!(subscriber = %config.durable, %error, wait = ?config.stream_wait,
+                        "stream {STREAM} is not there yet; waiting for c2d-gateway to create it");
+                    waiting = true;
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(error) => return Err(SubscribeError::NoStream(error.to_string())),
+        }
     }
 }
 

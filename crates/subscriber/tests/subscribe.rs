@@ -526,3 +526,40 @@ async fn a_consumer_killed_mid_batch_loses_nothing_its_events_come_again() {
     );
     assert_eq!(unique, (1..=200).collect());
 }
+
+#[tokio::test]
+async fn open_waits_for_the_stream_the_gateway_creates() {
+    use async_nats::jetstream::stream::Config;
+    use c2d_proto::events::{STREAM, STREAM_SUBJECTS};
+    use c2d_subscriber::SubscribeError;
+
+    let nats = c2d_testkit::NatsServer::start().await.unwrap();
+    let impatient = SubscriberConfig::new("impatient").stream_wait(Duration::ZERO);
+    let missing = Subscriber::open(nats.client().await, impatient).await;
+    assert!(
+        matches!(missing, Err(SubscribeError::NoStream(_))),
+        "no stream, no wait: an error at once"
+    );
+
+    let client = nats.client().await;
+    let opening =
+        tokio::spawn(
+            async move { Subscriber::open(client, SubscriberConfig::new("patient")).await },
+        );
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(
+        !opening.is_finished(),
+        "open waits while the stream is missing"
+    );
+    nats.jetstream()
+        .await
+        .create_stream(Config {
+            name: STREAM.to_owned(),
+            subjects: vec![STREAM_SUBJECTS.to_owned()],
+            ..Config::default()
+        })
+        .await
+        .unwrap();
+    let opened = opening.await.unwrap();
+    assert!(opened.is_ok(), "opens once the stream is there");
+}
