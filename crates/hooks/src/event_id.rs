@@ -50,27 +50,12 @@ const HEX: &[u8; 16] = b"0123456789abcdef";
 /// serde_json's compact serializer, which has one form per value (one escape per character).
 fn write_canonical(value: &Json, out: &mut Vec<u8>) {
     match value {
+        // serde_json's map is sorted already unless its `preserve_order` feature is on.
+        Json::Object(map) if map.keys().is_sorted() => write_object(map.iter(), out),
         Json::Object(map) => {
-            out.push(b'{');
-            let mut write_entries = |entries: &mut dyn Iterator<Item = (&String, &Json)>| {
-                for (i, (key, value)) in entries.enumerate() {
-                    if i > 0 {
-                        out.push(b',');
-                    }
-                    write_compact(key, out);
-                    out.push(b':');
-                    write_canonical(value, out);
-                }
-            };
-            // serde_json's map is sorted already unless its `preserve_order` feature is on.
-            if map.keys().is_sorted() {
-                write_entries(&mut map.iter());
-            } else {
-                let mut entries: Vec<_> = map.iter().collect();
-                entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
-                write_entries(&mut entries.into_iter());
-            }
-            out.push(b'}');
+            let mut entries: Vec<_> = map.iter().collect();
+            entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            write_object(entries.into_iter(), out);
         }
         Json::Array(items) => {
             out.push(b'[');
@@ -84,6 +69,20 @@ fn write_canonical(value: &Json, out: &mut Vec<u8>) {
         }
         scalar => write_compact(scalar, out),
     }
+}
+
+/// An object whose `entries` come in key order.
+fn write_object<'a>(entries: impl Iterator<Item = (&'a String, &'a Json)>, out: &mut Vec<u8>) {
+    out.push(b'{');
+    for (i, (key, value)) in entries.enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_compact(key, out);
+        out.push(b':');
+        write_canonical(value, out);
+    }
+    out.push(b'}');
 }
 
 /// A key, string, number, boolean or null as compact JSON.
