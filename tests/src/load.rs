@@ -186,39 +186,45 @@ pub fn cpu_time(pid: u32) -> Option<Duration> {
     Some(Duration::from_millis(ticks * 10))
 }
 
-/// CPU spent by this process and by nats-server since [`Cpu::new`]: what a reader costs per
-/// event on each side, printed beside its rate.
+/// CPU spent by some processes (a server, nats-server, this process) since [`Cpu::start`]:
+/// what each costs per request or event, printed beside a rate.
 pub struct Cpu {
-    nats: u32,
-    before: (Duration, Duration),
+    pids: Vec<u32>,
+    before: Vec<Duration>,
 }
 
 impl Cpu {
-    /// Starts counting; `nats` is nats-server's pid.
-    pub fn new(nats: u32) -> Cpu {
+    /// Starts counting for `pids`.
+    pub fn start(pids: &[u32]) -> Cpu {
+        let before = pids
+            .iter()
+            .map(|&pid| cpu_time(pid).unwrap_or_default())
+            .collect();
         Cpu {
-            nats,
-            before: Cpu::now(nats),
+            pids: pids.to_vec(),
+            before,
         }
     }
 
-    fn now(nats: u32) -> (Duration, Duration) {
-        (
-            cpu_time(std::process::id()).unwrap_or_default(),
-            cpu_time(nats).unwrap_or_default(),
-        )
+    /// Microseconds of CPU per one of `count` (requests, events) since `start`, per process
+    /// in the order given, with `decimals` digits: "12 µs + 3 µs".
+    pub fn per(&self, count: u64, decimals: usize) -> String {
+        let count = count.max(1) as f64;
+        self.pids
+            .iter()
+            .zip(&self.before)
+            .map(|(&pid, before)| {
+                let used = cpu_time(pid).unwrap_or_default().saturating_sub(*before);
+                format!("{:.decimals$} µs", used.as_secs_f64() * 1e6 / count)
+            })
+            .collect::<Vec<_>>()
+            .join(" + ")
     }
+}
 
-    /// "this process µs + nats-server µs" per event since `new`.
-    pub fn per_event(&self, events: u64) -> String {
-        let (me, nats) = Cpu::now(self.nats);
-        let us = |d: Duration| d.as_secs_f64() * 1e6 / events as f64;
-        format!(
-            "{:.1} µs + {:.1} µs",
-            us(me.saturating_sub(self.before.0)),
-            us(nats.saturating_sub(self.before.1))
-        )
-    }
+/// How a benchmark reports a target.
+pub fn verdict(met: bool) -> &'static str {
+    if met { "met" } else { "NOT MET" }
 }
 
 #[cfg(test)]

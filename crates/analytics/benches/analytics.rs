@@ -14,7 +14,7 @@ use c2d_analytics::{Analytics, Config};
 use c2d_proto::analytics::AnalyticsServiceClient;
 use c2d_proto::analytics::v1::{SummaryRequest, TimeRange};
 use c2d_proto::events::Event;
-use c2d_testkit::load::{Cpu, quantile_ms};
+use c2d_testkit::load::{Cpu, quantile_ms, verdict};
 use c2d_testkit::{Pipeline, ordered_read_rate, publish_deliveries};
 use prost_types::Timestamp;
 use tokio::sync::{broadcast, watch};
@@ -62,19 +62,16 @@ async fn bench() -> anyhow::Result<()> {
     println!("stream: {events} events, {:.0} MB", bytes as f64 / 1e6);
     // Both readers share the machine with nats-server and vary from run to run: alternating
     // runs, medians compared.
-    let nats_pid = pipeline.nats.pid().unwrap_or_default();
+    let reader_and_nats = [std::process::id(), pipeline.nats.pid().unwrap_or_default()];
     let (mut raws, mut rebuilds) = (Vec::new(), Vec::new());
     for _ in 0..RUNS {
-        let cpu = Cpu::new(nats_pid);
+        let cpu = Cpu::start(&reader_and_nats);
         raws.push((
             ordered_read_rate(&pipeline.nats, events).await?,
-            cpu.per_event(events),
+            cpu.per(events, 1),
         ));
-        let cpu = Cpu::new(nats_pid);
-        rebuilds.push((
-            rebuild_rate(&pipeline, events).await?,
-            cpu.per_event(events),
-        ));
+        let cpu = Cpu::start(&reader_and_nats);
+        rebuilds.push((rebuild_rate(&pipeline, events).await?, cpu.per(events, 1)));
     }
     let ((raw, raw_cpu), (rebuild, rebuild_cpu)) = (median(&mut raws), median(&mut rebuilds));
     println!();
@@ -116,10 +113,6 @@ async fn bench() -> anyhow::Result<()> {
 fn median(runs: &mut [(f64, String)]) -> (f64, String) {
     runs.sort_by(|a, b| a.0.total_cmp(&b.0));
     runs[runs.len() / 2].clone()
-}
-
-fn verdict(met: bool) -> &'static str {
-    if met { "met" } else { "NOT MET" }
 }
 
 /// Delivery `n` of a busy contact center: requests of four events (client message, operator

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use bytes::Bytes;
-use c2d_testkit::load::{LoadReport, Worker, closed_loop, cpu_time, post_load};
+use c2d_testkit::load::{Cpu, LoadReport, Worker, closed_loop, post_load, verdict};
 use c2d_testkit::{GatewayProcess, NatsServer, free_port, unique_fixture_bodies};
 use prost::Message as _;
 
@@ -78,7 +78,7 @@ async fn bench() -> anyhow::Result<()> {
         unique_fixture_bodies(),
     )
     .await?;
-    let plain_cpu = plain_cpu.per_request(&plain_report);
+    let plain_cpu = plain_cpu.per(plain_report.requests, 0);
     let _ = plain.kill();
     let _ = plain.wait();
 
@@ -113,7 +113,7 @@ async fn bench() -> anyhow::Result<()> {
     // 3. Raw JetStream publishing of the same events, no HTTP, same concurrency.
     let raw_cpu = Cpu::start(&[nats.pid().context("nats-server runs")?]);
     let raw_report = raw_publish(&nats, connections, warmup, duration).await?;
-    let raw_cpu = raw_cpu.per_request(&raw_report);
+    let raw_cpu = raw_cpu.per(raw_report.requests, 0);
 
     println!();
     println!(
@@ -196,46 +196,9 @@ async fn gateway_run(
         },
     )
     .await?;
-    let cpu = cpu.per_request(&report);
+    // Warm-up is included in the CPU, so this slightly overstates.
+    let cpu = cpu.per(report.requests, 0);
     Ok((report, cpu))
-}
-
-/// CPU used by server processes during a run, to print per request.
-struct Cpu {
-    pids: Vec<u32>,
-    before: Vec<Duration>,
-}
-
-impl Cpu {
-    fn start(pids: &[u32]) -> Cpu {
-        let before = pids
-            .iter()
-            .map(|&pid| cpu_time(pid).unwrap_or_default())
-            .collect();
-        Cpu {
-            pids: pids.to_vec(),
-            before,
-        }
-    }
-
-    /// Microseconds of CPU per counted request, per process (warm-up included in the CPU, so
-    /// this slightly overstates).
-    fn per_request(self, report: &LoadReport) -> String {
-        let all = report.requests.max(1) as f64;
-        self.pids
-            .iter()
-            .zip(&self.before)
-            .map(|(&pid, before)| {
-                let used = cpu_time(pid).unwrap_or_default().saturating_sub(*before);
-                format!("{:.0} µs", used.as_secs_f64() * 1e6 / all)
-            })
-            .collect::<Vec<_>>()
-            .join(" + ")
-    }
-}
-
-fn verdict(met: bool) -> &'static str {
-    if met { "met" } else { "NOT MET" }
 }
 
 /// Publishes encoded events straight to JetStream from `connections` concurrent workers, each

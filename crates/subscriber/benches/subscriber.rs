@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use c2d_proto::events::STREAM;
 use c2d_subscriber::{Delivery, HandlerError, Subscriber, SubscriberConfig};
-use c2d_testkit::load::Cpu;
+use c2d_testkit::load::{Cpu, verdict};
 use c2d_testkit::{
     NatsServer, Pipeline, ordered_read_rate, publish_deliveries, unique_fixture_bodies,
 };
@@ -34,20 +34,21 @@ async fn bench() -> anyhow::Result<()> {
         cores()
     );
 
-    let cpu = Cpu::new(nats.pid().unwrap_or_default());
+    let reader_and_nats = [std::process::id(), nats.pid().unwrap_or_default()];
+    let cpu = Cpu::start(&reader_and_nats);
     let raw = ordered_read_rate(nats, events).await?;
     let mut rows = vec![(
         "raw ordered read (no decode, no ack)",
         raw,
-        cpu.per_event(events),
+        cpu.per(events, 1),
     )];
     for (concurrency, name) in [
         (1, "c2d-subscriber, in order"),
         (16, "c2d-subscriber, concurrency 16"),
     ] {
-        let cpu = Cpu::new(nats.pid().unwrap_or_default());
+        let cpu = Cpu::start(&reader_and_nats);
         let rate = sdk_consume(nats, events, concurrency).await?;
-        rows.push((name, rate, cpu.per_event(events)));
+        rows.push((name, rate, cpu.per(events, 1)));
     }
     println!();
     println!(
@@ -62,7 +63,7 @@ async fn bench() -> anyhow::Result<()> {
         let ratio = 100.0 * rate / raw;
         println!(
             "{name} / raw read: {ratio:.0}% (target >= 60%) {}",
-            if ratio >= 60.0 { "met" } else { "NOT MET" }
+            verdict(ratio >= 60.0)
         );
     }
     Ok(())
