@@ -83,12 +83,13 @@ pids+=($!)
 
 # Ready means writing to JetStream, with the stream created: /readyz also answers 200 while the
 # gateway spools (NATS not connected yet), and the consumers need the stream.
+ready=""
 for _ in $(seq 1 300); do
-    ready="$(curl -fsS "http://$GATEWAY_ADDR/readyz" 2>/dev/null || true)"
-    [ -n "$ready" ] && [[ "$ready" != *spooling* ]] && break
+    answer="$(curl -fsS "http://$GATEWAY_ADDR/readyz" 2>/dev/null || true)"
+    if [ -n "$answer" ] && [[ "$answer" != *spooling* ]]; then ready=yes; break; fi
     sleep 0.1
 done
-[[ "${ready:-}" != "" && "$ready" != *spooling* ]] || { echo "c2d-gateway did not reach NATS at $NATS_URL in 30 s (readyz: ${ready:-no answer})" >&2; exit 1; }
+[ -n "$ready" ] || { echo "c2d-gateway did not reach NATS at $NATS_URL in 30 s (readyz: ${answer:-no answer})" >&2; exit 1; }
 
 # The consumers need the stream the gateway creates.
 "$bin_dir/c2d-crm-sync" &
