@@ -13,12 +13,19 @@
 //!
 //! On top of that the stream sequence applied is kept in the same transaction, and events at
 //! or below it are skipped: a redelivery changes nothing, not even a timestamp.
+//!
+//! The column rules of the upserts are named in [`merge`].
+
+mod merge;
+
+use std::sync::LazyLock;
 
 use c2d_proto::events::Payload;
 use c2d_proto::events::v1::{Client, DialogEvent, Event, Message, Tag};
 use sqlx::any::Any;
 use sqlx::{Row as _, Transaction};
 
+use self::merge::Rule;
 use crate::clock;
 use crate::store::{Store, StoreError};
 
@@ -166,6 +173,37 @@ async fn channel_seen(
     Ok(())
 }
 
+/// A message's upsert of its client: contact times always, profile fields until a card.
+static MESSAGE_SEEN: LazyLock<String> = LazyLock::new(|| {
+    let until_card = |given_by| Rule::UntilCard { given_by };
+    let external_id = Rule::Newest {
+        at: "external_id_at",
+        seq: None,
+    };
+    format!(
+        "INSERT INTO clients (tenant, client_id, name, name_key, phone, phone_digits, client_phone,
+             client_phone_digits, assigned_name, external_id, external_id_at, first_contact_at, last_contact_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)
+         ON CONFLICT (tenant, client_id) DO UPDATE SET {}",
+        merge::set(
+            "clients",
+            &[
+                ("name", until_card("name")),
+                ("name_key", until_card("name")),
+                ("phone", until_card("phone")),
+                ("phone_digits", until_card("phone")),
+                ("client_phone", until_card("client_phone")),
+                ("client_phone_digits", until_card("client_phone")),
+                ("assigned_name", until_card("assigned_name")),
+                ("external_id", external_id),
+                ("external_id_at", external_id),
+                ("first_contact_at", Rule::Earliest),
+                ("last_contact_at", Rule::Latest),
+            ],
+        )
+    )
+});
+
 /// A message in or out: contact times, the request and dialog it belongs to, the client's
 /// messenger, and profile fields the client card has not given.
 async fn message_seen(
@@ -188,41 +226,21 @@ async fn message_seen(
     let phone = field(|c| c.phone.as_ref());
     let client_phone = field(|c| c.client_phone.as_ref());
     let external_id = field(|c| c.external_id.as_ref());
-    sqlx::query(
-        "INSERT INTO clients (tenant, client_id, name, name_key, phone, phone_digits, client_phone,
-             client_phone_digits, assigned_name, external_id, external_id_at, first_contact_at, last_contact_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)
-         ON CONFLICT (tenant, client_id) DO UPDATE SET
-             name = CASE WHEN clients.profile_at IS NULL AND clients.name IS NULL THEN excluded.name ELSE clients.name END,
-             name_key = CASE WHEN clients.profile_at IS NULL AND clients.name IS NULL THEN excluded.name_key ELSE clients.name_key END,
-             phone = CASE WHEN clients.profile_at IS NULL AND clients.phone IS NULL THEN excluded.phone ELSE clients.phone END,
-             phone_digits = CASE WHEN clients.profile_at IS NULL AND clients.phone IS NULL THEN excluded.phone_digits ELSE clients.phone_digits END,
-             client_phone = CASE WHEN clients.profile_at IS NULL AND clients.client_phone IS NULL THEN excluded.client_phone ELSE clients.client_phone END,
-             client_phone_digits = CASE WHEN clients.profile_at IS NULL AND clients.client_phone IS NULL THEN excluded.client_phone_digits ELSE clients.client_phone_digits END,
-             assigned_name = CASE WHEN clients.profile_at IS NULL AND clients.assigned_name IS NULL THEN excluded.assigned_name ELSE clients.assigned_name END,
-             external_id = CASE WHEN excluded.external_id IS NOT NULL AND (clients.external_id_at IS NULL OR excluded.external_id_at >= clients.external_id_at)
-                 THEN excluded.external_id ELSE clients.external_id END,
-             external_id_at = CASE WHEN excluded.external_id IS NOT NULL AND (clients.external_id_at IS NULL OR excluded.external_id_at >= clients.external_id_at)
-                 THEN excluded.external_id_at ELSE clients.external_id_at END,
-             first_contact_at = CASE WHEN clients.first_contact_at IS NULL OR excluded.first_contact_at < clients.first_contact_at
-                 THEN excluded.first_contact_at ELSE clients.first_contact_at END,
-             last_contact_at = CASE WHEN clients.last_contact_at IS NULL OR excluded.last_contact_at > clients.last_contact_at
-                 THEN excluded.last_contact_at ELSE clients.last_contact_at END",
-    )
-    .bind(fact.tenant)
-    .bind(client_id)
-    .bind(name)
-    .bind(name.map(name_key))
-    .bind(phone)
-    .bind(phone.and_then(digits))
-    .bind(client_phone)
-    .bind(client_phone.and_then(digits))
-    .bind(field(|c| c.assigned_name.as_ref()))
-    .bind(external_id)
-    .bind(external_id.map(|_| fact.at))
-    .bind(fact.at)
-    .execute(&mut **transaction)
-    .await?;
+    sqlx::query(&MESSAGE_SEEN)
+        .bind(fact.tenant)
+        .bind(client_id)
+        .bind(name)
+        .bind(name.map(name_key))
+        .bind(phone)
+        .bind(phone.and_then(digits))
+        .bind(client_phone)
+        .bind(client_phone.and_then(digits))
+        .bind(field(|c| c.assigned_name.as_ref()))
+        .bind(external_id)
+        .bind(external_id.map(|_| fact.at))
+        .bind(fact.at)
+        .execute(&mut **transaction)
+        .await?;
     if let Some(transport) = &message.transport {
         channel_seen(
             transaction,
@@ -560,58 +578,60 @@ struct RequestFacts<'a> {
     operator_id: Option<i64>,
 }
 
+/// The operator of a request or dialog: the newest assignment, by event time and sequence.
+const ASSIGNMENT: Rule = Rule::Newest {
+    at: "operator_at",
+    seq: Some("operator_seq"),
+};
+
+static UPSERT_REQUEST: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "INSERT INTO requests (tenant, request_id, client_id, dialog_id, channel_id, transport,
+             opened_at, closed_at, last_message_at, operator_id, operator_at, operator_seq, origin_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+         ON CONFLICT (tenant, request_id) DO UPDATE SET {}",
+        merge::set(
+            "requests",
+            &[
+                ("client_id", Rule::OfEarliestOrigin),
+                ("dialog_id", Rule::OfEarliestOrigin),
+                ("channel_id", Rule::OfEarliestOrigin),
+                ("transport", Rule::OfEarliestOrigin),
+                ("origin_at", Rule::Earliest),
+                ("opened_at", Rule::Earliest),
+                // Closed once any closing is seen, at the first.
+                ("closed_at", Rule::Earliest),
+                ("last_message_at", Rule::Latest),
+                ("operator_id", ASSIGNMENT),
+                ("operator_seq", ASSIGNMENT),
+                ("operator_at", ASSIGNMENT),
+            ],
+        )
+    )
+});
+
 async fn upsert_request(
     transaction: &mut Transaction<'static, Any>,
     fact: &Fact<'_>,
     request: RequestFacts<'_>,
 ) -> Result<(), StoreError> {
     let operator_at = request.operator_id.map(|_| fact.at);
-    sqlx::query(
-        "INSERT INTO requests (tenant, request_id, client_id, dialog_id, channel_id, transport,
-             opened_at, closed_at, last_message_at, operator_id, operator_at, operator_seq, origin_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
-         ON CONFLICT (tenant, request_id) DO UPDATE SET
-             client_id = CASE WHEN requests.origin_at IS NULL OR excluded.origin_at < requests.origin_at
-                 THEN COALESCE(excluded.client_id, requests.client_id) ELSE COALESCE(requests.client_id, excluded.client_id) END,
-             dialog_id = CASE WHEN requests.origin_at IS NULL OR excluded.origin_at < requests.origin_at
-                 THEN COALESCE(excluded.dialog_id, requests.dialog_id) ELSE COALESCE(requests.dialog_id, excluded.dialog_id) END,
-             channel_id = CASE WHEN requests.origin_at IS NULL OR excluded.origin_at < requests.origin_at
-                 THEN COALESCE(excluded.channel_id, requests.channel_id) ELSE COALESCE(requests.channel_id, excluded.channel_id) END,
-             transport = CASE WHEN requests.origin_at IS NULL OR excluded.origin_at < requests.origin_at
-                 THEN COALESCE(excluded.transport, requests.transport) ELSE COALESCE(requests.transport, excluded.transport) END,
-             origin_at = CASE WHEN requests.origin_at IS NULL OR excluded.origin_at < requests.origin_at
-                 THEN excluded.origin_at ELSE requests.origin_at END,
-             opened_at = CASE WHEN excluded.opened_at IS NOT NULL AND (requests.opened_at IS NULL OR excluded.opened_at < requests.opened_at)
-                 THEN excluded.opened_at ELSE requests.opened_at END,
-             closed_at = CASE WHEN excluded.closed_at IS NOT NULL AND (requests.closed_at IS NULL OR excluded.closed_at < requests.closed_at)
-                 THEN excluded.closed_at ELSE requests.closed_at END,
-             last_message_at = CASE WHEN excluded.last_message_at IS NOT NULL AND (requests.last_message_at IS NULL OR excluded.last_message_at > requests.last_message_at)
-                 THEN excluded.last_message_at ELSE requests.last_message_at END,
-             operator_id = CASE WHEN excluded.operator_at IS NOT NULL AND (requests.operator_at IS NULL OR excluded.operator_at > requests.operator_at
-                     OR (excluded.operator_at = requests.operator_at AND excluded.operator_seq > requests.operator_seq))
-                 THEN excluded.operator_id ELSE requests.operator_id END,
-             operator_seq = CASE WHEN excluded.operator_at IS NOT NULL AND (requests.operator_at IS NULL OR excluded.operator_at > requests.operator_at
-                     OR (excluded.operator_at = requests.operator_at AND excluded.operator_seq > requests.operator_seq))
-                 THEN excluded.operator_seq ELSE requests.operator_seq END,
-             operator_at = CASE WHEN excluded.operator_at IS NOT NULL AND (requests.operator_at IS NULL OR excluded.operator_at > requests.operator_at
-                     OR (excluded.operator_at = requests.operator_at AND excluded.operator_seq > requests.operator_seq))
-                 THEN excluded.operator_at ELSE requests.operator_at END",
-    )
-    .bind(fact.tenant)
-    .bind(request.request_id)
-    .bind(request.client_id)
-    .bind(request.dialog_id)
-    .bind(request.channel_id)
-    .bind(request.transport.map(str::to_lowercase))
-    .bind(request.opened_at)
-    .bind(request.closed_at)
-    .bind(request.last_message_at)
-    .bind(request.operator_id)
-    .bind(operator_at)
-    .bind(operator_at.map(|_| fact.seq))
-    .bind(request.opened_at.unwrap_or(fact.at))
-    .execute(&mut **transaction)
-    .await?;
+    sqlx::query(&UPSERT_REQUEST)
+        .bind(fact.tenant)
+        .bind(request.request_id)
+        .bind(request.client_id)
+        .bind(request.dialog_id)
+        .bind(request.channel_id)
+        .bind(request.transport.map(str::to_lowercase))
+        .bind(request.opened_at)
+        .bind(request.closed_at)
+        .bind(request.last_message_at)
+        .bind(request.operator_id)
+        .bind(operator_at)
+        .bind(operator_at.map(|_| fact.seq))
+        .bind(request.opened_at.unwrap_or(fact.at))
+        .execute(&mut **transaction)
+        .await?;
     Ok(())
 }
 
@@ -628,52 +648,50 @@ struct DialogFacts<'a> {
     origin_at: Option<i64>,
 }
 
+static UPSERT_DIALOG: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "INSERT INTO dialogs (tenant, dialog_id, client_id, channel_id, transport, operator_id,
+             operator_at, operator_seq, last_activity_at, closed_at, origin_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+         ON CONFLICT (tenant, dialog_id) DO UPDATE SET {}",
+        merge::set(
+            "dialogs",
+            &[
+                ("client_id", Rule::OfEarliestOrigin),
+                ("channel_id", Rule::OfEarliestOrigin),
+                ("transport", Rule::OfEarliestOrigin),
+                ("origin_at", Rule::Earliest),
+                ("last_activity_at", Rule::Latest),
+                // A dialog is closed again after new activity: its last closing counts.
+                ("closed_at", Rule::Latest),
+                ("operator_id", ASSIGNMENT),
+                ("operator_seq", ASSIGNMENT),
+                ("operator_at", ASSIGNMENT),
+            ],
+        )
+    )
+});
+
 async fn upsert_dialog(
     transaction: &mut Transaction<'static, Any>,
     fact: &Fact<'_>,
     dialog: DialogFacts<'_>,
 ) -> Result<(), StoreError> {
     let operator_at = dialog.operator_id.map(|_| fact.at);
-    sqlx::query(
-        "INSERT INTO dialogs (tenant, dialog_id, client_id, channel_id, transport, operator_id,
-             operator_at, operator_seq, last_activity_at, closed_at, origin_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-         ON CONFLICT (tenant, dialog_id) DO UPDATE SET
-             client_id = CASE WHEN dialogs.origin_at IS NULL OR excluded.origin_at < dialogs.origin_at
-                 THEN COALESCE(excluded.client_id, dialogs.client_id) ELSE COALESCE(dialogs.client_id, excluded.client_id) END,
-             channel_id = CASE WHEN dialogs.origin_at IS NULL OR excluded.origin_at < dialogs.origin_at
-                 THEN COALESCE(excluded.channel_id, dialogs.channel_id) ELSE COALESCE(dialogs.channel_id, excluded.channel_id) END,
-             transport = CASE WHEN dialogs.origin_at IS NULL OR excluded.origin_at < dialogs.origin_at
-                 THEN COALESCE(excluded.transport, dialogs.transport) ELSE COALESCE(dialogs.transport, excluded.transport) END,
-             origin_at = CASE WHEN dialogs.origin_at IS NULL OR excluded.origin_at < dialogs.origin_at
-                 THEN excluded.origin_at ELSE dialogs.origin_at END,
-             last_activity_at = CASE WHEN excluded.last_activity_at IS NOT NULL AND (dialogs.last_activity_at IS NULL OR excluded.last_activity_at > dialogs.last_activity_at)
-                 THEN excluded.last_activity_at ELSE dialogs.last_activity_at END,
-             closed_at = CASE WHEN excluded.closed_at IS NOT NULL AND (dialogs.closed_at IS NULL OR excluded.closed_at > dialogs.closed_at)
-                 THEN excluded.closed_at ELSE dialogs.closed_at END,
-             operator_id = CASE WHEN excluded.operator_at IS NOT NULL AND (dialogs.operator_at IS NULL OR excluded.operator_at > dialogs.operator_at
-                     OR (excluded.operator_at = dialogs.operator_at AND excluded.operator_seq > dialogs.operator_seq))
-                 THEN excluded.operator_id ELSE dialogs.operator_id END,
-             operator_seq = CASE WHEN excluded.operator_at IS NOT NULL AND (dialogs.operator_at IS NULL OR excluded.operator_at > dialogs.operator_at
-                     OR (excluded.operator_at = dialogs.operator_at AND excluded.operator_seq > dialogs.operator_seq))
-                 THEN excluded.operator_seq ELSE dialogs.operator_seq END,
-             operator_at = CASE WHEN excluded.operator_at IS NOT NULL AND (dialogs.operator_at IS NULL OR excluded.operator_at > dialogs.operator_at
-                     OR (excluded.operator_at = dialogs.operator_at AND excluded.operator_seq > dialogs.operator_seq))
-                 THEN excluded.operator_at ELSE dialogs.operator_at END",
-    )
-    .bind(fact.tenant)
-    .bind(dialog.dialog_id)
-    .bind(dialog.client_id)
-    .bind(dialog.channel_id)
-    .bind(dialog.transport.map(str::to_lowercase))
-    .bind(dialog.operator_id)
-    .bind(operator_at)
-    .bind(operator_at.map(|_| fact.seq))
-    .bind(dialog.last_activity_at)
-    .bind(dialog.closed_at)
-    .bind(dialog.origin_at.unwrap_or(fact.at))
-    .execute(&mut **transaction)
-    .await?;
+    sqlx::query(&UPSERT_DIALOG)
+        .bind(fact.tenant)
+        .bind(dialog.dialog_id)
+        .bind(dialog.client_id)
+        .bind(dialog.channel_id)
+        .bind(dialog.transport.map(str::to_lowercase))
+        .bind(dialog.operator_id)
+        .bind(operator_at)
+        .bind(operator_at.map(|_| fact.seq))
+        .bind(dialog.last_activity_at)
+        .bind(dialog.closed_at)
+        .bind(dialog.origin_at.unwrap_or(fact.at))
+        .execute(&mut **transaction)
+        .await?;
     Ok(())
 }
 
