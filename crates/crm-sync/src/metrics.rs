@@ -123,10 +123,7 @@ impl Metrics {
 
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
-        let mut text = String::with_capacity(4096);
-        // Writing to a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
-        text
+        c2d_telemetry::metrics::render(&self.registry)
     }
 }
 
@@ -168,10 +165,7 @@ async fn scrape(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
         }
     }
     (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
+        [(header::CONTENT_TYPE, c2d_telemetry::metrics::CONTENT_TYPE)],
         metrics.render(),
     )
 }

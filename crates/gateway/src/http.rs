@@ -60,10 +60,7 @@ async fn metrics(State(gateway): State<Arc<Gateway>>) -> impl IntoResponse {
         gateway.metrics.spool_bytes.set(depth.bytes as i64);
     }
     (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
+        [(header::CONTENT_TYPE, c2d_telemetry::metrics::CONTENT_TYPE)],
         gateway.metrics.render(),
     )
 }

@@ -150,10 +150,7 @@ impl Metrics {
 
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
-        let mut text = String::with_capacity(4096);
-        // Writing to a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
-        text
+        c2d_telemetry::metrics::render(&self.registry)
     }
 }
 

@@ -1,5 +1,5 @@
-//! Logs, traces, the stop signal and `${NAME}` in configuration files, set up the same way in
-//! every service of the pipeline.
+//! Logs, traces, the metrics exposition, the stop signal and `${NAME}` in configuration files,
+//! set up the same way in every service of the pipeline.
 //!
 //! One trace runs from the webhook to every service it touched: the gateway writes the W3C
 //! `traceparent` of its request span into the NATS message headers ([`traceparent`]), and each
@@ -147,6 +147,7 @@ pub fn continue_trace(span: &Span, traceparent: Option<&str>) {
 }
 
 pub mod env;
+pub mod metrics;
 pub mod shutdown;
 pub mod startup;
 
