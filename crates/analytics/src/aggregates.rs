@@ -426,18 +426,27 @@ fn group_key(dimension: Dimension, dims: &Dims) -> Option<GroupKey> {
 /// The fewest whole buckets that cover `[start, end)`: minutes up to the first hour, hours up
 /// to the first day, days, then hours and minutes to the end. The edges are widened to whole
 /// minutes.
-pub fn tiles(start: i64, end: i64) -> Vec<(Granularity, i64)> {
-    let mut tiles = Vec::new();
-    let mut at = Granularity::Minute.floor(start);
-    while at < end {
+///
+/// Lazily, and with checked steps: a summary walks them under the projection's read lock, so
+/// they cost no allocation, and a range at the edge of i64 ends instead of overflowing
+/// (queries are bounded long before, see [`crate::query::range`]).
+pub fn tiles(start: i64, end: i64) -> impl Iterator<Item = (Granularity, i64)> {
+    let minute = Granularity::Minute.seconds();
+    let mut at = Some(start.saturating_sub(start.rem_euclid(minute)));
+    std::iter::from_fn(move || {
+        let here = at.filter(|here| *here < end)?;
         let granularity = [Granularity::Day, Granularity::Hour, Granularity::Minute]
             .into_iter()
-            .find(|g| at % g.seconds() == 0 && at + g.seconds() <= end)
+            .find(|g| {
+                here % g.seconds() == 0
+                    && here
+                        .checked_add(g.seconds())
+                        .is_some_and(|next| next <= end)
+            })
             .unwrap_or(Granularity::Minute);
-        tiles.push((granularity, at));
-        at += granularity.seconds();
-    }
-    tiles
+        at = here.checked_add(granularity.seconds());
+        Some((granularity, here))
+    })
 }
 
 #[cfg(test)]
@@ -451,7 +460,7 @@ mod tests {
     fn a_month_is_covered_by_days_with_hours_and_minutes_at_the_edges() {
         let start = T0 - 90; // 23:58:30 the day before
         let end = T0 + 30 * DAY + 3_600 + 120; // 01:02 on the 31st
-        let tiles = tiles(start, end);
+        let tiles: Vec<_> = tiles(start, end).collect();
         let count = |g| tiles.iter().filter(|(t, _)| *t == g).count();
         assert_eq!(
             (
@@ -463,6 +472,16 @@ mod tests {
         );
         let covered: i64 = tiles.iter().map(|(g, _)| g.seconds()).sum();
         assert_eq!(covered, end - Granularity::Minute.floor(start));
+    }
+
+    #[test]
+    fn tiles_at_the_edges_of_time_end_instead_of_overflowing() {
+        let last: Vec<_> = tiles(i64::MAX - 90, i64::MAX).collect();
+        assert!(!last.is_empty() && last.len() <= 3, "{last:?}");
+        assert!(last.iter().all(|(g, _)| *g == Granularity::Minute));
+        let first: Vec<_> = tiles(i64::MIN, i64::MIN + 120).collect();
+        assert!(!first.is_empty() && first.len() <= 3, "{first:?}");
+        assert_eq!(tiles(T0, T0).count(), 0, "an empty range has no tiles");
     }
 
     #[test]

@@ -13,6 +13,19 @@ use crate::projection::{Projection, Tenant, seconds};
 /// The most buckets one time-series query may return per group.
 pub const MAX_BUCKETS: i64 = 50_000;
 
+/// The longest range a summary covers: a year and a month, so that this month of last year
+/// can be compared with this one. A summary walks its range under the projection's read lock,
+/// which the event log waits for; longer views are a daily time series, summed by the caller.
+pub const MAX_SUMMARY_DAYS: i64 = 400;
+
+/// The earliest instant a range may start at: 1970-01-01T00:00:00Z. Chat2Desk's events are
+/// all later; an earlier start is a caller's mistake (a zero or negative timestamp).
+pub const EARLIEST: i64 = 0;
+
+/// The instant a range may end at, at the latest: 10000-01-01T00:00:00Z, the end of the years
+/// an RFC 3339 timestamp can write. Beyond it, bucket arithmetic would run into i64's limits.
+pub const LATEST: i64 = 253_402_300_800;
+
 /// A request that cannot be answered as asked.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum QueryError {
@@ -28,6 +41,14 @@ pub enum QueryError {
     NoRange,
     #[error("range start must be before its end")]
     EmptyRange,
+    #[error(
+        "range must lie between 1970-01-01T00:00:00Z and 10000-01-01T00:00:00Z (end exclusive), got {start} to {end} in unix seconds"
+    )]
+    OutOfTime { start: i64, end: i64 },
+    #[error(
+        "the range spans {0} days; a summary covers at most {MAX_SUMMARY_DAYS} days: ask for a shorter range, or for a QueryTimeSeries by day"
+    )]
+    SummaryTooLong(i64),
     #[error(
         "the range holds {0} buckets of this granularity; at most {MAX_BUCKETS}: use a coarser granularity or a shorter range"
     )]
@@ -104,15 +125,31 @@ pub fn series(request: &api::TimeSeriesRequest, names: &Names) -> Result<SeriesQ
     })
 }
 
-/// Checks a summary's range.
+/// Checks a range: both ends set, in order, between [`EARLIEST`] and [`LATEST`], so that
+/// what walks its buckets never overflows.
 pub fn range(range: Option<&api::TimeRange>) -> Result<(i64, i64), QueryError> {
     let range = range.ok_or(QueryError::NoRange)?;
     let (Some(start), Some(end)) = (&range.start, &range.end) else {
         return Err(QueryError::NoRange);
     };
+    // Out-of-range floats saturate: a timestamp far out stays far out, and is refused below.
     let (start, end) = (seconds(start).floor() as i64, seconds(end).ceil() as i64);
     if start >= end {
         return Err(QueryError::EmptyRange);
+    }
+    if start < EARLIEST || end > LATEST {
+        return Err(QueryError::OutOfTime { start, end });
+    }
+    Ok((start, end))
+}
+
+/// Checks a summary's range: a [`range`] of at most [`MAX_SUMMARY_DAYS`].
+pub fn summary_range(range: Option<&api::TimeRange>) -> Result<(i64, i64), QueryError> {
+    let (start, end) = self::range(range)?;
+    let day = Granularity::Day.seconds();
+    let days = (end - start + day - 1) / day;
+    if days > MAX_SUMMARY_DAYS {
+        return Err(QueryError::SummaryTooLong(days));
     }
     Ok((start, end))
 }
@@ -226,6 +263,63 @@ mod tests {
             check(filter),
             Some(QueryError::NotAnId("operator", "bob".into()))
         );
+    }
+
+    fn time_range(start: i64, end: i64) -> api::TimeRange {
+        let at = |seconds| Some(Timestamp { seconds, nanos: 0 });
+        api::TimeRange {
+            start: at(start),
+            end: at(end),
+        }
+    }
+
+    #[test]
+    fn summary_ranges_are_bounded_in_time_and_length() {
+        const DAY: i64 = 86_400;
+        const T0: i64 = 1_709_251_200; // 2024-03-01T00:00:00Z
+        let check = |start, end| summary_range(Some(&time_range(start, end)));
+        assert_eq!(
+            check(T0, T0 + MAX_SUMMARY_DAYS * DAY),
+            Ok((T0, T0 + MAX_SUMMARY_DAYS * DAY))
+        );
+        assert_eq!(
+            check(T0, T0 + MAX_SUMMARY_DAYS * DAY + 1),
+            Err(QueryError::SummaryTooLong(MAX_SUMMARY_DAYS + 1))
+        );
+        assert_eq!(check(T0 + DAY, T0), Err(QueryError::EmptyRange));
+        assert_eq!(check(T0, T0), Err(QueryError::EmptyRange));
+        assert!(matches!(
+            check(-DAY, DAY),
+            Err(QueryError::OutOfTime { .. })
+        ));
+        assert!(matches!(
+            check(LATEST - DAY, LATEST + 1),
+            Err(QueryError::OutOfTime { .. })
+        ));
+        assert!(matches!(
+            check(T0, i64::MAX),
+            Err(QueryError::OutOfTime { .. })
+        ));
+        assert!(matches!(
+            check(i64::MIN, T0),
+            Err(QueryError::OutOfTime { .. })
+        ));
+        let message = check(T0, T0 + 1_000 * DAY).unwrap_err().to_string();
+        assert!(
+            message.contains("at most 400 days") && message.contains("shorter range"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_time_series_far_out_in_time_is_refused_not_overflowed() {
+        let names = Names::default();
+        let mut far = request(Metric::InboundMessages, i64::MIN, i64::MAX);
+        far.granularity = ApiGranularity::Day as i32;
+        assert!(matches!(
+            series(&far, &names).err(),
+            Some(QueryError::OutOfTime { .. })
+        ));
     }
 
     #[test]

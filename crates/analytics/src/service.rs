@@ -54,7 +54,7 @@ impl AnalyticsGrpc {
     ) -> Result<SummaryResponse, Status> {
         let projection = self.read()?;
         let tenant = query::tenant(&projection, &request.tenant)?;
-        let range = query::range(request.range.as_ref())?;
+        let range = query::summary_range(request.range.as_ref())?;
         let mut summaries: Vec<Summary> = tenant
             .aggregates
             .summary(range, Some(group))
