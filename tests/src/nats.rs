@@ -15,9 +15,15 @@ pub struct NatsServer {
     child: Option<Child>,
     port: u16,
     dir: tempfile::TempDir,
+    /// The largest message the server accepts, as its configuration writes it.
+    max_payload: String,
     /// Set for a node of a [`NatsCluster`].
     cluster: Option<ClusterNode>,
 }
+
+/// What production sets (`deploy/`): room for a big QR-code image twice over, in the body
+/// and in the raw bytes the event keeps.
+const MAX_PAYLOAD: &str = "8MB";
 
 /// How a node joins its cluster.
 #[derive(Debug, Clone)]
@@ -30,11 +36,18 @@ struct ClusterNode {
 impl NatsServer {
     /// Starts a server and waits until it accepts clients.
     pub async fn start() -> anyhow::Result<NatsServer> {
+        Self::start_with_max_payload(MAX_PAYLOAD).await
+    }
+
+    /// Starts a server that accepts messages of at most `max_payload` (`64KB`, say), as a
+    /// server left at a lower limit than production's would.
+    pub async fn start_with_max_payload(max_payload: &str) -> anyhow::Result<NatsServer> {
         let dir = tempfile::Builder::new().prefix("c2d-nats-").tempdir()?;
         let mut server = NatsServer {
             child: None,
             port: free_port(),
             dir,
+            max_payload: max_payload.to_owned(),
             cluster: None,
         };
         server.spawn().await?;
@@ -82,8 +95,9 @@ impl NatsServer {
         let config = self.dir.path().join("nats.conf");
         let store = self.dir.path().join("jetstream");
         let mut text = format!(
-            "listen: 127.0.0.1:{port}\nmax_payload: 8MB\njetstream {{\n  store_dir: {store:?}\n}}\n",
+            "listen: 127.0.0.1:{port}\nmax_payload: {max_payload}\njetstream {{\n  store_dir: {store:?}\n}}\n",
             port = self.port,
+            max_payload = self.max_payload,
             store = store.display().to_string(),
         );
         if let Some(node) = &self.cluster {
@@ -177,6 +191,7 @@ impl NatsCluster {
                 child: None,
                 port: free_port(),
                 dir,
+                max_payload: MAX_PAYLOAD.to_owned(),
                 cluster: Some(ClusterNode {
                     name: format!("n{}", i + 1),
                     port: *port,

@@ -12,7 +12,7 @@
 //! | `GATEWAY_STREAM_MAX_AGE_DAYS` | `0` | drop events older than this; 0 keeps the log forever |
 //! | `GATEWAY_SHUTDOWN_GRACE_SECS` | `25` | how long a stopping gateway lets in-flight requests finish |
 //! | `GATEWAY_SPOOL_DIR` | `data/gateway/spool` | where events wait, on disk, when JetStream cannot take them (they are answered 2xx and forwarded later); `off`: answer 503 instead |
-//! | `GATEWAY_SPOOL_MAX_BYTES` | `1073741824` | the spool's size; beyond it webhooks get 503 and Chat2Desk retries |
+//! | `GATEWAY_SPOOL_MAX_BYTES` | `1073741824` | how many bytes of events may wait in the spool; beyond it webhooks get 503 and Chat2Desk retries |
 //! | `GATEWAY_TENANT_RATE` | `500` | requests per second a tenant may sustain; over it: 429 with `Retry-After` |
 //! | `GATEWAY_TENANT_BURST` | `1000` | requests a tenant may send at once above its rate |
 //! | `GATEWAY_TENANT_CONCURRENCY` | `256` | requests of one tenant handled at the same time; over it: 429 |

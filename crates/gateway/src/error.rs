@@ -23,7 +23,7 @@ pub enum Rejection {
         "wrong token for this tenant: check the token in the webhook URL against GATEWAY_TOKENS"
     )]
     WrongToken,
-    #[error("the query string cannot be read: {0}")]
+    #[error("the query string cannot be read: {0}; the webhook URL takes only ?token=SECRET")]
     BadQuery(String),
     #[error(
         "body larger than {limit} bytes: raise GATEWAY_MAX_BODY_BYTES if such deliveries are legitimate"
@@ -31,10 +31,14 @@ pub enum Rejection {
     TooLarge { limit: usize },
     #[error("content type {0:?} is not accepted: send the webhook body as application/json")]
     UnsupportedMediaType(String),
-    #[error("the request body could not be read: {0}")]
+    #[error("the request body could not be read: {0}; Chat2Desk retries the delivery")]
     UnreadableBody(String),
     #[error("the event could not be stored ({0}); retry later, it will be stored once")]
-    Unavailable(#[from] AppendError),
+    Unavailable(AppendError),
+    #[error(
+        "the event ({size} bytes: the body and the fields read from it) is larger than the NATS server accepts; raise max_payload (e.g. 8MB) in the nats-server configuration, or lower GATEWAY_MAX_BODY_BYTES"
+    )]
+    EventTooLarge { size: usize },
     #[error("source address {0} is not in GATEWAY_ALLOWED_SOURCES: add Chat2Desk's network to it")]
     ForbiddenSource(String),
     #[error(
@@ -55,7 +59,9 @@ impl Rejection {
             Rejection::UnknownTenant(_) => StatusCode::NOT_FOUND,
             Rejection::MissingToken | Rejection::WrongToken => StatusCode::UNAUTHORIZED,
             Rejection::BadQuery(_) | Rejection::UnreadableBody(_) => StatusCode::BAD_REQUEST,
-            Rejection::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Rejection::TooLarge { .. } | Rejection::EventTooLarge { .. } => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
             Rejection::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Rejection::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Rejection::ForbiddenSource(_) => StatusCode::FORBIDDEN,
@@ -70,12 +76,22 @@ impl Rejection {
             Rejection::UnknownTenant(_) => "unknown_tenant",
             Rejection::MissingToken | Rejection::WrongToken => "unauthorized",
             Rejection::BadQuery(_) | Rejection::UnreadableBody(_) => "bad_request",
-            Rejection::TooLarge { .. } => "too_large",
+            Rejection::TooLarge { .. } | Rejection::EventTooLarge { .. } => "too_large",
             Rejection::UnsupportedMediaType(_) => "unsupported_media_type",
             Rejection::Unavailable(_) => "unavailable",
             Rejection::ForbiddenSource(_) => "forbidden_source",
             Rejection::TooManyRequests { .. } => "too_many_requests",
             Rejection::BodyTimeout(_) => "body_timeout",
+        }
+    }
+}
+
+/// A retry cannot make an event fit NATS: that is a 413, which Chat2Desk shows, not a 503.
+impl From<AppendError> for Rejection {
+    fn from(error: AppendError) -> Self {
+        match error {
+            AppendError::TooLarge { size } => Rejection::EventTooLarge { size },
+            other => Rejection::Unavailable(other),
         }
     }
 }

@@ -36,6 +36,9 @@ use event_log::{AppendError, Appended, EventLog, StreamError};
 use metrics::Metrics;
 use spool::{Spool, SpoolError};
 
+/// Room for a message's headers (`Nats-Msg-Id`, `traceparent`) within NATS's max_payload.
+const HEADERS_ROOM: usize = 1024;
+
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -51,7 +54,8 @@ pub enum StartError {
 pub struct Gateway {
     pub config: Config,
     pub log: Arc<EventLog>,
-    pub metrics: Metrics,
+    /// Shared with the spool's forwarder, which counts the events it stores.
+    pub metrics: Arc<Metrics>,
     /// Where events wait while JetStream cannot take them.
     pub spool: Option<Arc<Spool>>,
     pub limits: Arc<limits::TenantLimits>,
@@ -73,14 +77,16 @@ impl Gateway {
         )
         .await?;
         log.spawn_keeper();
+        let metrics = Arc::new(Metrics::default());
         let spool = match &config.spool_dir {
             Some(dir) => {
                 let spool = Spool::open(dir, config.spool_max_bytes)?;
                 tokio::spawn(spool::forward(Arc::clone(&spool), {
                     let log = Arc::clone(&log);
+                    let metrics = Arc::clone(&metrics);
                     move |records: Vec<spool::record::Record>| {
-                        let log = Arc::clone(&log);
-                        async move { forward_batch(&log, records).await }
+                        let (log, metrics) = (Arc::clone(&log), Arc::clone(&metrics));
+                        async move { forward_batch(&log, &metrics, records).await }
                     }
                 }));
                 Some(spool)
@@ -93,7 +99,7 @@ impl Gateway {
             limits: limits::TenantLimits::new(config.limits.clone()),
             config,
             log,
-            metrics: Metrics::default(),
+            metrics,
             spool,
         }))
     }
@@ -167,6 +173,14 @@ impl Gateway {
         let Some(spool) = &self.spool else {
             return Err(AppendError::Unavailable("no spool".into()));
         };
+        // An event NATS would refuse is not acknowledged now only to be stuck in the spool.
+        // (The server's limit is known once the gateway has connected; headers take the rest.)
+        let max_payload = self.log.max_payload();
+        if max_payload > 0 && payload.len() + HEADERS_ROOM > max_payload {
+            return Err(AppendError::TooLarge {
+                size: payload.len(),
+            });
+        }
         let record = spool::record::Record {
             subject,
             msg_id: msg_id.to_owned(),
@@ -185,37 +199,47 @@ impl Gateway {
 
 /// Forwards spooled messages in order: all are handed to JetStream one after the other, then
 /// their acknowledgements are read, so a backlog drains at JetStream's pace rather than one
-/// round trip per event. Returns how many of the first ones are stored (or can never be, and
-/// were dropped with an error in the log); the rest are tried again later.
-async fn forward_batch(log: &EventLog, records: Vec<spool::record::Record>) -> usize {
+/// round trip per event. Returns how many of the first ones are stored; the rest are tried
+/// again later. Nothing is ever dropped: each of these events was answered 2xx, so an event
+/// JetStream refuses stays first in the spool, with an error in the log that says why, until
+/// the cause is fixed (a NATS disk full, a max_payload lowered after the event was spooled).
+async fn forward_batch(
+    log: &EventLog,
+    metrics: &Metrics,
+    records: Vec<spool::record::Record>,
+) -> usize {
     let mut sent = Vec::with_capacity(records.len());
     for record in records {
         let attempt = log
             .send(
-                record.subject,
+                record.subject.clone(),
                 &record.msg_id,
                 &record.traceparent,
                 record.payload.into(),
             )
             .await;
         let failed = attempt.is_err();
-        sent.push((record.msg_id, attempt));
+        sent.push((record.subject, record.msg_id, attempt));
         if failed {
             break;
         }
     }
     let mut stored = 0;
-    for (msg_id, attempt) in sent {
+    for (subject, msg_id, attempt) in sent {
         let outcome = match attempt {
-            Ok(sent) => log.acknowledged(sent).await.map(|_| ()),
+            Ok(sent) => log.acknowledged(sent).await,
             Err(error) => Err(error),
         };
         match outcome {
-            Ok(()) => stored += 1,
-            Err(error) if error.is_transient() => break,
-            Err(error) => {
-                tracing::error!(%error, event_id = %msg_id, "a spooled event cannot be stored in JetStream at all; dropped from the spool");
+            Ok(appended) => {
+                metrics.stored(&subject, appended.duplicate);
                 stored += 1;
+            }
+            Err(error) => {
+                if !error.is_transient() {
+                    tracing::error!(%error, event_id = %msg_id, "JetStream refuses a spooled event; it stays first in the spool and is tried again (fix the cause named here)");
+                }
+                break;
             }
         }
     }

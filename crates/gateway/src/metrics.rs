@@ -3,6 +3,7 @@
 //! Labels are bounded: tenants come from configuration (a request for an unknown tenant is
 //! counted without one), and hook types are the 14 known ones or `unknown`.
 
+use c2d_proto::events::HookType;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -20,8 +21,8 @@ pub struct EventLabels {
 /// The outcome of one webhook request.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
-    /// stored, duplicate, dead_letter, unauthorized, unknown_tenant, too_large,
-    /// unsupported_media_type, unavailable.
+    /// stored, duplicate, dead_letter, spooled, and the rejections' (see
+    /// [`crate::error::Rejection::outcome`]).
     pub outcome: &'static str,
 }
 
@@ -73,7 +74,7 @@ impl Default for Metrics {
         );
         registry.register(
             "events",
-            "Events stored in JetStream for the first time",
+            "Events stored in JetStream for the first time (spooled ones once forwarded)",
             metrics.events.clone(),
         );
         registry.register(
@@ -132,6 +133,32 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Counts an event JetStream took, by its subject: a new event, a dead letter
+    /// (`chat2desk.dlq.{tenant}`), or a retry JetStream recognised (`duplicate`).
+    pub fn stored(&self, subject: &str, duplicate: bool) {
+        let mut tokens = subject.split('.').skip(1);
+        let (kind, tenant, hook_type) = (tokens.next(), tokens.next(), tokens.next());
+        let dead_letter = kind == Some("dlq");
+        let labels = EventLabels {
+            tenant: tenant.unwrap_or_default().to_owned(),
+            hook_type: if dead_letter {
+                "undecodable"
+            } else {
+                // Known hook types only, so that new ones cannot grow the label set.
+                hook_type
+                    .and_then(HookType::parse)
+                    .map_or("unknown", HookType::as_str)
+            }
+            .to_owned(),
+        };
+        let counter = match (duplicate, dead_letter) {
+            (true, _) => &self.duplicates,
+            (false, true) => &self.dead_letters,
+            (false, false) => &self.events,
+        };
+        counter.get_or_create(&labels).inc();
+    }
+
     /// Counts a request's outcome.
     pub fn request(&self, outcome: &'static str) {
         self.requests
@@ -180,5 +207,23 @@ mod tests {
             text.contains("c2d_gateway_publish_duration_seconds_bucket"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn stored_events_are_counted_by_their_subject() {
+        let metrics = Metrics::default();
+        metrics.stored("chat2desk.events.acme.inbox", false);
+        metrics.stored("chat2desk.events.acme.inbox", true);
+        metrics.stored("chat2desk.events.acme.some_new_hook", false);
+        metrics.stored("chat2desk.dlq.acme", false);
+        let text = metrics.render();
+        for line in [
+            r#"c2d_gateway_events_total{tenant="acme",hook_type="inbox"} 1"#,
+            r#"c2d_gateway_dedupe_hits_total{tenant="acme",hook_type="inbox"} 1"#,
+            r#"c2d_gateway_events_total{tenant="acme",hook_type="unknown"} 1"#,
+            r#"c2d_gateway_dead_letters_total{tenant="acme",hook_type="undecodable"} 1"#,
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
     }
 }

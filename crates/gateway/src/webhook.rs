@@ -15,7 +15,7 @@ use axum::extract::{ConnectInfo, Path, RawQuery, State};
 use axum::http::{Extensions, HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use c2d_proto::events::{HookType, Payload, dlq_subject};
+use c2d_proto::events::{Payload, dlq_subject};
 use c2d_telemetry::{TRACEPARENT, continue_trace, traceparent};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use prost::Message as _;
@@ -26,7 +26,6 @@ use crate::Gateway;
 use crate::error::Rejection;
 use crate::event_log::Appended;
 use crate::limits::Refused;
-use crate::metrics::EventLabels;
 use crate::tenants::Access;
 
 /// The handler of the webhook route.
@@ -129,16 +128,11 @@ async fn store(
                     letter.encode_to_vec().into(),
                 )
                 .await?;
-            let labels = EventLabels {
-                tenant: tenant.to_owned(),
-                hook_type: "undecodable".to_owned(),
-            };
-            let counter = if appended.duplicate {
-                &gateway.metrics.duplicates
-            } else {
-                &gateway.metrics.dead_letters
-            };
-            counter.get_or_create(&labels).inc();
+            if !appended.spooled {
+                gateway
+                    .metrics
+                    .stored(&dlq_subject(tenant), appended.duplicate);
+            }
             tracing::warn!(reason = %undecodable, "stored an undecodable delivery on the dead-letter subject");
             let answer = json!({ "status": "dead_letter", "event_id": letter.event_id, "reason": letter.reason });
             return Ok(("dead_letter", axum::Json(answer).into_response()));
@@ -151,12 +145,6 @@ async fn store(
         tracing::info!(warnings = ?event.warnings, "stored with fields that did not match their documented types");
     }
     let subject = event.subject();
-    let labels = EventLabels {
-        tenant: tenant.to_owned(),
-        hook_type: HookType::parse(&event.hook_type)
-            .map_or("unknown", HookType::as_str)
-            .to_owned(),
-    };
     // An operator waits for hints: they are asked for while the event is stored.
     let hints = async {
         match &event.payload {
@@ -169,7 +157,7 @@ async fn store(
         }
     };
     let append = gateway.append(
-        subject,
+        subject.clone(),
         &event.event_id,
         &traceparent,
         event.encode_to_vec().into(),
@@ -179,12 +167,13 @@ async fn store(
         duplicate, spooled, ..
     } = appended?;
     span.record("duplicate", duplicate);
-    let (outcome, counter) = if duplicate {
-        ("duplicate", &gateway.metrics.duplicates)
+    // A spooled event is counted once the forwarder has stored it.
+    let outcome = if spooled {
+        "spooled"
     } else {
-        ("stored", &gateway.metrics.events)
+        gateway.metrics.stored(&subject, duplicate);
+        if duplicate { "duplicate" } else { "stored" }
     };
-    counter.get_or_create(&labels).inc();
 
     let response = match hints {
         Some(answer) => axum::Json(answer).into_response(),

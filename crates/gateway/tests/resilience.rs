@@ -249,17 +249,22 @@ async fn wait_until_drained(gateway: &GatewayProcess) {
     }
 }
 
+/// A gateway against `nats` that spools in `spool` when JetStream cannot take an event.
+async fn spooling_gateway(nats: &NatsServer, spool: &tempfile::TempDir) -> GatewayProcess {
+    GatewayProcess::start(
+        GATEWAY,
+        nats,
+        &[("GATEWAY_SPOOL_DIR", spool.path().display().to_string())],
+    )
+    .await
+    .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_a_spool_nats_down_under_load_is_answered_2xx_and_nothing_is_lost_or_doubled() {
     let mut nats = NatsServer::start().await.unwrap();
     let spool = tempfile::tempdir().unwrap();
-    let gateway = GatewayProcess::start(
-        GATEWAY,
-        &nats,
-        &[("GATEWAY_SPOOL_DIR", spool.path().display().to_string())],
-    )
-    .await
-    .unwrap();
+    let gateway = spooling_gateway(&nats, &spool).await;
     let url = gateway.hook_url("acme", c2d_testkit::gateway::ACME_TOKEN);
     let stop = Arc::new(AtomicBool::new(false));
     let running = tokio::spawn(load(url, 8, stop.clone()));
@@ -442,4 +447,57 @@ async fn a_really_full_disk_answers_503_keeps_what_it_acknowledged_and_spools_ag
         sent + 50,
     );
     assert_eq!(in_stream, answered.len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_larger_than_nats_accepts_gets_413_and_is_not_spooled() {
+    // A server left at 64 KiB, and a delivery well within the body limit (1 MiB) whose event
+    // (the body, and the fields read from it) is larger than that.
+    let mut nats = NatsServer::start_with_max_payload("64KB").await.unwrap();
+    let spool = tempfile::tempdir().unwrap();
+    let gateway = spooling_gateway(&nats, &spool).await;
+    gateway
+        .wait_for_jetstream(Duration::from_secs(20))
+        .await
+        .unwrap();
+    let url = gateway.hook_url("acme", c2d_testkit::gateway::ACME_TOKEN);
+    let big = |n: u64| {
+        serde_json::json!({
+            "message_id": 900_000 + n, "type": "from_client", "text": "a".repeat(40_000),
+            "client_id": 5, "hook_type": "inbox",
+        })
+        .to_string()
+    };
+    let too_large = |answer: &http::Answer, when: &str| {
+        assert_eq!(answer.status, 413, "{when}: {}", answer.text());
+        let error = answer.json()["error"].as_str().unwrap().to_owned();
+        assert!(
+            error.contains("max_payload") && error.contains("GATEWAY_MAX_BODY_BYTES"),
+            "{when}: {error}"
+        );
+    };
+
+    // NATS up: the client refuses to send it, and a retry could not change that: 413, not 503.
+    too_large(&http::post_json(&url, big(1)).await.unwrap(), "NATS up");
+    // NATS down: it is not acknowledged into the spool, where it would be stuck behind the
+    // server's limit and block every event after it.
+    nats.stop();
+    too_large(&http::post_json(&url, big(2)).await.unwrap(), "NATS down");
+    let small = http::post_json(&url, inbox(3)).await.unwrap();
+    assert_eq!(small.status, 200, "{}", small.text());
+    assert_eq!(small.json()["spooled"], true);
+    assert_eq!(
+        spool_depth(&gateway).await,
+        Some(1),
+        "only the small event waits"
+    );
+
+    nats.restart().await.unwrap();
+    wait_until_drained(&gateway).await;
+    let id = small.json()["event_id"].as_str().unwrap().to_owned();
+    let in_stream = assert_all_answered_are_stored_once(&nats, &[id]).await;
+    println!(
+        "injected: NATS at max_payload 64KB, two deliveries of 40,000 characters (NATS up, then down) and a small one; answered 413 2, spooled 1; in stream {in_stream}"
+    );
+    assert_eq!(in_stream, 1);
 }

@@ -8,7 +8,8 @@
 
 /// No record is larger than this (an event holds at most about twice the body limit).
 pub const MAX_RECORD: usize = 64 * 1024 * 1024;
-const HEADER: usize = 8;
+/// The length and the CRC before each body.
+pub const HEADER: usize = 8;
 const CRC: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI);
 
 /// A message waiting to be forwarded to JetStream, as the webhook handler made it.
