@@ -58,6 +58,10 @@ async fn metrics(State(gateway): State<Arc<Gateway>>) -> impl IntoResponse {
         let depth = spool.depth();
         gateway.metrics.spool_messages.set(depth.messages as i64);
         gateway.metrics.spool_bytes.set(depth.bytes as i64);
+        gateway
+            .metrics
+            .spool_unreadable_bytes
+            .set(spool.unreadable_bytes() as i64);
     }
     (
         [(header::CONTENT_TYPE, c2d_telemetry::metrics::CONTENT_TYPE)],

@@ -46,6 +46,8 @@ pub struct Metrics {
     pub spooled: Counter,
     pub spool_messages: Gauge,
     pub spool_bytes: Gauge,
+    /// Bytes of the spool skipped since start because they were not records (a damaged disk).
+    pub spool_unreadable_bytes: Gauge,
     pub hints: Family<HintsLabels, Counter>,
 }
 
@@ -64,6 +66,7 @@ impl Default for Metrics {
             spooled: Counter::default(),
             spool_messages: Gauge::default(),
             spool_bytes: Gauge::default(),
+            spool_unreadable_bytes: Gauge::default(),
             hints: Family::default(),
             registry: Registry::default(),
         };
@@ -119,6 +122,12 @@ impl Default for Metrics {
             "Size of the spool's events waiting to be forwarded",
             Unit::Bytes,
             metrics.spool_bytes.clone(),
+        );
+        registry.register_with_unit(
+            "spool_unreadable",
+            "Bytes of the spool skipped since start because they were not records (a damaged disk): events in them are lost unless Chat2Desk retries them",
+            Unit::Bytes,
+            metrics.spool_unreadable_bytes.clone(),
         );
         registry.register(
             "hints_requests",

@@ -332,6 +332,69 @@ async fn a_gateway_killed_while_spooling_forwards_its_spool_after_restart() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spool_damaged_on_disk_loses_only_the_damaged_event_and_says_so() {
+    let mut nats = NatsServer::start().await.unwrap();
+    let spool = tempfile::tempdir().unwrap();
+    let env = [("GATEWAY_SPOOL_DIR", spool.path().display().to_string())];
+    let mut gateway = GatewayProcess::start(GATEWAY, &nats, &env).await.unwrap();
+    let port = gateway.port;
+    let url = gateway.hook_url("acme", c2d_testkit::gateway::ACME_TOKEN);
+    nats.stop();
+    let mut answered = Vec::new();
+    for n in 0..100 {
+        let answer = http::post_json(&url, inbox(n)).await.unwrap();
+        assert_eq!(answer.json()["spooled"], true, "{}", answer.text());
+        answered.push(answer.json()["event_id"].as_str().unwrap().to_owned());
+    }
+    gateway.process.kill();
+    // One flipped byte in the middle of the log, as a failing disk would leave it.
+    let log = spool.path().join("spool.log");
+    let mut bytes = std::fs::read(&log).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&log, &bytes).unwrap();
+
+    nats.restart().await.unwrap();
+    gateway = GatewayProcess::start_on(GATEWAY, port, &nats, &env)
+        .await
+        .unwrap();
+    wait_until_drained(&gateway).await;
+    let stored: HashSet<String> = stored_events(&nats)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(_, event)| event.event_id)
+        .collect();
+    let lost: Vec<&String> = answered.iter().filter(|id| !stored.contains(*id)).collect();
+    let metrics = http::get(&format!("{}/metrics", gateway.base_url()))
+        .await
+        .unwrap()
+        .text();
+    let skipped: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("c2d_gateway_spool_unreadable_bytes "))
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    println!(
+        "injected: a byte flipped at offset {middle} of a {} byte spool of 100 events; after restart: in stream {}, lost {} (the damaged record, {skipped} bytes skipped)",
+        bytes.len(),
+        stored.len(),
+        lost.len()
+    );
+    assert_eq!(lost.len(), 1, "only the damaged record is lost: {lost:?}");
+    assert_eq!(stored.len(), 99);
+    assert!(
+        skipped > 0 && skipped < bytes.len() as u64 / 50,
+        "{skipped}"
+    );
+    // Chat2Desk's retry of the lost one (the 10 s, 5 min or 2 h retry) is stored.
+    let lost_n = answered.iter().position(|id| id == lost[0]).unwrap() as u64;
+    let retry = http::post_json(&url, inbox(lost_n)).await.unwrap();
+    assert_eq!(retry.json()["duplicate"], false, "{}", retry.text());
+    assert_eq!(stored_events(&nats).await.unwrap().len(), 100);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_spool_answers_503_and_keeps_what_it_acknowledged() {
     let mut nats = NatsServer::start().await.unwrap();
     let spool = tempfile::tempdir().unwrap();
