@@ -298,8 +298,19 @@ async fn with_a_spool_nats_down_under_load_is_answered_2xx_and_nothing_is_lost_o
     assert_eq!(in_stream, tally.stored.len());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_gateway_killed_while_spooling_forwards_its_spool_after_restart() {
+/// A gateway that was SIGKILLed with `count` events in its spool (NATS down), then started
+/// again on the same spool, after `damage` had its way with the spool's directory, once NATS
+/// was back; its spool is drained.
+struct Restarted {
+    nats: NatsServer,
+    gateway: GatewayProcess,
+    url: String,
+    /// The ids answered 2xx before the kill.
+    answered: Vec<String>,
+    _spool: tempfile::TempDir,
+}
+
+async fn kill_while_spooling(count: u64, damage: impl FnOnce(&std::path::Path)) -> Restarted {
     let mut nats = NatsServer::start().await.unwrap();
     let spool = tempfile::tempdir().unwrap();
     let env = [("GATEWAY_SPOOL_DIR", spool.path().display().to_string())];
@@ -308,19 +319,38 @@ async fn a_gateway_killed_while_spooling_forwards_its_spool_after_restart() {
     let url = gateway.hook_url("acme", c2d_testkit::gateway::ACME_TOKEN);
     nats.stop();
     let mut answered = Vec::new();
-    for n in 0..300 {
+    for n in 0..count {
         let answer = http::post_json(&url, inbox(n)).await.unwrap();
         assert_eq!(answer.status, 200, "spooled: {}", answer.text());
         assert_eq!(answer.json()["spooled"], true);
         answered.push(answer.json()["event_id"].as_str().unwrap().to_owned());
     }
-    // SIGKILL with 300 events on disk and NATS still down.
     gateway.process.kill();
+    damage(spool.path());
     nats.restart().await.unwrap();
     gateway = GatewayProcess::start_on(GATEWAY, port, &nats, &env)
         .await
         .unwrap();
     wait_until_drained(&gateway).await;
+    Restarted {
+        nats,
+        gateway,
+        url,
+        answered,
+        _spool: spool,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_killed_while_spooling_forwards_its_spool_after_restart() {
+    // SIGKILL with 300 events on disk and NATS still down.
+    let Restarted {
+        nats,
+        gateway: _running,
+        url,
+        answered,
+        ..
+    } = kill_while_spooling(300, |_| {}).await;
     // Chat2Desk retries one of them later: recognised, not stored again.
     let again = http::post_json(&url, inbox(7)).await.unwrap();
     assert_eq!(again.json()["duplicate"], true);
@@ -333,32 +363,22 @@ async fn a_gateway_killed_while_spooling_forwards_its_spool_after_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_spool_damaged_on_disk_loses_only_the_damaged_event_and_says_so() {
-    let mut nats = NatsServer::start().await.unwrap();
-    let spool = tempfile::tempdir().unwrap();
-    let env = [("GATEWAY_SPOOL_DIR", spool.path().display().to_string())];
-    let mut gateway = GatewayProcess::start(GATEWAY, &nats, &env).await.unwrap();
-    let port = gateway.port;
-    let url = gateway.hook_url("acme", c2d_testkit::gateway::ACME_TOKEN);
-    nats.stop();
-    let mut answered = Vec::new();
-    for n in 0..100 {
-        let answer = http::post_json(&url, inbox(n)).await.unwrap();
-        assert_eq!(answer.json()["spooled"], true, "{}", answer.text());
-        answered.push(answer.json()["event_id"].as_str().unwrap().to_owned());
-    }
-    gateway.process.kill();
     // One flipped byte in the middle of the log, as a failing disk would leave it.
-    let log = spool.path().join("spool.log");
-    let mut bytes = std::fs::read(&log).unwrap();
-    let middle = bytes.len() / 2;
-    bytes[middle] ^= 0xff;
-    std::fs::write(&log, &bytes).unwrap();
-
-    nats.restart().await.unwrap();
-    gateway = GatewayProcess::start_on(GATEWAY, port, &nats, &env)
-        .await
-        .unwrap();
-    wait_until_drained(&gateway).await;
+    let (mut middle, mut len) = (0, 0);
+    let Restarted {
+        nats,
+        gateway,
+        url,
+        answered,
+        ..
+    } = kill_while_spooling(100, |dir| {
+        let log = dir.join("spool.log");
+        let mut bytes = std::fs::read(&log).unwrap();
+        (middle, len) = (bytes.len() / 2, bytes.len());
+        bytes[middle] ^= 0xff;
+        std::fs::write(&log, &bytes).unwrap();
+    })
+    .await;
     let stored: HashSet<String> = stored_events(&nats)
         .await
         .unwrap()
@@ -376,15 +396,14 @@ async fn a_spool_damaged_on_disk_loses_only_the_damaged_event_and_says_so() {
         .and_then(|v| v.parse().ok())
         .unwrap();
     println!(
-        "injected: a byte flipped at offset {middle} of a {} byte spool of 100 events; after restart: in stream {}, lost {} (the damaged record, {skipped} bytes skipped)",
-        bytes.len(),
+        "injected: a byte flipped at offset {middle} of a {len} byte spool of 100 events; after restart: in stream {}, lost {} (the damaged record, {skipped} bytes skipped)",
         stored.len(),
         lost.len()
     );
     assert_eq!(lost.len(), 1, "only the damaged record is lost: {lost:?}");
     assert_eq!(stored.len(), 99);
     assert!(
-        skipped > 0 && skipped < bytes.len() as u64 / 50,
+        skipped > 0 && skipped < len as u64 / 50,
         "{skipped}"
     );
     // Chat2Desk's retry of the lost one (the 10 s, 5 min or 2 h retry) is stored.
