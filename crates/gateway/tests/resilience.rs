@@ -402,10 +402,7 @@ async fn a_spool_damaged_on_disk_loses_only_the_damaged_event_and_says_so() {
     );
     assert_eq!(lost.len(), 1, "only the damaged record is lost: {lost:?}");
     assert_eq!(stored.len(), 99);
-    assert!(
-        skipped > 0 && skipped < len as u64 / 50,
-        "{skipped}"
-    );
+    assert!(skipped > 0 && skipped < len as u64 / 50, "{skipped}");
     // Chat2Desk's retry of the lost one (the 10 s, 5 min or 2 h retry) is stored.
     let lost_n = answered.iter().position(|id| id == lost[0]).unwrap() as u64;
     let retry = http::post_json(&url, inbox(lost_n)).await.unwrap();

@@ -143,6 +143,8 @@ impl LogReader {
 mod tests {
     use std::io::Write as _;
 
+    use proptest::prelude::*;
+
     use super::*;
 
     fn record(n: usize) -> Record {
@@ -212,5 +214,71 @@ mod tests {
                 Item::Record(record(1), log.len() as u64),
             ]
         );
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// Whatever the log holds, the reader ends, its items cover the range in order without
+        /// a gap or an overlap, and every record that no damage touched is read back.
+        #[test]
+        fn any_log_is_read_to_its_end_and_damage_costs_only_the_records_it_touches(
+            sizes in proptest::collection::vec(0usize..40, 0..12),
+            damage in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..4),
+            noise in proptest::collection::vec(any::<u8>(), 0..64),
+            prefix in proptest::collection::vec(any::<u8>(), 0..32),
+        ) {
+            let records: Vec<Record> = sizes.iter().map(|&n| record(n)).collect();
+            let mut log = prefix.clone();
+            let mut spans = Vec::new();
+            for record in &records {
+                let bytes = record::encode(record);
+                spans.push((log.len(), log.len() + bytes.len()));
+                log.extend_from_slice(&bytes);
+            }
+            log.extend_from_slice(&noise);
+            let mut touched = Vec::new();
+            if !log.is_empty() {
+                for (at, value) in &damage {
+                    let at = at.index(log.len());
+                    if log[at] != *value {
+                        log[at] = *value;
+                        touched.push(at);
+                    }
+                }
+            }
+
+            let items = items(&log);
+            let mut at = 0u64;
+            let mut read = Vec::new();
+            for item in &items {
+                match item {
+                    Item::Record(record, after) => {
+                        prop_assert!(*after > at);
+                        read.push((at, record.clone()));
+                        at = *after;
+                    }
+                    Item::Unreadable { from, to } => {
+                        prop_assert_eq!(*from, at);
+                        prop_assert!(to > from);
+                        at = *to;
+                    }
+                }
+            }
+            prop_assert_eq!(at, log.len() as u64, "the items cover the whole log");
+            // (Bytes that are not a record pass its CRC once in 2^32: never, in these cases.)
+            for (record, &(from, to)) in records.iter().zip(&spans) {
+                if !touched.iter().any(|&t| (from..to).contains(&t)) {
+                    prop_assert!(
+                        read.iter().any(|(start, r)| *start == from as u64 && r == record),
+                        "the intact record at {} was not read", from
+                    );
+                }
+            }
+            if touched.is_empty() && prefix.is_empty() && noise.is_empty() {
+                let whole: Vec<Record> = read.into_iter().map(|(_, r)| r).collect();
+                prop_assert_eq!(whole, records);
+            }
+        }
     }
 }
