@@ -6,7 +6,7 @@ CARGO ?= cargo
 NATS_SERVER := $(CURDIR)/tools/bin/nats-server
 export NATS_SERVER_BIN := $(NATS_SERVER)
 
-.PHONY: all tools postgres build test lint fmt run demo deploy-check bench-gateway bench-subscriber bench-analytics bench-hints clean
+.PHONY: all tools postgres build test lint fmt fuzz run demo deploy-check bench-gateway bench-subscriber bench-analytics bench-hints clean
 
 all: build
 
@@ -34,10 +34,17 @@ test: tools
 ## lint: formatting and clippy, warnings as errors
 lint:
 	$(CARGO) fmt --all -- --check
+	cd fuzz && $(CARGO) fmt -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 fmt:
 	$(CARGO) fmt --all
+	cd fuzz && $(CARGO) fmt
+
+## fuzz: libFuzzer on the webhook parser and the spool's log reader, FUZZ_SECONDS (60) each;
+## FUZZ_RUNS=N runs exactly N inputs per target from a fixed seed instead (CI)
+fuzz:
+	@bash scripts/fuzz.sh
 
 ## run: nats-server (unless one answers at NATS_URL), the gateway with a demo tenant, crm-sync, analytics and alerting
 run: $(NATS_SERVER)
@@ -69,4 +76,4 @@ bench-hints: tools
 
 clean:
 	$(CARGO) clean
-	rm -rf tools .run
+	rm -rf tools .run fuzz/target fuzz/corpus fuzz/artifacts
