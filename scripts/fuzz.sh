@@ -3,9 +3,10 @@
 # gateway spool's log reader: neither may panic or loop, whatever the bytes (fuzz/).
 #
 #   FUZZ_SECONDS=60   how long each target runs (make fuzz)
-#   FUZZ_RUNS=N       instead, exactly N inputs per target from a fixed seed: the same inputs
-#                     on every machine, which is how CI runs it (a find is a red build that can
-#                     be replayed, not luck)
+#   FUZZ_RUNS=N       instead, exactly N inputs per target, mutated from the seed corpus with
+#                     libFuzzer's seed 1: a bounded run of known length, which is how CI runs it
+#                     (runs still differ a little: the coverage reached is not bit for bit
+#                     the same each time)
 #
 # cargo-fuzz (pinned) is installed into tools/cargo unless it is on PATH. It runs without a
 # sanitizer (-s none): the machine's one toolchain is stable, and AddressSanitizer needs nightly;
