@@ -206,19 +206,34 @@ impl Cpu {
         }
     }
 
+    /// Starts counting for `pids` once `warmup` has passed: joined with a [`closed_loop`] of
+    /// the same warm-up, it counts the CPU of the measured calls alone.
+    pub async fn start_after(warmup: Duration, pids: &[u32]) -> Cpu {
+        tokio::time::sleep(warmup).await;
+        Cpu::start(pids)
+    }
+
     /// Microseconds of CPU per one of `count` (requests, events) since `start`, per process
     /// in the order given, with `decimals` digits: "12 µs + 3 µs".
     pub fn per(&self, count: u64, decimals: usize) -> String {
+        self.micros_per(count)
+            .iter()
+            .map(|micros| format!("{micros:.decimals$} µs"))
+            .collect::<Vec<_>>()
+            .join(" + ")
+    }
+
+    /// Microseconds of CPU per one of `count` since `start`, per process in the order given.
+    pub fn micros_per(&self, count: u64) -> Vec<f64> {
         let count = count.max(1) as f64;
         self.pids
             .iter()
             .zip(&self.before)
             .map(|(&pid, before)| {
                 let used = cpu_time(pid).unwrap_or_default().saturating_sub(*before);
-                format!("{:.decimals$} µs", used.as_secs_f64() * 1e6 / count)
+                used.as_secs_f64() * 1e6 / count
             })
-            .collect::<Vec<_>>()
-            .join(" + ")
+            .collect()
     }
 }
 

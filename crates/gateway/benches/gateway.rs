@@ -68,17 +68,20 @@ async fn bench() -> anyhow::Result<()> {
         .spawn()?;
     let plain_url = format!("http://127.0.0.1:{port}/hooks/chat2desk/acme");
     wait_for_port(port).await?;
-    let plain_cpu = Cpu::start(&[plain.id()]);
-    let plain_report = post_load(
-        &plain_url,
-        &json,
-        connections,
-        warmup,
-        duration,
-        unique_fixture_bodies(),
-    )
-    .await?;
-    let plain_cpu = plain_cpu.per(plain_report.requests, 0);
+    let plain_pids = [plain.id(), std::process::id()];
+    let (plain_report, plain_cpu) = tokio::join!(
+        post_load(
+            &plain_url,
+            &json,
+            connections,
+            warmup,
+            duration,
+            unique_fixture_bodies(),
+        ),
+        Cpu::start_after(warmup, &plain_pids),
+    );
+    let plain_report = plain_report?;
+    let plain_cpu = plain_cpu.micros_per(plain_report.requests);
     let _ = plain.kill();
     let _ = plain.wait();
 
@@ -111,9 +114,15 @@ async fn bench() -> anyhow::Result<()> {
         .messages;
 
     // 3. Raw JetStream publishing of the same events, no HTTP, same concurrency.
-    let raw_cpu = Cpu::start(&[nats.pid().context("nats-server runs")?]);
-    let raw_report = raw_publish(&nats, connections, warmup, duration).await?;
+    let nats_pid = [nats.pid().context("nats-server runs")?];
+    let (raw_report, raw_cpu) = tokio::join!(
+        raw_publish(&nats, connections, warmup, duration),
+        Cpu::start_after(warmup, &nats_pid),
+    );
+    let raw_report = raw_report?;
     let raw_cpu = raw_cpu.per(raw_report.requests, 0);
+    let micros = |cpu: &[f64]| format!("{:.0} µs", cpu[0]);
+    let two = |cpu: &[f64]| format!("{:.0} µs + {:.0} µs", cpu[0], cpu[1]);
 
     println!();
     println!(
@@ -121,10 +130,18 @@ async fn bench() -> anyhow::Result<()> {
         "target", "requests/s", "p50 ms", "p99 ms", "errors"
     );
     for (name, report, cpu) in [
-        ("plain HTTP server (body only)", &plain_report, plain_cpu),
+        (
+            "plain HTTP server (body only)",
+            &plain_report,
+            micros(&plain_cpu),
+        ),
         ("raw JetStream publish", &raw_report, raw_cpu),
-        ("c2d-gateway", &gateway_report, gateway_cpu),
-        ("c2d-gateway, spool off", &unspooled_report, unspooled_cpu),
+        ("c2d-gateway", &gateway_report, two(&gateway_cpu)),
+        (
+            "c2d-gateway, spool off",
+            &unspooled_report,
+            two(&unspooled_cpu),
+        ),
     ] {
         println!(
             "{name:<30} {:>11.0} {:>8.2} {:>8.2} {:>7}  {cpu}",
@@ -155,12 +172,36 @@ async fn bench() -> anyhow::Result<()> {
         "events in the stream: {stored} (the gateways answered 2xx to {})",
         gateway_report.requests + unspooled_report.requests
     );
+    print_budget(plain_report.rate(), &plain_cpu, &gateway_cpu);
     Ok(())
 }
 
+/// What half the plain server's rate leaves the gateway, from this run's own measurements: the
+/// CPU of all cores split over that many requests a second, less what the load generator and
+/// nats-server spend per request. `plain` is [plain server, load generator], `gateway`
+/// [gateway, nats-server, load generator], in µs per request.
+fn print_budget(plain_rate: f64, plain: &[f64], gateway: &[f64]) {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let half = plain_rate / 2.0;
+    let budget = cores * 1e6 / half;
+    let (spent, nats) = (gateway[0], gateway[1]);
+    // The generator's lesser cost of the two runs: the budget is as kind to the gateway as
+    // this run allows.
+    let generator = plain[1].min(gateway[2]);
+    let left = budget - generator - nats;
+    println!(
+        "CPU budget at half the plain server's rate ({half:.0} requests/s on {cores} cores): \
+         {budget:.1} µs per request in all; the load generator spends at least {generator:.1} \
+         ({:.1} against the plain server, {:.1} against the gateway) and nats-server {nats:.1} \
+         storing the event, which leaves {left:.1} µs for the gateway; it spends {spent:.1}, \
+         and the plain server {:.1} on the HTTP alone",
+        plain[1], gateway[2], plain[0]
+    );
+}
+
 /// The gateway's load run against `nats`, with GATEWAY_SPOOL_DIR = `spool_dir` and bodies
-/// numbered from `first_body`: the report, and the CPU the gateway and nats-server spent per
-/// request.
+/// numbered from `first_body`: the report, and the CPU the gateway, nats-server and this
+/// process (the load generator) spent per request.
 async fn gateway_run(
     nats: &NatsServer,
     spool_dir: String,
@@ -168,7 +209,7 @@ async fn gateway_run(
     connections: usize,
     warmup: Duration,
     duration: Duration,
-) -> anyhow::Result<(LoadReport, String)> {
+) -> anyhow::Result<(LoadReport, Vec<f64>)> {
     let gateway = GatewayProcess::start(
         GATEWAY,
         nats,
@@ -182,22 +223,26 @@ async fn gateway_run(
     let pids = [
         gateway.process.id(),
         nats.pid().context("nats-server runs")?,
+        std::process::id(),
     ];
-    let cpu = Cpu::start(&pids);
-    let report = post_load(
-        &gateway.acme_url(),
-        &[("content-type", "application/json".to_owned())],
-        connections,
-        warmup,
-        duration,
-        {
-            let bodies = unique_fixture_bodies();
-            Arc::new(move |n| bodies(first_body + n))
-        },
-    )
-    .await?;
-    // Warm-up is included in the CPU, so this slightly overstates.
-    let cpu = cpu.per(report.requests, 0);
+    let bodies = unique_fixture_bodies();
+    let (json, url) = (
+        [("content-type", "application/json".to_owned())],
+        gateway.acme_url(),
+    );
+    let (report, cpu) = tokio::join!(
+        post_load(
+            &url,
+            &json,
+            connections,
+            warmup,
+            duration,
+            Arc::new(move |n| bodies(first_body + n)),
+        ),
+        Cpu::start_after(warmup, &pids),
+    );
+    let report = report?;
+    let cpu = cpu.micros_per(report.requests);
     Ok((report, cpu))
 }
 
