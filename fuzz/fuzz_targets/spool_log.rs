@@ -14,6 +14,7 @@ use libfuzzer_sys::fuzz_target;
 /// only `crc`, while the gateway crate would bring an HTTP server, a NATS client and telemetry
 /// into every instrumented build.
 #[path = "../../crates/gateway/src/spool"]
+#[allow(dead_code)] // What the gateway uses of them and this target does not.
 mod spool {
     pub mod reader;
     pub mod record;

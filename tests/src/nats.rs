@@ -79,6 +79,11 @@ impl NatsServer {
         }
     }
 
+    /// Sets the largest message the server accepts from its next (re)start on.
+    pub fn set_max_payload(&mut self, max_payload: &str) {
+        max_payload.clone_into(&mut self.max_payload);
+    }
+
     /// Starts the server again on the same port with the same store.
     pub async fn restart(&mut self) -> anyhow::Result<()> {
         self.stop();

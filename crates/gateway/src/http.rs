@@ -62,6 +62,10 @@ async fn metrics(State(gateway): State<Arc<Gateway>>) -> impl IntoResponse {
             .metrics
             .spool_unreadable_bytes
             .set(spool.unreadable_bytes() as i64);
+        gateway
+            .metrics
+            .spool_set_aside
+            .set(spool.set_aside() as i64);
     }
     (
         [(header::CONTENT_TYPE, c2d_telemetry::metrics::CONTENT_TYPE)],

@@ -199,15 +199,17 @@ impl Gateway {
 
 /// Forwards spooled messages in order: all are handed to JetStream one after the other, then
 /// their acknowledgements are read, so a backlog drains at JetStream's pace rather than one
-/// round trip per event. Returns how many of the first ones are stored; the rest are tried
-/// again later. Nothing is ever dropped: each of these events was answered 2xx, so an event
-/// JetStream refuses stays first in the spool, with an error in the log that says why, until
-/// the cause is fixed (a NATS disk full, a max_payload lowered after the event was spooled).
+/// round trip per event. Says how many of the first ones are stored; the rest are tried again
+/// later. Nothing is ever dropped: each of these events was answered 2xx. An event JetStream
+/// refuses stays first in the spool, with an error in the log that says why, until the cause
+/// is fixed (a NATS disk full, say), except one larger than the server accepts (spooled before
+/// the gateway first reached NATS and learned its max_payload, or with max_payload lowered
+/// since), which no retry can store: the spool sets that one aside instead.
 async fn forward_batch(
     log: &EventLog,
     metrics: &Metrics,
     records: Vec<spool::record::Record>,
-) -> usize {
+) -> spool::Sent {
     let mut sent = Vec::with_capacity(records.len());
     for record in records {
         let attempt = log
@@ -224,7 +226,7 @@ async fn forward_batch(
             break;
         }
     }
-    let mut stored = 0;
+    let mut forwarded = spool::Sent::default();
     for (subject, msg_id, attempt) in sent {
         let outcome = match attempt {
             Ok(sent) => log.acknowledged(sent).await,
@@ -233,7 +235,11 @@ async fn forward_batch(
         match outcome {
             Ok(appended) => {
                 metrics.stored(&subject, appended.duplicate);
-                stored += 1;
+                forwarded.stored += 1;
+            }
+            Err(error @ AppendError::TooLarge { .. }) => {
+                forwarded.never = Some(format!("event {msg_id}: {error}"));
+                break;
             }
             Err(error) => {
                 if !error.is_transient() {
@@ -243,5 +249,5 @@ async fn forward_batch(
             }
         }
     }
-    stored
+    forwarded
 }

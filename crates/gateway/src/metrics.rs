@@ -48,6 +48,8 @@ pub struct Metrics {
     pub spool_bytes: Gauge,
     /// Bytes of the spool skipped since start because they were not records (a damaged disk).
     pub spool_unreadable_bytes: Gauge,
+    /// Events the spool set aside since start, because JetStream can never take them as they are.
+    pub spool_set_aside: Gauge,
     pub hints: Family<HintsLabels, Counter>,
 }
 
@@ -67,6 +69,7 @@ impl Default for Metrics {
             spool_messages: Gauge::default(),
             spool_bytes: Gauge::default(),
             spool_unreadable_bytes: Gauge::default(),
+            spool_set_aside: Gauge::default(),
             hints: Family::default(),
             registry: Registry::default(),
         };
@@ -128,6 +131,11 @@ impl Default for Metrics {
             "Bytes of the spool skipped since start because they were not records (a damaged disk): events in them are lost unless Chat2Desk retries them",
             Unit::Bytes,
             metrics.spool_unreadable_bytes.clone(),
+        );
+        registry.register(
+            "spool_set_aside",
+            "Events set aside in spool.rejected since start because the NATS server refuses them as too large; tried again at the next start",
+            metrics.spool_set_aside.clone(),
         );
         registry.register(
             "hints_requests",

@@ -580,3 +580,57 @@ async fn an_event_larger_than_nats_accepts_gets_413_and_is_not_spooled() {
     );
     assert_eq!(in_stream, 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_spooled_before_nats_was_known_that_nats_refuses_is_set_aside_not_in_the_way() {
+    // The gateway starts while NATS is down: it cannot know the server's max_payload yet, so
+    // it spools a large event along with the others.
+    let mut nats = NatsServer::start_with_max_payload("64KB").await.unwrap();
+    nats.stop();
+    let spool = tempfile::tempdir().unwrap();
+    let env = [("GATEWAY_SPOOL_DIR", spool.path().display().to_string())];
+    let mut gateway = GatewayProcess::start(GATEWAY, &nats, &env).await.unwrap();
+    let port = gateway.port;
+    let url = gateway.hook_url("acme", c2d_testkit::gateway::ACME_TOKEN);
+    let big = serde_json::json!({
+        "message_id": 900_001, "type": "from_client", "text": "a".repeat(40_000),
+        "client_id": 5, "hook_type": "inbox",
+    })
+    .to_string();
+    let mut answered = Vec::new();
+    for body in [inbox(1), big, inbox(2)] {
+        let answer = http::post_json(&url, body).await.unwrap();
+        assert_eq!(answer.json()["spooled"], true, "{}", answer.text());
+        answered.push(answer.json()["event_id"].as_str().unwrap().to_owned());
+    }
+
+    // NATS at 64 KB comes up: the small events are forwarded, the large one is set aside
+    // rather than holding them up.
+    nats.restart().await.unwrap();
+    wait_until_drained(&gateway).await;
+    let metrics = http::get(&format!("{}/metrics", gateway.base_url()))
+        .await
+        .unwrap()
+        .text();
+    assert!(
+        metrics.contains("c2d_gateway_spool_set_aside 1"),
+        "{metrics}"
+    );
+    let small = [answered[0].clone(), answered[2].clone()];
+    assert_eq!(assert_all_answered_are_stored_once(&nats, &small).await, 2);
+    assert!(spool.path().join("spool.rejected").exists());
+
+    // The operator raises max_payload and restarts the gateway: the set-aside event is stored.
+    nats.set_max_payload("8MB");
+    nats.restart().await.unwrap();
+    gateway.process.kill();
+    gateway = GatewayProcess::start_on(GATEWAY, port, &nats, &env)
+        .await
+        .unwrap();
+    wait_until_drained(&gateway).await;
+    let in_stream = assert_all_answered_are_stored_once(&nats, &answered).await;
+    println!(
+        "injected: the gateway started with NATS down, spooled 3 events, one of 40,000 characters; NATS came up at max_payload 64KB: forwarded 2, set aside 1; max_payload raised to 8MB and the gateway restarted: in stream {in_stream}, lost 0, duplicated 0"
+    );
+    assert_eq!(in_stream, 3);
+}

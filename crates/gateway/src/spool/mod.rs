@@ -15,6 +15,10 @@
 //! that are not records anywhere else (a damaged disk) are skipped with an error, and the
 //! records after them forwarded ([`reader`]).
 //!
+//! An event JetStream refuses stays first, tried again, until the cause is fixed, except one
+//! larger than the server accepts (spooled before the gateway knew the server's limit): no
+//! retry stores it, so it is moved to `spool.rejected` and tried again at the next start.
+//!
 //! One gateway owns a spool directory: a second one started on it refuses to start
 //! (`spool.lock`), as two writers would overwrite each other's acknowledged events.
 //!
@@ -28,7 +32,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{Seek as _, SeekFrom, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{Notify, mpsc, oneshot};
@@ -42,6 +46,9 @@ const RETRY: Duration = Duration::from_millis(500);
 const FORWARD_BATCH_BYTES: u64 = 4 * 1024 * 1024;
 /// At most this many appends share one fsync.
 const GROUP_COMMIT: usize = 512;
+/// Where events JetStream can never take as they are wait, in the log's format, for the next
+/// start (after, say, the NATS server's max_payload was raised).
+const REJECTED: &str = "spool.rejected";
 /// The forwarded part of the log is given back to the disk in steps of at least this much.
 const RECLAIM_STEP: u64 = 1024 * 1024;
 
@@ -78,6 +85,19 @@ enum Command {
     Append(Vec<u8>, Reply),
     /// The forwarder has sent everything before this offset (and this many messages).
     Forwarded(u64, u64, oneshot::Sender<()>),
+    /// The record from the first offset to the second can never be stored as it is: it is
+    /// moved to `spool.rejected`, and the cursor past it.
+    SetAside(u64, u64, oneshot::Sender<std::io::Result<()>>),
+}
+
+/// What the forwarder's `send` made of a batch.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Sent {
+    /// How many of the first records JetStream stored.
+    pub stored: usize,
+    /// Set when the record after those can never be stored as it is (larger than the NATS
+    /// server accepts), with the reason: it is set aside instead of holding up the others.
+    pub never: Option<String>,
 }
 
 /// The spool of one gateway.
@@ -92,14 +112,21 @@ pub struct Spool {
     /// Where the forwarder is.
     cursor: Arc<AtomicU64>,
     messages: Arc<AtomicU64>,
+    /// Whether forwarded bytes are given back to the disk; while not, the limit counts the
+    /// whole log, which then only shrinks once it is emptied.
+    reclaiming: Arc<AtomicBool>,
     /// Bytes skipped because they were not records (a damaged disk), since the start.
     unreadable_bytes: AtomicU64,
+    /// Events moved to `spool.rejected` since the start.
+    set_aside: AtomicU64,
     /// Raised when something was spooled.
     pub(crate) appended: Arc<Notify>,
 }
 
 /// The next records to forward, and damage in their way.
 struct Batch {
+    /// Where the first record starts (the cursor).
+    from: u64,
     /// Records after the cursor, with the offset after each.
     records: Vec<(Record, u64)>,
     /// Bytes right at the cursor that are not records: skipped before anything is sent.
@@ -131,9 +158,20 @@ impl Spool {
             .write(true)
             .open(dir.join("spool.log"))
             .map_err(io)?;
-        let cursor = read_cursor(&dir.join("spool.cursor")).map_err(io)?;
+        let stored_cursor = read_cursor(&dir.join("spool.cursor")).map_err(io)?;
         let len = file.metadata().map_err(io)?.len();
-        let cursor = cursor.min(len);
+        let cursor = stored_cursor.min(len);
+        // Saved now, even unchanged: its file then has its disk block before the log can fill
+        // the disk (it is overwritten in place), and a cursor past the end of the log (a crash
+        // between the two) is put where it now is before anything is appended behind it.
+        write_cursor(&dir.join("spool.cursor"), cursor).map_err(io)?;
+        if cursor != stored_cursor {
+            tracing::warn!(
+                stored_cursor,
+                cursor,
+                "the spool's cursor was past the end of its log; moved to the end"
+            );
+        }
         // Whole records from the cursor on; anything after the last one is a torn write.
         let (end, messages) = scan(&file, cursor, len).map_err(io)?;
         if end < len {
@@ -144,6 +182,16 @@ impl Spool {
             file.set_len(end).map_err(io)?;
             file.sync_all().map_err(io)?;
         }
+        let (end, messages) = match take_back_rejected(dir, &file, end).map_err(io)? {
+            Some((new_end, count)) => {
+                tracing::warn!(
+                    count,
+                    "events set aside in spool.rejected are tried again (NATS refused them as too large before)"
+                );
+                (new_end, messages + count)
+            }
+            None => (end, messages),
+        };
         if messages > 0 {
             tracing::warn!(
                 messages,
@@ -153,6 +201,7 @@ impl Spool {
         let synced = Arc::new(AtomicU64::new(end));
         let cursor = Arc::new(AtomicU64::new(cursor));
         let messages = Arc::new(AtomicU64::new(messages));
+        let reclaiming = Arc::new(AtomicBool::new(cfg!(target_os = "linux")));
         let appended = Arc::new(Notify::new());
         let (writer, commands) = mpsc::channel(4 * GROUP_COMMIT);
         let state = Writer {
@@ -162,6 +211,7 @@ impl Spool {
             synced: Arc::clone(&synced),
             cursor: Arc::clone(&cursor),
             messages: Arc::clone(&messages),
+            reclaiming: Arc::clone(&reclaiming),
             appended: Arc::clone(&appended),
             reclaimed: 0,
         };
@@ -177,7 +227,9 @@ impl Spool {
             synced,
             cursor,
             messages,
+            reclaiming,
             unreadable_bytes: AtomicU64::new(0),
+            set_aside: AtomicU64::new(0),
             appended,
         }))
     }
@@ -194,7 +246,9 @@ impl Spool {
 
     /// Whether messages wait to be forwarded (new ones then queue behind them).
     pub fn has_backlog(&self) -> bool {
-        self.messages.load(Ordering::Acquire) > 0
+        // Bytes, not the message count: damage skipped mid-log can leave records counted that
+        // are never forwarded, and the count is only put right when the log is emptied.
+        self.depth().bytes > 0
     }
 
     /// What waits to be forwarded.
@@ -214,11 +268,22 @@ impl Spool {
         self.unreadable_bytes.load(Ordering::Acquire)
     }
 
+    /// Events JetStream could never take as they are, moved to `spool.rejected` since the
+    /// start (they are tried again at the next start).
+    pub fn set_aside(&self) -> u64 {
+        self.set_aside.load(Ordering::Acquire)
+    }
+
     /// Whether the spool can take more (readiness: a gateway that can spool can take webhooks).
     /// (Room means space for a few more typical events, not only one byte.)
     pub fn has_room(&self) -> bool {
         let headroom = (self.max_bytes / 10).min(64 * 1024);
-        self.depth().bytes + headroom <= self.max_bytes
+        let counted = if self.reclaiming.load(Ordering::Acquire) {
+            self.depth().bytes
+        } else {
+            self.synced.load(Ordering::Acquire)
+        };
+        counted + headroom <= self.max_bytes
     }
 
     /// The records after the cursor, up to about a batch's bytes (at least one record).
@@ -226,6 +291,7 @@ impl Spool {
         let start = self.cursor.load(Ordering::Acquire);
         let end = self.synced.load(Ordering::Acquire);
         let mut batch = Batch {
+            from: start,
             records: Vec::new(),
             unreadable: None,
         };
@@ -253,6 +319,18 @@ impl Spool {
     }
 
     /// Records that everything before `offset` (`count` messages) is in JetStream.
+    /// Moves the record from `from` to `to` out of the way, into `spool.rejected`.
+    async fn set_aside_record(&self, from: u64, to: u64) -> std::io::Result<()> {
+        let (done, answer) = oneshot::channel();
+        self.writer
+            .send(Command::SetAside(from, to, done))
+            .await
+            .map_err(|_| std::io::Error::other("the spool's writer stopped"))?;
+        answer
+            .await
+            .map_err(|_| std::io::Error::other("the spool's writer stopped"))?
+    }
+
     async fn forwarded(&self, offset: u64, count: u64) {
         let (done, answer) = oneshot::channel();
         if self
@@ -272,7 +350,7 @@ impl Spool {
 pub async fn forward<F, Fut>(spool: Arc<Spool>, send: F)
 where
     F: Fn(Vec<Record>) -> Fut,
-    Fut: std::future::Future<Output = usize>,
+    Fut: std::future::Future<Output = Sent>,
 {
     loop {
         if !spool.has_backlog() {
@@ -305,7 +383,8 @@ where
             continue;
         }
         let (records, ends): (Vec<Record>, Vec<u64>) = batch.records.into_iter().unzip();
-        let sent = send(records).await.min(ends.len());
+        let outcome = send(records).await;
+        let sent = outcome.stored.min(ends.len());
         if sent > 0 {
             spool.forwarded(ends[sent - 1], sent as u64).await;
             tracing::info!(
@@ -313,7 +392,29 @@ where
                 left = spool.depth().messages,
                 "spooled events forwarded to JetStream"
             );
-        } else {
+        }
+        if let Some(reason) = outcome.never.filter(|_| sent < ends.len()) {
+            let from = if sent == 0 {
+                batch.from
+            } else {
+                ends[sent - 1]
+            };
+            match spool.set_aside_record(from, ends[sent]).await {
+                Ok(()) => {
+                    spool.set_aside.fetch_add(1, Ordering::AcqRel);
+                    tracing::error!(
+                        %reason,
+                        dir = %spool.dir.display(),
+                        "a spooled event can never be stored as it is; set aside in spool.rejected so that the events after it go on. \
+                         Fix the cause (raise max_payload in the NATS configuration), then restart the gateway: it tries set-aside events again at start"
+                    );
+                }
+                Err(error) => {
+                    tracing::error!(%error, %reason, "cannot set aside a spooled event JetStream refuses; it stays first in the spool (check the disk)");
+                    tokio::time::sleep(RETRY).await;
+                }
+            }
+        } else if sent == 0 {
             tokio::time::sleep(RETRY).await;
         }
     }
@@ -328,6 +429,7 @@ struct Writer {
     cursor: Arc<AtomicU64>,
     messages: Arc<AtomicU64>,
     appended: Arc<Notify>,
+    reclaiming: Arc<AtomicBool>,
     /// The disk space before this offset has been given back.
     reclaimed: u64,
 }
@@ -350,6 +452,9 @@ impl Writer {
                         self.forwarded(offset, count);
                         let _ = done.send(());
                     }
+                    Command::SetAside(from, to, done) => {
+                        let _ = done.send(self.set_aside(from, to));
+                    }
                 }
             }
             if !appends.is_empty() {
@@ -371,9 +476,14 @@ impl Writer {
         let mut end = start;
         let mut bytes = Vec::new();
         let mut accepted = Vec::new();
-        let cursor = self.cursor.load(Ordering::Acquire);
+        // What waits counts against the limit, or the whole log where space is not given back.
+        let counted_from = if self.reclaiming.load(Ordering::Acquire) {
+            self.cursor.load(Ordering::Acquire)
+        } else {
+            0
+        };
         for (record, done) in appends {
-            if end - cursor.min(end) + record.len() as u64 > self.max_bytes {
+            if end - counted_from.min(end) + record.len() as u64 > self.max_bytes {
                 let _ = done.send(Err(SpoolError::Full {
                     max_bytes: self.max_bytes,
                 }));
@@ -414,28 +524,64 @@ impl Writer {
         }
     }
 
+    /// Copies the record from `from` to `to` to the end of `spool.rejected` (fsync'd), then
+    /// moves the cursor past it.
+    fn set_aside(&mut self, from: u64, to: u64) -> std::io::Result<()> {
+        use std::os::unix::fs::FileExt as _;
+        let len = usize::try_from(to - from).map_err(std::io::Error::other)?;
+        let mut bytes = vec![0u8; len];
+        self.file.read_exact_at(&mut bytes, from)?;
+        let mut rejected = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join(REJECTED))?;
+        rejected.write_all(&bytes)?;
+        rejected.sync_all()?;
+        File::open(&self.dir)?.sync_all()?;
+        self.forwarded(to, 1);
+        Ok(())
+    }
+
     /// Moves the cursor; once everything is forwarded, empties the log, and until then gives
     /// the forwarded part's disk space back.
+    ///
+    /// The order on disk is what keeps a crash harmless: the cursor is saved before the log is
+    /// emptied and before space behind it is given back, so after a crash the saved cursor is
+    /// never past the log's end (which would hide the events appended next) nor inside a hole
+    /// (which would read as damage); at worst it is behind, and JetStream recognises the ids of
+    /// what is forwarded again.
     fn forwarded(&mut self, offset: u64, count: u64) {
         self.cursor.store(offset, Ordering::Release);
-        self.messages.fetch_sub(count, Ordering::AcqRel);
-        let mut cursor = offset;
+        // Saturating: a record counted at append can be skipped as damage, with a count of 0.
+        let _ = self
+            .messages
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |m| {
+                Some(m.saturating_sub(count))
+            });
+        let cursor_file = self.dir.join("spool.cursor");
         if offset >= self.synced.load(Ordering::Acquire) {
-            match self.file.set_len(0).and_then(|()| self.file.sync_all()) {
+            let emptied = write_cursor(&cursor_file, 0)
+                .and_then(|()| self.file.set_len(0))
+                .and_then(|()| self.file.sync_all());
+            match emptied {
                 Ok(()) => {
                     self.synced.store(0, Ordering::Release);
                     self.cursor.store(0, Ordering::Release);
+                    // Everything is forwarded: whatever the count said, nothing waits.
+                    self.messages.store(0, Ordering::Release);
                     self.reclaimed = 0;
-                    cursor = 0;
+                    self.reclaiming
+                        .store(cfg!(target_os = "linux"), Ordering::Release);
                 }
+                // The saved cursor may be 0 with the log whole: it is then forwarded again.
                 Err(error) => tracing::warn!(%error, "cannot empty the forwarded spool; it stays"),
             }
-        } else {
-            self.reclaim(offset);
+            return;
         }
-        if let Err(error) = write_cursor(&self.dir.join("spool.cursor"), cursor) {
+        match write_cursor(&cursor_file, offset) {
+            Ok(()) => self.reclaim(offset),
             // A cursor behind only means messages forwarded twice, which JetStream recognises.
-            tracing::warn!(%error, "cannot record the spool's cursor");
+            Err(error) => tracing::warn!(%error, "cannot record the spool's cursor"),
         }
     }
 
@@ -445,15 +591,15 @@ impl Writer {
     fn reclaim(&mut self, cursor: u64) {
         const PAGE: u64 = 4096;
         let to = cursor / PAGE * PAGE;
-        if to < self.reclaimed + RECLAIM_STEP {
+        if !self.reclaiming.load(Ordering::Acquire) || to < self.reclaimed + RECLAIM_STEP {
             return;
         }
         match punch_hole(&self.file, self.reclaimed, to) {
             Ok(()) => self.reclaimed = to,
             Err(error) => {
-                tracing::warn!(%error, "cannot give the forwarded part of the spool back to the disk; it is freed once the spool is empty");
-                // Not again for this log.
-                self.reclaimed = u64::MAX / 2;
+                tracing::warn!(%error, "cannot give the forwarded part of the spool back to the disk; it is freed once the spool is empty, and until then GATEWAY_SPOOL_MAX_BYTES counts the whole log");
+                // Not again until the log is emptied.
+                self.reclaiming.store(false, Ordering::Release);
             }
         }
     }
@@ -487,26 +633,75 @@ fn punch_hole(_file: &File, _from: u64, _to: u64) -> std::io::Result<()> {
     Err(std::io::ErrorKind::Unsupported.into())
 }
 
+/// Reads the saved cursor: 0 when there is none, or when it cannot be trusted (a write torn
+/// by a crash), which only forwards the log again from its start.
 fn read_cursor(path: &Path) -> std::io::Result<u64> {
-    match std::fs::read(path) {
-        Ok(bytes) if bytes.len() == 8 => {
-            let mut raw = [0u8; 8];
-            raw.copy_from_slice(&bytes);
-            Ok(u64::from_le_bytes(raw))
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(error) => return Err(error),
+    };
+    let value = |raw: &[u8]| {
+        let mut value = [0u8; 8];
+        value.copy_from_slice(&raw[..8]);
+        u64::from_le_bytes(value)
+    };
+    Ok(match bytes.len() {
+        // The value and its CRC32C.
+        12 if record::checksum(&bytes[..8]).to_le_bytes() == bytes[8..] => value(&bytes),
+        // As versions before the CRC wrote it.
+        8 => value(&bytes),
+        _ => {
+            tracing::warn!(path = %path.display(), "the spool's cursor is unreadable; forwarding the spool from its start (JetStream recognises what it already holds)");
+            0
         }
-        Ok(_) => Ok(0),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(0),
-        Err(error) => Err(error),
+    })
+}
+
+/// Saves the cursor, overwriting it in place: no new disk block is needed, so a spool that
+/// filled its disk can still record that everything is forwarded, and empty itself. A write
+/// torn by a crash fails its CRC and reads as 0 ([`read_cursor`]).
+fn write_cursor(path: &Path, cursor: u64) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt as _;
+    let created = !path.exists();
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)?;
+    let value = cursor.to_le_bytes();
+    let mut bytes = [0u8; 12];
+    bytes[..8].copy_from_slice(&value);
+    bytes[8..].copy_from_slice(&record::checksum(&value).to_le_bytes());
+    file.write_all_at(&bytes, 0)?;
+    file.set_len(12)?;
+    file.sync_all()?;
+    match path.parent() {
+        // A new file is durable once its directory is.
+        Some(dir) if created => File::open(dir)?.sync_all(),
+        _ => Ok(()),
     }
 }
 
-/// Writes the cursor atomically (a new file renamed over the old one).
-fn write_cursor(path: &Path, cursor: u64) -> std::io::Result<()> {
-    let fresh = path.with_extension("cursor.new");
-    let mut file = File::create(&fresh)?;
-    file.write_all(&cursor.to_le_bytes())?;
-    file.sync_all()?;
-    std::fs::rename(&fresh, path)
+/// Moves the records of `spool.rejected` back to the end of the log (at `end`), for another
+/// try: the new end and how many there were, or `None` without any. A crash after the copy
+/// and before the removal only tries them twice, and JetStream recognises the second.
+fn take_back_rejected(dir: &Path, log: &File, end: u64) -> std::io::Result<Option<(u64, u64)>> {
+    use std::os::unix::fs::FileExt as _;
+    let path = dir.join(REJECTED);
+    let bytes = match std::fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => return Err(error),
+    };
+    log.write_all_at(&bytes, end)?;
+    let (new_end, count) = scan(log, end, end + bytes.len() as u64)?;
+    // A set-aside write a crash tore is not a record: dropped like the log's own torn tail.
+    log.set_len(new_end)?;
+    log.sync_all()?;
+    std::fs::remove_file(&path)?;
+    File::open(dir)?.sync_all()?;
+    Ok((count > 0).then_some((new_end, count)))
 }
 
 /// How many records there are from `from` to `len`, and where the last one ends: what follows
@@ -665,8 +860,18 @@ mod tests {
             5,
             "the damaged record is not counted"
         );
+        assert_eq!(
+            forward_all(&spool).await,
+            ["event-0", "event-1", "event-3", "event-4", "event-5"]
+        );
+        assert_eq!(spool.unreadable_bytes(), one as u64);
+        assert_eq!(spool.depth(), Depth::default());
+    }
+
+    /// Runs the forwarder, taking every batch, until nothing waits; the ids it forwarded.
+    async fn forward_all(spool: &Arc<Spool>) -> Vec<String> {
         let forwarded = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let forwarder = tokio::spawn(forward(Arc::clone(&spool), {
+        let forwarder = tokio::spawn(forward(Arc::clone(spool), {
             let forwarded = Arc::clone(&forwarded);
             move |records: Vec<Record>| {
                 let count = records.len();
@@ -674,18 +879,157 @@ mod tests {
                     .lock()
                     .unwrap()
                     .extend(records.into_iter().map(|r| r.msg_id));
-                async move { count }
+                async move {
+                    Sent {
+                        stored: count,
+                        never: None,
+                    }
+                }
             }
         }));
-        while spool.depth().messages > 0 {
+        while spool.has_backlog() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        forwarder.abort();
+        forwarded.lock().unwrap().clone()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn damage_while_running_does_not_leave_a_backlog_that_never_drains() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path(), 1 << 20).unwrap();
+        for n in 0..3 {
+            spool.append(&record(n)).await.unwrap();
+        }
+        assert_eq!(spool.depth().messages, 3);
+        // The disk spoils the second record after it was counted.
+        let one = record::encode(&record(0)).len();
+        let mut file = OpenOptions::new()
+            .write(true)
+            .open(dir.path().join("spool.log"))
+            .unwrap();
+        file.seek(SeekFrom::Start(2 * one as u64 - 2)).unwrap();
+        file.write_all(b"??").unwrap();
+        file.sync_all().unwrap();
+
+        assert_eq!(forward_all(&spool).await, ["event-0", "event-2"]);
+        assert_eq!(spool.depth(), Depth::default(), "the count is put right");
+        assert!(!spool.has_backlog());
+        // New events go straight on (the gateway publishes them directly again).
+        spool.append(&record(3)).await.unwrap();
+        assert_eq!(forward_all(&spool).await, ["event-3"]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_cursor_is_saved_at_zero_before_the_log_is_emptied_and_never_left_past_its_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let cursor_file = dir.path().join("spool.cursor");
+        let spool = Spool::open(dir.path(), 1 << 20).unwrap();
+        for n in 0..3 {
+            spool.append(&record(n)).await.unwrap();
+        }
+        forward_all(&spool).await;
+        assert_eq!(read_cursor(&cursor_file).unwrap(), 0);
+        assert_eq!(
+            std::fs::metadata(dir.path().join("spool.log"))
+                .unwrap()
+                .len(),
+            0
+        );
+        spool.append(&record(3)).await.unwrap();
+        drop(spool);
+        // A cursor left past the log's end (a rename that outlived a truncation).
+        write_cursor(&cursor_file, 1 << 30).unwrap();
+        let spool = Spool::open(dir.path(), 1 << 20).unwrap();
+        let end = std::fs::metadata(dir.path().join("spool.log"))
+            .unwrap()
+            .len();
+        assert_eq!(
+            read_cursor(&cursor_file).unwrap(),
+            end,
+            "saved where it now is"
+        );
+        drop(spool);
+        let spool = Spool::open(dir.path(), 1 << 20).unwrap();
+        assert!(!spool.has_backlog());
+        drop(spool);
+        // A write torn by a crash fails its CRC: the log is forwarded again from its start.
+        std::fs::write(&cursor_file, [7u8; 12]).unwrap();
+        assert_eq!(read_cursor(&cursor_file).unwrap(), 0);
+        // The cursor of versions before the CRC still reads.
+        std::fs::write(&cursor_file, 42u64.to_le_bytes()).unwrap();
+        assert_eq!(read_cursor(&cursor_file).unwrap(), 42);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn where_space_cannot_be_given_back_the_limit_counts_the_whole_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let one = record::encode(&record(10)).len() as u64;
+        let spool = Spool::open(dir.path(), 10 * one).unwrap();
+        // As after a failed hole punch.
+        spool.reclaiming.store(false, Ordering::Release);
+        for n in 10..20 {
+            spool.append(&record(n)).await.unwrap();
+        }
+        let batch = spool.next_batch().unwrap().records;
+        spool.forwarded(batch[4].1, 5).await;
+        assert!(
+            matches!(
+                spool.append(&record(20)).await,
+                Err(SpoolError::Full { .. })
+            ),
+            "the forwarded half still takes disk space"
+        );
+        assert!(!spool.has_room());
+        let batch = spool.next_batch().unwrap().records;
+        spool.forwarded(batch.last().unwrap().1, 5).await;
+        spool.append(&record(21)).await.unwrap();
+        assert!(spool.reclaiming.load(Ordering::Acquire) == cfg!(target_os = "linux"));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_event_jetstream_can_never_take_is_set_aside_and_tried_again_at_the_next_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path(), 1 << 20).unwrap();
+        for n in 0..4 {
+            spool.append(&record(n)).await.unwrap();
+        }
+        // JetStream refuses event-1 for good (too large), and takes the others.
+        let forwarded = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let forwarder = tokio::spawn(forward(Arc::clone(&spool), {
+            let forwarded = Arc::clone(&forwarded);
+            move |records: Vec<Record>| {
+                let mut sent = Sent::default();
+                for record in records {
+                    if record.msg_id == "event-1" {
+                        sent.never = Some("event-1: too large".into());
+                        break;
+                    }
+                    forwarded.lock().unwrap().push(record.msg_id);
+                    sent.stored += 1;
+                }
+                async move { sent }
+            }
+        }));
+        while spool.has_backlog() {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         forwarder.abort();
         assert_eq!(
             *forwarded.lock().unwrap(),
-            ["event-0", "event-1", "event-3", "event-4", "event-5"]
+            ["event-0", "event-2", "event-3"],
+            "the events after it went on"
         );
-        assert_eq!(spool.unreadable_bytes(), one as u64);
+        assert_eq!(spool.set_aside(), 1);
         assert_eq!(spool.depth(), Depth::default());
+        let rejected = std::fs::read(dir.path().join(REJECTED)).unwrap();
+        assert_eq!(rejected, record::encode(&record(1)));
+        drop(spool);
+
+        // At the next start (after max_payload was raised, say) it is forwarded again.
+        let spool = Spool::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(spool.depth().messages, 1);
+        assert!(!dir.path().join(REJECTED).exists());
+        assert_eq!(forward_all(&spool).await, ["event-1"]);
     }
 }

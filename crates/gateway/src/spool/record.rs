@@ -32,6 +32,11 @@ pub enum Decoded {
     Corrupt(&'static str),
 }
 
+/// The CRC32C the log's framing uses, for what else the spool keeps (its cursor).
+pub fn checksum(bytes: &[u8]) -> u32 {
+    CRC.checksum(bytes)
+}
+
 /// The record framed for the log.
 pub fn encode(record: &Record) -> Vec<u8> {
     let mut body = Vec::with_capacity(
