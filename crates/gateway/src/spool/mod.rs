@@ -318,7 +318,6 @@ impl Spool {
         Ok(batch)
     }
 
-    /// Records that everything before `offset` (`count` messages) is in JetStream.
     /// Moves the record from `from` to `to` out of the way, into `spool.rejected`.
     async fn set_aside_record(&self, from: u64, to: u64) -> std::io::Result<()> {
         let (done, answer) = oneshot::channel();
@@ -331,6 +330,7 @@ impl Spool {
             .map_err(|_| std::io::Error::other("the spool's writer stopped"))?
     }
 
+    /// Records that everything before `offset` (`count` messages) is in JetStream.
     async fn forwarded(&self, offset: u64, count: u64) {
         let (done, answer) = oneshot::channel();
         if self
@@ -345,8 +345,9 @@ impl Spool {
 }
 
 /// Forwards the spool to JetStream through `send` until the process ends. `send` gets a batch
-/// in spool order and returns how many of its first records are stored (the rest are tried
-/// again later, with the same message ids, so any that did get stored are recognised).
+/// in spool order and says how many of its first records are stored (the rest are tried again
+/// later, with the same message ids, so any that did get stored are recognised), and whether
+/// the next one can never be stored as it is (it is then set aside, see [`Sent`]).
 pub async fn forward<F, Fut>(spool: Arc<Spool>, send: F)
 where
     F: Fn(Vec<Record>) -> Fut,
