@@ -892,6 +892,8 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         forwarder.abort();
+        // Its copy of the spool (and the directory's lock) goes once it has ended.
+        let _ = forwarder.await;
         forwarded.lock().unwrap().clone()
     }
 
@@ -1016,6 +1018,8 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         forwarder.abort();
+        // Its copy of the spool (and the directory's lock) goes once it has ended.
+        let _ = forwarder.await;
         assert_eq!(
             *forwarded.lock().unwrap(),
             ["event-0", "event-2", "event-3"],
