@@ -29,6 +29,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
+use c2d_proto::events::Subject;
 use tokio::net::TcpListener;
 
 pub use cfg::Config;
@@ -238,7 +239,10 @@ async fn forward_batch(
         };
         match outcome {
             Ok(appended) => {
-                metrics.stored(&subject, appended.duplicate);
+                // Always one of the gateway's own subjects.
+                if let Some(stored_on) = Subject::parse(&subject) {
+                    metrics.stored(stored_on, appended.duplicate);
+                }
                 forwarded.stored += 1;
             }
             Err(error @ AppendError::TooLarge { .. }) => {

@@ -3,7 +3,7 @@
 //! Labels are bounded: tenants come from configuration (a request for an unknown tenant is
 //! counted without one), and hook types are the 14 known ones or `unknown`.
 
-use c2d_proto::events::HookType;
+use c2d_proto::events::{HookType, Subject};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -150,28 +150,25 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// Counts an event JetStream took, by its subject: a new event, a dead letter
-    /// (`chat2desk.dlq.{tenant}`), or a retry JetStream recognised (`duplicate`).
-    pub fn stored(&self, subject: &str, duplicate: bool) {
-        let mut tokens = subject.split('.').skip(1);
-        let (kind, tenant, hook_type) = (tokens.next(), tokens.next(), tokens.next());
-        let dead_letter = kind == Some("dlq");
-        let labels = EventLabels {
-            tenant: tenant.unwrap_or_default().to_owned(),
-            hook_type: if dead_letter {
-                "undecodable"
-            } else {
-                // Known hook types only, so that new ones cannot grow the label set.
-                hook_type
-                    .and_then(HookType::parse)
-                    .map_or("unknown", HookType::as_str)
-            }
-            .to_owned(),
+    /// Counts an event JetStream took where `subject` says: a new event, a dead letter, or a
+    /// retry JetStream recognised (`duplicate`).
+    pub fn stored(&self, subject: Subject<'_>, duplicate: bool) {
+        let (tenant, hook_type) = match subject {
+            // Known hook types only, so that new ones cannot grow the label set.
+            Subject::Event { tenant, hook_type } => (
+                tenant,
+                HookType::parse(hook_type).map_or("unknown", HookType::as_str),
+            ),
+            Subject::DeadLetter { tenant } => (tenant, "undecodable"),
         };
-        let counter = match (duplicate, dead_letter) {
+        let labels = EventLabels {
+            tenant: tenant.to_owned(),
+            hook_type: hook_type.to_owned(),
+        };
+        let counter = match (duplicate, subject) {
             (true, _) => &self.duplicates,
-            (false, true) => &self.dead_letters,
-            (false, false) => &self.events,
+            (false, Subject::DeadLetter { .. }) => &self.dead_letters,
+            (false, Subject::Event { .. }) => &self.events,
         };
         counter.get_or_create(&labels).inc();
     }
@@ -227,12 +224,16 @@ mod tests {
     }
 
     #[test]
-    fn stored_events_are_counted_by_their_subject() {
+    fn stored_events_are_counted_by_what_their_subject_names() {
         let metrics = Metrics::default();
-        metrics.stored("chat2desk.events.acme.inbox", false);
-        metrics.stored("chat2desk.events.acme.inbox", true);
-        metrics.stored("chat2desk.events.acme.some_new_hook", false);
-        metrics.stored("chat2desk.dlq.acme", false);
+        let event = |hook_type| Subject::Event {
+            tenant: "acme",
+            hook_type,
+        };
+        metrics.stored(event("inbox"), false);
+        metrics.stored(event("inbox"), true);
+        metrics.stored(event("some_new_hook"), false);
+        metrics.stored(Subject::DeadLetter { tenant: "acme" }, false);
         let text = metrics.render();
         for line in [
             r#"c2d_gateway_events_total{tenant="acme",hook_type="inbox"} 1"#,

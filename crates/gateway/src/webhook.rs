@@ -15,7 +15,7 @@ use axum::extract::{ConnectInfo, Path, RawQuery, State};
 use axum::http::{Extensions, HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use c2d_proto::events::{Payload, dlq_subject};
+use c2d_proto::events::{Payload, Subject, dlq_subject};
 use c2d_telemetry::{TRACEPARENT, continue_trace, traceparent};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use prost::Message as _;
@@ -131,7 +131,7 @@ async fn store(
             if !appended.spooled {
                 gateway
                     .metrics
-                    .stored(&dlq_subject(tenant), appended.duplicate);
+                    .stored(Subject::DeadLetter { tenant }, appended.duplicate);
             }
             tracing::warn!(reason = %undecodable, "stored an undecodable delivery on the dead-letter subject");
             let answer = json!({ "status": "dead_letter", "event_id": letter.event_id, "reason": letter.reason });
@@ -157,7 +157,7 @@ async fn store(
         }
     };
     let append = gateway.append(
-        subject.clone(),
+        subject,
         &event.event_id,
         &traceparent,
         event.encode_to_vec().into(),
@@ -171,7 +171,11 @@ async fn store(
     let outcome = if spooled {
         "spooled"
     } else {
-        gateway.metrics.stored(&subject, duplicate);
+        let stored_on = Subject::Event {
+            tenant,
+            hook_type: &event.hook_type,
+        };
+        gateway.metrics.stored(stored_on, duplicate);
         if duplicate { "duplicate" } else { "stored" }
     };
 

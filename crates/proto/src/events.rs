@@ -48,6 +48,33 @@ pub fn consumer_dlq_subject(consumer: &str) -> String {
     format!("chat2desk.dlq.consumer.{consumer}")
 }
 
+/// What a subject of [`event_subject`] or [`dlq_subject`] names, read back from it: for those
+/// that hold only a subject, such as the gateway's spool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Subject<'a> {
+    /// `chat2desk.events.{tenant}.{hook_type}`.
+    Event { tenant: &'a str, hook_type: &'a str },
+    /// `chat2desk.dlq.{tenant}`.
+    DeadLetter { tenant: &'a str },
+}
+
+impl<'a> Subject<'a> {
+    /// The subject's meaning, or `None` for one this scheme does not make (a consumer's
+    /// `chat2desk.dlq.consumer.{name}`, say).
+    pub fn parse(subject: &'a str) -> Option<Subject<'a>> {
+        let mut tokens = subject.split('.');
+        let (root, kind, tenant) = (tokens.next()?, tokens.next()?, tokens.next()?);
+        let (hook_type, rest) = (tokens.next(), tokens.next());
+        match (root, kind, hook_type, rest) {
+            ("chat2desk", "events", Some(hook_type), None) => {
+                Some(Subject::Event { tenant, hook_type })
+            }
+            ("chat2desk", "dlq", None, None) => Some(Subject::DeadLetter { tenant }),
+            _ => None,
+        }
+    }
+}
+
 /// Whether `tenant` can name a tenant: it becomes one token of a NATS subject and one segment
 /// of a URL path, so it is 1 to 64 ASCII letters, digits, `-` or `_`.
 pub fn is_valid_tenant(tenant: &str) -> bool {
@@ -177,6 +204,29 @@ mod tests {
             event_subject("acme", "video_call_started"),
             "chat2desk.events.acme.unknown"
         );
+    }
+
+    #[test]
+    fn subjects_read_back_as_what_they_name() {
+        assert_eq!(
+            Subject::parse(&event_subject("acme", "inbox")),
+            Some(Subject::Event {
+                tenant: "acme",
+                hook_type: "inbox"
+            })
+        );
+        assert_eq!(
+            Subject::parse(&dlq_subject("acme")),
+            Some(Subject::DeadLetter { tenant: "acme" })
+        );
+        for other in [
+            consumer_dlq_subject("crm-sync"),
+            "chat2desk.events.acme".to_owned(),
+            "chat2desk.alerts.acme.firing".to_owned(),
+            "other.events.acme.inbox".to_owned(),
+        ] {
+            assert_eq!(Subject::parse(&other), None, "{other}");
+        }
     }
 
     #[test]
