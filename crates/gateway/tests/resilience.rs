@@ -536,6 +536,16 @@ async fn a_really_full_disk_answers_503_keeps_what_it_acknowledged_and_spools_ag
     assert_eq!(in_stream, answered.len());
 }
 
+/// A delivery well within the body limit (1 MiB) whose event (the body, and the fields read
+/// from it) is larger than a NATS server at 64 KiB accepts.
+fn large_inbox(n: u64) -> String {
+    serde_json::json!({
+        "message_id": 900_000 + n, "type": "from_client", "text": "a".repeat(40_000),
+        "client_id": 5, "hook_type": "inbox",
+    })
+    .to_string()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_event_larger_than_nats_accepts_gets_413_and_is_not_spooled() {
     // A server left at 64 KiB, and a delivery well within the body limit (1 MiB) whose event
@@ -548,13 +558,6 @@ async fn an_event_larger_than_nats_accepts_gets_413_and_is_not_spooled() {
         .await
         .unwrap();
     let url = gateway.hook_url("acme", c2d_testkit::gateway::ACME_TOKEN);
-    let big = |n: u64| {
-        serde_json::json!({
-            "message_id": 900_000 + n, "type": "from_client", "text": "a".repeat(40_000),
-            "client_id": 5, "hook_type": "inbox",
-        })
-        .to_string()
-    };
     let too_large = |answer: &http::Answer, when: &str| {
         assert_eq!(answer.status, 413, "{when}: {}", answer.text());
         let error = answer.json()["error"].as_str().unwrap().to_owned();
@@ -565,11 +568,17 @@ async fn an_event_larger_than_nats_accepts_gets_413_and_is_not_spooled() {
     };
 
     // NATS up: the client refuses to send it, and a retry could not change that: 413, not 503.
-    too_large(&http::post_json(&url, big(1)).await.unwrap(), "NATS up");
+    too_large(
+        &http::post_json(&url, large_inbox(1)).await.unwrap(),
+        "NATS up",
+    );
     // NATS down: it is not acknowledged into the spool, where it would be stuck behind the
     // server's limit and block every event after it.
     nats.stop();
-    too_large(&http::post_json(&url, big(2)).await.unwrap(), "NATS down");
+    too_large(
+        &http::post_json(&url, large_inbox(2)).await.unwrap(),
+        "NATS down",
+    );
     let small = http::post_json(&url, inbox(3)).await.unwrap();
     assert_eq!(small.status, 200, "{}", small.text());
     assert_eq!(small.json()["spooled"], true);
@@ -600,13 +609,8 @@ async fn an_event_spooled_before_nats_was_known_that_nats_refuses_is_set_aside_n
     let mut gateway = GatewayProcess::start(GATEWAY, &nats, &env).await.unwrap();
     let port = gateway.port;
     let url = gateway.hook_url("acme", c2d_testkit::gateway::ACME_TOKEN);
-    let big = serde_json::json!({
-        "message_id": 900_001, "type": "from_client", "text": "a".repeat(40_000),
-        "client_id": 5, "hook_type": "inbox",
-    })
-    .to_string();
     let mut answered = Vec::new();
-    for body in [inbox(1), big, inbox(2)] {
+    for body in [inbox(1), large_inbox(1), inbox(2)] {
         let answer = http::post_json(&url, body).await.unwrap();
         assert_eq!(answer.json()["spooled"], true, "{}", answer.text());
         answered.push(answer.json()["event_id"].as_str().unwrap().to_owned());

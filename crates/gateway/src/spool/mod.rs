@@ -278,11 +278,11 @@ impl Spool {
     /// (Room means space for a few more typical events, not only one byte.)
     pub fn has_room(&self) -> bool {
         let headroom = (self.max_bytes / 10).min(64 * 1024);
-        let counted = if self.reclaiming.load(Ordering::Acquire) {
-            self.depth().bytes
-        } else {
-            self.synced.load(Ordering::Acquire)
-        };
+        let counted = counted(
+            self.synced.load(Ordering::Acquire),
+            self.cursor.load(Ordering::Acquire),
+            self.reclaiming.load(Ordering::Acquire),
+        );
         counted + headroom <= self.max_bytes
     }
 
@@ -477,14 +477,10 @@ impl Writer {
         let mut end = start;
         let mut bytes = Vec::new();
         let mut accepted = Vec::new();
-        // What waits counts against the limit, or the whole log where space is not given back.
-        let counted_from = if self.reclaiming.load(Ordering::Acquire) {
-            self.cursor.load(Ordering::Acquire)
-        } else {
-            0
-        };
+        let cursor = self.cursor.load(Ordering::Acquire);
+        let reclaiming = self.reclaiming.load(Ordering::Acquire);
         for (record, done) in appends {
-            if end - counted_from.min(end) + record.len() as u64 > self.max_bytes {
+            if counted(end, cursor, reclaiming) + record.len() as u64 > self.max_bytes {
                 let _ = done.send(Err(SpoolError::Full {
                     max_bytes: self.max_bytes,
                 }));
@@ -538,7 +534,7 @@ impl Writer {
             .open(self.dir.join(REJECTED))?;
         rejected.write_all(&bytes)?;
         rejected.sync_all()?;
-        File::open(&self.dir)?.sync_all()?;
+        sync_dir(&self.dir)?;
         self.forwarded(to, 1);
         Ok(())
     }
@@ -606,6 +602,31 @@ impl Writer {
     }
 }
 
+/// The bytes of a log ending at `end` that count against `GATEWAY_SPOOL_MAX_BYTES`: what waits
+/// after the cursor, or the whole log where forwarded space is not given back (`reclaiming`).
+fn counted(end: u64, cursor: u64, reclaiming: bool) -> u64 {
+    if reclaiming {
+        end.saturating_sub(cursor)
+    } else {
+        end
+    }
+}
+
+/// Makes the files just created or removed in `dir` durable: they are entries of the
+/// directory, which has its own fsync.
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// The bytes of `path`, or `None` when there is no such file.
+fn read_if_exists(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
+    match std::fs::read(path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(error) => Err(error),
+    }
+}
+
 /// Frees the disk blocks of `file` from `from` to `to`, keeping its size.
 #[cfg(target_os = "linux")]
 fn punch_hole(file: &File, from: u64, to: u64) -> std::io::Result<()> {
@@ -637,10 +658,8 @@ fn punch_hole(_file: &File, _from: u64, _to: u64) -> std::io::Result<()> {
 /// Reads the saved cursor: 0 when there is none, or when it cannot be trusted (a write torn
 /// by a crash), which only forwards the log again from its start.
 fn read_cursor(path: &Path) -> std::io::Result<u64> {
-    let bytes = match std::fs::read(path) {
-        Ok(bytes) => bytes,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(0),
-        Err(error) => return Err(error),
+    let Some(bytes) = read_if_exists(path)? else {
+        return Ok(0);
     };
     let value = |raw: &[u8]| {
         let mut value = [0u8; 8];
@@ -679,7 +698,7 @@ fn write_cursor(path: &Path, cursor: u64) -> std::io::Result<()> {
     file.sync_all()?;
     match path.parent() {
         // A new file is durable once its directory is.
-        Some(dir) if created => File::open(dir)?.sync_all(),
+        Some(dir) if created => sync_dir(dir),
         _ => Ok(()),
     }
 }
@@ -690,10 +709,8 @@ fn write_cursor(path: &Path, cursor: u64) -> std::io::Result<()> {
 fn take_back_rejected(dir: &Path, log: &File, end: u64) -> std::io::Result<Option<(u64, u64)>> {
     use std::os::unix::fs::FileExt as _;
     let path = dir.join(REJECTED);
-    let bytes = match std::fs::read(&path) {
-        Ok(bytes) => bytes,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(error) => return Err(error),
+    let Some(bytes) = read_if_exists(&path)? else {
+        return Ok(None);
     };
     log.write_all_at(&bytes, end)?;
     let (new_end, count) = scan(log, end, end + bytes.len() as u64)?;
@@ -701,7 +718,7 @@ fn take_back_rejected(dir: &Path, log: &File, end: u64) -> std::io::Result<Optio
     log.set_len(new_end)?;
     log.sync_all()?;
     std::fs::remove_file(&path)?;
-    File::open(dir)?.sync_all()?;
+    sync_dir(dir)?;
     Ok((count > 0).then_some((new_end, count)))
 }
 
@@ -871,21 +888,28 @@ mod tests {
 
     /// Runs the forwarder, taking every batch, until nothing waits; the ids it forwarded.
     async fn forward_all(spool: &Arc<Spool>) -> Vec<String> {
+        forward_refusing(spool, |_| false).await
+    }
+
+    /// [`forward_all`], with JetStream refusing for good the records `never` names.
+    async fn forward_refusing(
+        spool: &Arc<Spool>,
+        never: impl Fn(&Record) -> bool + Send + Sync + 'static,
+    ) -> Vec<String> {
         let forwarded = Arc::new(std::sync::Mutex::new(Vec::new()));
         let forwarder = tokio::spawn(forward(Arc::clone(spool), {
             let forwarded = Arc::clone(&forwarded);
             move |records: Vec<Record>| {
-                let count = records.len();
-                forwarded
-                    .lock()
-                    .unwrap()
-                    .extend(records.into_iter().map(|r| r.msg_id));
-                async move {
-                    Sent {
-                        stored: count,
-                        never: None,
+                let mut sent = Sent::default();
+                for record in records {
+                    if never(&record) {
+                        sent.never = Some(format!("{}: too large", record.msg_id));
+                        break;
                     }
+                    forwarded.lock().unwrap().push(record.msg_id);
+                    sent.stored += 1;
                 }
+                async move { sent }
             }
         }));
         while spool.has_backlog() {
@@ -998,30 +1022,8 @@ mod tests {
             spool.append(&record(n)).await.unwrap();
         }
         // JetStream refuses event-1 for good (too large), and takes the others.
-        let forwarded = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let forwarder = tokio::spawn(forward(Arc::clone(&spool), {
-            let forwarded = Arc::clone(&forwarded);
-            move |records: Vec<Record>| {
-                let mut sent = Sent::default();
-                for record in records {
-                    if record.msg_id == "event-1" {
-                        sent.never = Some("event-1: too large".into());
-                        break;
-                    }
-                    forwarded.lock().unwrap().push(record.msg_id);
-                    sent.stored += 1;
-                }
-                async move { sent }
-            }
-        }));
-        while spool.has_backlog() {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        forwarder.abort();
-        // Its copy of the spool (and the directory's lock) goes once it has ended.
-        let _ = forwarder.await;
         assert_eq!(
-            *forwarded.lock().unwrap(),
+            forward_refusing(&spool, |record| record.msg_id == "event-1").await,
             ["event-0", "event-2", "event-3"],
             "the events after it went on"
         );
