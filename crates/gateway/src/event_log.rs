@@ -348,6 +348,18 @@ impl EventLog {
         self.client.server_info().max_payload
     }
 
+    /// Whether the connected server would refuse a message of `payload` bytes with these
+    /// headers as larger than its max_payload; `false` before the first connection, when the
+    /// limit is not known yet.
+    pub fn refuses_as_too_large(&self, payload: usize, msg_id: &str, traceparent: &str) -> bool {
+        // NATS counts the header block too: `NATS/1.0`, `Nats-Msg-Id: {id}` and
+        // `traceparent: {value}`, each line ended by CRLF, and a last CRLF; with a little to
+        // spare.
+        let headers = 64 + msg_id.len() + traceparent.len();
+        let max_payload = self.max_payload();
+        max_payload > 0 && payload + headers > max_payload
+    }
+
     /// Warns when the server would refuse the largest events the body limit lets in.
     fn check_max_payload(&self) {
         let max_payload = self.max_payload();

@@ -37,13 +37,6 @@ use event_log::{AppendError, Appended, EventLog, StreamError};
 use metrics::Metrics;
 use spool::{Spool, SpoolError};
 
-/// What NATS counts against max_payload besides a message's payload: its header block,
-/// `NATS/1.0` and `Nats-Msg-Id: {id}` and `traceparent: {value}`, each line ended by CRLF, a
-/// last CRLF; written with a little to spare.
-fn headers_size(msg_id: &str, traceparent: &str) -> usize {
-    64 + msg_id.len() + traceparent.len()
-}
-
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -179,9 +172,10 @@ impl Gateway {
             return Err(AppendError::Unavailable("no spool".into()));
         };
         // An event NATS would refuse is not acknowledged now only to be stuck in the spool.
-        // (The server's limit is known once the gateway has connected; headers take the rest.)
-        let max_payload = self.log.max_payload();
-        if max_payload > 0 && payload.len() + headers_size(msg_id, traceparent) > max_payload {
+        if self
+            .log
+            .refuses_as_too_large(payload.len(), msg_id, traceparent)
+        {
             return Err(AppendError::TooLarge {
                 size: payload.len(),
             });
