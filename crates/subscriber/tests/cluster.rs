@@ -165,11 +165,23 @@ async fn losing_the_stream_leader_under_load_loses_no_acknowledged_event() {
         assert!(Instant::now() < deadline, "the stream has no new leader");
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    let stored =
-        c2d_subscriber::history::read(client.clone(), StartAt::Beginning, None, usize::MAX)
+    // A cluster that has just elected a leader may still time out a first read: the read is
+    // tried again until the deadline (what it must find is checked below, unchanged).
+    let stored = loop {
+        match c2d_subscriber::history::read(client.clone(), StartAt::Beginning, None, usize::MAX)
             .await
-            .unwrap()
-            .events;
+        {
+            Ok(history) => break history.events,
+            Err(error) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "the stream cannot be read: {error}"
+                );
+                println!("reading the stream after the failover: {error}; again");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    };
     println!("{new_leader} leads the stream now");
     let mut in_stream: HashSet<String> = HashSet::new();
     let mut duplicates = 0;
