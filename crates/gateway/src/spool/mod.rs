@@ -547,8 +547,12 @@ impl Writer {
     /// never past the log's end (which would hide the events appended next) nor inside a hole
     /// (which would read as damage); at worst it is behind, and JetStream recognises the ids of
     /// what is forwarded again.
+    ///
+    /// Nothing waits ([`Spool::has_backlog`]) only once this is done: when everything is
+    /// forwarded the cursor moves with the emptying of the log, not before it, so whoever sees
+    /// the spool empty (readiness, a test, the webhook choosing to publish directly) never sees
+    /// the log still being emptied.
     fn forwarded(&mut self, offset: u64, count: u64) {
-        self.cursor.store(offset, Ordering::Release);
         // Saturating: a record counted at append can be skipped as damage, with a count of 0.
         let _ = self
             .messages
@@ -562,19 +566,25 @@ impl Writer {
                 .and_then(|()| self.file.sync_all());
             match emptied {
                 Ok(()) => {
-                    self.synced.store(0, Ordering::Release);
-                    self.cursor.store(0, Ordering::Release);
                     // Everything is forwarded: whatever the count said, nothing waits.
                     self.messages.store(0, Ordering::Release);
                     self.reclaimed = 0;
                     self.reclaiming
                         .store(cfg!(target_os = "linux"), Ordering::Release);
+                    // Last, and the end first: a reader between the two stores sees nothing
+                    // waiting, and one after them the count and the limit already reset.
+                    self.synced.store(0, Ordering::Release);
+                    self.cursor.store(0, Ordering::Release);
                 }
                 // The saved cursor may be 0 with the log whole: it is then forwarded again.
-                Err(error) => tracing::warn!(%error, "cannot empty the forwarded spool; it stays"),
+                Err(error) => {
+                    self.cursor.store(offset, Ordering::Release);
+                    tracing::warn!(%error, "cannot empty the forwarded spool; it stays");
+                }
             }
             return;
         }
+        self.cursor.store(offset, Ordering::Release);
         match write_cursor(&cursor_file, offset) {
             Ok(()) => self.reclaim(offset),
             // A cursor behind only means messages forwarded twice, which JetStream recognises.
