@@ -29,7 +29,7 @@ kind = "event"
 hook_type = "new_qr_code"
 severity = "critical"
 receiver = "ops"
-resolve_after = "2s"
+resolve_after = "4s"
 
 [[rule]]
 name = "delivery-failed"
@@ -196,7 +196,7 @@ async fn alerts_are_grouped_repeated_until_acknowledged_inhibited_and_tried() {
         bodies(&received.lock().unwrap(), "delivery-failed", "globex").is_empty(),
         "inhibited: not notified while the QR alert fires"
     );
-    // No new QR code for 2 s: the greater alert resolves, and the lesser one, still firing,
+    // No new QR code for 4 s: the greater alert resolves, and the lesser one, still firing,
     // is notified now.
     eventually(&received, "the QR alert resolves", |r| {
         bodies(r, "whatsapp-disconnected", "globex")

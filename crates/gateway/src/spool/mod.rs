@@ -548,17 +548,11 @@ impl Writer {
     /// (which would read as damage); at worst it is behind, and JetStream recognises the ids of
     /// what is forwarded again.
     ///
-    /// Nothing waits ([`Spool::has_backlog`]) only once this is done: when everything is
-    /// forwarded the cursor moves with the emptying of the log, not before it, so whoever sees
-    /// the spool empty (readiness, a test, the webhook choosing to publish directly) never sees
-    /// the log still being emptied.
+    /// Nothing waits, by bytes ([`Spool::has_backlog`]) or by count, only once this is done:
+    /// when everything is forwarded the cursor and the count move with the emptying of the log,
+    /// not before it, so whoever sees the spool empty (readiness, a test, the webhook choosing
+    /// to publish directly) never sees the log still being emptied.
     fn forwarded(&mut self, offset: u64, count: u64) {
-        // Saturating: a record counted at append can be skipped as damage, with a count of 0.
-        let _ = self
-            .messages
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |m| {
-                Some(m.saturating_sub(count))
-            });
         let cursor_file = self.dir.join("spool.cursor");
         if offset >= self.synced.load(Ordering::Acquire) {
             let emptied = write_cursor(&cursor_file, 0)
@@ -578,18 +572,29 @@ impl Writer {
                 }
                 // The saved cursor may be 0 with the log whole: it is then forwarded again.
                 Err(error) => {
-                    self.cursor.store(offset, Ordering::Release);
+                    self.advance(offset, count);
                     tracing::warn!(%error, "cannot empty the forwarded spool; it stays");
                 }
             }
             return;
         }
-        self.cursor.store(offset, Ordering::Release);
+        self.advance(offset, count);
         match write_cursor(&cursor_file, offset) {
             Ok(()) => self.reclaim(offset),
             // A cursor behind only means messages forwarded twice, which JetStream recognises.
             Err(error) => tracing::warn!(%error, "cannot record the spool's cursor"),
         }
+    }
+
+    /// Moves the cursor in memory past `count` more messages (the forwarder reads from here).
+    fn advance(&self, offset: u64, count: u64) {
+        self.cursor.store(offset, Ordering::Release);
+        // Saturating: a record counted at append can be skipped as damage, with a count of 0.
+        let _ = self
+            .messages
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |m| {
+                Some(m.saturating_sub(count))
+            });
     }
 
     /// Gives back the disk space of the log before `cursor`, in whole pages, by punching a hole
