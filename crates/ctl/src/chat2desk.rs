@@ -34,6 +34,10 @@ pub struct Webhook {
     /// hours without a successful delivery.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub disabled: bool,
+    /// What the real API reports of failed deliveries, kept as it comes (its form is not
+    /// documented): where to look when Chat2Desk has disabled a webhook.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub errors: Option<Json>,
 }
 
 /// What a create or update sends. A `None` url in an update deletes the webhook.
@@ -80,7 +84,9 @@ pub enum ApiError {
     Unauthorized { status: u16 },
     #[error("the Chat2Desk API answered HTTP {status}: {message}")]
     Refused { status: u16, message: String },
-    #[error("the Chat2Desk API answered something that is not a webhook list: {0}")]
+    #[error(
+        "the Chat2Desk API answered something that is not a webhook list: {0}; check C2D_API_URL (Chat2Desk's API, ending in /v1)"
+    )]
     Unexpected(String),
 }
 

@@ -131,9 +131,10 @@ pub enum WebhooksCommand {
     Register {
         #[command(flatten)]
         api: ApiArgs,
-        /// The gateway as Chat2Desk reaches it.
-        #[arg(long, env = "C2D_GATEWAY_URL", default_value = "http://127.0.0.1:8080")]
-        gateway_url: String,
+        /// The gateway as Chat2Desk reaches it (e.g. https://webhooks.example.com); without
+        /// it, the account's `c2d-gateway` webhook keeps the gateway it points at.
+        #[arg(long, env = "C2D_GATEWAY_URL")]
+        gateway_url: Option<String>,
         /// The tenant this account is in GATEWAY_TOKENS.
         #[arg(long)]
         tenant: String,

@@ -189,8 +189,13 @@ async fn webhooks(command: WebhooksCommand, json: bool) -> anyhow::Result<()> {
             tenant,
             token,
         } => {
-            let url = commands::webhooks::gateway_url(&gateway_url, &tenant, &token);
-            let registered = commands::webhooks::register(&connect(&api)?, &url).await?;
+            let registered = commands::webhooks::register(
+                &connect(&api)?,
+                gateway_url.as_deref(),
+                &tenant,
+                &token,
+            )
+            .await?;
             let webhook = match registered {
                 Registered::Created(webhook) => {
                     eprintln!("created webhook {} for tenant {tenant}", webhook.id);
@@ -274,11 +279,13 @@ async fn events(command: EventsCommand, json: bool) -> anyhow::Result<()> {
     };
     let filter = |nats: &NatsArgs| {
         commands::events::subject(nats.tenant.as_deref(), nats.hook_type.as_deref())
+            .map_err(anyhow::Error::msg)
     };
     match command {
         EventsCommand::Tail { nats, since, limit } => {
+            let filter = filter(&nats)?;
             let client = connect(&nats).await?;
-            commands::events::tail(client, filter(&nats), since, limit, json).await
+            commands::events::tail(client, filter, since, limit, json).await
         }
         EventsCommand::Replay {
             nats,
@@ -286,8 +293,9 @@ async fn events(command: EventsCommand, json: bool) -> anyhow::Result<()> {
             limit,
             post_to,
         } => {
+            let filter = filter(&nats)?;
             let client = connect(&nats).await?;
-            commands::events::replay(client, filter(&nats), since, limit, post_to, json).await
+            commands::events::replay(client, filter, since, limit, post_to, json).await
         }
     }
 }

@@ -38,6 +38,24 @@ fn c2dctl(args: &[&str]) -> (bool, String, String) {
     )
 }
 
+/// `c2dctl --json webhooks register` for acme against the simulated API, with `args` after
+/// (the gateway, the token).
+fn register_acme(api_url: &str, args: &[&str]) -> (bool, String, String) {
+    let mut all = vec![
+        "--json",
+        "webhooks",
+        "register",
+        "--api-url",
+        api_url,
+        "--api-token",
+        "acme-api-token",
+        "--tenant",
+        "acme",
+    ];
+    all.extend_from_slice(args);
+    c2dctl(&all)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhooks_follow_the_seed_and_errors_say_what_to_do() {
     let api_url = start_simulator().await;
@@ -56,18 +74,15 @@ async fn webhooks_follow_the_seed_and_errors_say_what_to_do() {
         "{sixth}"
     );
     // register refuses too, and says what to do.
-    let (ok, _, stderr) = c2dctl(&[
-        "webhooks",
-        "register",
-        "--api-url",
+    let (ok, _, stderr) = register_acme(
         &api_url,
-        "--api-token",
-        "acme-api-token",
-        "--tenant",
-        "acme",
-        "--token",
-        "s3cret",
-    ]);
+        &[
+            "--gateway-url",
+            "http://gw.example.com:8080",
+            "--token",
+            "s3cret",
+        ],
+    );
     assert!(!ok);
     assert!(
         stderr.contains("delete one (c2dctl webhooks delete ID) first"),
@@ -90,22 +105,21 @@ async fn webhooks_follow_the_seed_and_errors_say_what_to_do() {
     api.delete(listed[1].id).await.unwrap();
     assert_eq!(api.list().await.unwrap().len(), 3);
 
+    // Without a gateway's webhook to keep the address of, register asks for one.
+    let (ok, _, stderr) = register_acme(&api_url, &["--token", "s3cret"]);
+    assert!(!ok);
+    assert!(stderr.contains("give --gateway-url"), "{stderr}");
+
     // register now creates the gateway's webhook with every hook type, then updates it.
-    let (ok, stdout, stderr) = c2dctl(&[
-        "--json",
-        "webhooks",
-        "register",
-        "--api-url",
+    let (ok, stdout, stderr) = register_acme(
         &api_url,
-        "--api-token",
-        "acme-api-token",
-        "--gateway-url",
-        "http://gw.example.com:8080",
-        "--tenant",
-        "acme",
-        "--token",
-        "s3cret",
-    ]);
+        &[
+            "--gateway-url",
+            "http://gw.example.com:8080",
+            "--token",
+            "s3cret",
+        ],
+    );
     assert!(ok, "{stderr}");
     assert!(stderr.contains("created webhook"), "{stderr}");
     let rows: serde_json::Value = serde_json::from_str(&stdout).unwrap();
@@ -113,18 +127,7 @@ async fn webhooks_follow_the_seed_and_errors_say_what_to_do() {
         rows[0]["url"],
         "http://gw.example.com:8080/hooks/chat2desk/acme?token=***"
     );
-    let (ok, _, stderr) = c2dctl(&[
-        "webhooks",
-        "register",
-        "--api-url",
-        &api_url,
-        "--api-token",
-        "acme-api-token",
-        "--tenant",
-        "acme",
-        "--token",
-        "rotated",
-    ]);
+    let (ok, _, stderr) = register_acme(&api_url, &["--token", "rotated+1/2"]);
     assert!(ok && stderr.contains("updated webhook"), "{stderr}");
     let gateway = api
         .list()
@@ -134,7 +137,10 @@ async fn webhooks_follow_the_seed_and_errors_say_what_to_do() {
         .find(|w| w.name == "c2d-gateway")
         .unwrap();
     assert_eq!(gateway.events, every_hook_type());
-    assert!(gateway.url.ends_with("token=rotated"));
+    assert_eq!(
+        gateway.url, "http://gw.example.com:8080/hooks/chat2desk/acme?token=rotated%2B1%2F2",
+        "a rotation keeps the gateway and changes the token alone"
+    );
 
     // Bad input and a bad token are named.
     let (ok, _, stderr) = c2dctl(&[

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use async_nats::jetstream::consumer::{DeliverPolicy, pull::OrderedConfig};
 use c2d_proto::events::v1::Event;
-use c2d_proto::events::{Payload, STREAM};
+use c2d_proto::events::{HookType, Payload, STREAM, UNKNOWN_HOOK_TYPE, is_valid_tenant};
 use futures_util::StreamExt as _;
 use prost::Message as _;
 use serde_json::{Value as Json, json};
@@ -24,13 +24,29 @@ pub const COLUMNS: [&str; 6] = [
     "what",
 ];
 
-/// The subject that holds the events of `tenant` and `hook_type` (None: any).
-pub fn subject(tenant: Option<&str>, hook_type: Option<&str>) -> String {
-    format!(
-        "chat2desk.events.{}.{}",
-        tenant.unwrap_or("*"),
-        hook_type.unwrap_or("*")
-    )
+/// The subject that holds the events of `tenant` and `hook_type` (None: any). The hook type is
+/// read as the gateway reads it (the alias `delete_tag_to_client`, any case), so that it names
+/// the subject the gateway stores it on; `unknown` names the types this version does not know.
+pub fn subject(tenant: Option<&str>, hook_type: Option<&str>) -> Result<String, String> {
+    if let Some(tenant) = tenant.filter(|t| !is_valid_tenant(t)) {
+        return Err(format!(
+            "--tenant {tenant:?} is not a tenant name (1 to 64 letters, digits, - or _)"
+        ));
+    }
+    let hook_type = match hook_type {
+        None => "*",
+        Some(name) if name.trim().eq_ignore_ascii_case(UNKNOWN_HOOK_TYPE) => UNKNOWN_HOOK_TYPE,
+        Some(name) => HookType::parse(name).map(HookType::as_str).ok_or_else(|| {
+            format!(
+                "--type {name:?} is not a hook type; known: {}, and {UNKNOWN_HOOK_TYPE} for types this version does not know",
+                HookType::ALL.map(HookType::as_str).join(", ")
+            )
+        })?,
+    };
+    Ok(format!(
+        "chat2desk.events.{}.{hook_type}",
+        tenant.unwrap_or("*")
+    ))
 }
 
 /// One event as a row: where it is, when, whose, what.
@@ -276,4 +292,30 @@ pub async fn replay(
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_filter_names_the_subject_the_gateway_stores_on() {
+        assert_eq!(subject(None, None).unwrap(), "chat2desk.events.*.*");
+        assert_eq!(
+            subject(Some("acme"), Some("delete_tag_to_client")).unwrap(),
+            "chat2desk.events.acme.delete_tag_from_client"
+        );
+        assert_eq!(
+            subject(None, Some(" Inbox ")).unwrap(),
+            "chat2desk.events.*.inbox"
+        );
+        assert_eq!(
+            subject(None, Some("unknown")).unwrap(),
+            "chat2desk.events.*.unknown"
+        );
+        let typo = subject(None, Some("inboxx")).unwrap_err();
+        assert!(typo.contains("known: inbox, outbox"), "{typo}");
+        let tenant = subject(Some("acme.*"), None).unwrap_err();
+        assert!(tenant.contains("not a tenant name"), "{tenant}");
+    }
 }

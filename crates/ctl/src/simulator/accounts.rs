@@ -103,6 +103,7 @@ impl Accounts {
             url,
             events,
             disabled: false,
+            errors: None,
         };
         account.webhooks.push(Registered {
             webhook: webhook.clone(),
