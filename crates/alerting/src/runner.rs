@@ -38,15 +38,21 @@ pub enum AlertingError {
         url: String,
         source: async_nats::ConnectError,
     },
-    #[error("ALERTING_CRM_URL is not a URL: {0}")]
+    #[error(
+        "ALERTING_CRM_URL is not a URL: {0}; write it with its scheme, e.g. http://127.0.0.1:50051"
+    )]
     CrmUrl(tonic::transport::Error),
-    #[error("ALERTING_ANALYTICS_URL is not a URL: {0}")]
+    #[error(
+        "ALERTING_ANALYTICS_URL is not a URL: {0}; write it with its scheme, e.g. http://127.0.0.1:50052"
+    )]
     AnalyticsUrl(tonic::transport::Error),
     #[error(
         "rule {0:?} is a threshold rule, which asks AnalyticsService: set ALERTING_ANALYTICS_URL (e.g. http://127.0.0.1:50052)"
     )]
     NoAnalytics(String),
-    #[error("cannot create the stream {ALERTS_STREAM}: {0}")]
+    #[error(
+        "cannot create the stream {ALERTS_STREAM}: {0}; check that JetStream is enabled and has room (nats stream info {ALERTS_STREAM}), and ALERTING_STATE_REPLICAS against the cluster's size"
+    )]
     Stream(String),
     #[error(transparent)]
     State(#[from] StateError),

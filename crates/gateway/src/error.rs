@@ -49,7 +49,9 @@ pub enum Rejection {
         why: &'static str,
         retry_after: u64,
     },
-    #[error("the body did not arrive within {0} s (GATEWAY_BODY_TIMEOUT_SECS)")]
+    #[error(
+        "the body did not arrive within {0} s: send it whole at once, or raise GATEWAY_BODY_TIMEOUT_SECS if a legitimate sender is that slow"
+    )]
     BodyTimeout(u64),
 }
 
