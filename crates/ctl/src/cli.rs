@@ -136,7 +136,7 @@ pub enum WebhooksCommand {
         #[arg(long, env = "C2D_GATEWAY_URL")]
         gateway_url: Option<String>,
         /// The tenant this account is in GATEWAY_TOKENS.
-        #[arg(long)]
+        #[arg(long, value_parser = tenant)]
         tenant: String,
         /// The tenant's secret in GATEWAY_TOKENS.
         #[arg(long, env = "C2D_GATEWAY_TOKEN", hide_env_values = true)]
@@ -182,7 +182,7 @@ pub struct NatsArgs {
     #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
     pub nats_url: String,
     /// Only this tenant's events.
-    #[arg(long)]
+    #[arg(long, value_parser = tenant)]
     pub tenant: Option<String>,
     /// Only this hook type.
     #[arg(long = "type")]
@@ -361,4 +361,28 @@ pub enum AlertsCommand {
 /// `500ms`, `30s`, `10m`, `2h`.
 fn duration(text: &str) -> Result<Duration, String> {
     c2d_telemetry::env::duration(text)
+}
+
+/// A tenant as the gateway names it: it becomes a token of a NATS subject and a segment of the
+/// webhook URL's path, so anything else would read or register the wrong thing.
+fn tenant(text: &str) -> Result<String, String> {
+    if c2d_proto::events::is_valid_tenant(text) {
+        Ok(text.to_owned())
+    } else {
+        Err("not a tenant name (1 to 64 letters, digits, - or _, as in GATEWAY_TOKENS)".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tenant_is_checked_where_it_is_read() {
+        assert_eq!(tenant("acme_2-b").unwrap(), "acme_2-b");
+        for bad in ["acme.*", "bad tenant", ""] {
+            let error = tenant(bad).unwrap_err();
+            assert!(error.contains("not a tenant name"), "{error}");
+        }
+    }
 }

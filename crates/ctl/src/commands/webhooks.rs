@@ -2,7 +2,7 @@
 //! pipeline's gateway with every hook type, creating it or updating it in place so that it can
 //! run again and again (and re-enables a webhook Chat2Desk disabled).
 
-use c2d_proto::events::{HookType, is_valid_tenant};
+use c2d_proto::events::HookType;
 use serde_json::json;
 
 use c2dctl::chat2desk::{
@@ -86,25 +86,18 @@ pub enum RegisterError {
         "the account has no {GATEWAY_WEBHOOK} webhook to keep the gateway of: give --gateway-url (or C2D_GATEWAY_URL), the address at which Chat2Desk reaches the gateway, e.g. https://webhooks.example.com"
     )]
     NoGateway,
-    #[error(
-        "--tenant {0:?} is not a tenant name (1 to 64 letters, digits, - or _, as in GATEWAY_TOKENS)"
-    )]
-    NotATenant(String),
 }
 
 /// Creates or updates the account's `c2d-gateway` webhook (or one already pointing at this
 /// tenant on the gateway) so that it sends every hook type to the gateway, with `token`.
 /// Without `gateway` an existing webhook keeps the gateway it points at, so that a token
-/// rotation changes nothing else.
+/// rotation changes nothing else. (The tenant is checked as the command line reads it.)
 pub async fn register(
     api: &WebhooksApi,
     gateway: Option<&str>,
     tenant: &str,
     token: &str,
 ) -> Result<Registered, RegisterError> {
-    if !is_valid_tenant(tenant) {
-        return Err(RegisterError::NotATenant(tenant.to_owned()));
-    }
     let existing = api.list().await?;
     let mine = existing.iter().find(|w| {
         w.name == GATEWAY_WEBHOOK
