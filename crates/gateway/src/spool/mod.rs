@@ -765,13 +765,19 @@ mod tests {
         }
     }
 
+    /// A spool of 1 MiB in `dir` holding `event-0` to `event-{count - 1}`.
+    async fn holding(dir: &Path, count: u64) -> Arc<Spool> {
+        let spool = Spool::open(dir, 1 << 20).unwrap();
+        for n in 0..count {
+            spool.append(&record(n)).await.unwrap();
+        }
+        spool
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn spooled_messages_survive_a_crash_in_order_and_a_torn_tail_is_dropped() {
         let dir = tempfile::tempdir().unwrap();
-        let spool = Spool::open(dir.path(), 1 << 20).unwrap();
-        for n in 0..5 {
-            spool.append(&record(n)).await.unwrap();
-        }
+        let spool = holding(dir.path(), 5).await;
         assert_eq!(spool.depth().messages, 5);
         // The forwarder sends two, then the process dies.
         let batch = spool.next_batch().unwrap().records;
@@ -875,10 +881,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn damage_in_the_middle_is_skipped_counted_and_the_rest_forwarded() {
         let dir = tempfile::tempdir().unwrap();
-        let spool = Spool::open(dir.path(), 1 << 20).unwrap();
-        for n in 0..6 {
-            spool.append(&record(n)).await.unwrap();
-        }
+        let spool = holding(dir.path(), 6).await;
         drop(spool);
         // A flipped byte in the third record's payload.
         let log = dir.path().join("spool.log");
@@ -939,10 +942,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn damage_while_running_does_not_leave_a_backlog_that_never_drains() {
         let dir = tempfile::tempdir().unwrap();
-        let spool = Spool::open(dir.path(), 1 << 20).unwrap();
-        for n in 0..3 {
-            spool.append(&record(n)).await.unwrap();
-        }
+        let spool = holding(dir.path(), 3).await;
         assert_eq!(spool.depth().messages, 3);
         // The disk spoils the second record after it was counted.
         let one = record::encode(&record(0)).len();
@@ -966,10 +966,7 @@ mod tests {
     async fn the_cursor_is_saved_at_zero_before_the_log_is_emptied_and_never_left_past_its_end() {
         let dir = tempfile::tempdir().unwrap();
         let cursor_file = dir.path().join("spool.cursor");
-        let spool = Spool::open(dir.path(), 1 << 20).unwrap();
-        for n in 0..3 {
-            spool.append(&record(n)).await.unwrap();
-        }
+        let spool = holding(dir.path(), 3).await;
         forward_all(&spool).await;
         assert_eq!(read_cursor(&cursor_file).unwrap(), 0);
         assert_eq!(
@@ -1032,10 +1029,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_event_jetstream_can_never_take_is_set_aside_and_tried_again_at_the_next_start() {
         let dir = tempfile::tempdir().unwrap();
-        let spool = Spool::open(dir.path(), 1 << 20).unwrap();
-        for n in 0..4 {
-            spool.append(&record(n)).await.unwrap();
-        }
+        let spool = holding(dir.path(), 4).await;
         // JetStream refuses event-1 for good (too large), and takes the others.
         assert_eq!(
             forward_refusing(&spool, |record| record.msg_id == "event-1").await,
