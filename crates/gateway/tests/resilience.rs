@@ -215,12 +215,15 @@ async fn nats_down_answers_503_at_once_and_the_gateway_recovers_by_itself() {
     );
 }
 
-/// The spool's depth, from `/readyz`'s body.
+/// `/readyz`'s body, which says how deep the spool is: "(spool: N events, B bytes)".
+async fn readyz(gateway: &GatewayProcess) -> Option<String> {
+    let answer = http::get(&format!("{}/readyz", gateway.base_url())).await;
+    answer.ok().map(|answer| answer.text())
+}
+
+/// The spool's depth in events, from `/readyz`'s body.
 async fn spool_depth(gateway: &GatewayProcess) -> Option<u64> {
-    let text = http::get(&format!("{}/readyz", gateway.base_url()))
-        .await
-        .ok()?
-        .text();
+    let text = readyz(gateway).await?;
     let (_, after) = text.split_once("spool: ")?;
     after.split(' ').next()?.parse().ok()
 }
@@ -246,10 +249,9 @@ fn spooled_or_refused(answer: &http::Answer, why: &str, answered: &mut Vec<Strin
 /// emptied (no bytes wait either), so the next event is published directly.
 async fn wait_until_drained(gateway: &GatewayProcess) {
     let deadline = Instant::now() + Duration::from_secs(60);
-    let readyz = format!("{}/readyz", gateway.base_url());
-    while !http::get(&readyz)
+    while !readyz(gateway)
         .await
-        .is_ok_and(|answer| answer.text().contains("(spool: 0 events, 0 bytes)"))
+        .is_some_and(|text| text.contains("(spool: 0 events, 0 bytes)"))
     {
         assert!(Instant::now() < deadline, "the spool does not drain");
         tokio::time::sleep(Duration::from_millis(50)).await;
