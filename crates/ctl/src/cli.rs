@@ -175,6 +175,9 @@ pub struct SimulateArgs {
     /// Start the traffic only once every account has a webhook.
     #[arg(long)]
     pub wait_for_webhooks: bool,
+    /// After --events are delivered, go on serving the API (webhooks, messages) until Ctrl-C.
+    #[arg(long)]
+    pub keep_serving: bool,
 }
 
 #[derive(Debug, Args)]

@@ -5,7 +5,7 @@ mod cli;
 mod commands;
 
 use anyhow::Context as _;
-use c2dctl::chat2desk::{WebhookSpec, WebhooksApi};
+use c2dctl::chat2desk::{Chat2DeskApi, WebhookSpec};
 use c2dctl::output::Rows;
 use c2dctl::simulator::{self, SimulatorConfig};
 use clap::Parser as _;
@@ -137,7 +137,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 async fn webhooks(command: WebhooksCommand, json: bool) -> anyhow::Result<()> {
-    let connect = |api: &ApiArgs| WebhooksApi::new(&api.api_url, &api.api_token);
+    let connect = |api: &ApiArgs| Chat2DeskApi::new(&api.api_url, &api.api_token);
     let rows = match command {
         WebhooksCommand::List(api) => commands::webhooks::rows(&connect(&api)?.list().await?),
         WebhooksCommand::Create {
@@ -256,6 +256,7 @@ async fn simulate(args: SimulateArgs) -> anyhow::Result<()> {
         time_scale: args.time_scale,
         record: args.record,
         wait_for_webhooks: args.wait_for_webhooks,
+        keep_serving: args.keep_serving,
     };
     let summary = simulator::run(config, listener, async {
         let _ = tokio::signal::ctrl_c().await;

@@ -4,7 +4,7 @@
 
 use std::process::Command;
 
-use c2dctl::chat2desk::{ApiError, WebhookSpec, WebhooksApi, every_hook_type};
+use c2dctl::chat2desk::{ApiError, Chat2DeskApi, WebhookSpec, every_hook_type};
 use c2dctl::simulator::{self, SimulatorConfig};
 
 async fn start_simulator() -> String {
@@ -20,6 +20,7 @@ async fn start_simulator() -> String {
         record: None,
         // No traffic: only the API is under test.
         wait_for_webhooks: true,
+        keep_serving: false,
     };
     tokio::spawn(simulator::run(config, listener, std::future::pending()));
     url
@@ -59,7 +60,7 @@ fn register_acme(api_url: &str, args: &[&str]) -> (bool, String, String) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhooks_follow_the_seed_and_errors_say_what_to_do() {
     let api_url = start_simulator().await;
-    let api = WebhooksApi::new(&api_url, "acme-api-token").unwrap();
+    let api = Chat2DeskApi::new(&api_url, "acme-api-token").unwrap();
     let spec = |n: usize| WebhookSpec {
         name: Some(format!("hook-{n}")),
         url: Some(Some(format!("https://crm.example.com/hooks/{n}"))),

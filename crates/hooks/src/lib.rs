@@ -14,11 +14,11 @@ mod payloads;
 pub mod time;
 
 use bytes::Bytes;
-use c2d_proto::events::{DeadLetter, Event, HookType, Payload, UNKNOWN_HOOK_TYPE, Unknown};
+use c2d_proto::events::{DeadLetter, Event, HookType, Origin, Payload, UNKNOWN_HOOK_TYPE, Unknown};
 use prost_types::Timestamp;
 use serde_json::Value as Json;
 
-pub use event_id::{EVENT_ID_LEN, dead_letter_id, event_id};
+pub use event_id::{EVENT_ID_LEN, backfill_event_id, dead_letter_id, event_id};
 use fields::{Fields, to_struct};
 
 /// Why a body is not an event. A retry of the same body cannot fix any of these, which is why
@@ -62,7 +62,39 @@ pub fn parse_delivery(
         raw: body,
         warnings,
         payload: Some(payload),
+        origin: Origin::Unspecified.into(),
     })
+}
+
+/// Why a message read from Chat2Desk's API is not a backfilled event.
+#[derive(Debug, thiserror::Error)]
+pub enum NotBackfillable {
+    #[error(transparent)]
+    Undecodable(#[from] Undecodable),
+    #[error("the body is a {0} event, not an inbox or outbox message")]
+    NotAMessage(String),
+    #[error("the message has no message_id, so it cannot be stored exactly once")]
+    NoMessageId,
+}
+
+/// Reads a message c2d-keeper rebuilt from Chat2Desk's API as a webhook body (`hook_type`
+/// inbox or outbox, the webhook's field names) through the same parser as a delivery, so that
+/// consumers cannot tell it from one; only the envelope differs: `origin` is
+/// [`Origin::Backfill`] and the id is [`backfill_event_id`], stable for the message.
+pub fn parse_backfilled(
+    tenant: &str,
+    body: Bytes,
+    received_at: Timestamp,
+) -> Result<Event, NotBackfillable> {
+    let mut event = parse_delivery(tenant, body, received_at)?;
+    let message_id = match &event.payload {
+        Some(Payload::Inbox(m) | Payload::Outbox(m)) => m.message_id,
+        _ => return Err(NotBackfillable::NotAMessage(event.hook_type)),
+    };
+    let message_id = message_id.ok_or(NotBackfillable::NoMessageId)?;
+    event.event_id = backfill_event_id(tenant, &event.hook_type, message_id);
+    event.origin = Origin::Backfill.into();
+    Ok(event)
 }
 
 /// The record kept for a body that [`parse_delivery`] rejected.

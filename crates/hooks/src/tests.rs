@@ -565,3 +565,31 @@ fn dead_letters_keep_the_raw_bytes_and_the_reason() {
         letter.reason
     );
 }
+
+#[test]
+fn a_backfilled_message_is_the_same_event_with_its_own_id_and_origin() {
+    let body = r#"{"hook_type":"inbox","message_id":8205,"type":"from_client","text":"oi","client_id":7,"event_time":"2019-07-28T23:01:40Z"}"#;
+    let delivered = parse_delivery("acme", Bytes::from(body), RECEIVED).unwrap();
+    let backfilled = crate::parse_backfilled("acme", Bytes::from(body), RECEIVED).unwrap();
+    assert_eq!(backfilled.payload, delivered.payload);
+    assert_eq!(backfilled.event_time, delivered.event_time);
+    assert_eq!(backfilled.origin(), c2d_proto::events::Origin::Backfill);
+    assert_eq!(delivered.origin(), c2d_proto::events::Origin::Unspecified);
+    assert_ne!(backfilled.event_id, delivered.event_id);
+    assert_eq!(
+        backfilled.event_id,
+        crate::backfill_event_id("acme", "inbox", 8205)
+    );
+    let again = crate::parse_backfilled("acme", Bytes::from(body), RECEIVED).unwrap();
+    assert_eq!(
+        again.event_id, backfilled.event_id,
+        "stable for the message"
+    );
+    let outbox = body.replace("\"inbox\"", "\"outbox\"");
+    let other = crate::parse_backfilled("acme", Bytes::from(outbox), RECEIVED).unwrap();
+    assert_ne!(other.event_id, backfilled.event_id);
+    let tag = r#"{"hook_type":"add_tag_to_client","id":1}"#;
+    assert!(crate::parse_backfilled("acme", Bytes::from(tag), RECEIVED).is_err());
+    let no_id = r#"{"hook_type":"inbox","text":"oi"}"#;
+    assert!(crate::parse_backfilled("acme", Bytes::from(no_id), RECEIVED).is_err());
+}

@@ -12,7 +12,7 @@ pub mod v1 {
 
 pub use v1::{
     Client, ClientChannel, DeadLetter, DialogEvent, Event, HintChosen, HintsRequest, Message,
-    MessageClient, OutboxStatus, QrCode, Tag, Unknown, event::Payload,
+    MessageClient, Origin, OutboxStatus, QrCode, Tag, Unknown, event::Payload,
 };
 
 /// The JetStream stream that holds every event: the log every read model is rebuilt from.

@@ -1,11 +1,16 @@
 //! The simulated Chat2Desk accounts and their webhooks, under the seed's rules: at most 5
 //! webhooks per account, a name and a URL required, events among the 14 hook types, a null
 //! URL in an update deletes. A webhook that has not had a successful delivery for 5 hours is
-//! disabled, as Chat2Desk does; updating it (e.g. `c2dctl webhooks register` again) enables it.
+//! disabled, as Chat2Desk does, and the deliveries it still had queued are dropped; updating it
+//! (e.g. `c2dctl webhooks register` again) enables it.
+//!
+//! Every inbox and outbox message the traffic made is also kept as the messages API lists it
+//! ([`Account::messages`], `GET /v1/messages`), delivered or not: what c2d-keeper backfills from.
 
 use std::collections::BTreeMap;
 
 use c2d_proto::events::HookType;
+use serde_json::Value as Json;
 
 use crate::chat2desk::{MAX_WEBHOOKS, Webhook, WebhookSpec};
 
@@ -15,6 +20,16 @@ pub struct Account {
     pub tenant: String,
     pub api_token: String,
     pub webhooks: Vec<Registered>,
+    /// Every message of the account in the order made, as `GET /v1/messages` lists them.
+    pub messages: Vec<ApiMessage>,
+}
+
+/// One message as the messages API lists it, with its creation time read once for the filters.
+#[derive(Debug, Clone)]
+pub struct ApiMessage {
+    /// Unix seconds of `created`.
+    pub created: i64,
+    pub json: Json,
 }
 
 /// A webhook and how its deliveries go.
@@ -23,6 +38,9 @@ pub struct Registered {
     pub webhook: Webhook,
     /// When its deliveries started failing without a success since (simulator clock, ms).
     pub failing_since: Option<u64>,
+    /// How many times it was disabled: a delivery queued before a disabling is dropped, as
+    /// Chat2Desk drops a disabled webhook's queue, even once the webhook is enabled again.
+    pub disablings: u64,
 }
 
 /// Why the API refuses a call: the field and the message, as Chat2Desk answers them.
@@ -63,6 +81,7 @@ impl Accounts {
                             tenant: tenant.clone(),
                             api_token: token.clone(),
                             webhooks: Vec::new(),
+                            messages: Vec::new(),
                         },
                     )
                 })
@@ -108,6 +127,7 @@ impl Accounts {
         account.webhooks.push(Registered {
             webhook: webhook.clone(),
             failing_since: None,
+            disablings: 0,
         });
         self.next_id += 1;
         Ok(webhook)
@@ -150,6 +170,39 @@ impl Accounts {
         let index = position(account, id)?;
         account.webhooks.remove(index);
         Ok(())
+    }
+
+    /// Keeps an inbox or outbox webhook body as the messages API lists it: `id` for
+    /// `message_id`, `created` for `event_time`, no `hook_type` and no webhook-only fields
+    /// (the embedded client card, the new-request and new-client flags). Other hook types are
+    /// not messages and are not kept.
+    pub fn record_message(&mut self, tenant: &str, hook_type: &str, body: &Json) {
+        let (Some(account), Some(fields)) = (self.accounts.get_mut(tenant), body.as_object())
+        else {
+            return;
+        };
+        if hook_type != "inbox" && hook_type != "outbox" {
+            return;
+        }
+        let mut message = serde_json::Map::new();
+        for (name, value) in fields {
+            let name = match name.as_str() {
+                "hook_type" | "client" | "is_new_request" | "is_new_client" => continue,
+                "message_id" => "id",
+                "event_time" => "created",
+                other => other,
+            };
+            message.insert(name.to_owned(), value.clone());
+        }
+        let created = message
+            .get("created")
+            .and_then(Json::as_str)
+            .and_then(c2d_hooks::time::parse_time_text)
+            .map_or(0, |t| t.seconds);
+        account.messages.push(ApiMessage {
+            created,
+            json: Json::Object(message),
+        });
     }
 
     fn account(&mut self, tenant: &str) -> Result<&mut Account, Refusal> {

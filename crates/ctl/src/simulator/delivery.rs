@@ -1,7 +1,8 @@
 //! Delivering events to the registered webhooks the way Chat2Desk does: one POST of the JSON
 //! body; when it fails (no answer, or not 2xx), three retries after 10 s, 5 min and 2 h; and a
 //! webhook without a successful answer for 5 hours is disabled, after which its account's
-//! events are not sent at all. Every time is divided by the time scale, so a test sees the whole
+//! events are not sent at all, and those it still had queued for a retry are dropped (an
+//! update enables it again for new events only). Every time is divided by the time scale, so a test sees the whole
 //! schedule in seconds.
 //!
 //! Each delivery ends as one [`Outcome`] (delivered, or lost and why), which the simulator
@@ -61,6 +62,8 @@ pub struct Counters {
     pub lost: AtomicU64,
     /// Deliveries started and not yet ended.
     pub in_flight: AtomicU64,
+    /// API calls answered with an injected fault.
+    pub faults: AtomicU64,
 }
 
 impl Counters {
@@ -73,6 +76,7 @@ impl Counters {
             "retried": get(&self.retried),
             "lost": get(&self.lost),
             "in_flight": get(&self.in_flight),
+            "faults": get(&self.faults),
         })
     }
 }
@@ -157,8 +161,13 @@ impl Deliverer {
 
     async fn deliver_to(&self, webhook_id: i64, event: Ready) {
         let mut attempts = 0u32;
+        let mut queued_in = None;
         loop {
-            let Some(url) = self.url(&event.tenant, webhook_id) else {
+            // Disabled now, or disabled (its queue dropped) since this delivery was queued.
+            let url = self
+                .url(&event.tenant, webhook_id)
+                .filter(|(_, disablings)| *queued_in.get_or_insert(*disablings) == *disablings);
+            let Some((url, _)) = url else {
                 let reason = "the webhook was disabled or deleted before it succeeded";
                 return self.finish(&event, webhook_id, attempts, Some(reason.into()));
             };
@@ -204,8 +213,8 @@ impl Deliverer {
         }
     }
 
-    /// The webhook's URL while it is enabled.
-    fn url(&self, tenant: &str, webhook_id: i64) -> Option<String> {
+    /// The webhook's URL while it is enabled, and how many times it was disabled.
+    fn url(&self, tenant: &str, webhook_id: i64) -> Option<(String, u64)> {
         let accounts = lock(&self.accounts);
         accounts
             .accounts
@@ -213,7 +222,7 @@ impl Deliverer {
             .webhooks
             .iter()
             .find(|w| w.webhook.id == webhook_id && !w.webhook.disabled)
-            .map(|w| w.webhook.url.clone())
+            .map(|w| (w.webhook.url.clone(), w.disablings))
     }
 
     /// Records a success or a failure of the webhook; true when this failure disabled it.
@@ -236,6 +245,7 @@ impl Deliverer {
             && now - since >= self.schedule.disable_after.as_millis() as u64
         {
             registered.webhook.disabled = true;
+            registered.disablings += 1;
             tracing::warn!(%tenant, webhook_id, url = %registered.webhook.url,
                 "webhook disabled: no successful delivery for 5 hours (scaled), as Chat2Desk does; update it to enable it again");
         }

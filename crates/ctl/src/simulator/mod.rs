@@ -7,7 +7,9 @@
 //! repeatable by seed; and it delivers each event to the account's webhooks with Chat2Desk's
 //! retry schedule and disabling rule ([`delivery`]), all times divided by `--time-scale`.
 //! Every delivery's outcome is counted and, with `--record`, written as one JSON line, which
-//! is what an end-to-end test compares the pipeline against. `POST /simulator/alerts` takes
+//! is what an end-to-end test compares the pipeline against; every message is also listed by
+//! `GET /v1/messages`, delivered or not, which is what c2d-keeper backfills from (with
+//! `--keep-serving` the API outlives the traffic). `POST /simulator/alerts` takes
 //! c2d-alerting's webhook notifications and logs them, so a demo shows its alerts too.
 
 pub mod accounts;
@@ -48,6 +50,9 @@ pub struct SimulatorConfig {
     pub record: Option<PathBuf>,
     /// Start the traffic only once every account has a webhook.
     pub wait_for_webhooks: bool,
+    /// Once the traffic and its deliveries are done, go on serving the API (the messages for
+    /// a backfill, the webhooks) until stopped.
+    pub keep_serving: bool,
 }
 
 /// How a simulation went.
@@ -167,6 +172,11 @@ pub async fn run(
             let mut body = generated_event.body;
             body["event_time"] = serde_json::json!(event_time);
             let event_id = c2d_hooks::event_id(&generated_event.tenant, &body);
+            lock(&accounts).record_message(
+                &generated_event.tenant,
+                generated_event.hook_type,
+                &body,
+            );
             deliverer.deliver(Ready {
                 tenant: generated_event.tenant,
                 hook_type: generated_event.hook_type.to_owned(),
@@ -189,6 +199,10 @@ pub async fn run(
             () = stopped(&mut stop) => break,
             () = tokio::time::sleep(Duration::from_millis(50)) => {}
         }
+    }
+    if config.keep_serving {
+        tracing::info!("deliveries done; the API goes on answering until stopped");
+        stopped(&mut stop).await;
     }
     finish(&counters, deliverer, recorder, server).await
 }

@@ -1,11 +1,21 @@
-//! Chat2Desk's webhooks API, as its public integrations call it: `GET /v1/webhooks` lists,
-//! `POST /v1/webhooks` creates (at most 5 per account), `PUT /v1/webhooks/{id}` changes (a null
-//! `url` deletes), `DELETE /v1/webhooks/{id}` deletes. The API token goes in the
-//! `Authorization` header as it is, without "Bearer". Errors come as 4xx with
-//! `{"status": "error", "errors": {"field": ["message", ...]}}`, which [`ApiError`] turns into one
-//! readable line.
+//! Chat2Desk's REST API, as its public integrations call it, shared by `c2dctl` (its webhooks
+//! commands and its simulator's stand-in of this API) and `c2d-keeper` (which keeps the webhook
+//! registered and backfills what the webhook lost).
 //!
-//! The same types serve the simulator's stand-in of this API ([`crate::simulator`]).
+//! Webhooks: `GET /v1/webhooks` lists, `POST /v1/webhooks` creates (at most 5 per account),
+//! `PUT /v1/webhooks/{id}` changes (a null `url` deletes), `DELETE /v1/webhooks/{id}` deletes;
+//! [`register`] points the account's `c2d-gateway` webhook at the gateway. Messages:
+//! `GET /v1/messages` with `start_date`/`finish_date`, `limit`/`offset` paging and the `type`,
+//! `client_id`, `channel_id` filters ([`messages`]). The API token goes in the `Authorization`
+//! header as it is, without "Bearer". Errors come as 4xx with
+//! `{"status": "error", "errors": {"field": ["message", ...]}}`, which [`ApiError`] turns into one
+//! readable line; [`ApiError::is_transient`] says which are worth a retry.
+
+pub mod messages;
+pub mod register;
+
+pub use messages::{MAX_PAGE, MessagePage, MessageQuery};
+pub use register::{GATEWAY_WEBHOOK, RegisterError, Registered, gateway_of, gateway_url, register};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
@@ -82,46 +92,67 @@ pub enum ApiError {
         "the Chat2Desk API refused the token (HTTP {status}): check C2D_API_TOKEN (Chat2Desk: Settings -> API)"
     )]
     Unauthorized { status: u16 },
+    #[error("the Chat2Desk API asks to slow down (HTTP 429){}", retry_after.map(|d| format!(", retry after {} s", d.as_secs())).unwrap_or_default())]
+    RateLimited {
+        /// The answer's `Retry-After`, in seconds, when it had one.
+        retry_after: Option<std::time::Duration>,
+    },
     #[error("the Chat2Desk API answered HTTP {status}: {message}")]
     Refused { status: u16, message: String },
     #[error(
-        "the Chat2Desk API answered something that is not a webhook list: {0}; check C2D_API_URL (Chat2Desk's API, ending in /v1)"
+        "the Chat2Desk API answered something that is not what it documents: {0}; check C2D_API_URL (Chat2Desk's API, ending in /v1)"
     )]
     Unexpected(String),
 }
 
-/// A client of one account's webhooks.
+impl ApiError {
+    /// Whether the same call may succeed later as it is: the API unreachable, slowing us down
+    /// (429), failing on its side (5xx), or answering a malformed page. A refused token or a
+    /// refused request stays refused until someone changes the configuration.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ApiError::Unreachable { .. } | ApiError::RateLimited { .. } => true,
+            ApiError::Unexpected(_) => true,
+            ApiError::Refused { status, .. } => *status >= 500,
+            ApiError::Unauthorized { .. } => false,
+        }
+    }
+}
+
+/// A client of one account's API (webhooks, messages).
 #[derive(Debug, Clone)]
-pub struct WebhooksApi {
+pub struct Chat2DeskApi {
     http: reqwest::Client,
     base_url: String,
     token: String,
 }
 
-impl WebhooksApi {
+impl Chat2DeskApi {
     /// `base_url` ends in `/v1` (e.g. [`DEFAULT_API_URL`]); `token` is the account's API token.
-    pub fn new(base_url: &str, token: &str) -> Result<WebhooksApi, ApiError> {
+    pub fn new(base_url: &str, token: &str) -> Result<Chat2DeskApi, ApiError> {
         let http = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(20))
-            .user_agent(concat!("c2dctl/", env!("CARGO_PKG_VERSION")))
+            .user_agent(concat!("c2d-events/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| ApiError::Unreachable {
                 url: base_url.into(),
                 message: e.to_string(),
             })?;
-        Ok(WebhooksApi {
+        Ok(Chat2DeskApi {
             http,
             base_url: base_url.trim_end_matches('/').to_owned(),
             token: token.to_owned(),
         })
     }
 
+    /// `GET /v1/webhooks`: the account's webhooks.
     pub async fn list(&self) -> Result<Vec<Webhook>, ApiError> {
         let answer = self.call(reqwest::Method::GET, "/webhooks", None).await?;
         serde_json::from_value(answer.get("data").cloned().unwrap_or(Json::Null))
             .map_err(|e| ApiError::Unexpected(format!("{e}: {answer}")))
     }
 
+    /// `POST /v1/webhooks`.
     pub async fn create(&self, spec: &WebhookSpec) -> Result<Webhook, ApiError> {
         let answer = self
             .call(reqwest::Method::POST, "/webhooks", Some(spec))
@@ -140,6 +171,7 @@ impl WebhooksApi {
         webhook(answer).map(Some)
     }
 
+    /// `DELETE /v1/webhooks/{id}`.
     pub async fn delete(&self, id: i64) -> Result<(), ApiError> {
         self.call(reqwest::Method::DELETE, &format!("/webhooks/{id}"), None)
             .await
@@ -152,11 +184,24 @@ impl WebhooksApi {
         path: &str,
         body: Option<&WebhookSpec>,
     ) -> Result<Json, ApiError> {
+        self.call_with(method, path, &[], body).await
+    }
+
+    async fn call_with(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&WebhookSpec>,
+    ) -> Result<Json, ApiError> {
         let url = format!("{}{path}", self.base_url);
         let mut request = self
             .http
             .request(method, &url)
             .header("Authorization", &self.token);
+        if !query.is_empty() {
+            request = request.query(query);
+        }
         if let Some(body) = body {
             request = request.json(body);
         }
@@ -165,11 +210,18 @@ impl WebhooksApi {
             message: e.without_url().to_string(),
         })?;
         let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(std::time::Duration::from_secs);
         let text = response.text().await.unwrap_or_default();
         let json: Json = serde_json::from_str(&text).unwrap_or(Json::Null);
         match status {
             200..=299 => Ok(json),
             401 | 403 => Err(ApiError::Unauthorized { status }),
+            429 => Err(ApiError::RateLimited { retry_after }),
             _ => Err(ApiError::Refused {
                 status,
                 message: error_message(&json).unwrap_or_else(|| text.chars().take(300).collect()),
