@@ -1,0 +1,109 @@
+//! Following the event log into the [`Index`]: an ordered consumer (no durable, nothing kept
+//! on the server) from `KEEPER_LOOKBACK` ago over every event, for ever. Gaps the index finds
+//! go to the runner; `caught_up` turns true once the consumer has nothing pending, and a
+//! backfill waits for it, so that it never mistakes a message not read yet for a lost one.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer::DeliverPolicy, consumer::pull::OrderedConfig};
+use c2d_proto::events::{Event, STREAM};
+use futures_util::StreamExt as _;
+use prost::Message as _;
+use tokio::sync::{mpsc, watch};
+
+use crate::backfill::lock;
+use crate::gaps::Gap;
+use crate::index::Index;
+
+/// What the follower shares with the runner.
+pub struct Follower {
+    pub jetstream: jetstream::Context,
+    pub index: Arc<Mutex<Index>>,
+    /// Gaps found, with their tenant.
+    pub gaps: mpsc::UnboundedSender<(String, Gap)>,
+    pub caught_up: watch::Sender<bool>,
+    /// Seconds of silence that make a gap.
+    pub silence: i64,
+    pub lookback: Duration,
+}
+
+impl Follower {
+    /// Follows the log until `stop` turns true; reconnects (from where it was) after errors.
+    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+        let start = time::OffsetDateTime::now_utc() - self.lookback;
+        let mut next = DeliverPolicy::ByStartTime { start_time: start };
+        while !*stop.borrow() {
+            match self.follow(next, &mut stop).await {
+                Ok(()) => return,
+                Err((sequence, error)) => {
+                    tracing::warn!(%error, "following the event log failed; again in a second");
+                    if let Some(sequence) = sequence {
+                        next = DeliverPolicy::ByStartSequence {
+                            start_sequence: sequence + 1,
+                        };
+                    }
+                    tokio::select! {
+                        _ = stop.changed() => return,
+                        () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// One consumer's life; the error carries the last sequence read.
+    async fn follow(
+        &self,
+        deliver_policy: DeliverPolicy,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Result<(), (Option<u64>, String)> {
+        let fail = |e: String| (None, e);
+        let stream = self.jetstream.get_stream(STREAM).await.map_err(|e| {
+            fail(format!(
+                "no stream {STREAM} yet ({e}); c2d-gateway creates it"
+            ))
+        })?;
+        let mut consumer = stream
+            .create_consumer(OrderedConfig {
+                deliver_policy,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        let pending = consumer
+            .info()
+            .await
+            .map_err(|e| fail(e.to_string()))?
+            .num_pending;
+        if pending == 0 {
+            self.caught_up.send_replace(true);
+        }
+        let mut messages = consumer.messages().await.map_err(|e| fail(e.to_string()))?;
+        let mut last = None;
+        loop {
+            let message = tokio::select! {
+                _ = stop.changed() => return Ok(()),
+                message = messages.next() => message,
+            };
+            let Some(message) = message else {
+                return Err((last, "the consumer ended".into()));
+            };
+            let message = message.map_err(|e| (last, e.to_string()))?;
+            let info = message.info().map_err(|e| (last, e.to_string()))?;
+            last = Some(info.stream_sequence);
+            let pending = info.pending;
+            match Event::decode(message.payload.as_ref()) {
+                Ok(event) => {
+                    if let Some(gap) = lock(&self.index).observe(&event, self.silence) {
+                        let _ = self.gaps.send((event.tenant.clone(), gap));
+                    }
+                }
+                Err(error) => tracing::debug!(%error, "not an event; skipped"),
+            }
+            if pending == 0 {
+                self.caught_up.send_replace(true);
+            }
+        }
+    }
+}

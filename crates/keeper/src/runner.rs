@@ -1,0 +1,262 @@
+//! The running keeper: the log follower, and every `KEEPER_CHECK_INTERVAL` for each tenant a
+//! webhook check (repairing what is wrong, with an event for alerting) and a backfill of the
+//! pending gaps as far as it is safe; the status of each tenant saved in the bucket after each
+//! round. Errors of one tenant (a refused token, an API down, a malformed page) are recorded in
+//! its status and metrics and tried again next round; they never stop the keeper.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+use c2d_chat2desk::Chat2DeskApi;
+use c2d_telemetry::shutdown::stop_flag;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+
+use crate::backfill::{Backfiller, lock, now};
+use crate::calls::Retries;
+use crate::cfg::{Config, Tenant};
+use crate::follow::Follower;
+use crate::gaps::{self, Gap};
+use crate::index::Index;
+use crate::log::EventLog;
+use crate::metrics::{self, Metrics};
+use crate::status::{State, StateError, TenantStatus};
+use crate::webhook::{self, Checked, Problem};
+
+/// How many gaps a tenant's status keeps.
+const KEPT_GAPS: usize = 50;
+
+/// Why c2d-keeper could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum KeeperError {
+    #[error(
+        "cannot connect to NATS at {url}: {source}; is nats-server running? (make run starts one)"
+    )]
+    Connect {
+        url: String,
+        source: async_nats::ConnectError,
+    },
+    #[error("cannot use the Chat2Desk API at {url}: {message}")]
+    Api { url: String, message: String },
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error("cannot serve /metrics: {0}")]
+    Serve(std::io::Error),
+}
+
+/// One tenant as the loop keeps it.
+struct Kept {
+    tenant: Tenant,
+    api: Chat2DeskApi,
+    status: TenantStatus,
+}
+
+/// Runs c2d-keeper until `shutdown`; `listener` serves `/metrics` and `/healthz`.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), KeeperError> {
+    let mut stop = stop_flag(shutdown);
+    let client = async_nats::ConnectOptions::new()
+        .name("c2d-keeper")
+        .connect(c2d_telemetry::env::list(&config.nats_url))
+        .await
+        .map_err(|source| KeeperError::Connect {
+            url: config.nats_url.clone(),
+            source,
+        })?;
+    let jetstream = async_nats::jetstream::new(client.clone());
+    let state = State::open(&jetstream, config.replicas).await?;
+    let log = EventLog::new(jetstream.clone());
+    let metrics = Arc::new(Metrics::default());
+    let mut serve_stop = stop.clone();
+    let server = tokio::spawn(metrics::serve(listener, Arc::clone(&metrics), async move {
+        let _ = serve_stop.wait_for(|s| *s).await;
+    }));
+
+    let index = Arc::new(Mutex::new(Index::default()));
+    let (gap_tx, mut gap_rx) = mpsc::unbounded_channel();
+    let (caught_up_tx, caught_up) = watch::channel(false);
+    let follower = Follower {
+        jetstream: jetstream.clone(),
+        index: Arc::clone(&index),
+        gaps: gap_tx,
+        caught_up: caught_up_tx,
+        silence: config.silence.as_secs() as i64,
+        lookback: config.lookback,
+    };
+    let following = tokio::spawn(follower.run(stop.clone()));
+
+    let mut kept = BTreeMap::new();
+    for tenant in &config.tenants {
+        let api = Chat2DeskApi::new(&config.api_url, &tenant.api_token).map_err(|e| {
+            KeeperError::Api {
+                url: config.api_url.clone(),
+                message: e.to_string(),
+            }
+        })?;
+        let status = state.load(&tenant.name).await?;
+        kept.insert(
+            tenant.name.clone(),
+            Kept {
+                tenant: tenant.clone(),
+                api,
+                status,
+            },
+        );
+    }
+    tracing::info!(
+        tenants = kept.len(),
+        every = %c2d_telemetry::env::human(config.check_interval),
+        "keeping the webhooks"
+    );
+
+    let round = Round {
+        config: &config,
+        log: &log,
+        index: &index,
+        metrics: &metrics,
+        state: &state,
+    };
+    let mut ticker = tokio::time::interval(config.check_interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => break,
+            _ = ticker.tick() => {}
+        }
+        while let Ok((tenant, gap)) = gap_rx.try_recv() {
+            if let Some(k) = kept.get_mut(&tenant) {
+                round.add_gap(&mut k.status, gap);
+            }
+        }
+        let ready = *caught_up.borrow();
+        for k in kept.values_mut() {
+            round.keep(k, ready).await;
+        }
+    }
+    let _ = following.await;
+    match server.await {
+        Ok(Err(error)) => return Err(KeeperError::Serve(error)),
+        Err(error) => tracing::warn!(%error, "the metrics server stopped"),
+        Ok(Ok(())) => {}
+    }
+    Ok(())
+}
+
+/// What one round of checks uses.
+struct Round<'a> {
+    config: &'a Config,
+    log: &'a EventLog,
+    index: &'a Mutex<Index>,
+    metrics: &'a Metrics,
+    state: &'a State,
+}
+
+impl Round<'_> {
+    /// A gap into a tenant's status (merged with a known one), unless older than the lookback.
+    fn add_gap(&self, status: &mut TenantStatus, gap: Gap) {
+        let oldest = now().seconds - self.config.lookback.as_secs() as i64;
+        if gap.to < oldest {
+            return;
+        }
+        let margin = self.config.margin.as_secs() as i64;
+        tracing::info!(tenant = %status.tenant, from = gap.from, to = gap.to, reason = %gap.reason, "gap");
+        if gaps::add(&mut status.gaps, gap, margin, KEPT_GAPS) {
+            status.gaps_found += 1;
+            self.metrics.gap(&status.tenant);
+        }
+    }
+
+    /// One tenant's check and backfill; `ready`: the index has read the log to its end.
+    async fn keep(&self, kept: &mut Kept, ready: bool) {
+        let name = kept.tenant.name.clone();
+        let mut error = None;
+        match webhook::check(&kept.api, &kept.tenant, self.config.gateway_url.as_deref()).await {
+            Ok(Checked::Healthy) => kept.status.webhook = "ok".into(),
+            Ok(Checked::Repaired { problem, webhook }) => {
+                self.repaired(&mut kept.status, problem, &webhook).await;
+            }
+            Err(e) => {
+                kept.status.webhook = format!("cannot check: {e}");
+                error = Some(e.to_string());
+            }
+        }
+        kept.status.last_check = Some(now().seconds * 1_000 + i64::from(now().nanos) / 1_000_000);
+        if ready && error.is_none() {
+            error = self.backfill(kept).await;
+        }
+        if let Some(e) = &error {
+            tracing::warn!(tenant = %name, error = %e, "the keeper tries again at the next check");
+        }
+        kept.status.last_error = error;
+        self.metrics
+            .pending(&name, kept.status.pending(), lock(self.index).len());
+        if let Err(e) = self.state.save(&kept.status).await {
+            tracing::warn!(tenant = %name, error = %e, "status not saved; saved again next check");
+        }
+    }
+
+    /// Records a repaired webhook: metric, status, the event alerting fires on, and the gap it
+    /// leaves (from the last delivery, or the lookback, to now).
+    async fn repaired(
+        &self,
+        status: &mut TenantStatus,
+        problem: Problem,
+        webhook: &c2d_chat2desk::Webhook,
+    ) {
+        let at = now();
+        tracing::warn!(tenant = %status.tenant, problem = problem.as_str(), webhook_id = webhook.id,
+            "the webhook was {} and is registered again", problem.as_str());
+        self.metrics.repaired(&status.tenant, problem.as_str());
+        status.repairs += 1;
+        status.webhook = format!("repaired (was {})", problem.as_str());
+        let event = webhook::repaired_event(&status.tenant, problem, webhook, at);
+        if let Err(e) = self.log.append(&event).await {
+            tracing::warn!(tenant = %status.tenant, error = %e, "the repair event was not stored; no alert for it");
+        }
+        let from = lock(self.index)
+            .last_delivery(&status.tenant)
+            .unwrap_or(at.seconds - self.config.lookback.as_secs() as i64);
+        // A disabled webhook's queue is dropped, and a missing one had none: nothing created
+        // before now comes by webhook any more. A changed one may still be retried elsewhere.
+        let dropped_before = (problem != Problem::Changed).then_some(at.seconds);
+        let reason = format!("webhook {}", problem.as_str());
+        self.add_gap(status, Gap::new(from, at.seconds, &reason, dropped_before));
+    }
+
+    /// Backfills every pending gap as far as it is safe now; the first error stops the
+    /// tenant's round (what was stored stays; the stretch is listed again next round).
+    async fn backfill(&self, kept: &mut Kept) -> Option<String> {
+        let backfiller = Backfiller {
+            api: &kept.api,
+            log: self.log,
+            index: self.index,
+            metrics: self.metrics,
+            retries: Retries::default(),
+        };
+        let horizon = self.config.redelivery_horizon.as_secs() as i64;
+        let margin = self.config.margin.as_secs() as i64;
+        for gap in kept.status.gaps.iter_mut().filter(|g| !g.complete) {
+            let Some((from, until)) = gap.next_pass(now().seconds, horizon, margin) else {
+                continue;
+            };
+            match backfiller.pass(&kept.tenant.name, from, until).await {
+                Ok(pass) => {
+                    tracing::info!(tenant = %kept.tenant.name, from, until, listed = pass.listed,
+                        stored = pass.stored, skipped = pass.skipped, "backfilled");
+                    gap.listed += pass.listed;
+                    gap.stored += pass.stored;
+                    gap.skipped += pass.skipped;
+                    gap.passed(until, margin);
+                    kept.status.backfilled += pass.stored;
+                    kept.status.already_stored += pass.skipped;
+                }
+                Err(e) => return Some(e.to_string()),
+            }
+        }
+        None
+    }
+}
