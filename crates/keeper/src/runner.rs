@@ -8,13 +8,13 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 
-use c2d_chat2desk::Chat2DeskApi;
+use c2d_chat2desk::{Chat2DeskApi, RegisterError};
 use c2d_telemetry::shutdown::stop_flag;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
 use crate::backfill::{Backfiller, lock, now};
-use crate::calls::Retries;
+use crate::calls::{Retries, retrying};
 use crate::cfg::{Config, Tenant};
 use crate::follow::Follower;
 use crate::gaps::{self, Gap};
@@ -174,7 +174,23 @@ impl Round<'_> {
     async fn keep(&self, kept: &mut Kept, ready: bool) {
         let name = kept.tenant.name.clone();
         let mut error = None;
-        match webhook::check(&kept.api, &kept.tenant, self.config.gateway_url.as_deref()).await {
+        let listed = retrying(
+            Retries::default(),
+            self.metrics,
+            &name,
+            "listing webhooks",
+            || kept.api.list(),
+        )
+        .await
+        .map_err(RegisterError::from);
+        let checked = match listed {
+            Ok(webhooks) => {
+                let gateway = self.config.gateway_url.as_deref();
+                webhook::check(&kept.api, &webhooks, &kept.tenant, gateway).await
+            }
+            Err(e) => Err(e),
+        };
+        match checked {
             Ok(Checked::Healthy) => kept.status.webhook = "ok".into(),
             Ok(Checked::Repaired { problem, webhook }) => {
                 self.repaired(&mut kept.status, problem, &webhook).await;

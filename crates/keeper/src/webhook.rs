@@ -65,14 +65,14 @@ pub fn problem(webhooks: &[Webhook], gateway: Option<&str>, tenant: &Tenant) -> 
     (webhook.url != expected || events != every).then_some(Problem::Changed)
 }
 
-/// Checks the tenant's webhook and repairs it when it is wrong.
+/// Repairs the tenant's webhook when `webhooks` (the account's, as just listed) show it wrong.
 pub async fn check(
     api: &Chat2DeskApi,
+    webhooks: &[Webhook],
     tenant: &Tenant,
     gateway: Option<&str>,
 ) -> Result<Checked, RegisterError> {
-    let webhooks = api.list().await?;
-    let Some(problem) = problem(&webhooks, gateway, tenant) else {
+    let Some(problem) = problem(webhooks, gateway, tenant) else {
         return Ok(Checked::Healthy);
     };
     let registered = register(api, gateway, &tenant.name, &tenant.gateway_token).await?;
