@@ -41,6 +41,25 @@ pub enum Command {
     /// HintsService: the hints operators get.
     #[command(subcommand)]
     Hints(HintsCommand),
+    /// c2d-keeper: the webhooks it keeps and the gaps it backfills.
+    #[command(subcommand)]
+    Keeper(KeeperCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeeperCommand {
+    /// Per tenant: webhook state, last check, gaps found, messages backfilled, gaps pending
+    /// (read from the keeper's bucket C2D_KEEPER on NATS).
+    Status {
+        #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
+        nats_url: String,
+        /// Only this tenant.
+        #[arg(long, value_parser = tenant)]
+        tenant: Option<String>,
+        /// Also each gap of each tenant.
+        #[arg(long)]
+        gaps: bool,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -13,7 +13,7 @@ use clap::Parser as _;
 use c2d_proto::hints::v1::SuggestRequest;
 use cli::{
     AlertsCommand, AnalyticsCommand, ApiArgs, Cli, Command, CrmCommand, EventsCommand,
-    HintsCommand, NatsArgs, SimulateArgs, WebhooksCommand,
+    HintsCommand, KeeperCommand, NatsArgs, SimulateArgs, WebhooksCommand,
 };
 use commands::webhooks::{Registered, parse_events};
 
@@ -99,6 +99,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Alerts(command) => alerts(command, json).await,
+        Command::Keeper(KeeperCommand::Status {
+            nats_url,
+            tenant,
+            gaps,
+        }) => {
+            commands::keeper::status(&nats_url, tenant.as_deref(), gaps)
+                .await?
+                .print(json);
+            Ok(())
+        }
         Command::Hints(command) => {
             let rows = match command {
                 HintsCommand::Suggest {

@@ -433,6 +433,16 @@ async fn after_chat2desk_disabled_the_webhook_every_message_is_stored_exactly_on
         .load("acme")
         .await
         .unwrap();
+    let shown = Command::new(&c2dctl)
+        .args(["--json", "keeper", "status", "--nats-url", &nats.url()])
+        .output()
+        .unwrap();
+    assert!(shown.status.success(), "{shown:?}");
+    let shown: Json = serde_json::from_slice(&shown.stdout).unwrap();
+    println!("c2dctl keeper status: {shown}");
+    assert_eq!(shown[0]["tenant"], "acme");
+    assert_eq!(shown[0]["backfilled"], json!(status.backfilled));
+    assert_eq!(shown[0]["pending"], json!(0));
     let metrics = c2d_testkit::http::get(&format!("http://127.0.0.1:{keeper_port}/metrics"))
         .await
         .unwrap()

@@ -6,4 +6,5 @@ pub mod analytics;
 pub mod crm;
 pub mod events;
 pub mod hints;
+pub mod keeper;
 pub mod webhooks;
