@@ -4,8 +4,8 @@
 //! | --- | --- | --- |
 //! | `NATS_URL` | `nats://127.0.0.1:4222` | NATS server(s) |
 //! | `KEEPER_ADDR` | `127.0.0.1:9160` | where `/metrics` (Prometheus) and `/healthz` are served |
-//! | `KEEPER_API_TOKENS` | required | `tenant=api_token,...`: the Chat2Desk API token of each tenant the keeper keeps (a Secret) |
-//! | `GATEWAY_TOKENS` | required | `tenant=secret,...`, the gateway's own: the token a re-registered webhook URL carries |
+//! | `KEEPER_API_TOKENS` | unset | `tenant=api_token,...`: the Chat2Desk API token of each tenant the keeper keeps (a Secret); unset: the keeper keeps nothing and says so |
+//! | `GATEWAY_TOKENS` | required for each kept tenant | `tenant=secret,...`, the gateway's own: the token a re-registered webhook URL carries |
 //! | `KEEPER_GATEWAY_URL` | unset | the gateway's public address as Chat2Desk reaches it; unset: a changed or disabled webhook keeps the gateway it points at, and a missing one is reported, not created |
 //! | `C2D_API_URL` | `https://api.chat2desk.com/v1` | Chat2Desk's API |
 //! | `KEEPER_CHECK_INTERVAL` | `1m` | how often each tenant's webhook is checked and pending gaps backfilled |
@@ -68,10 +68,6 @@ pub enum ConfigError {
     #[error(transparent)]
     Invalid(#[from] InvalidVariable),
     #[error(
-        "KEEPER_API_TOKENS is not set: write tenant=chat2desk_api_token,... (Chat2Desk: Settings -> API), one per account to keep"
-    )]
-    NoTenants,
-    #[error(
         "tenant {0:?} has an API token in KEEPER_API_TOKENS but no secret in GATEWAY_TOKENS: give the gateway's GATEWAY_TOKENS to the keeper too"
     )]
     NoGatewayToken(String),
@@ -100,9 +96,6 @@ impl Config {
                 }),
         };
         let api_tokens = pairs("KEEPER_API_TOKENS", env.get("KEEPER_API_TOKENS"))?;
-        if api_tokens.is_empty() {
-            return Err(ConfigError::NoTenants);
-        }
         let gateway_tokens = pairs("GATEWAY_TOKENS", env.get("GATEWAY_TOKENS"))?;
         let tenants = api_tokens
             .into_iter()
@@ -200,8 +193,8 @@ mod tests {
         assert!(error.to_string().contains("KEEPER_SILENCE"), "{error}");
         let error = Config::from_lookup(vars(&[("GATEWAY_TOKENS", "acme=s1")])).unwrap_err();
         assert!(error.to_string().contains("\"globex\""), "{error}");
-        let error = Config::from_lookup(vars(&[("KEEPER_API_TOKENS", "")])).unwrap_err();
-        assert!(matches!(error, ConfigError::NoTenants), "{error}");
+        let none = Config::from_lookup(vars(&[("KEEPER_API_TOKENS", "")])).unwrap();
+        assert!(none.tenants.is_empty());
         let error = Config::from_lookup(vars(&[("KEEPER_API_TOKENS", "a b=secret")])).unwrap_err();
         assert!(!error.to_string().contains("secret"), "{error}");
     }

@@ -107,6 +107,11 @@ pub async fn run(
             },
         );
     }
+    if kept.is_empty() {
+        tracing::warn!(
+            "KEEPER_API_TOKENS is not set: no tenant to keep; write tenant=chat2desk_api_token,... (Chat2Desk: Settings -> API)"
+        );
+    }
     tracing::info!(
         tenants = kept.len(),
         every = %c2d_telemetry::env::human(config.check_interval),
