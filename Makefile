@@ -46,7 +46,7 @@ fmt:
 fuzz:
 	@bash scripts/fuzz.sh
 
-## run: nats-server (unless one answers at NATS_URL), the gateway with a demo tenant, crm-sync, analytics and alerting
+## run: nats-server (unless one answers at NATS_URL), the gateway with a demo tenant, crm-sync, analytics, alerting, hints and c2d-keeper (for the demo tenant)
 run: $(NATS_SERVER)
 	@bash scripts/run.sh
 

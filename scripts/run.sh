@@ -5,8 +5,10 @@
 # with JetStream and its data under .run/nats. Starts the gateway with a demo tenant unless
 # GATEWAY_TOKENS is set and prints the webhook URL to paste into Chat2Desk, then the services
 # that follow the event log: alerting (rules from ALERTING_RULES_FILE), crm-sync (its SQLite store in .run/crm-sync, unless CRM_STORE_URL
-# says otherwise), analytics (its snapshots under .run/analytics) and hints (which the gateway
-# asks for the answer to Chat2Desk's hints requests).
+# says otherwise), analytics (its snapshots under .run/analytics), hints (which the gateway
+# asks for the answer to Chat2Desk's hints requests) and c2d-keeper, which keeps the demo
+# tenant's Chat2Desk webhook enabled and backfills what it lost (against the simulator's API on
+# 127.0.0.1:8090 unless KEEPER_API_TOKENS and C2D_API_URL name a real account).
 #
 # With DEMO=1 (`make demo`) it also starts `c2dctl simulate` as a Chat2Desk account "demo" on
 # 127.0.0.1:8090, registers its webhook at the gateway through the simulated API, and alerting
@@ -25,6 +27,16 @@ export CRM_STORE_URL="${CRM_STORE_URL:-sqlite://$PWD/.run/crm-sync/crm.db}"
 export ALERTING_GRPC_ADDR="${ALERTING_GRPC_ADDR:-127.0.0.1:50053}"
 export HINTS_GRPC_ADDR="${HINTS_GRPC_ADDR:-127.0.0.1:50054}"
 export GATEWAY_HINTS_URL="${GATEWAY_HINTS_URL:-http://$HINTS_GRPC_ADDR}"
+export KEEPER_ADDR="${KEEPER_ADDR:-127.0.0.1:9160}"
+export KEEPER_GATEWAY_URL="${KEEPER_GATEWAY_URL:-http://$GATEWAY_ADDR}"
+if [ -z "${KEEPER_API_TOKENS:-}" ]; then
+    # The demo tenant's account is `c2dctl simulate` (make demo), whose delays are 60x faster.
+    export KEEPER_API_TOKENS="demo=demo-api-token"
+    export C2D_API_URL="${C2D_API_URL:-http://127.0.0.1:8090/v1}"
+    export KEEPER_CHECK_INTERVAL="${KEEPER_CHECK_INTERVAL:-5s}"
+    export KEEPER_SILENCE="${KEEPER_SILENCE:-15s}"
+    export KEEPER_REDELIVERY_HORIZON="${KEEPER_REDELIVERY_HORIZON:-135s}"
+fi
 export ALERTING_CRM_URL="${ALERTING_CRM_URL:-http://$CRM_GRPC_ADDR}"
 export ALERTING_ANALYTICS_URL="${ALERTING_ANALYTICS_URL:-http://$ANALYTICS_GRPC_ADDR}"
 demo="${DEMO:-0}"
@@ -74,7 +86,7 @@ if [ -z "${GATEWAY_TOKENS:-}" ]; then
     export GATEWAY_TOKENS="demo=$(cat "$secret_file")"
 fi
 
-cargo build --quiet --profile "$profile" -p c2d-gateway -p c2d-crm-sync -p c2d-analytics -p c2d-alerting -p c2d-hints -p c2dctl
+cargo build --quiet --profile "$profile" -p c2d-gateway -p c2d-crm-sync -p c2d-analytics -p c2d-alerting -p c2d-hints -p c2d-keeper -p c2dctl
 target_dir="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
 bin_dir="$target_dir/$([ "$profile" = dev ] && echo debug || echo "$profile")"
 
@@ -101,6 +113,9 @@ pids+=($!)
 pids+=($!)
 "$bin_dir/c2d-hints" &
 pids+=($!)
+# Keeps the webhooks of KEEPER_API_TOKENS' tenants (the demo tenant by default).
+"$bin_dir/c2d-keeper" &
+pids+=($!)
 
 echo
 echo "c2d-gateway is ready. Paste into Chat2Desk (webhooks API, every hook type):"
@@ -125,6 +140,7 @@ echo "Hints (gRPC with reflection) on $HINTS_GRPC_ADDR, asked by the gateway for
 echo "          grpcurl -plaintext -d '{\"tenant\":\"$tenant\",\"text\":\"where is my order?\"}' \\"
 echo "            $HINTS_GRPC_ADDR chat2desk.hints.v1.HintsService/Suggest"
 echo "Or with c2dctl ($bin_dir/c2dctl): events tail, analytics summary --tenant $tenant, crm search --tenant $tenant, alerts list"
+echo "Webhook keeper (c2d-keeper, metrics at http://$KEEPER_ADDR/metrics) for ${KEEPER_API_TOKENS%%=*}...: c2dctl keeper status"
 
 if [ "$demo" = 1 ]; then
     echo

@@ -117,10 +117,65 @@ pub fn event_condition(event: &Event) -> Option<(Labels, String, Option<i64>)> {
                 status.client_id,
             ))
         }
+        // c2d-keeper's report: the tenant's webhook was disabled (or missing, or changed) and
+        // is registered again; the messages it lost are being backfilled.
+        Some(Payload::Unknown(unknown)) if event.hook_type == "webhook_repaired" => {
+            let field = |name: &str| {
+                unknown
+                    .fields
+                    .as_ref()
+                    .and_then(|f| f.fields.get(name))
+                    .map(|v| match &v.kind {
+                        Some(prost_types::value::Kind::StringValue(s)) => s.clone(),
+                        Some(prost_types::value::Kind::NumberValue(n)) => n.to_string(),
+                        _ => String::new(),
+                    })
+                    .unwrap_or_default()
+            };
+            let problem = field("problem");
+            Some((
+                Labels::from([("webhook_id".to_owned(), field("webhook_id"))]),
+                format!(
+                    "Chat2Desk webhook of tenant {} was {problem}: c2d-keeper registered it again and backfills what it lost",
+                    event.tenant
+                ),
+                None,
+            ))
+        }
         _ => Some((
             Labels::from([("hook_type".to_owned(), event.hook_type.clone())]),
             format!("{} event from tenant {}", event.hook_type, event.tenant),
             None,
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use c2d_proto::events::Unknown;
+    use prost_types::{Struct, Value, value::Kind};
+
+    #[test]
+    fn the_keepers_report_names_the_webhook_and_what_was_wrong() {
+        let fields = [
+            ("problem", Kind::StringValue("disabled".into())),
+            ("webhook_id", Kind::NumberValue(3.0)),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), Value { kind: Some(v) }))
+        .collect();
+        let event = Event {
+            tenant: "acme".into(),
+            hook_type: "webhook_repaired".into(),
+            payload: Some(Payload::Unknown(Unknown {
+                fields: Some(Struct { fields }),
+            })),
+            ..Event::default()
+        };
+        let (labels, summary, client) = event_condition(&event).unwrap();
+        assert_eq!(labels.get("webhook_id").map(String::as_str), Some("3"));
+        assert!(summary.contains("tenant acme was disabled"), "{summary}");
+        assert_eq!(client, None);
     }
 }
