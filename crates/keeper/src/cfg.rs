@@ -35,8 +35,17 @@ pub struct Tenant {
     pub name: String,
     /// Chat2Desk's API token of the account.
     pub api_token: String,
-    /// The gateway's secret of the tenant, which the webhook URL carries.
-    pub gateway_token: String,
+    /// The gateway's secrets of the tenant, in `GATEWAY_TOKENS`' order: a webhook URL with any
+    /// of them is right (a rotation lists the old and the new one), and a repair writes the
+    /// last, the newest.
+    pub gateway_tokens: Vec<String>,
+}
+
+impl Tenant {
+    /// The secret a repaired webhook's URL carries: the tenant's last in `GATEWAY_TOKENS`.
+    pub fn gateway_token(&self) -> &str {
+        self.gateway_tokens.last().map_or("", String::as_str)
+    }
 }
 
 /// Tokens stay out of logs.
@@ -100,15 +109,18 @@ impl Config {
         let tenants = api_tokens
             .into_iter()
             .map(|(name, api_token)| {
-                let gateway_token = gateway_tokens
+                let secrets: Vec<String> = gateway_tokens
                     .iter()
-                    .find(|(t, _)| *t == name)
+                    .filter(|(t, _)| *t == name)
                     .map(|(_, s)| s.clone())
-                    .ok_or_else(|| ConfigError::NoGatewayToken(name.clone()))?;
+                    .collect();
+                if secrets.is_empty() {
+                    return Err(ConfigError::NoGatewayToken(name));
+                }
                 Ok(Tenant {
                     name,
                     api_token,
-                    gateway_token,
+                    gateway_tokens: secrets,
                 })
             })
             .collect::<Result<Vec<_>, ConfigError>>()?;
@@ -168,7 +180,7 @@ mod tests {
             move |name: &str| {
                 [
                     ("KEEPER_API_TOKENS", "acme=api-1, globex=api-2"),
-                    ("GATEWAY_TOKENS", "acme=s1,globex=s2"),
+                    ("GATEWAY_TOKENS", "acme=s1,globex=s2,acme=s1-new"),
                 ]
                 .iter()
                 .chain(extra)
@@ -179,7 +191,13 @@ mod tests {
         };
         let config = Config::from_lookup(vars(&[])).unwrap();
         assert_eq!(config.tenants.len(), 2);
-        assert_eq!(config.tenants[1].gateway_token, "s2");
+        assert_eq!(config.tenants[1].gateway_token(), "s2");
+        assert_eq!(config.tenants[0].gateway_tokens, ["s1", "s1-new"]);
+        assert_eq!(
+            config.tenants[0].gateway_token(),
+            "s1-new",
+            "the newest repairs"
+        );
         assert_eq!(config.redelivery_horizon, DEFAULT_REDELIVERY_HORIZON);
         assert_eq!(config.api_url, c2d_chat2desk::DEFAULT_API_URL);
         assert!(

@@ -61,8 +61,11 @@ pub fn problem(webhooks: &[Webhook], gateway: Option<&str>, tenant: &Tenant) -> 
     events.sort();
     let mut every = every_hook_type();
     every.sort();
-    let expected = gateway_url(points_at, &tenant.name, &tenant.gateway_token);
-    (webhook.url != expected || events != every).then_some(Problem::Changed)
+    let known_token = tenant
+        .gateway_tokens
+        .iter()
+        .any(|token| webhook.url == gateway_url(points_at, &tenant.name, token));
+    (!known_token || events != every).then_some(Problem::Changed)
 }
 
 /// Repairs the tenant's webhook when `webhooks` (the account's, as just listed) show it wrong.
@@ -75,7 +78,7 @@ pub async fn check(
     let Some(problem) = problem(webhooks, gateway, tenant) else {
         return Ok(Checked::Healthy);
     };
-    let registered = register(api, gateway, &tenant.name, &tenant.gateway_token).await?;
+    let registered = register(api, gateway, &tenant.name, tenant.gateway_token()).await?;
     let webhook = match registered {
         c2d_chat2desk::Registered::Created(w) | c2d_chat2desk::Registered::Updated(w) => w,
     };
@@ -112,7 +115,7 @@ mod tests {
         Tenant {
             name: "acme".into(),
             api_token: "api".into(),
-            gateway_token: "s+1".into(),
+            gateway_tokens: vec!["s0".into(), "s+1".into()],
         }
     }
 
@@ -140,6 +143,9 @@ mod tests {
             problem(&[webhook(&good, true)], None, &tenant()),
             Some(Problem::Disabled)
         );
+        // While a token rotates, the old and the new one are both right.
+        let rotating = gateway_url("https://gw", "acme", "s0");
+        assert_eq!(problem(&[webhook(&rotating, false)], None, &tenant()), None);
         let old_token = gateway_url("https://gw", "acme", "old");
         assert_eq!(
             problem(&[webhook(&old_token, false)], None, &tenant()),
