@@ -1,4 +1,5 @@
-//! `GET /v1/messages`: an account's messages, as public integrations list them. Filters
+//! `GET /v1/messages`: an account's messages, as public integrations list them; and
+//! `GET /v1/clients/{id}`, a client's card. Filters
 //! `start_date`/`finish_date` (the time the message was created), `type` (`from_client`,
 //! `to_client`, ...), `client_id`, `channel_id`; paging with `limit` (at most [`MAX_PAGE`]) and
 //! `offset`; the answer is `{"data": [...], "meta": {"total", "limit", "offset"}}`.
@@ -75,6 +76,27 @@ impl Chat2DeskApi {
             .call_with(reqwest::Method::GET, "/messages", &pairs, None)
             .await?;
         page(&answer, query)
+    }
+}
+
+impl Chat2DeskApi {
+    /// `GET /v1/clients/{id}`: the client's card as the API writes it, None when the account
+    /// has no such client (404).
+    pub async fn client(&self, id: i64) -> Result<Option<Json>, ApiError> {
+        match self
+            .call_with(reqwest::Method::GET, &format!("/clients/{id}"), &[], None)
+            .await
+        {
+            Ok(answer) => match answer.get("data") {
+                Some(card) if card.is_object() => Ok(Some(card.clone())),
+                _ => Err(ApiError::Unexpected(format!(
+                    "a client without a data object: {}",
+                    answer.to_string().chars().take(200).collect::<String>()
+                ))),
+            },
+            Err(ApiError::Refused { status: 404, .. }) => Ok(None),
+            Err(error) => Err(error),
+        }
     }
 }
 

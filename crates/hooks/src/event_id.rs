@@ -19,12 +19,12 @@ pub fn event_id(tenant: &str, body: &Json) -> String {
     digest(b"chat2desk-event-v1", tenant, &canonical)
 }
 
-/// The id of a message c2d-keeper read from Chat2Desk's API instead of a webhook: tenant, hook
-/// type and message id, so that listing the same message again (a backfill repeated, two
+/// The id of a message (or client card) c2d-keeper read from Chat2Desk's API instead of a
+/// webhook: tenant, hook type and message id (client id), so that listing the same message again (a backfill repeated, two
 /// overlapping gaps) gives the same id and JetStream's duplicate window drops the copy. Its own
 /// domain keeps it apart from every webhook id, which stays what it always was.
-pub fn backfill_event_id(tenant: &str, hook_type: &str, message_id: i64) -> String {
-    let content = format!("{hook_type}\0{message_id}");
+pub fn backfill_event_id(tenant: &str, hook_type: &str, id: i64) -> String {
+    let content = format!("{hook_type}\0{id}");
     digest(b"chat2desk-backfill-v1", tenant, content.as_bytes())
 }
 

@@ -66,33 +66,37 @@ pub fn parse_delivery(
     })
 }
 
-/// Why a message read from Chat2Desk's API is not a backfilled event.
+/// Why a message or client read from Chat2Desk's API is not a backfilled event.
 #[derive(Debug, thiserror::Error)]
 pub enum NotBackfillable {
     #[error(transparent)]
     Undecodable(#[from] Undecodable),
-    #[error("the body is a {0} event, not an inbox or outbox message")]
-    NotAMessage(String),
-    #[error("the message has no message_id, so it cannot be stored exactly once")]
-    NoMessageId,
+    #[error("the body is a {0} event; only inbox, outbox and client_updated are backfilled")]
+    NotBackfilled(String),
+    #[error(
+        "the body has no id (message_id, or the client's id), so it cannot be stored exactly once"
+    )]
+    NoId,
 }
 
-/// Reads a message c2d-keeper rebuilt from Chat2Desk's API as a webhook body (`hook_type`
-/// inbox or outbox, the webhook's field names) through the same parser as a delivery, so that
-/// consumers cannot tell it from one; only the envelope differs: `origin` is
-/// [`Origin::Backfill`] and the id is [`backfill_event_id`], stable for the message.
+/// Reads what c2d-keeper rebuilt from Chat2Desk's API as a webhook body (an inbox or outbox
+/// message, or a client's card as `client_updated`, with the webhook's field names) through
+/// the same parser as a delivery, so that consumers cannot tell it from one; only the envelope
+/// differs: `origin` is [`Origin::Backfill`] and the id is [`backfill_event_id`] of the message
+/// id (or client id), stable however often it is backfilled.
 pub fn parse_backfilled(
     tenant: &str,
     body: Bytes,
     received_at: Timestamp,
 ) -> Result<Event, NotBackfillable> {
     let mut event = parse_delivery(tenant, body, received_at)?;
-    let message_id = match &event.payload {
+    let id = match &event.payload {
         Some(Payload::Inbox(m) | Payload::Outbox(m)) => m.message_id,
-        _ => return Err(NotBackfillable::NotAMessage(event.hook_type)),
+        Some(Payload::ClientUpdated(c)) => c.id,
+        _ => return Err(NotBackfillable::NotBackfilled(event.hook_type)),
     };
-    let message_id = message_id.ok_or(NotBackfillable::NoMessageId)?;
-    event.event_id = backfill_event_id(tenant, &event.hook_type, message_id);
+    let id = id.ok_or(NotBackfillable::NoId)?;
+    event.event_id = backfill_event_id(tenant, &event.hook_type, id);
     event.origin = Origin::Backfill.into();
     Ok(event)
 }

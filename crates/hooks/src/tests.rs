@@ -588,6 +588,12 @@ fn a_backfilled_message_is_the_same_event_with_its_own_id_and_origin() {
     let outbox = body.replace("\"inbox\"", "\"outbox\"");
     let other = crate::parse_backfilled("acme", Bytes::from(outbox), RECEIVED).unwrap();
     assert_ne!(other.event_id, backfilled.event_id);
+    let card = r#"{"hook_type":"client_updated","id":7,"name":"Ana"}"#;
+    let client = crate::parse_backfilled("acme", Bytes::from(card), RECEIVED).unwrap();
+    assert_eq!(
+        client.event_id,
+        crate::backfill_event_id("acme", "client_updated", 7)
+    );
     let tag = r#"{"hook_type":"add_tag_to_client","id":1}"#;
     assert!(crate::parse_backfilled("acme", Bytes::from(tag), RECEIVED).is_err());
     let no_id = r#"{"hook_type":"inbox","text":"oi"}"#;

@@ -5,7 +5,9 @@
 //! see the same typed event; the envelope alone says `ORIGIN_BACKFILL`, with an id derived from
 //! the message. A message the index holds (the webhook delivered it, or a backfill did) is
 //! skipped; the deterministic id makes a backfill repeated within JetStream's duplicate window
-//! a duplicate even before the index knows it.
+//! a duplicate even before the index knows it. A message's client whose card the log does not
+//! hold (its new_client delivery may be lost too) is read from `GET /v1/clients/{id}` and
+//! stored first, as a `client_updated`.
 
 use std::sync::Mutex;
 
@@ -29,6 +31,8 @@ pub struct Pass {
     pub skipped: u64,
     /// Listed but not webhook messages (system notes, comments...): no event to make.
     pub other: u64,
+    /// Cards of clients the log did not know, stored as client_updated before their message.
+    pub clients: u64,
 }
 
 /// Why a pass stopped; what it stored until then stays stored, and the next check repeats
@@ -114,6 +118,11 @@ impl Backfiller<'_> {
             pass.skipped += 1;
             return Ok(());
         }
+        if let Some(client_id) = m.client.as_ref().and_then(|c| c.id).or(m.client_id)
+            && !lock(self.index).knows_client(tenant, client_id)
+        {
+            pass.clients += u64::from(self.client(tenant, client_id).await?);
+        }
         let duplicate = self.log.append(&event).await?;
         lock(self.index).insert(tenant, message_id);
         if duplicate {
@@ -122,6 +131,35 @@ impl Backfiller<'_> {
             pass.stored += 1;
         }
         Ok(())
+    }
+
+    /// Stores the card of a client the log does not know (its new_client delivery may be what
+    /// the gap lost) as a `client_updated`: the client as it is now, which a projection applies
+    /// whether or not it knew the client, and which says nothing of when it was new. True when
+    /// stored now.
+    async fn client(&self, tenant: &str, client_id: i64) -> Result<bool, BackfillError> {
+        let card = retrying(
+            self.retries,
+            self.metrics,
+            tenant,
+            "reading a client",
+            || self.api.client(client_id),
+        )
+        .await?;
+        lock(self.index).insert_client(tenant, client_id);
+        let Some(serde_json::Value::Object(mut card)) = card else {
+            return Ok(false);
+        };
+        card.insert("hook_type".into(), Json::from("client_updated"));
+        card.insert("id".into(), Json::from(client_id));
+        let body = Json::Object(card).to_string();
+        match c2d_hooks::parse_backfilled(tenant, body.into(), now()) {
+            Ok(event) => Ok(!self.log.append(&event).await?),
+            Err(error) => {
+                tracing::warn!(%tenant, client_id, %error, "a client's card cannot be backfilled; skipped");
+                Ok(false)
+            }
+        }
     }
 }
 

@@ -1,7 +1,8 @@
 //! The message index: which message ids of each tenant are in the event log, and when each
 //! tenant's webhook last delivered. It is a projection of the log, rebuilt at start by reading
 //! the last `KEEPER_LOOKBACK` of it and kept by following it (see [`crate::follow`]); a backfill
-//! skips every message it holds, so a message the webhook delivered is never stored again.
+//! skips every message it holds, so a message the webhook delivered is never stored again, and
+//! fetches the card only of clients it does not hold.
 //!
 //! Why in memory, rebuilt from the log, rather than a KV entry per message: the log is the
 //! truth the index must agree with, and reading it back cannot disagree with it; a KV copy
@@ -19,6 +20,8 @@ use crate::gaps::Gap;
 #[derive(Debug, Default)]
 struct Tenant {
     messages: HashSet<i64>,
+    /// Clients whose card is in the log (new_client, client_updated).
+    clients: HashSet<i64>,
     /// The last webhook delivery (received_at, unix seconds).
     last_delivery: Option<i64>,
 }
@@ -33,11 +36,16 @@ impl Index {
     /// Takes in one event of the log. A webhook delivery that ends a silence longer than
     /// `silence` (seconds) answers the gap it ends.
     pub fn observe(&mut self, event: &Event, silence: i64) -> Option<Gap> {
-        let tenant = self.tenants.entry(event.tenant.clone()).or_default();
+        let tenant = self.tenant(&event.tenant);
         if let Some(Payload::Inbox(m) | Payload::Outbox(m)) = &event.payload
             && let Some(id) = m.message_id
         {
             tenant.messages.insert(id);
+        }
+        if let Some(Payload::NewClient(c) | Payload::ClientUpdated(c)) = &event.payload
+            && let Some(id) = c.id
+        {
+            tenant.clients.insert(id);
         }
         if event.origin() != Origin::Unspecified {
             return None;
@@ -53,18 +61,32 @@ impl Index {
 
     /// Whether this message of the tenant is in the log.
     pub fn contains(&self, tenant: &str, message_id: i64) -> bool {
-        self.tenants
-            .get(tenant)
-            .is_some_and(|t| t.messages.contains(&message_id))
+        self.holds(tenant, |t| &t.messages, message_id)
     }
 
     /// Records a message the keeper stored itself, before the log shows it.
     pub fn insert(&mut self, tenant: &str, message_id: i64) {
+        self.tenant(tenant).messages.insert(message_id);
+    }
+
+    /// Whether this client's card is in the log.
+    pub fn knows_client(&self, tenant: &str, client_id: i64) -> bool {
+        self.holds(tenant, |t| &t.clients, client_id)
+    }
+
+    /// Records a client card the keeper stored itself.
+    pub fn insert_client(&mut self, tenant: &str, client_id: i64) {
+        self.tenant(tenant).clients.insert(client_id);
+    }
+
+    fn holds(&self, tenant: &str, set: impl Fn(&Tenant) -> &HashSet<i64>, id: i64) -> bool {
         self.tenants
-            .entry(tenant.to_owned())
-            .or_default()
-            .messages
-            .insert(message_id);
+            .get(tenant)
+            .is_some_and(|t| set(t).contains(&id))
+    }
+
+    fn tenant(&mut self, tenant: &str) -> &mut Tenant {
+        self.tenants.entry(tenant.to_owned()).or_default()
     }
 
     /// The tenant's last webhook delivery, unix seconds.
@@ -122,5 +144,8 @@ mod tests {
         assert!(!index.contains("globex", 1));
         index.insert("acme", 5);
         assert_eq!(index.len(), 5);
+        assert!(!index.knows_client("acme", 7));
+        index.insert_client("acme", 7);
+        assert!(index.knows_client("acme", 7));
     }
 }

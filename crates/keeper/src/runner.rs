@@ -267,12 +267,13 @@ impl Round<'_> {
             match backfiller.pass(&kept.tenant.name, from, until).await {
                 Ok(pass) => {
                     tracing::info!(tenant = %kept.tenant.name, from, until, listed = pass.listed,
-                        stored = pass.stored, skipped = pass.skipped, "backfilled");
+                        stored = pass.stored, skipped = pass.skipped, clients = pass.clients, "backfilled");
                     gap.listed += pass.listed;
                     gap.stored += pass.stored;
                     gap.skipped += pass.skipped;
                     gap.passed(until, margin);
                     kept.status.backfilled += pass.stored;
+                    kept.status.backfilled_clients += pass.clients;
                     kept.status.already_stored += pass.skipped;
                 }
                 Err(e) => return Some(e.to_string()),

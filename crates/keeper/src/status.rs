@@ -37,6 +37,9 @@ pub struct TenantStatus {
     /// Messages stored by backfills in all.
     #[serde(default)]
     pub backfilled: u64,
+    /// Client cards stored by backfills (clients the log did not know).
+    #[serde(default)]
+    pub backfilled_clients: u64,
     /// Messages a backfill listed that were in the log already.
     #[serde(default)]
     pub already_stored: u64,

@@ -297,6 +297,7 @@ async fn after_chat2desk_disabled_the_webhook_every_message_is_stored_exactly_on
     // The truth: every message the simulated account has, as its API lists them.
     let account = Chat2DeskApi::new(&format!("{api}/v1"), "acme-api-token").unwrap();
     let mut truth: HashMap<i64, String> = HashMap::new();
+    let mut messages_clients = Vec::new();
     let mut offset = 0;
     loop {
         let page = account
@@ -311,24 +312,37 @@ async fn after_chat2desk_disabled_the_webhook_every_message_is_stored_exactly_on
                 m["id"].as_i64().unwrap(),
                 m["type"].as_str().unwrap().into(),
             );
+            messages_clients.extend(m["client_id"].as_i64());
         }
         match page.next_offset() {
             Some(next) => offset = next,
             None => break,
         }
     }
+    let clients: std::collections::HashSet<i64> = messages_clients.iter().copied().collect();
     let inbound = truth.values().filter(|t| *t == "from_client").count() as u64;
     let outbound = truth.len() as u64 - inbound;
 
     // Every message in the stream exactly once, by message id.
     let counts = Mutex::new((0u64, 0u64, 0u64, 0u64));
+    let client_counts = Mutex::new((0usize, 0usize, 0usize, 0usize));
     eventually("every message stored once", Duration::from_secs(60), || {
-        let (nats, truth, counts) = (&nats, &truth, &counts);
+        let (nats, truth, counts, clients, client_counts) =
+            (&nats, &truth, &counts, &clients, &client_counts);
         async move {
             let stored = stored_events(nats).await.map_err(|e| e.to_string())?;
             let mut by_message: HashMap<i64, u32> = HashMap::new();
+            let mut cards: HashMap<i64, (u32, u32)> = HashMap::new();
             let (mut webhook, mut backfilled) = (0, 0);
             for (_, event) in &stored {
+                if let Some(Payload::NewClient(c) | Payload::ClientUpdated(c)) = &event.payload {
+                    let card = cards.entry(c.id.unwrap_or_default()).or_default();
+                    match (&event.payload, event.origin()) {
+                        (Some(Payload::NewClient(_)), _) => card.0 += 1,
+                        (_, Origin::Backfill) => card.1 += 1,
+                        _ => {}
+                    }
+                }
                 if let Some(Payload::Inbox(m) | Payload::Outbox(m)) = &event.payload {
                     *by_message
                         .entry(m.message_id.unwrap_or_default())
@@ -345,18 +359,31 @@ async fn after_chat2desk_disabled_the_webhook_every_message_is_stored_exactly_on
                 .filter(|id| !by_message.contains_key(id))
                 .count() as u64;
             *counts.lock().unwrap() = (webhook, backfilled, duplicated, lost);
+            let without_card = clients.iter().filter(|c| !cards.contains_key(c)).count();
+            let cards_twice = cards.values().filter(|(new, back)| new + back > 1).count();
+            *client_counts.lock().unwrap() = (
+                clients.len(),
+                cards.values().filter(|c| c.1 > 0).count(),
+                without_card,
+                cards_twice,
+            );
             if duplicated > 0 {
                 panic!("{duplicated} messages stored more than once");
             }
-            if lost == 0 && by_message.len() == truth.len() {
+            if lost == 0 && by_message.len() == truth.len() && without_card == 0 {
                 Ok(())
             } else {
-                Err(format!("{lost} of {} messages not stored", truth.len()))
+                Err(format!(
+                    "{lost} of {} messages not stored, {without_card} clients without a card",
+                    truth.len()
+                ))
             }
         }
     })
     .await;
     let (by_webhook, backfilled, duplicated, lost) = *counts.lock().unwrap();
+    let (client_total, client_backfilled, without_card, cards_twice) =
+        *client_counts.lock().unwrap();
 
     // Analytics counts what the simulator made.
     let now = std::time::SystemTime::now();
@@ -463,6 +490,13 @@ async fn after_chat2desk_disabled_the_webhook_every_message_is_stored_exactly_on
     );
     let seen = *seen.lock().unwrap();
     println!("analytics: inbound {}, outbound {}", seen.0, seen.1);
+    println!(
+        "clients: {client_total} wrote messages, {client_backfilled} cards backfilled, {without_card} without a card, {cards_twice} with a card stored twice"
+    );
+    assert_eq!(
+        cards_twice, 0,
+        "a client's card is stored once (new_client or backfilled)"
+    );
     println!(
         "keeper: re-enabled the webhook {:?} after it was seen disabled; repairs {}, gaps found {}, backfilled {}, already stored {}, pending {}; faults injected {}; API errors {api_errors:?}",
         reenabled_after,

@@ -22,6 +22,9 @@ pub struct Account {
     pub webhooks: Vec<Registered>,
     /// Every message of the account in the order made, as `GET /v1/messages` lists them.
     pub messages: Vec<ApiMessage>,
+    /// Every client's card as `GET /v1/clients/{id}` answers it (the last new_client or
+    /// client_updated body, without `hook_type` and `event_time`).
+    pub clients: BTreeMap<i64, Json>,
 }
 
 /// One message as the messages API lists it, with its creation time read once for the filters.
@@ -82,6 +85,7 @@ impl Accounts {
                             api_token: token.clone(),
                             webhooks: Vec::new(),
                             messages: Vec::new(),
+                            clients: BTreeMap::new(),
                         },
                     )
                 })
@@ -174,13 +178,22 @@ impl Accounts {
 
     /// Keeps an inbox or outbox webhook body as the messages API lists it: `id` for
     /// `message_id`, `created` for `event_time`, no `hook_type` and no webhook-only fields
-    /// (the embedded client card, the new-request and new-client flags). Other hook types are
-    /// not messages and are not kept.
+    /// (the embedded client card, the new-request and new-client flags); and a new_client or
+    /// client_updated body as the client's card. Other hook types are not kept.
     pub fn record_message(&mut self, tenant: &str, hook_type: &str, body: &Json) {
         let (Some(account), Some(fields)) = (self.accounts.get_mut(tenant), body.as_object())
         else {
             return;
         };
+        if hook_type == "new_client" || hook_type == "client_updated" {
+            let mut card = fields.clone();
+            card.remove("hook_type");
+            card.remove("event_time");
+            if let Some(id) = card.get("id").and_then(Json::as_i64) {
+                account.clients.insert(id, Json::Object(card));
+            }
+            return;
+        }
         if hook_type != "inbox" && hook_type != "outbox" {
             return;
         }

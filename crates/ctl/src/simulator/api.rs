@@ -1,6 +1,7 @@
 //! The simulator's HTTP face: Chat2Desk's webhooks API under `/v1` (the same calls `c2dctl
 //! webhooks` makes against the real one), its messages API (`GET /v1/messages` over every
-//! message the traffic made, with Chat2Desk's paging and filters), `GET /simulator/stats` with
+//! message the traffic made, with Chat2Desk's paging and filters), its clients' cards
+//! (`GET /v1/clients/{id}`), `GET /simulator/stats` with
 //! its counters, and `POST /simulator/faults`, which makes the next API calls fail the ways the
 //! real API does (401, 429 with Retry-After, 5xx, a malformed page) so that tests see a client
 //! survive them.
@@ -57,6 +58,7 @@ pub fn router(accounts: Arc<Mutex<Accounts>>, counters: Arc<Counters>) -> axum::
         .route("/v1/webhooks", get(list).post(create))
         .route("/v1/webhooks/{id}", put(update).delete(delete))
         .route("/v1/messages", get(messages))
+        .route("/v1/clients/{id}", get(client))
         .route("/simulator/stats", get(stats))
         .route("/simulator/alerts", axum::routing::post(alert))
         .route("/simulator/faults", axum::routing::post(inject))
@@ -177,6 +179,26 @@ async fn messages(
         "meta": {"total": matching.len(), "limit": limit, "offset": offset},
     }))
     .into_response()
+}
+
+/// `GET /v1/clients/{id}`: a client's card, or 404.
+async fn client(State(api): State<Api>, headers: HeaderMap, Path(id): Path<i64>) -> Response {
+    let tenant = match tenant(&api, &headers) {
+        Ok(tenant) => tenant,
+        Err(refusal) => return refused(refusal),
+    };
+    let card = lock(&api.accounts).accounts[&tenant]
+        .clients
+        .get(&id)
+        .cloned();
+    match card {
+        Some(card) => success(card),
+        None => refused(Refusal {
+            status: 404,
+            field: "id",
+            message: format!("no client {id} in this account"),
+        }),
+    }
 }
 
 fn invalid(field: &'static str, message: impl Into<String>) -> Refusal {
