@@ -1,7 +1,8 @@
 //! Following the event log into the [`Index`]: an ordered consumer (no durable, nothing kept
 //! on the server) from `KEEPER_LOOKBACK` ago over every event, for ever. Gaps the index finds
-//! go to the runner; `caught_up` turns true once the consumer has nothing pending, and a
-//! backfill waits for it, so that it never mistakes a message not read yet for a lost one.
+//! go to the runner; `read` is the last stream sequence the index has taken in, and a backfill
+//! waits until it reaches the stream's last sequence ([`current`]), so that it never mistakes a
+//! message stored but not read yet for a lost one.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -22,7 +23,8 @@ pub struct Follower {
     pub index: Arc<Mutex<Index>>,
     /// Gaps found, with their tenant.
     pub gaps: mpsc::UnboundedSender<(String, Gap)>,
-    pub caught_up: watch::Sender<bool>,
+    /// The last stream sequence taken in (or known to hold nothing to take in).
+    pub read: watch::Sender<u64>,
     /// Seconds of silence that make a gap.
     pub silence: i64,
     pub lookback: Duration,
@@ -71,13 +73,15 @@ impl Follower {
             })
             .await
             .map_err(|e| fail(e.to_string()))?;
-        let pending = consumer
-            .info()
-            .await
-            .map_err(|e| fail(e.to_string()))?
-            .num_pending;
-        if pending == 0 {
-            self.caught_up.send_replace(true);
+        let info = consumer.info().await.map_err(|e| fail(e.to_string()))?;
+        if info.num_pending == 0 {
+            // Nothing to read since the start: everything up to here is older than the lookback.
+            let last = stream.cached_info().state.last_sequence;
+            self.read.send_if_modified(|read| {
+                let newer = last > *read;
+                *read = (*read).max(last);
+                newer
+            });
         }
         let mut messages = consumer.messages().await.map_err(|e| fail(e.to_string()))?;
         let mut last = None;
@@ -92,7 +96,6 @@ impl Follower {
             let message = message.map_err(|e| (last, e.to_string()))?;
             let info = message.info().map_err(|e| (last, e.to_string()))?;
             last = Some(info.stream_sequence);
-            let pending = info.pending;
             match Event::decode(message.payload.as_ref()) {
                 Ok(event) => {
                     if let Some(gap) = lock(&self.index).observe(&event, self.silence) {
@@ -101,9 +104,30 @@ impl Follower {
                 }
                 Err(error) => tracing::debug!(%error, "not an event; skipped"),
             }
-            if pending == 0 {
-                self.caught_up.send_replace(true);
-            }
+            self.read.send_replace(info.stream_sequence);
         }
     }
+}
+
+/// Whether the index has taken in the log up to what it holds now, waiting up to `wait` for
+/// it; false when the stream cannot be asked (the backfill then waits for the next round).
+pub async fn current(
+    jetstream: &jetstream::Context,
+    read: &mut watch::Receiver<u64>,
+    wait: Duration,
+) -> bool {
+    let Ok(mut stream) = jetstream.get_stream(STREAM).await else {
+        return false;
+    };
+    let Ok(info) = stream.info().await else {
+        return false;
+    };
+    if info.state.messages == 0 {
+        return true;
+    }
+    let last = info.state.last_sequence;
+    matches!(
+        tokio::time::timeout(wait, read.wait_for(|seq| *seq >= last)).await,
+        Ok(Ok(_))
+    )
 }

@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, watch};
 use crate::backfill::{Backfiller, lock, now};
 use crate::calls::{Retries, retrying};
 use crate::cfg::{Config, Tenant};
-use crate::follow::Follower;
+use crate::follow::{self, Follower};
 use crate::gaps::{self, Gap};
 use crate::index::Index;
 use crate::log::EventLog;
@@ -26,6 +26,9 @@ use crate::webhook::{self, Checked, Problem};
 
 /// How many gaps a tenant's status keeps.
 const KEPT_GAPS: usize = 50;
+/// How long a round waits for the message index to read the log to its end before it gives up
+/// backfilling for this round.
+const INDEX_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Why c2d-keeper could not run.
 #[derive(Debug, thiserror::Error)]
@@ -78,12 +81,12 @@ pub async fn run(
 
     let index = Arc::new(Mutex::new(Index::default()));
     let (gap_tx, mut gap_rx) = mpsc::unbounded_channel();
-    let (caught_up_tx, caught_up) = watch::channel(false);
+    let (read_tx, mut read) = watch::channel(0);
     let follower = Follower {
         jetstream: jetstream.clone(),
         index: Arc::clone(&index),
         gaps: gap_tx,
-        caught_up: caught_up_tx,
+        read: read_tx,
         silence: config.silence.as_secs() as i64,
         lookback: config.lookback,
     };
@@ -137,7 +140,12 @@ pub async fn run(
                 round.add_gap(&mut k.status, gap);
             }
         }
-        let ready = *caught_up.borrow();
+        let ready = follow::current(&jetstream, &mut read, INDEX_WAIT).await;
+        if !ready {
+            tracing::info!(
+                "the message index has not read the log to its end yet; no backfill this round"
+            );
+        }
         for k in kept.values_mut() {
             round.keep(k, ready).await;
         }
