@@ -47,10 +47,15 @@ pub enum BackfillError {
 
 /// What a pass needs.
 pub struct Backfiller<'a> {
+    /// The tenant's account.
     pub api: &'a Chat2DeskApi,
+    /// Where the events go.
     pub log: &'a EventLog,
+    /// What is stored already.
     pub index: &'a Mutex<Index>,
+    /// What is counted.
     pub metrics: &'a Metrics,
+    /// How API calls are retried.
     pub retries: Retries,
 }
 

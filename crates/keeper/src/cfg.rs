@@ -32,6 +32,7 @@ pub const DEFAULT_LOOKBACK: Duration = Duration::from_secs(7 * 24 * 3600);
 /// One tenant the keeper keeps.
 #[derive(Clone, PartialEq)]
 pub struct Tenant {
+    /// The tenant, as in the webhook URL (`/hooks/chat2desk/{tenant}`).
     pub name: String,
     /// Chat2Desk's API token of the account.
     pub api_token: String,
@@ -58,16 +59,27 @@ impl std::fmt::Debug for Tenant {
 /// Everything c2d-keeper needs to run.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// `NATS_URL`.
     pub nats_url: String,
+    /// `KEEPER_ADDR`: `/metrics` and `/healthz`.
     pub addr: SocketAddr,
+    /// `KEEPER_API_TOKENS` with each tenant's `GATEWAY_TOKENS`.
     pub tenants: Vec<Tenant>,
+    /// `KEEPER_GATEWAY_URL`.
     pub gateway_url: Option<String>,
+    /// `C2D_API_URL`.
     pub api_url: String,
+    /// `KEEPER_CHECK_INTERVAL`.
     pub check_interval: Duration,
+    /// `KEEPER_SILENCE`.
     pub silence: Duration,
+    /// `KEEPER_REDELIVERY_HORIZON`.
     pub redelivery_horizon: Duration,
+    /// `KEEPER_BACKFILL_MARGIN`.
     pub margin: Duration,
+    /// `KEEPER_LOOKBACK`.
     pub lookback: Duration,
+    /// `KEEPER_STATE_REPLICAS`.
     pub replicas: usize,
 }
 

@@ -19,7 +19,9 @@ use crate::index::Index;
 
 /// What the follower shares with the runner.
 pub struct Follower {
+    /// Where the log is.
     pub jetstream: jetstream::Context,
+    /// What it keeps up to date.
     pub index: Arc<Mutex<Index>>,
     /// Gaps found, with their tenant.
     pub gaps: mpsc::UnboundedSender<(String, Gap)>,
@@ -27,6 +29,7 @@ pub struct Follower {
     pub read: watch::Sender<u64>,
     /// Seconds of silence that make a gap.
     pub silence: i64,
+    /// How far back it starts reading.
     pub lookback: Duration,
 }
 

@@ -14,8 +14,11 @@ use prost::Message as _;
     "cannot store {event_id} on {subject}: {message}; is NATS up and the CHAT2DESK stream there? (c2d-gateway creates it)"
 )]
 pub struct AppendError {
+    /// The event's id.
     pub event_id: String,
+    /// Where it was to go.
     pub subject: String,
+    /// What NATS said.
     pub message: String,
 }
 

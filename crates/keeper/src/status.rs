@@ -19,6 +19,7 @@ pub fn key(tenant: &str) -> String {
 /// One tenant's status.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TenantStatus {
+    /// The tenant.
     pub tenant: String,
     /// `ok`, `repaired: disabled` (or missing, changed), or what stands in the way.
     pub webhook: String,
