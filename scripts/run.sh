@@ -113,9 +113,6 @@ pids+=($!)
 pids+=($!)
 "$bin_dir/c2d-hints" &
 pids+=($!)
-# Keeps the webhooks of KEEPER_API_TOKENS' tenants (the demo tenant by default).
-"$bin_dir/c2d-keeper" &
-pids+=($!)
 
 echo
 echo "c2d-gateway is ready. Paste into Chat2Desk (webhooks API, every hook type):"
@@ -158,5 +155,9 @@ if [ "$demo" = 1 ]; then
     echo "Watch:    $bin_dir/c2dctl events tail --tenant demo"
     echo "          $bin_dir/c2dctl analytics summary --tenant demo --by channel --since 1h"
 fi
+# Keeps the webhooks of KEEPER_API_TOKENS' tenants (the demo tenant by default); started last,
+# so that the demo's own registration above comes first.
+"$bin_dir/c2d-keeper" &
+pids+=($!)
 echo "Stop:     Ctrl-C"
 wait -n "${pids[@]}"

@@ -229,7 +229,8 @@ impl Round<'_> {
     }
 
     /// Records a repaired webhook: metric, status, the event alerting fires on, and the gap it
-    /// leaves (from the last delivery, or the lookback, to now).
+    /// leaves (from the last delivery, or the lookback, to now; none for a webhook missing that
+    /// never delivered).
     async fn repaired(
         &self,
         status: &mut TenantStatus,
@@ -246,9 +247,13 @@ impl Round<'_> {
         if let Err(e) = self.log.append(&event).await {
             tracing::warn!(tenant = %status.tenant, error = %e, "the repair event was not stored; no alert for it");
         }
-        let from = lock(self.index)
-            .last_delivery(&status.tenant)
-            .unwrap_or(at.seconds - self.config.lookback.as_secs() as i64);
+        let last_delivery = lock(self.index).last_delivery(&status.tenant);
+        // A webhook missing with no delivery in the lookback was never registered (a new
+        // tenant): nothing was lost, and the account's history is not the pipeline's to import.
+        if problem == Problem::Missing && last_delivery.is_none() {
+            return;
+        }
+        let from = last_delivery.unwrap_or(at.seconds - self.config.lookback.as_secs() as i64);
         // A disabled webhook's queue is dropped, and a missing one had none: nothing created
         // before now comes by webhook any more. A changed one may still be retried elsewhere.
         let dropped_before = (problem != Problem::Changed).then_some(at.seconds);
