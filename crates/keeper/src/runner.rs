@@ -206,7 +206,8 @@ impl Round<'_> {
         match checked {
             Ok(Checked::Healthy) => kept.status.webhook = "ok".into(),
             Ok(Checked::Repaired { problem, webhook }) => {
-                self.repaired(&mut kept.status, problem, &webhook).await;
+                self.repaired(&mut kept.status, problem, &webhook, ready)
+                    .await;
             }
             Err(e) => {
                 kept.status.webhook = format!("cannot check: {e}");
@@ -230,12 +231,13 @@ impl Round<'_> {
 
     /// Records a repaired webhook: metric, status, the event alerting fires on, and the gap it
     /// leaves (from the last delivery, or the lookback, to now; none for a webhook missing that
-    /// never delivered).
+    /// never delivered). `ready`: the index has read the log, so its last delivery is known.
     async fn repaired(
         &self,
         status: &mut TenantStatus,
         problem: Problem,
         webhook: &c2d_chat2desk::Webhook,
+        ready: bool,
     ) {
         let at = now();
         tracing::warn!(tenant = %status.tenant, problem = problem.as_str(), webhook_id = webhook.id,
@@ -250,7 +252,9 @@ impl Round<'_> {
         let last_delivery = lock(self.index).last_delivery(&status.tenant);
         // A webhook missing with no delivery in the lookback was never registered (a new
         // tenant): nothing was lost, and the account's history is not the pipeline's to import.
-        if problem == Problem::Missing && last_delivery.is_none() {
+        // While the index is still reading the log (a start), the last delivery is not known
+        // yet: the silence the index will find when deliveries resume is the gap then.
+        if last_delivery.is_none() && (problem == Problem::Missing || !ready) {
             return;
         }
         let from = last_delivery.unwrap_or(at.seconds - self.config.lookback.as_secs() as i64);
