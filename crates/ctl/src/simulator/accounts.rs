@@ -326,4 +326,34 @@ mod tests {
         let no_url = accounts.create("acme", spec("w7", None, &["inbox"]));
         assert!(no_url.is_err());
     }
+
+    #[test]
+    fn messages_and_client_cards_are_kept_as_the_api_lists_them() {
+        let mut accounts = Accounts::new(&[("acme".into(), "t1".into())]);
+        let inbox = serde_json::json!({"hook_type": "inbox", "message_id": 9, "type": "from_client",
+            "client_id": 7, "client": {"id": 7}, "is_new_client": 1,
+            "event_time": "2026-12-06T20:00:00Z"});
+        accounts.record_message("acme", "inbox", &inbox);
+        accounts.record_message("acme", "outbox_status", &serde_json::json!({"id": 9}));
+        let card =
+            serde_json::json!({"id": 7, "name": "Ana", "event_time": "2026-12-06T20:00:00Z"});
+        accounts.record_message("acme", "new_client", &card);
+        let account = &accounts.accounts["acme"];
+        assert_eq!(
+            account.messages.len(),
+            1,
+            "only inbox and outbox are messages"
+        );
+        let listed = &account.messages[0];
+        assert_eq!(listed.created, 1_796_587_200);
+        assert_eq!(
+            listed.json,
+            serde_json::json!({"id": 9, "type": "from_client", "client_id": 7,
+                               "created": "2026-12-06T20:00:00Z"})
+        );
+        assert_eq!(
+            account.clients[&7],
+            serde_json::json!({"id": 7, "name": "Ana"})
+        );
+    }
 }
