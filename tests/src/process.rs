@@ -139,8 +139,20 @@ impl ServiceProcess {
 
     /// SIGTERM, then waits for the process to exit on its own; returns whether it exited 0.
     pub fn terminate(&mut self) -> anyhow::Result<bool> {
+        self.sigterm()?;
+        Ok(self.child.wait()?.success())
+    }
+
+    /// SIGTERM, as Kubernetes sends it, without waiting: the test watches the stop.
+    pub fn sigterm(&self) -> anyhow::Result<()> {
         let pid = self.child.id().to_string();
-        Command::new("kill").args(["-TERM", &pid]).status()?;
+        let sent = Command::new("kill").args(["-TERM", &pid]).status()?;
+        anyhow::ensure!(sent.success(), "kill -TERM {pid} failed: {sent}");
+        Ok(())
+    }
+
+    /// Waits for the process to exit; returns whether it exited 0.
+    pub fn wait(&mut self) -> anyhow::Result<bool> {
         Ok(self.child.wait()?.success())
     }
 

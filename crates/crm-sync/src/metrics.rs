@@ -175,6 +175,34 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_alert_rules_name_only_metrics_crm_sync_renders() {
+        let rules = c2d_telemetry::metrics::alert_rules(env!("CARGO_MANIFEST_DIR")).unwrap();
+        let metrics = Metrics::default();
+        // A sample in each labelled family, so that every metric is rendered.
+        let connector = ConnectorLabels {
+            connector: "hubspot".into(),
+        };
+        metrics.changes_queued.get_or_create(&connector).inc();
+        metrics.queue_depth.get_or_create(&connector).set(1);
+        metrics.dead_letters.get_or_create(&connector).set(0);
+        metrics
+            .deliveries
+            .get_or_create(&DeliveryLabels {
+                connector: "hubspot".into(),
+                outcome: "delivered",
+            })
+            .inc();
+        let exposed = c2d_telemetry::metrics::exposed_names(&metrics.render());
+        let named = c2d_telemetry::metrics::names_mentioned(&rules, "c2d_crm_sync_");
+        assert!(!named.is_empty(), "the rules watch crm-sync");
+        let unknown: Vec<&String> = named.difference(&exposed).collect();
+        assert!(
+            unknown.is_empty(),
+            "alert rules name crm-sync metrics it does not emit: {unknown:?}; it emits {exposed:?}"
+        );
+    }
+
+    #[test]
     fn renders_deliveries_by_connector_and_outcome() {
         let metrics = Metrics::default();
         metrics.delivery("hubspot", "retry");

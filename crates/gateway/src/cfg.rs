@@ -10,7 +10,7 @@
 //! | `GATEWAY_STREAM_REPLICAS` | `1` | replicas of the `CHAT2DESK` stream (3 on a NATS cluster) |
 //! | `GATEWAY_DUPLICATE_WINDOW_SECS` | `21600` | how long a retried delivery is recognised; at least 3 h to cover Chat2Desk's retries (10 s, 5 min, 2 h), 6 h covers the 5 h until it disables a webhook |
 //! | `GATEWAY_STREAM_MAX_AGE_DAYS` | `0` | drop events older than this; 0 keeps the log forever |
-//! | `GATEWAY_SHUTDOWN_GRACE_SECS` | `25` | how long a stopping gateway lets in-flight requests finish |
+//! | `GATEWAY_SHUTDOWN_GRACE_SECS` | `25` | how long a stopping gateway (SIGTERM) takes to finish the requests in flight and forward its spool; it answers 503 to new deliveries meanwhile, and what the spool still holds after it stays on disk for the next start (the pod's `terminationGracePeriodSeconds` must exceed its preStop sleep plus this) |
 //! | `GATEWAY_SPOOL_DIR` | `data/gateway/spool` | where events wait, on disk, when JetStream cannot take them (they are answered 2xx and forwarded later); `off`: answer 503 instead |
 //! | `GATEWAY_SPOOL_MAX_BYTES` | `1073741824` | how many bytes of events may wait in the spool; beyond it webhooks get 503 and Chat2Desk retries |
 //! | `GATEWAY_TENANT_RATE` | `500` | requests per second a tenant may sustain; over it: 429 with `Retry-After` |

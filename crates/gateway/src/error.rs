@@ -53,6 +53,10 @@ pub enum Rejection {
         "the body did not arrive within {0} s: send it whole at once, or raise GATEWAY_BODY_TIMEOUT_SECS if a legitimate sender is that slow"
     )]
     BodyTimeout(u64),
+    #[error(
+        "this gateway is stopping and takes no new deliveries; retry, another replica stores it"
+    )]
+    Stopping,
 }
 
 impl Rejection {
@@ -65,7 +69,7 @@ impl Rejection {
                 StatusCode::PAYLOAD_TOO_LARGE
             }
             Rejection::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Rejection::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Rejection::Unavailable(_) | Rejection::Stopping => StatusCode::SERVICE_UNAVAILABLE,
             Rejection::ForbiddenSource(_) => StatusCode::FORBIDDEN,
             Rejection::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Rejection::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
@@ -84,6 +88,7 @@ impl Rejection {
             Rejection::ForbiddenSource(_) => "forbidden_source",
             Rejection::TooManyRequests { .. } => "too_many_requests",
             Rejection::BodyTimeout(_) => "body_timeout",
+            Rejection::Stopping => "stopping",
         }
     }
 }
@@ -105,7 +110,7 @@ impl IntoResponse for Rejection {
         let mut response = (status, axum::Json(body)).into_response();
         let headers = response.headers_mut();
         match self {
-            Rejection::Unavailable(_) => {
+            Rejection::Unavailable(_) | Rejection::Stopping => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("10"));
             }
             Rejection::TooManyRequests { retry_after, .. } => {

@@ -23,6 +23,8 @@ use crate::cfg::StreamSettings;
 
 /// How often the keeper re-checks the streams while they are not known to be there.
 const KEEPER_INTERVAL: Duration = Duration::from_secs(1);
+/// How long a stopping gateway waits for its NATS connection to flush.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The gateway's handle on NATS JetStream.
 pub struct EventLog {
@@ -376,8 +378,17 @@ impl EventLog {
 
     /// Sends what is buffered; called once the HTTP server has stopped.
     pub async fn flush(&self) {
-        if let Err(error) = self.client.flush().await {
-            tracing::warn!(%error, "could not flush the NATS connection at shutdown");
+        // Bounded: with NATS unreachable a flush waits for a reconnection that may never come,
+        // and every event answered 2xx is already stored or spooled.
+        match tokio::time::timeout(FLUSH_TIMEOUT, self.client.flush()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "could not flush the NATS connection at shutdown")
+            }
+            Err(_) => tracing::warn!(
+                ?FLUSH_TIMEOUT,
+                "could not flush the NATS connection at shutdown: NATS does not answer"
+            ),
         }
     }
 }

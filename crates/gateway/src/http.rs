@@ -29,13 +29,19 @@ async fn healthz() -> &'static str {
 }
 
 /// Events can be stored now: NATS is connected and the streams exist, or the spool has room
-/// for them. A load balancer sends traffic elsewhere while this answers 503. The body says
-/// how deep the spool is.
+/// for them, and the gateway is not stopping. A load balancer sends traffic elsewhere while
+/// this answers 503. The body says how deep the spool is.
 async fn readyz(State(gateway): State<Arc<Gateway>>) -> impl IntoResponse {
     let spool = gateway.spool.as_ref().map(|s| (s.depth(), s.has_room()));
     let depth = spool.map_or(String::new(), |(depth, _)| {
         format!(" (spool: {} events, {} bytes)", depth.messages, depth.bytes)
     });
+    if gateway.is_stopping() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: stopping{depth}\n"),
+        );
+    }
     match gateway.log.readiness() {
         Ok(()) => (StatusCode::OK, format!("ready{depth}\n")),
         Err(reason) if spool.is_some_and(|(_, room)| room) => (

@@ -11,6 +11,8 @@
 //! - [`event_log`]: JetStream streams and appends.
 //! - [`spool`]: where events wait, on disk, while JetStream cannot take them.
 //! - [`http`], [`metrics`], [`hints`], [`error`]: the rest of the HTTP surface.
+//! - [`server`]: connections, and stopping as a phase: readiness false, new deliveries refused,
+//!   in-flight requests finished and the spool forwarded before the process exits.
 
 pub mod cfg;
 pub mod error;
@@ -26,7 +28,8 @@ pub mod webhook;
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use c2d_proto::events::Subject;
@@ -59,6 +62,9 @@ pub struct Gateway {
     pub limits: Arc<limits::TenantLimits>,
     /// Asked for the answer to ai_hints_requested.
     pub hints: hints::Hints,
+    /// Set once the process was told to stop: readiness fails and deliveries get 503, so that
+    /// Chat2Desk retries them on a gateway that is staying.
+    stopping: AtomicBool,
 }
 
 impl Gateway {
@@ -91,6 +97,9 @@ impl Gateway {
             }
             None => None,
         };
+        if let Some(spool) = &spool {
+            metrics.spool_inherited.set(spool.inherited() as i64);
+        }
         let hints = hints::Hints::new(config.hints_url.as_deref(), config.hints_deadline)?;
         Ok(Arc::new(Gateway {
             hints,
@@ -99,33 +108,114 @@ impl Gateway {
             log,
             metrics,
             spool,
+            stopping: AtomicBool::new(false),
         }))
     }
 
-    /// Serves HTTP on `listener` until `shutdown` completes, then lets in-flight requests
-    /// finish for at most the configured grace period.
+    /// Whether the gateway is stopping (see [`Gateway::serve`]).
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
+    }
+
+    /// Serves HTTP on `listener` until `shutdown` completes, then stops without losing an
+    /// event, within `GATEWAY_SHUTDOWN_GRACE_SECS`: readiness fails and new deliveries are
+    /// answered 503 at once (Chat2Desk retries them, on another replica), the requests in flight
+    /// finish, and the spool is forwarded to JetStream. What the spool still holds then stays
+    /// on its disk, said in the log, and is forwarded by the next gateway started on it.
     pub async fn serve(
         self: Arc<Self>,
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let grace = self.config.shutdown_grace;
-        let finished = server::serve(
+        let stopping = {
+            let gateway = Arc::clone(&self);
+            async move {
+                shutdown.await;
+                gateway.stop_taking_deliveries(grace);
+            }
+        };
+        let drain = {
+            let gateway = Arc::clone(&self);
+            async move {
+                if let Some(spool) = &gateway.spool {
+                    spool.drained().await;
+                }
+            }
+        };
+        let stopped = server::serve(
             listener,
             http::router(Arc::clone(&self)),
             self.config.header_timeout,
-            shutdown,
+            stopping,
             grace,
+            drain,
         )
         .await;
-        if !finished {
+        if !stopped.in_flight_finished {
             tracing::warn!(
                 ?grace,
                 "in-flight requests did not finish within the grace period; they were not answered, so Chat2Desk retries them"
             );
         }
         self.log.flush().await;
+        self.report_spool_at_stop();
         Ok(())
+    }
+
+    /// The first step of stopping: from now on readiness fails and deliveries get 503.
+    fn stop_taking_deliveries(&self, grace: Duration) {
+        self.stopping.store(true, Ordering::Release);
+        self.metrics.stopping.set(1);
+        let waiting = self
+            .spool
+            .as_ref()
+            .map_or(0, |spool| spool.depth().messages);
+        tracing::info!(
+            ?grace,
+            spooled = waiting,
+            "stopping: readiness fails and new deliveries are answered 503 (Chat2Desk retries them); finishing the requests in flight and forwarding the spool first"
+        );
+    }
+
+    /// Says what a stop leaves in the spool: events answered 2xx that wait on this disk for
+    /// the next gateway started on it.
+    fn report_spool_at_stop(&self) {
+        let Some(spool) = &self.spool else {
+            return;
+        };
+        let depth = spool.depth();
+        self.metrics.spool_messages.set(depth.messages as i64);
+        if depth.bytes > 0 {
+            tracing::error!(
+                messages = depth.messages,
+                bytes = depth.bytes,
+                dir = %spool.dir().display(),
+                "stopped with events still in the spool (JetStream did not take them within GATEWAY_SHUTDOWN_GRACE_SECS); \
+                 they are kept there and forwarded first when a gateway starts on this directory again: keep its volume (docs/operations.md)"
+            );
+        } else {
+            tracing::info!(
+                "stopped with the spool empty: every event answered 2xx is in JetStream"
+            );
+        }
+        if spool.set_aside() > 0 {
+            tracing::error!(
+                dir = %spool.dir().display(),
+                "events set aside in spool.rejected stay on this disk; raise max_payload in the NATS configuration, then start a gateway on it"
+            );
+        }
+    }
+
+    /// Forwards what the spool holds and returns, for a spool whose gateway is gone for good
+    /// (`c2d-gateway --forward-spool` on its volume). Returns how many events are set aside
+    /// because JetStream refuses them as they are.
+    pub async fn forward_spool(&self) -> u64 {
+        let Some(spool) = &self.spool else {
+            return 0;
+        };
+        spool.drained().await;
+        spool.set_aside()
     }
 
     /// Appends one message to the event log, timing the acknowledgement; when JetStream cannot

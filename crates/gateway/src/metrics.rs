@@ -50,6 +50,12 @@ pub struct Metrics {
     pub spool_unreadable_bytes: Gauge,
     /// Events the spool set aside since start, because JetStream can never take them as they are.
     pub spool_set_aside: Gauge,
+    /// Events this gateway found in its spool at start, left by one that stopped or died
+    /// before forwarding them: the trace, after the fact, of a stop that could not drain.
+    pub spool_inherited: Gauge,
+    /// 1 from the stop signal on: readiness fails and deliveries get 503 while the gateway
+    /// finishes its requests and forwards its spool.
+    pub stopping: Gauge,
     pub hints: Family<HintsLabels, Counter>,
 }
 
@@ -70,6 +76,8 @@ impl Default for Metrics {
             spool_bytes: Gauge::default(),
             spool_unreadable_bytes: Gauge::default(),
             spool_set_aside: Gauge::default(),
+            spool_inherited: Gauge::default(),
+            stopping: Gauge::default(),
             hints: Family::default(),
             registry: Registry::default(),
         };
@@ -131,6 +139,16 @@ impl Default for Metrics {
             "Bytes of the spool skipped since start because they were not records (a damaged disk): events in them are lost unless Chat2Desk retries them",
             Unit::Bytes,
             metrics.spool_unreadable_bytes.clone(),
+        );
+        registry.register(
+            "spool_inherited_messages",
+            "Events found in the spool at start, left by a gateway that stopped or died before forwarding them (forwarded first)",
+            metrics.spool_inherited.clone(),
+        );
+        registry.register(
+            "stopping",
+            "1 while the gateway stops: readiness fails, deliveries get 503, the spool is forwarded before exit",
+            metrics.stopping.clone(),
         );
         registry.register(
             "spool_set_aside",
@@ -198,6 +216,31 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_alert_rules_name_only_metrics_the_gateway_renders() {
+        let rules = c2d_telemetry::metrics::alert_rules(env!("CARGO_MANIFEST_DIR")).unwrap();
+        let metrics = Metrics::default();
+        // A sample in each labelled family, so that every metric is rendered.
+        metrics.request("unavailable");
+        metrics.stored(Subject::DeadLetter { tenant: "acme" }, false);
+        metrics.stored(
+            Subject::Event {
+                tenant: "acme",
+                hook_type: "inbox",
+            },
+            true,
+        );
+        metrics.hint(crate::hints::Outcome::Answered);
+        let exposed = c2d_telemetry::metrics::exposed_names(&metrics.render());
+        let named = c2d_telemetry::metrics::names_mentioned(&rules, "c2d_gateway_");
+        assert!(!named.is_empty(), "the rules watch the gateway");
+        let unknown: Vec<&String> = named.difference(&exposed).collect();
+        assert!(
+            unknown.is_empty(),
+            "alert rules name gateway metrics it does not emit: {unknown:?}; it emits {exposed:?}"
+        );
+    }
 
     #[test]
     fn renders_counters_with_their_labels() {

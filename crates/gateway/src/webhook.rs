@@ -87,6 +87,10 @@ async fn store(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<(&'static str, Response), Rejection> {
+    // A stopping gateway takes nothing new: what it would accept now could be left behind.
+    if gateway.is_stopping() {
+        return Err(Rejection::Stopping);
+    }
     allowed_source(gateway, peer, headers)?;
     authorize(gateway, tenant, query, headers)?;
     let _permit =

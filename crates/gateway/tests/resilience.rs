@@ -6,7 +6,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use c2d_testkit::gateway::ACME_TOKEN;
 use c2d_testkit::{GatewayProcess, NatsServer, http, inbox, stored_events};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
 use tokio::sync::Mutex;
 
 const GATEWAY: &str = env!("CARGO_BIN_EXE_c2d-gateway");
@@ -121,31 +124,173 @@ async fn killing_the_gateway_mid_load_loses_no_event_answered_2xx() {
     );
 }
 
-#[tokio::test]
-async fn sigterm_finishes_in_flight_requests_and_exits_cleanly() {
+/// A delivery whose body is half sent: in flight until [`SlowDelivery::finish`].
+struct SlowDelivery {
+    stream: TcpStream,
+    rest: Vec<u8>,
+}
+
+impl SlowDelivery {
+    async fn start(gateway: &GatewayProcess, body: String) -> SlowDelivery {
+        let mut stream = TcpStream::connect(("127.0.0.1", gateway.port))
+            .await
+            .unwrap();
+        let head = format!(
+            "POST /hooks/chat2desk/acme?token={ACME_TOKEN} HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+            body.len()
+        );
+        let (first, rest) = body.as_bytes().split_at(body.len() / 2);
+        stream.write_all(head.as_bytes()).await.unwrap();
+        stream.write_all(first).await.unwrap();
+        stream.flush().await.unwrap();
+        SlowDelivery {
+            stream,
+            rest: rest.to_vec(),
+        }
+    }
+
+    /// Sends the rest of the body; returns the answer's status line and body.
+    async fn finish(mut self) -> (String, serde_json::Value) {
+        self.stream.write_all(&self.rest).await.unwrap();
+        let mut answer = Vec::new();
+        self.stream.read_to_end(&mut answer).await.unwrap();
+        let answer = String::from_utf8_lossy(&answer).into_owned();
+        let status = answer.lines().next().unwrap_or_default().to_owned();
+        let body = answer.split_once("\r\n\r\n").map_or("", |(_, body)| body);
+        (status, serde_json::from_str(body).unwrap_or_default())
+    }
+}
+
+/// One value of the gateway's `/metrics`, by its exact name and labels.
+async fn metric(gateway: &GatewayProcess, name: &str) -> Option<f64> {
+    let metrics = http::get(&format!("{}/metrics", gateway.base_url()))
+        .await
+        .ok()?
+        .text();
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_fails_readiness_refuses_new_deliveries_and_exits_once_every_acknowledged_event_is_stored()
+ {
     let nats = NatsServer::start().await.unwrap();
-    let mut gateway = GatewayProcess::start(GATEWAY, &nats, &[]).await.unwrap();
+    let spool = tempfile::tempdir().unwrap();
+    let mut gateway = spooling_gateway(&nats, &spool).await;
+    // One delivery stays in flight across the signal: half its body is sent before.
+    let slow = SlowDelivery::start(&gateway, inbox(1_000_000)).await;
     let stop = Arc::new(AtomicBool::new(false));
-    let running = tokio::spawn(load(gateway.acme_url(), 32, stop.clone()));
+    let running = tokio::spawn(load(gateway.acme_url(), 16, stop.clone()));
     wait_for_answers(&gateway, 300).await;
-    let clean = tokio::task::spawn_blocking(move || gateway.process.terminate())
+
+    gateway.process.sigterm().unwrap();
+    // Readiness fails at once, and a new delivery gets 503 with Retry-After.
+    let ready = format!("{}/readyz", gateway.base_url());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let readiness = loop {
+        // (A connection opened just before the signal may be closed unanswered: asked again.)
+        match http::get(&ready).await {
+            Ok(answer) if answer.status == 503 => break answer.text(),
+            _ => {}
+        }
+        assert!(Instant::now() < deadline, "still ready after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    assert!(readiness.contains("stopping"), "{readiness}");
+    let refused = http::post_json(&gateway.acme_url(), inbox(2_000_000))
+        .await
+        .unwrap();
+    assert_eq!(refused.status, 503, "{}", refused.text());
+    assert_eq!(refused.headers["retry-after"], "10");
+    assert!(refused.text().contains("stopping"), "{}", refused.text());
+    assert_eq!(metric(&gateway, "c2d_gateway_stopping").await, Some(1.0));
+    assert!(
+        gateway.process.exited().unwrap().is_none(),
+        "the gateway exited with a request in flight"
+    );
+
+    // The delivery in flight is finished, stored and answered; then the gateway exits.
+    let (status, answer) = slow.finish().await;
+    assert!(status.contains(" 200 "), "{status}: {answer}");
+    let clean = tokio::task::spawn_blocking(move || gateway.process.wait())
         .await
         .unwrap()
         .unwrap();
     stop.store(true, Ordering::Relaxed);
     let tally = running.await.unwrap();
-    println!(
-        "SIGTERM under load: {} answered 2xx, {} refused",
-        tally.stored.len(),
-        tally.failed.len()
-    );
     assert!(clean, "the gateway exits 0 after draining");
-    let in_stream = assert_all_answered_are_stored_once(&nats, &tally.stored).await;
+
+    let mut answered = tally.stored.clone();
+    answered.push(answer["event_id"].as_str().unwrap().to_owned());
+    let in_stream = assert_all_answered_are_stored_once(&nats, &answered).await;
+    println!(
+        "injected: SIGTERM with {} deliveries answered, one half-sent delivery in flight and 16 senders going on; \
+         readiness during the drain: {:?}; answered 2xx {}, not answered 2xx (503 while stopping, or closed unanswered) {}, in stream {in_stream}, lost 0, duplicated 0",
+        tally.stored.len(),
+        readiness.trim(),
+        answered.len(),
+        tally.failed.len() + 1,
+    );
     assert_eq!(
         in_stream,
-        tally.stored.len(),
+        answered.len(),
         "nothing stored that was not answered"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_while_nats_is_down_keeps_the_spool_on_disk_and_the_next_gateway_forwards_it() {
+    let mut nats = NatsServer::start().await.unwrap();
+    let spool = tempfile::tempdir().unwrap();
+    let env = [
+        ("GATEWAY_SPOOL_DIR", spool.path().display().to_string()),
+        ("GATEWAY_SHUTDOWN_GRACE_SECS", "2".to_owned()),
+    ];
+    let mut gateway = GatewayProcess::start(GATEWAY, &nats, &env).await.unwrap();
+    let port = gateway.port;
+    nats.stop();
+    let mut answered = Vec::new();
+    for n in 0..200 {
+        let answer = http::post_json(&gateway.acme_url(), inbox(n))
+            .await
+            .unwrap();
+        assert_eq!(answer.status, 200, "spooled: {}", answer.text());
+        answered.push(answer.json()["event_id"].as_str().unwrap().to_owned());
+    }
+
+    // The stop cannot forward: it says so in its metrics while it tries, then exits.
+    gateway.process.sigterm().unwrap();
+    let mut seen_stopping = None;
+    while gateway.process.exited().unwrap().is_none() {
+        if let (Some(1.0), Some(waiting)) = (
+            metric(&gateway, "c2d_gateway_stopping").await,
+            metric(&gateway, "c2d_gateway_spool_messages").await,
+        ) {
+            seen_stopping = Some(waiting);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        seen_stopping,
+        Some(200.0),
+        "while stopping, /metrics said 1 for c2d_gateway_stopping and 200 spooled"
+    );
+
+    // NATS back, a gateway on the same spool (the pod's volume) forwards what was left.
+    nats.restart().await.unwrap();
+    let gateway = GatewayProcess::start_on(GATEWAY, port, &nats, &env)
+        .await
+        .unwrap();
+    let inherited = metric(&gateway, "c2d_gateway_spool_inherited_messages").await;
+    wait_until_drained(&gateway).await;
+    let in_stream = assert_all_answered_are_stored_once(&nats, &answered).await;
+    println!(
+        "injected: NATS down, 200 deliveries spooled, SIGTERM with a 2 s grace (exited with 200 left, said by /metrics while stopping); \
+         restarted on the same spool after NATS returned: inherited {inherited:?}, in stream {in_stream}, lost 0, duplicated 0"
+    );
+    assert_eq!(inherited, Some(200.0));
+    assert_eq!(in_stream, 200);
 }
 
 #[tokio::test]
@@ -274,7 +419,7 @@ async fn with_a_spool_nats_down_under_load_is_answered_2xx_and_nothing_is_lost_o
     let mut nats = NatsServer::start().await.unwrap();
     let spool = tempfile::tempdir().unwrap();
     let gateway = spooling_gateway(&nats, &spool).await;
-    let url = gateway.hook_url("acme", c2d_testkit::gateway::ACME_TOKEN);
+    let url = gateway.hook_url("acme", ACME_TOKEN);
     let stop = Arc::new(AtomicBool::new(false));
     let running = tokio::spawn(load(url, 8, stop.clone()));
     wait_for_answers(&gateway, 200).await;
@@ -333,7 +478,7 @@ async fn kill_while_spooling(count: u64, damage: impl FnOnce(&std::path::Path)) 
     let env = [("GATEWAY_SPOOL_DIR", spool.path().display().to_string())];
     let mut gateway = GatewayProcess::start(GATEWAY, &nats, &env).await.unwrap();
     let port = gateway.port;
-    let url = gateway.hook_url("acme", c2d_testkit::gateway::ACME_TOKEN);
+    let url = gateway.hook_url("acme", ACME_TOKEN);
     nats.stop();
     let mut answered = Vec::new();
     for n in 0..count {
@@ -442,7 +587,7 @@ async fn a_full_spool_answers_503_and_keeps_what_it_acknowledged() {
     )
     .await
     .unwrap();
-    let url = gateway.hook_url("acme", c2d_testkit::gateway::ACME_TOKEN);
+    let url = gateway.hook_url("acme", ACME_TOKEN);
     nats.stop();
     let (mut answered, mut refused) = (Vec::new(), 0);
     for n in 0..200 {
@@ -497,7 +642,7 @@ async fn a_really_full_disk_answers_503_keeps_what_it_acknowledged_and_spools_ag
     )
     .await
     .unwrap();
-    let url = gateway.hook_url("acme", c2d_testkit::gateway::ACME_TOKEN);
+    let url = gateway.hook_url("acme", ACME_TOKEN);
     let mut answered = Vec::new();
     let post = {
         let url = url.clone();
@@ -566,7 +711,7 @@ async fn an_event_larger_than_nats_accepts_gets_413_and_is_not_spooled() {
         .wait_for_jetstream(Duration::from_secs(20))
         .await
         .unwrap();
-    let url = gateway.hook_url("acme", c2d_testkit::gateway::ACME_TOKEN);
+    let url = gateway.hook_url("acme", ACME_TOKEN);
     let too_large = |answer: &http::Answer, when: &str| {
         assert_eq!(answer.status, 413, "{when}: {}", answer.text());
         let error = answer.json()["error"].as_str().unwrap().to_owned();
@@ -617,7 +762,7 @@ async fn an_event_spooled_before_nats_was_known_that_nats_refuses_is_set_aside_n
     let env = [("GATEWAY_SPOOL_DIR", spool.path().display().to_string())];
     let mut gateway = GatewayProcess::start(GATEWAY, &nats, &env).await.unwrap();
     let port = gateway.port;
-    let url = gateway.hook_url("acme", c2d_testkit::gateway::ACME_TOKEN);
+    let url = gateway.hook_url("acme", ACME_TOKEN);
     let mut answered = Vec::new();
     for body in [inbox(1), large_inbox(1), inbox(2)] {
         let answer = http::post_json(&url, body).await.unwrap();
@@ -654,4 +799,51 @@ async fn an_event_spooled_before_nats_was_known_that_nats_refuses_is_set_aside_n
         "injected: the gateway started with NATS down, spooled 3 events, one of 40,000 characters; NATS came up at max_payload 64KB: forwarded 2, set aside 1; max_payload raised to 8MB and the gateway restarted: in stream {in_stream}, lost 0, duplicated 0"
     );
     assert_eq!(in_stream, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forward_spool_empties_the_spool_of_a_gateway_that_is_gone_and_exits() {
+    let mut nats = NatsServer::start().await.unwrap();
+    let spool = tempfile::tempdir().unwrap();
+    let spool_dir = spool.path().display().to_string();
+    let mut gateway =
+        GatewayProcess::start(GATEWAY, &nats, &[("GATEWAY_SPOOL_DIR", spool_dir.clone())])
+            .await
+            .unwrap();
+    nats.stop();
+    let mut answered = Vec::new();
+    for n in 0..120 {
+        let answer = http::post_json(&gateway.acme_url(), inbox(n))
+            .await
+            .unwrap();
+        assert_eq!(answer.status, 200, "spooled: {}", answer.text());
+        answered.push(answer.json()["event_id"].as_str().unwrap().to_owned());
+    }
+    gateway.process.kill();
+    nats.restart().await.unwrap();
+
+    // As the Job in deploy/jobs/forward-spool.yaml runs it, on the orphaned volume.
+    let mut forwarder = c2d_testkit::ServiceProcess::spawn_with_args(
+        GATEWAY,
+        &["--forward-spool"],
+        &[
+            ("NATS_URL", nats.url()),
+            ("GATEWAY_SPOOL_DIR", spool_dir),
+            (
+                "GATEWAY_TOKENS",
+                "none=forwarding-only-serves-no-webhooks".to_owned(),
+            ),
+        ],
+    )
+    .unwrap();
+    let clean = tokio::task::spawn_blocking(move || forwarder.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(clean, "--forward-spool exits 0 once the spool is empty");
+    let in_stream = assert_all_answered_are_stored_once(&nats, &answered).await;
+    println!(
+        "injected: SIGKILL of a gateway holding 120 spooled events, never restarted; c2d-gateway --forward-spool on its spool: in stream {in_stream}, lost 0, duplicated 0"
+    );
+    assert_eq!(in_stream, 120);
 }

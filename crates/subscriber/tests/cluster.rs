@@ -2,7 +2,11 @@
 //! replicas, the gateway as its own process, and a consumer. Under a steady load of webhooks,
 //! the node that leads the stream is killed (SIGKILL). A 2xx from the gateway promises the
 //! event is stored: every event answered 2xx must be in the stream afterwards, once, and
-//! reach the consumer; what failed during the failover was answered 503 (Chat2Desk retries it).
+//! reach the consumer.
+//!
+//! Run twice: with the spool, as in production, every delivery is answered 2xx through the
+//! leader election (the gateway spools what JetStream cannot take meanwhile); without it, what
+//! failed during the failover is answered 503 (Chat2Desk retries it, but only three times).
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,19 +20,46 @@ use c2d_testkit::{GatewayProcess, NatsCluster, inbox, workspace_binary};
 const POSTERS: u64 = 4;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn losing_the_stream_leader_under_load_loses_no_acknowledged_event() {
+async fn losing_the_stream_leader_under_load_with_the_spool_answers_every_delivery_2xx_once() {
+    let refused = leader_kill(true).await;
+    assert_eq!(
+        refused, 0,
+        "with the spool, no delivery is refused during the leader election"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn losing_the_stream_leader_under_load_without_the_spool_loses_no_acknowledged_event() {
+    leader_kill(false).await;
+}
+
+/// Kills the stream's leader under load; checks that every event answered 2xx is in the stream
+/// once and reaches a consumer. Returns how many deliveries were refused.
+async fn leader_kill(spool: bool) -> u64 {
     let mut cluster = NatsCluster::start(3).await.expect("a 3-node NATS cluster");
     let gateway_bin = workspace_binary("c2d-gateway").unwrap();
+    let spool_dir = tempfile::tempdir().unwrap();
+    let spool_setting = if spool {
+        spool_dir.path().display().to_string()
+    } else {
+        "off".to_owned()
+    };
     let gateway = GatewayProcess::start(
         gateway_bin.to_str().unwrap(),
         &cluster.nodes[0],
         &[
             ("NATS_URL", cluster.urls()),
             ("GATEWAY_STREAM_REPLICAS", "3".into()),
+            ("GATEWAY_SPOOL_DIR", spool_setting),
         ],
     )
     .await
     .expect("the gateway starts against the cluster");
+    // With a spool the gateway is ready at once; the failover is tested once it stores directly.
+    gateway
+        .wait_for_jetstream(Duration::from_secs(60))
+        .await
+        .expect("the gateway reaches JetStream");
     let url = gateway.hook_url("acme", ACME_TOKEN);
 
     // A consumer, connected to the cluster like any service.
@@ -151,6 +182,21 @@ async fn losing_the_stream_leader_under_load_loses_no_acknowledged_event() {
     let acknowledged = acknowledged.lock().unwrap().clone();
     let refused = *refused.lock().unwrap();
 
+    // What the gateway spooled during the election is forwarded before the stream is read.
+    let ready = format!("{}/readyz", gateway.base_url());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while spool
+        && !c2d_testkit::http::get(&ready)
+            .await
+            .is_ok_and(|answer| answer.text().contains("(spool: 0 events, 0 bytes)"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the gateway's spool does not drain"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
     // Every acknowledged event is stored once, on the surviving nodes (read once the stream
     // has its new leader).
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -195,7 +241,8 @@ async fn losing_the_stream_leader_under_load_loses_no_acknowledged_event() {
         .filter(|id| !in_stream.contains(*id))
         .collect();
     println!(
-        "sent {sent}, answered 2xx {}, refused (503, retried by Chat2Desk) {refused}, in stream {}, duplicates {duplicates}, lost {}",
+        "spool {}: sent {sent}, answered 2xx {}, refused (503, retried by Chat2Desk) {refused}, in stream {}, duplicates {duplicates}, lost {}",
+        if spool { "on" } else { "off" },
         acknowledged.len(),
         stored.len(),
         lost.len()
@@ -225,4 +272,5 @@ async fn losing_the_stream_leader_under_load_loses_no_acknowledged_event() {
     );
     let _ = stop_consumer.send(());
     let _ = consumer.await;
+    refused
 }

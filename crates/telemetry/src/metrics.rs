@@ -14,3 +14,73 @@ pub fn render(registry: &Registry) -> String {
     let _ = prometheus_client::encoding::text::encode(&mut text, registry);
     text
 }
+
+/// The metric names an exposition offers: for each `# TYPE` line, the names its samples carry
+/// (`_total` for a counter, `_bucket`, `_sum` and `_count` for a histogram). A family with no
+/// labelled sample yet is not described at all: give each one a sample before rendering.
+pub fn exposed_names(exposition: &str) -> std::collections::BTreeSet<String> {
+    let mut names = std::collections::BTreeSet::new();
+    for line in exposition.lines() {
+        let mut words = line.split_whitespace();
+        let (Some("#"), Some("TYPE"), Some(name), Some(kind)) =
+            (words.next(), words.next(), words.next(), words.next())
+        else {
+            continue;
+        };
+        let suffixes: &[&str] = match kind {
+            "counter" => &["_total"],
+            "histogram" => &["_bucket", "_sum", "_count"],
+            "summary" => &["", "_sum", "_count"],
+            _ => &[""],
+        };
+        names.extend(suffixes.iter().map(|suffix| format!("{name}{suffix}")));
+    }
+    names
+}
+
+/// The names with `prefix` that a Prometheus rule file (or any text) mentions: what a test
+/// checks against [`exposed_names`], so that no alert is written over a metric nobody emits.
+pub fn names_mentioned(text: &str, prefix: &str) -> std::collections::BTreeSet<String> {
+    text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|word| word.starts_with(prefix))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The pipeline's alert rules, as a service's tests read them from the workspace
+/// (`deploy/observability/prometheus-rules.yaml`, from that crate's manifest directory).
+pub fn alert_rules(manifest_dir: &str) -> std::io::Result<String> {
+    std::fs::read_to_string(
+        std::path::Path::new(manifest_dir).join("../../deploy/observability/prometheus-rules.yaml"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_exposition_offers_the_names_its_samples_carry() {
+        let text = "# HELP c2d_x_requests Requests.\n# TYPE c2d_x_requests counter\n\
+                    # TYPE c2d_x_seconds histogram\n# TYPE c2d_x_depth gauge\n# EOF\n";
+        let names: Vec<String> = exposed_names(text).into_iter().collect();
+        assert_eq!(
+            names,
+            [
+                "c2d_x_depth",
+                "c2d_x_requests_total",
+                "c2d_x_seconds_bucket",
+                "c2d_x_seconds_count",
+                "c2d_x_seconds_sum"
+            ]
+        );
+        let mentioned = names_mentioned(
+            "expr: sum(rate(c2d_x_requests_total{outcome=\"x\"}[5m])) > c2d_y_other",
+            "c2d_x_",
+        );
+        assert_eq!(
+            mentioned.into_iter().collect::<Vec<_>>(),
+            ["c2d_x_requests_total"]
+        );
+    }
+}

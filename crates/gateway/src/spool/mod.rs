@@ -46,6 +46,8 @@ const RETRY: Duration = Duration::from_millis(500);
 const FORWARD_BATCH_BYTES: u64 = 4 * 1024 * 1024;
 /// At most this many appends share one fsync.
 const GROUP_COMMIT: usize = 512;
+/// How often a stopping gateway looks whether its spool has emptied.
+const DRAIN_POLL: Duration = Duration::from_millis(20);
 /// Where events JetStream can never take as they are wait, in the log's format, for the next
 /// start (after, say, the NATS server's max_payload was raised).
 const REJECTED: &str = "spool.rejected";
@@ -119,6 +121,8 @@ pub struct Spool {
     unreadable_bytes: AtomicU64,
     /// Events moved to `spool.rejected` since the start.
     set_aside: AtomicU64,
+    /// Events found in the spool at open: left by a gateway that stopped before forwarding them.
+    inherited: u64,
     /// Raised when something was spooled.
     pub(crate) appended: Arc<Notify>,
 }
@@ -200,6 +204,7 @@ impl Spool {
         }
         let synced = Arc::new(AtomicU64::new(end));
         let cursor = Arc::new(AtomicU64::new(cursor));
+        let inherited = messages;
         let messages = Arc::new(AtomicU64::new(messages));
         let reclaiming = Arc::new(AtomicBool::new(cfg!(target_os = "linux")));
         let appended = Arc::new(Notify::new());
@@ -230,6 +235,7 @@ impl Spool {
             reclaiming,
             unreadable_bytes: AtomicU64::new(0),
             set_aside: AtomicU64::new(0),
+            inherited,
             appended,
         }))
     }
@@ -261,6 +267,25 @@ impl Spool {
                 .load(Ordering::Acquire)
                 .saturating_sub(self.cursor.load(Ordering::Acquire)),
         }
+    }
+
+    /// Returns once nothing waits to be forwarded (the forwarder runs on its own; this only
+    /// watches it). A stopping gateway awaits this within its grace period.
+    pub async fn drained(&self) {
+        while self.has_backlog() {
+            tokio::time::sleep(DRAIN_POLL).await;
+        }
+    }
+
+    /// The spool's directory, for messages that tell an operator where events wait.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Events found in the spool when it was opened, left by a gateway that stopped or died
+    /// before forwarding them (they are forwarded first).
+    pub fn inherited(&self) -> u64 {
+        self.inherited
     }
 
     /// Bytes of the log that were not records and were skipped (a damaged disk).
