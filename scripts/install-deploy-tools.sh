@@ -4,7 +4,9 @@
 #   unpacked into tools/kube (no root needed);
 # - kubernetes-validate (offline Kubernetes schemas) and checkov (policy scan) from PyPI into
 #   tools/deploy-venv;
-# - buf (proto lint and breaking-change check) from npm into tools/npm.
+# - buf (proto lint and breaking-change check) from npm into tools/npm;
+# - promtool (alert rule tests) from Debian's prometheus package, unpacked into tools/prom
+#   (the one on PATH when there is one).
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -36,4 +38,16 @@ fi
 if [ ! -x "$tools/npm/node_modules/.bin/buf" ]; then
     echo "installing buf $BUF_VERSION into tools/npm"
     npm install --silent --no-audit --no-fund --prefix "$tools/npm" "@bufbuild/buf@$BUF_VERSION"
+fi
+
+if ! command -v promtool >/dev/null 2>&1 && [ ! -x "$tools/prom/usr/bin/promtool" ]; then
+    echo "installing promtool (Debian prometheus) into tools/prom"
+    work="$(mktemp -d)"
+    # A fresh machine may have no package lists yet: read them once, then try again.
+    if ! (cd "$work" && apt-get download prometheus >/dev/null 2>&1); then
+        apt-get update -qq
+        (cd "$work" && apt-get download prometheus >/dev/null)
+    fi
+    dpkg -x "$work"/prometheus_*.deb "$tools/prom"
+    rm -rf "$work"
 fi

@@ -1,0 +1,209 @@
+#!/usr/bin/env python3
+"""The promises the manifests make about not losing events, checked on the rendered overlays.
+
+`make deploy-check` renders each overlay and runs this over the result. Schemas and checkov say
+whether the objects are valid and sane; this says whether they keep what docs/operations.md
+promises an operator:
+
+- the gateway's spool is a volume that outlives its pod (a volumeClaimTemplate or a claim), not
+  an emptyDir, so events answered 2xx survive a pod's deletion;
+- the gateway's stop fits in its pod's grace period: preStop's sleep, then
+  GATEWAY_SHUTDOWN_GRACE_SECS to forward the spool, with time to spare before the SIGKILL;
+- no object that a HorizontalPodAutoscaler scales sets `replicas` (each apply would reset the
+  count and delete scaled-out pods), and the gateway's scale-down goes one pod at a time, slower
+  than a pod drains;
+- NATS nodes are required to be on different Kubernetes nodes and are spread over zones;
+  max_file_store is about 90% of the data volume (JetStream refuses writes before the disk is
+  full); GOMEMLIMIT is about 90% of the memory limit;
+- in production, every volume that holds events names its storage class.
+
+Usage: check-manifests.py OVERLAY RENDERED.yaml [--self-test]
+With --self-test, it breaks each promise in turn in a copy of the objects and fails unless every
+break is refused.
+"""
+
+import copy
+import re
+import sys
+
+import yaml
+
+
+class Refused(Exception):
+    pass
+
+
+def find(objects, kind, name):
+    for obj in objects:
+        if obj.get("kind") == kind and obj["metadata"]["name"] == name:
+            return obj
+    raise Refused(f"no {kind} {name} in the rendered manifests")
+
+
+def container(workload, name):
+    for c in workload["spec"]["template"]["spec"]["containers"]:
+        if c["name"] == name:
+            return c
+    raise Refused(f"{workload['metadata']['name']} has no container {name}")
+
+
+def env(c, name, default=None):
+    for var in c.get("env", []):
+        if var["name"] == name:
+            return var.get("value", default)
+    return default
+
+
+def quantity(text):
+    """Kubernetes quantities (Gi, Mi, G, M) and NATS sizes (G, M: decimal) in bytes."""
+    units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "MiB": 2**20, "GiB": 2**30,
+             "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "": 1}
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)([A-Za-z]*)", str(text).strip())
+    if not match or match.group(2) not in units:
+        raise Refused(f"cannot read the size {text!r}")
+    return float(match.group(1)) * units[match.group(2)]
+
+
+def claim_template(workload, volume):
+    for template in workload["spec"].get("volumeClaimTemplates", []):
+        if template["metadata"]["name"] == volume:
+            return template
+    return None
+
+
+def check_gateway(objects, production):
+    gateway = find(objects, "StatefulSet", "gateway")
+    pod = gateway["spec"]["template"]["spec"]
+    c = container(gateway, "gateway")
+    spool_dir = env(c, "GATEWAY_SPOOL_DIR")
+    if spool_dir in (None, "off"):
+        raise Refused("the gateway has no GATEWAY_SPOOL_DIR: without a spool it answers 503 whenever NATS cannot store")
+    mount = next((m for m in c.get("volumeMounts", []) if m["mountPath"] == spool_dir), None)
+    if mount is None:
+        raise Refused(f"nothing is mounted at the gateway's spool {spool_dir}: it would be on the container's filesystem")
+    volume = next((v for v in pod.get("volumes", []) if v["name"] == mount["name"]), None)
+    template = claim_template(gateway, mount["name"])
+    if volume is not None and "persistentVolumeClaim" not in volume:
+        raise Refused(f"the gateway's spool is on a volume of kind {', '.join(k for k in volume if k != 'name')}, lost with its pod: events answered 2xx would be lost")
+    if volume is None and template is None:
+        raise Refused(f"the gateway's spool volume {mount['name']} is neither a claim nor a volumeClaimTemplate")
+    retention = gateway["spec"].get("persistentVolumeClaimRetentionPolicy", {})
+    if template is not None and retention.get("whenScaled") != "Retain":
+        raise Refused("the gateway's spool claims are deleted on scale-down (persistentVolumeClaimRetentionPolicy.whenScaled must be Retain)")
+    if production and template is not None and not template["spec"].get("storageClassName"):
+        raise Refused("the gateway's spool volume names no storage class in production")
+
+    grace = int(env(c, "GATEWAY_SHUTDOWN_GRACE_SECS", "25"))
+    pre_stop = c.get("lifecycle", {}).get("preStop", {}).get("sleep", {}).get("seconds", 0)
+    period = pod.get("terminationGracePeriodSeconds", 30)
+    if period < pre_stop + grace + 5:
+        raise Refused(f"the gateway's terminationGracePeriodSeconds ({period}) is shorter than preStop ({pre_stop}) + GATEWAY_SHUTDOWN_GRACE_SECS ({grace}) + 5: the kubelet would kill it mid-drain")
+    return period
+
+
+def check_autoscaled(objects, drain_seconds):
+    for hpa in (o for o in objects if o.get("kind") == "HorizontalPodAutoscaler"):
+        target = hpa["spec"]["scaleTargetRef"]
+        scaled = find(objects, target["kind"], target["name"])
+        if "replicas" in scaled["spec"]:
+            raise Refused(f"{target['kind']} {target['name']} sets replicas although HorizontalPodAutoscaler {hpa['metadata']['name']} owns the count: every apply would reset it")
+        if target["name"] == "gateway":
+            down = hpa["spec"].get("behavior", {}).get("scaleDown", {})
+            policies = down.get("policies", [])
+            if not policies or any(p["type"] != "Pods" or p["value"] != 1 or p["periodSeconds"] < drain_seconds for p in policies):
+                raise Refused(f"the gateway's HorizontalPodAutoscaler scales down faster than one pod per {drain_seconds} s (its drain)")
+
+
+def check_nats(objects, production):
+    nats = find(objects, "StatefulSet", "nats")
+    pod = nats["spec"]["template"]["spec"]
+    required = pod.get("affinity", {}).get("podAntiAffinity", {}).get("requiredDuringSchedulingIgnoredDuringExecution", [])
+    if not any(term.get("topologyKey") == "kubernetes.io/hostname" for term in required):
+        raise Refused("NATS pods are not required to be on different Kubernetes nodes (requiredDuringScheduling podAntiAffinity on kubernetes.io/hostname)")
+    spread = pod.get("topologySpreadConstraints", [])
+    if not any(s.get("topologyKey") == "topology.kubernetes.io/zone" for s in spread):
+        raise Refused("NATS pods are not spread over zones (topologySpreadConstraints on topology.kubernetes.io/zone)")
+    c = container(nats, "nats")
+    data = claim_template(nats, "data")
+    if data is None:
+        raise Refused("NATS has no data volumeClaimTemplate")
+    if production and not data["spec"].get("storageClassName"):
+        raise Refused("NATS's data volume names no storage class in production")
+    volume = quantity(data["spec"]["resources"]["requests"]["storage"])
+    store = env(c, "JS_MAX_FILE_STORE")
+    if store is None:
+        raise Refused("NATS has no JS_MAX_FILE_STORE (max_file_store in nats.conf)")
+    ratio = quantity(store) / volume
+    if not 0.85 <= ratio <= 0.95:
+        raise Refused(f"NATS's max_file_store ({store}) is {ratio:.0%} of its volume; keep it about 90%")
+    limit = c.get("resources", {}).get("limits", {}).get("memory")
+    gomemlimit = env(c, "GOMEMLIMIT")
+    if limit is None or gomemlimit is None:
+        raise Refused("NATS needs a memory limit and GOMEMLIMIT")
+    ratio = quantity(gomemlimit) / quantity(limit)
+    if not 0.8 <= ratio <= 0.95:
+        raise Refused(f"NATS's GOMEMLIMIT ({gomemlimit}) is {ratio:.0%} of its memory limit ({limit}); keep it about 90%")
+    return f"NATS max_file_store {store} of {data['spec']['resources']['requests']['storage']}, GOMEMLIMIT {gomemlimit} of {limit}"
+
+
+def check(objects, production):
+    drain = check_gateway(objects, production)
+    check_autoscaled(objects, drain)
+    return f"spool on a retained claim, a {drain} s stop, no replicas under an HPA, NATS anti-affinity required; {check_nats(objects, production)}"
+
+
+def breaks(objects):
+    """Each promise broken once, in a copy: (what, objects)."""
+    def edit(what, change):
+        broken = copy.deepcopy(objects)
+        change(broken)
+        return what, broken
+
+    def spool_empty_dir(o):
+        gateway = find(o, "StatefulSet", "gateway")
+        gateway["spec"].pop("volumeClaimTemplates")
+        gateway["spec"]["template"]["spec"]["volumes"] = [{"name": "spool", "emptyDir": {}}]
+
+    def replicas(o):
+        find(o, "StatefulSet", "gateway")["spec"]["replicas"] = 3
+
+    def preferred(o):
+        affinity = find(o, "StatefulSet", "nats")["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"]
+        term = affinity.pop("requiredDuringSchedulingIgnoredDuringExecution")[0]
+        affinity["preferredDuringSchedulingIgnoredDuringExecution"] = [{"weight": 100, "podAffinityTerm": term}]
+
+    def short_grace(o):
+        find(o, "StatefulSet", "gateway")["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] = 30
+
+    return [
+        edit("the spool as an emptyDir", spool_empty_dir),
+        edit("replicas on the autoscaled gateway", replicas),
+        edit("NATS anti-affinity only preferred", preferred),
+        edit("a grace period shorter than the drain", short_grace),
+    ]
+
+
+def main():
+    overlay, rendered = sys.argv[1], sys.argv[2]
+    objects = [o for o in yaml.safe_load_all(open(rendered)) if o]
+    production = overlay == "production"
+    try:
+        said = check(objects, production)
+    except Refused as refused:
+        print(f"deploy/overlays/{overlay}: {refused}", file=sys.stderr)
+        return 1
+    print(f"deploy/overlays/{overlay}: {said}")
+    if "--self-test" in sys.argv:
+        for what, broken in breaks(objects):
+            try:
+                check(broken, production)
+            except Refused as refused:
+                print(f"  self-test: {what} is refused ({refused})")
+                continue
+            print(f"check-manifests accepted {what}: the check itself is broken", file=sys.stderr)
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
