@@ -80,6 +80,21 @@ impl Chat2DeskApi {
 }
 
 impl Chat2DeskApi {
+    /// Every message `query` matches, page after page from its offset: for tools and tests
+    /// that want the whole listing at once (c2d-keeper pages itself, storing as it goes).
+    pub async fn all_messages(&self, query: &MessageQuery) -> Result<Vec<Json>, ApiError> {
+        let mut query = query.clone();
+        let mut all = Vec::new();
+        loop {
+            let page = self.messages(&query).await?;
+            all.extend(page.data.iter().cloned());
+            match page.next_offset() {
+                Some(next) => query.offset = Some(next),
+                None => return Ok(all),
+            }
+        }
+    }
+
     /// `GET /v1/clients/{id}`: the client's card as the API writes it, None when the account
     /// has no such client (404).
     pub async fn client(&self, id: i64) -> Result<Option<Json>, ApiError> {

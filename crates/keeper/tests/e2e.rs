@@ -296,29 +296,23 @@ async fn after_chat2desk_disabled_the_webhook_every_message_is_stored_exactly_on
 
     // The truth: every message the simulated account has, as its API lists them.
     let account = Chat2DeskApi::new(&format!("{api}/v1"), "acme-api-token").unwrap();
-    let mut truth: HashMap<i64, String> = HashMap::new();
-    let mut messages_clients = Vec::new();
-    let mut offset = 0;
-    loop {
-        let page = account
-            .messages(&MessageQuery {
-                offset: Some(offset),
-                ..MessageQuery::default()
-            })
-            .await
-            .unwrap();
-        for m in &page.data {
-            truth.insert(
+    let listed = account
+        .all_messages(&MessageQuery::default())
+        .await
+        .unwrap();
+    let truth: HashMap<i64, String> = listed
+        .iter()
+        .map(|m| {
+            (
                 m["id"].as_i64().unwrap(),
                 m["type"].as_str().unwrap().into(),
-            );
-            messages_clients.extend(m["client_id"].as_i64());
-        }
-        match page.next_offset() {
-            Some(next) => offset = next,
-            None => break,
-        }
-    }
+            )
+        })
+        .collect();
+    let messages_clients: Vec<i64> = listed
+        .iter()
+        .filter_map(|m| m["client_id"].as_i64())
+        .collect();
     let clients: std::collections::HashSet<i64> = messages_clients.iter().copied().collect();
     let inbound = truth.values().filter(|t| *t == "from_client").count() as u64;
     let outbound = truth.len() as u64 - inbound;
