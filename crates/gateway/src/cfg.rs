@@ -19,7 +19,7 @@
 //! | `GATEWAY_BODY_TIMEOUT_SECS` | `10` | a body that takes longer to arrive gets 408 (slowloris) |
 //! | `GATEWAY_HEADER_TIMEOUT_SECS` | `10` | a client that does not send its request headers within this is disconnected |
 //! | `GATEWAY_ALLOWED_SOURCES` | any | networks that may post, e.g. `203.0.113.0/24,2001:db8::/32`; others get 403 |
-//! | `GATEWAY_TRUST_FORWARDED_FOR` | `false` | read the client address from `X-Forwarded-For` (set it behind an ingress that writes it) |
+//! | `GATEWAY_TRUST_FORWARDED_FOR` | `false` | behind proxies that append to `X-Forwarded-For`, how many: the client is the address the outermost trusted proxy appended, N-th from the right (`true` = 1, an ingress; the leftmost addresses are whatever the client sent, and never trusted) |
 //! | `GATEWAY_HINTS_URL` | `http://127.0.0.1:50054` | HintsService (c2d-hints), asked for the answer to ai_hints_requested; `off`: always an empty list |
 //! | `GATEWAY_HINTS_DEADLINE_MS` | `2000` | how long a hints request may wait for HintsService; after it, an empty list (the event is stored either way) |
 
@@ -68,8 +68,9 @@ pub struct Config {
     pub header_timeout: Duration,
     /// Only these networks may post; empty: any.
     pub allowed_sources: Vec<crate::limits::Cidr>,
-    /// Take the client address from `X-Forwarded-For` (behind an ingress) rather than the socket.
-    pub trust_forwarded_for: bool,
+    /// How many proxies in front append to `X-Forwarded-For` (0: the socket's peer is the
+    /// client). The client is the address the outermost of them appended.
+    pub trusted_proxy_hops: usize,
     /// Where HintsService is; None: hints requests are answered with an empty list.
     pub hints_url: Option<String>,
     /// Chat2Desk waits for the hints; after this the answer is an empty list.
@@ -233,12 +234,18 @@ impl Config {
                     .collect::<Result<_, String>>()
                     .map_err(ConfigError::Sources)?,
             },
-            trust_forwarded_for: parse(
-                &get,
-                "GATEWAY_TRUST_FORWARDED_FOR",
-                false,
-                "true or false",
-            )?,
+            trusted_proxy_hops: match get("GATEWAY_TRUST_FORWARDED_FOR") {
+                None => 0,
+                Some(value) => match value.trim() {
+                    "false" | "0" => 0,
+                    "true" => 1,
+                    hops => hops.parse().map_err(|_| ConfigError::Invalid {
+                        name: "GATEWAY_TRUST_FORWARDED_FOR",
+                        value,
+                        expected: "false, true (one proxy, an ingress) or the number of proxies in front that append to X-Forwarded-For",
+                    })?,
+                },
+            },
             hints_url: match get("GATEWAY_HINTS_URL").as_deref().map(str::trim) {
                 Some("off") => None,
                 Some(url) => Some(url.to_owned()),

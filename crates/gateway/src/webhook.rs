@@ -197,8 +197,8 @@ async fn store(
     Ok((outcome, response))
 }
 
-/// With GATEWAY_ALLOWED_SOURCES set, the client (the socket's peer, or the first address of
-/// `X-Forwarded-For` behind a trusted ingress) must be in one of its networks.
+/// With GATEWAY_ALLOWED_SOURCES set, the client (the socket's peer, or the address a trusted
+/// proxy wrote into `X-Forwarded-For`) must be in one of its networks.
 fn allowed_source(
     gateway: &Gateway,
     peer: Option<IpAddr>,
@@ -208,19 +208,40 @@ fn allowed_source(
     if allowed.is_empty() {
         return Ok(());
     }
-    let forwarded = gateway
-        .config
-        .trust_forwarded_for
-        .then(|| headers.get("x-forwarded-for"))
-        .flatten()
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(',').next())
-        .and_then(|ip| ip.trim().parse::<IpAddr>().ok());
-    match forwarded.or(peer) {
-        Some(ip) if allowed.iter().any(|net| net.contains(ip)) => Ok(()),
-        Some(ip) => Err(Rejection::ForbiddenSource(ip.to_string())),
-        None => Err(Rejection::ForbiddenSource("unknown".into())),
+    match client_address(peer, headers, gateway.config.trusted_proxy_hops)? {
+        ip if allowed.iter().any(|net| net.contains(ip)) => Ok(()),
+        ip => Err(Rejection::ForbiddenSource(ip.to_string())),
     }
+}
+
+/// The client's address behind `hops` proxies that each append the address they received the
+/// request from to `X-Forwarded-For`: the `hops`-th address from the right. Everything to its
+/// left came from the client, who can write any address there, so it is never read.
+fn client_address(
+    peer: Option<IpAddr>,
+    headers: &HeaderMap,
+    hops: usize,
+) -> Result<IpAddr, Rejection> {
+    if hops == 0 {
+        return peer.ok_or_else(|| Rejection::ForbiddenSource("unknown".into()));
+    }
+    // Several X-Forwarded-For headers are one list, in order.
+    let mut addresses = Vec::new();
+    for value in headers.get_all("x-forwarded-for") {
+        let value = value
+            .to_str()
+            .map_err(|_| Rejection::ForbiddenSource("an unreadable X-Forwarded-For".into()))?;
+        addresses.extend(value.split(',').map(str::trim).filter(|a| !a.is_empty()));
+    }
+    let Some(written) = addresses.len().checked_sub(hops).map(|i| addresses[i]) else {
+        return Err(Rejection::ForbiddenSource(format!(
+            "unknown: X-Forwarded-For has {} addresses where GATEWAY_TRUST_FORWARDED_FOR={hops} proxies append one each",
+            addresses.len()
+        )));
+    };
+    written
+        .parse()
+        .map_err(|_| Rejection::ForbiddenSource(format!("{written:?}, not an address")))
 }
 
 /// The tenant must be configured and the token (query `token` or `Authorization: Bearer`)
@@ -305,6 +326,38 @@ async fn read_body(body: Body, limit: usize) -> Result<Bytes, Rejection> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn forwarded(values: &[&str]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for value in values {
+            headers.append("x-forwarded-for", value.parse().unwrap());
+        }
+        headers
+    }
+
+    #[test]
+    fn the_client_is_the_address_the_outermost_trusted_proxy_appended() {
+        let peer = Some("10.0.0.9".parse().unwrap());
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        // A forged first address is what the client sent: one ingress appended the real one.
+        let headers = forwarded(&["10.9.9.7, 198.51.100.4"]);
+        assert_eq!(
+            client_address(peer, &headers, 1).unwrap(),
+            ip("198.51.100.4")
+        );
+        // Two proxies (a cloud balancer, then the ingress): the second from the right.
+        let headers = forwarded(&["10.9.9.7", "203.0.113.5, 172.16.0.1"]);
+        assert_eq!(
+            client_address(peer, &headers, 2).unwrap(),
+            ip("203.0.113.5")
+        );
+        // Not behind proxies: the socket's peer, whatever the header says.
+        assert_eq!(client_address(peer, &headers, 0).unwrap(), ip("10.0.0.9"));
+        // Fewer addresses than proxies: the request did not come through them.
+        let error = client_address(peer, &forwarded(&["10.9.9.7"]), 2).unwrap_err();
+        assert!(error.to_string().contains("has 1 addresses"), "{error}");
+        assert!(client_address(peer, &forwarded(&["not-an-ip"]), 1).is_err());
+    }
     use axum::http::HeaderValue;
 
     fn with_type(value: &'static str) -> HeaderMap {

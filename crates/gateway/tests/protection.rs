@@ -121,7 +121,8 @@ async fn only_allowed_sources_may_post() {
     assert_eq!(refused.status, 403, "{}", refused.text());
     assert!(refused.text().contains("127.0.0.1"), "{}", refused.text());
 
-    // Behind an ingress that writes X-Forwarded-For, the client is the first address.
+    // Behind an ingress that appends to X-Forwarded-For, the client is the address the ingress
+    // appended (the rightmost); what the client wrote before it is not trusted.
     let behind = GatewayProcess::start(
         GATEWAY,
         &nats,
@@ -142,7 +143,8 @@ async fn only_allowed_sources_may_post() {
             ("x-forwarded-for", from),
         ]
     };
-    let allowed = http::post(&url, &headers("10.9.9.7, 172.16.0.1"), inbox(2))
+    // Chat2Desk (10.9.9.7) behind the ingress, having sent a header of its own.
+    let allowed = http::post(&url, &headers("172.16.0.1, 10.9.9.7"), inbox(2))
         .await
         .unwrap();
     assert_eq!(allowed.status, 200, "{}", allowed.text());
@@ -150,6 +152,16 @@ async fn only_allowed_sources_may_post() {
         .await
         .unwrap();
     assert_eq!(stranger.status, 403);
+    // A stranger forging an allowed address in front of the one the ingress appended.
+    let forged = http::post(&url, &headers("10.9.9.7, 198.51.100.4"), inbox(4))
+        .await
+        .unwrap();
+    assert_eq!(forged.status, 403, "{}", forged.text());
+    assert!(forged.text().contains("198.51.100.4"), "{}", forged.text());
+    println!(
+        "injected: X-Forwarded-For \"10.9.9.7, 198.51.100.4\" (a forged allowed address before the one the ingress appended): answered {}",
+        forged.status
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
