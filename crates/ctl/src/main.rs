@@ -20,7 +20,7 @@ use commands::webhooks::{Registered, parse_events};
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let _telemetry = match c2d_telemetry::init("c2dctl") {
+    let _telemetry = match c2d_telemetry::init_at("c2dctl", "warn") {
         Ok(telemetry) => Some(telemetry),
         Err(error) => {
             eprintln!("c2dctl: logging is off: {error}");

@@ -57,7 +57,10 @@ pub fn duration(text: &str) -> Result<std::time::Duration, String> {
     if number == 0 {
         return Err(format!("{text:?}: a duration must be more than zero"));
     }
-    Ok(unit * number as u32)
+    u32::try_from(number)
+        .ok()
+        .and_then(|number| unit.checked_mul(number))
+        .ok_or_else(|| format!("{text:?} is too long a duration: write it in a larger unit"))
 }
 
 /// A duration as people write it.
@@ -158,6 +161,8 @@ mod tests {
         assert_eq!(duration("500ms"), Ok(Duration::from_millis(500)));
         assert_eq!(duration("2h"), Ok(Duration::from_secs(7200)));
         assert!(duration("0s").is_err());
+        // 2^32 + 1 seconds was read as 1 s.
+        assert!(duration("4294967297s").unwrap_err().contains("too long"));
         assert!(duration("10 minutes").is_err());
         assert_eq!(human(Duration::from_secs(600)), "10m");
     }

@@ -61,9 +61,17 @@ impl Telemetry {
     }
 }
 
-/// Installs logging and tracing for `service` from the environment (see the module docs).
+/// Installs logging and tracing for `service` from the environment (see the module docs),
+/// logging at INFO unless RUST_LOG says otherwise: what a service's operator wants to read.
 pub fn init(service: &'static str) -> Result<Telemetry, TelemetryError> {
-    let filter = EnvFilter::try_new(std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))?;
+    init_at(service, "info")
+}
+
+/// As [`init`], at `level` unless RUST_LOG says otherwise: a command line logs at WARN, so
+/// that its tables are not interleaved with the NATS client's progress.
+pub fn init_at(service: &'static str, level: &str) -> Result<Telemetry, TelemetryError> {
+    let filter =
+        EnvFilter::try_new(std::env::var("RUST_LOG").unwrap_or_else(|_| level.to_owned()))?;
     let format = std::env::var("LOG_FORMAT").unwrap_or_else(|_| "text".into());
     let logs = match format.as_str() {
         // Colours only for a person at a terminal: a log file or collector gets plain text (and

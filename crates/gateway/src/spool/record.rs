@@ -37,6 +37,16 @@ pub fn checksum(bytes: &[u8]) -> u32 {
     CRC.checksum(bytes)
 }
 
+/// As much of `field` as its 16-bit length can frame, cut between characters: a field cut
+/// inside one would not read back as text, and the whole record would be taken for damage.
+fn longest_field(field: &str) -> &str {
+    let mut end = field.len().min(usize::from(u16::MAX));
+    while !field.is_char_boundary(end) {
+        end -= 1;
+    }
+    &field[..end]
+}
+
 /// The record framed for the log.
 pub fn encode(record: &Record) -> Vec<u8> {
     let mut body = Vec::with_capacity(
@@ -46,10 +56,9 @@ pub fn encode(record: &Record) -> Vec<u8> {
             + record.payload.len(),
     );
     for field in [&record.subject, &record.msg_id, &record.traceparent] {
-        let bytes = field.as_bytes();
-        let len = u16::try_from(bytes.len()).unwrap_or(u16::MAX);
-        body.extend_from_slice(&len.to_le_bytes());
-        body.extend_from_slice(&bytes[..usize::from(len)]);
+        let kept = longest_field(field);
+        body.extend_from_slice(&(kept.len() as u16).to_le_bytes());
+        body.extend_from_slice(kept.as_bytes());
     }
     body.extend_from_slice(&record.payload);
     let mut framed = Vec::with_capacity(HEADER + body.len());
@@ -102,6 +111,25 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+
+    #[test]
+    fn a_field_longer_than_its_length_can_say_is_cut_between_characters() {
+        // 70,000 bytes of two-byte characters: 65,535 would end inside one.
+        let record = Record {
+            subject: "ж".repeat(35_000),
+            msg_id: "id".into(),
+            traceparent: String::new(),
+            payload: b"{}".to_vec(),
+        };
+        let Decoded::Record(read, _) = decode(&encode(&record)) else {
+            panic!("a record with a long field reads back");
+        };
+        assert_eq!(read.subject, "ж".repeat(32_767));
+        assert_eq!(
+            (read.msg_id.as_str(), read.payload.as_slice()),
+            ("id", &b"{}"[..])
+        );
+    }
 
     fn record(n: u8) -> Record {
         Record {
