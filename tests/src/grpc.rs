@@ -49,3 +49,14 @@ pub async fn reflected_services(endpoint: &str) -> anyhow::Result<Vec<String>> {
         other => anyhow::bail!("unexpected reflection answer {other:?}"),
     }
 }
+
+/// The services `endpoint` lists through reflection are exactly `service` and gRPC health.
+pub async fn assert_lists_only(endpoint: &str, service: &str) {
+    let mut listed = reflected_services(endpoint)
+        .await
+        .unwrap_or_else(|error| panic!("reflection at {endpoint}: {error:#}"));
+    listed.sort();
+    let mut expected = vec![service.to_owned(), "grpc.health.v1.Health".to_owned()];
+    expected.sort();
+    assert_eq!(listed, expected, "what reflection lists at {endpoint}");
+}

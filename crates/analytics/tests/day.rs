@@ -431,15 +431,7 @@ async fn a_scripted_day_is_answered_exactly_across_restarts_rebuilds_and_redeliv
         status,
         tonic_health::pb::health_check_response::ServingStatus::Serving
     );
-    let services = c2d_testkit::grpc::reflected_services(&endpoint)
-        .await
-        .unwrap();
-    assert!(
-        services
-            .iter()
-            .any(|s| s == c2d_proto::analytics::SERVICE_NAME),
-        "{services:?}"
-    );
+    c2d_testkit::grpc::assert_lists_only(&endpoint, c2d_proto::analytics::SERVICE_NAME).await;
 
     let first = answers(&mut client, "acme").await;
     check_against_script(&first, "acme", &script);

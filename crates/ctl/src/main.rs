@@ -20,7 +20,13 @@ use commands::webhooks::{Registered, parse_events};
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let _telemetry = match c2d_telemetry::init_at("c2dctl", "warn") {
+    // Commands log at WARN, so that their output is not interleaved with the NATS client's
+    // progress; the simulator is a server, whose progress is what its user watches.
+    let level = match cli.command {
+        Command::Simulate(_) => "info",
+        _ => "warn",
+    };
+    let _telemetry = match c2d_telemetry::init_at("c2dctl", level) {
         Ok(telemetry) => Some(telemetry),
         Err(error) => {
             eprintln!("c2dctl: logging is off: {error}");

@@ -20,8 +20,12 @@ pub enum ServeError {
     Reflection(#[from] tonic_reflection::server::Error),
 }
 
-/// Serves `service`, marked SERVING in gRPC health, with reflection over every package of
-/// the pipeline, on `listener` until `shutdown` completes.
+/// The gRPC health service's name, which every server lists beside its own.
+pub const HEALTH_SERVICE: &str = "grpc.health.v1.Health";
+
+/// Serves `service`, marked SERVING in gRPC health, with reflection that lists exactly it and
+/// health (a client built from reflection alone sees what this binary answers, not every
+/// service of the pipeline), on `listener` until `shutdown` completes.
 pub async fn serve<S>(
     listener: TcpListener,
     service: S,
@@ -43,6 +47,9 @@ where
     health.set_serving::<S>().await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(crate::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .with_service_name(S::NAME)
+        .with_service_name(HEALTH_SERVICE)
         .build_v1()?;
     let addr = listener
         .local_addr()
