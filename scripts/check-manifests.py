@@ -15,7 +15,8 @@ promises an operator:
 - NATS nodes are required to be on different Kubernetes nodes and are spread over zones;
   max_file_store is about 90% of the data volume (JetStream refuses writes before the disk is
   full); GOMEMLIMIT is about 90% of the memory limit;
-- in production, every volume that holds events names its storage class.
+- in production, every volume that holds events names its storage class;
+- the webhooks Ingress keeps no access log (the webhook URL carries the tenant's token).
 
 Usage: check-manifests.py OVERLAY RENDERED.yaml [--self-test]
 With --self-test, it breaks each promise in turn in a copy of the objects and fails unless every
@@ -146,10 +147,18 @@ def check_nats(objects, production):
     return f"NATS max_file_store {store} of {data['spec']['resources']['requests']['storage']}, GOMEMLIMIT {gomemlimit} of {limit}"
 
 
+def check_ingress(objects):
+    ingress = find(objects, "Ingress", "webhooks")
+    annotations = ingress["metadata"].get("annotations", {})
+    if annotations.get("nginx.ingress.kubernetes.io/enable-access-log") != "false":
+        raise Refused("the webhooks Ingress keeps an access log: every line would hold a tenant's token from the webhook URL")
+
+
 def check(objects, production):
+    check_ingress(objects)
     drain = check_gateway(objects, production)
     check_autoscaled(objects, drain)
-    return f"spool on a retained claim, a {drain} s stop, no replicas under an HPA, NATS anti-affinity required; {check_nats(objects, production)}"
+    return f"no access log of webhook URLs, spool on a retained claim, a {drain} s stop, no replicas under an HPA, NATS anti-affinity required; {check_nats(objects, production)}"
 
 
 def breaks(objects):
@@ -175,7 +184,11 @@ def breaks(objects):
     def short_grace(o):
         find(o, "StatefulSet", "gateway")["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] = 30
 
+    def access_log(o):
+        find(o, "Ingress", "webhooks")["metadata"]["annotations"].pop("nginx.ingress.kubernetes.io/enable-access-log")
+
     return [
+        edit("an access log of webhook URLs", access_log),
         edit("the spool as an emptyDir", spool_empty_dir),
         edit("replicas on the autoscaled gateway", replicas),
         edit("NATS anti-affinity only preferred", preferred),
