@@ -5,7 +5,8 @@
 //! [`ServiceProcess`] runs one of the workspace's binaries the way a user would; [`http`]
 //! sends plain HTTP/1.1 requests; [`TestDatabase`] is a fresh PostgreSQL database (on a server
 //! the test starts when none runs); [`Pipeline`] puts an in-process gateway in front of a
-//! server for consumers' tests; [`fixture`] reads the project's copy of Chat2Desk's examples.
+//! server for consumers' tests; [`fixture`] reads the project's copy of Chat2Desk's examples;
+//! [`eventually`] is how a test waits for anything.
 //!
 //! The `nats-server` binary is found, in order, at `$NATS_SERVER_BIN`, at the workspace's
 //! `tools/bin/nats-server` (installed by `make tools`), or on `PATH`.
@@ -18,6 +19,7 @@ mod nats;
 mod pipeline;
 pub mod postgres;
 mod process;
+mod wait;
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -31,6 +33,7 @@ pub use nats::{
 pub use pipeline::{Pipeline, inbox};
 pub use postgres::TestDatabase;
 pub use process::{ServiceProcess, workspace_binary};
+pub use wait::eventually;
 
 /// The workspace's top directory.
 pub fn workspace_root() -> PathBuf {

@@ -60,13 +60,17 @@ fn count_of(received: &Mutex<Vec<Json>>, rule: &str, status: &str) -> usize {
 }
 
 async fn eventually(what: &str, check: impl Fn() -> bool) {
-    for _ in 0..600 {
-        if check() {
-            return;
+    c2d_testkit::eventually(what, Duration::from_secs(15), || {
+        let held = check();
+        async move {
+            if held {
+                Ok(())
+            } else {
+                Err("not yet".to_owned())
+            }
         }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("{what}");
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

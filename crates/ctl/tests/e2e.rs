@@ -20,7 +20,8 @@ use c2d_proto::crm::CrmServiceClient;
 use c2d_proto::crm::v1::{GetClientRequest, get_client_request::By};
 use c2d_testkit::gateway::TENANTS;
 use c2d_testkit::{
-    GatewayProcess, NatsServer, ServiceProcess, free_port, stored_events, workspace_binary,
+    GatewayProcess, NatsServer, ServiceProcess, eventually, free_port, stored_events,
+    workspace_binary,
 };
 use serde_json::Value as Json;
 
@@ -76,22 +77,6 @@ fn c2dctl(args: &[&str]) -> String {
         "c2dctl {args:?} logged at INFO: {stderr}"
     );
     String::from_utf8(output.stdout).expect("UTF-8")
-}
-
-/// Polls `check` until it holds or a minute passes.
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<(), String>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        match check().await {
-            Ok(()) => return,
-            Err(why) if Instant::now() > deadline => panic!("{what}: {why}"),
-            Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -379,36 +364,40 @@ async fn the_whole_system_agrees_with_what_the_simulated_chat2desk_delivered() {
         let inbound = expected.get(&(tenant, "inbox")).copied().unwrap_or(0);
         let outbound = expected.get(&(tenant, "outbox")).copied().unwrap_or(0);
         let url = analytics_url.clone();
-        eventually(&format!("analytics counts {tenant}"), move || {
-            let url = url.clone();
-            async move {
-                let mut client = AnalyticsServiceClient::connect(url)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                let answer = client
-                    .channel_summary(SummaryRequest {
-                        tenant: tenant.into(),
-                        range: Some(range),
-                    })
-                    .await
-                    .map_err(|e| e.to_string())?
-                    .into_inner();
-                let total = answer.total.unwrap_or_default();
-                let seen = (
-                    total.inbound_messages,
-                    total.outbound_messages,
-                    total.delivery_failures,
-                );
-                if seen == (inbound, outbound, failed(tenant)) {
-                    Ok(())
-                } else {
-                    Err(format!(
-                        "analytics says {seen:?}, the simulator delivered {:?}",
-                        (inbound, outbound, failed(tenant))
-                    ))
+        eventually(
+            &format!("analytics counts {tenant}"),
+            Duration::from_secs(60),
+            move || {
+                let url = url.clone();
+                async move {
+                    let mut client = AnalyticsServiceClient::connect(url)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    let answer = client
+                        .channel_summary(SummaryRequest {
+                            tenant: tenant.into(),
+                            range: Some(range),
+                        })
+                        .await
+                        .map_err(|e| e.to_string())?
+                        .into_inner();
+                    let total = answer.total.unwrap_or_default();
+                    let seen = (
+                        total.inbound_messages,
+                        total.outbound_messages,
+                        total.delivery_failures,
+                    );
+                    if seen == (inbound, outbound, failed(tenant)) {
+                        Ok(())
+                    } else {
+                        Err(format!(
+                            "analytics says {seen:?}, the simulator delivered {:?}",
+                            (inbound, outbound, failed(tenant))
+                        ))
+                    }
                 }
-            }
-        })
+            },
+        )
         .await;
     }
     // The same through the command line.
@@ -451,7 +440,7 @@ async fn the_whole_system_agrees_with_what_the_simulated_chat2desk_delivered() {
     assert!(new_clients.len() > 20, "{} new clients", new_clients.len());
     let last = new_clients.last().unwrap().clone();
     let url = crm_url.clone();
-    eventually("crm-sync caught up", move || {
+    eventually("crm-sync caught up", Duration::from_secs(60), move || {
         let (last, url) = (last.clone(), url.clone());
         async move {
             let mut client = CrmServiceClient::connect(url)

@@ -6,7 +6,6 @@
 //! Feedback RPC) changes the ranking; a hints service that is absent or slow costs the hints,
 //! never the gateway's deadline nor the event.
 
-use std::future::Future;
 use std::time::{Duration, Instant};
 
 use c2d_hints::{Config, Hints};
@@ -106,22 +105,30 @@ impl Stack {
     async fn caught_up(&self) {
         let client = self.client().await;
         let jetstream = self.nats.jetstream().await;
-        eventually("c2d-hints to catch up with the log", || {
-            let (mut client, jetstream) = (client.clone(), jetstream.clone());
-            async move {
-                let last = jetstream
-                    .get_stream("CHAT2DESK")
-                    .await
-                    .ok()?
-                    .get_info()
-                    .await
-                    .ok()?
-                    .state
-                    .last_sequence;
-                let stats = tenant_stats(&mut client).await.ok()?;
-                (stats.last_sequence >= last).then_some(())
-            }
-        })
+        c2d_testkit::eventually(
+            "c2d-hints to catch up with the log",
+            Duration::from_secs(30),
+            || {
+                let (mut client, jetstream) = (client.clone(), jetstream.clone());
+                async move {
+                    let last = jetstream
+                        .get_stream("CHAT2DESK")
+                        .await
+                        .map_err(|e| e.to_string())?
+                        .get_info()
+                        .await
+                        .map_err(|e| e.to_string())?
+                        .state
+                        .last_sequence;
+                    let stats = tenant_stats(&mut client).await.map_err(|e| e.to_string())?;
+                    if stats.last_sequence >= last {
+                        Ok(())
+                    } else {
+                        Err(format!("at sequence {} of {last}", stats.last_sequence))
+                    }
+                }
+            },
+        )
         .await;
     }
 
@@ -172,21 +179,6 @@ async fn start_hints(
         let _ = stopped.await;
     }));
     (stop, hints)
-}
-
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "gave up waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 fn inbox(message_id: i64, client: i64, text: &str) -> Json {
