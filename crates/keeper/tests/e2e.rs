@@ -18,7 +18,8 @@ use c2d_proto::analytics::v1::{SummaryRequest, TimeRange};
 use c2d_proto::events::{Origin, Payload};
 use c2d_testkit::gateway::TENANTS;
 use c2d_testkit::{
-    GatewayProcess, NatsServer, ServiceProcess, free_port, stored_events, workspace_binary,
+    GatewayProcess, NatsServer, ServiceProcess, eventually, free_port, stored_events,
+    workspace_binary,
 };
 use serde_json::{Value as Json, json};
 
@@ -38,22 +39,6 @@ async fn get_json(url: &str) -> Json {
         .ok()
         .and_then(|r| serde_json::from_slice(&r.body).ok())
         .unwrap_or(Json::Null)
-}
-
-/// Polls `check` until it holds or `limit` passes.
-async fn eventually<F, Fut>(what: &str, limit: Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<(), String>>,
-{
-    let deadline = Instant::now() + limit;
-    loop {
-        match check().await {
-            Ok(()) => return,
-            Err(why) if Instant::now() > deadline => panic!("{what}: {why}"),
-            Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
-        }
-    }
 }
 
 async fn wait_grpc(endpoint: &str, service: &str, process: &mut ServiceProcess) {
