@@ -250,14 +250,7 @@ async fn sigterm_while_nats_is_down_keeps_the_spool_on_disk_and_the_next_gateway
     let mut gateway = GatewayProcess::start(GATEWAY, &nats, &env).await.unwrap();
     let port = gateway.port;
     nats.stop();
-    let mut answered = Vec::new();
-    for n in 0..200 {
-        let answer = http::post_json(&gateway.acme_url(), inbox(n))
-            .await
-            .unwrap();
-        assert_eq!(answer.status, 200, "spooled: {}", answer.text());
-        answered.push(answer.json()["event_id"].as_str().unwrap().to_owned());
-    }
+    let answered = spool_deliveries(&gateway.acme_url(), 200).await;
 
     // The stop cannot forward: it says so in its metrics while it tries, then exits.
     gateway.process.sigterm().unwrap();
@@ -390,6 +383,19 @@ fn spooled_or_refused(answer: &http::Answer, why: &str, answered: &mut Vec<Strin
     }
 }
 
+/// Posts `count` deliveries while NATS is down; each must be spooled and answered 2xx.
+/// Returns their event ids.
+async fn spool_deliveries(url: &str, count: u64) -> Vec<String> {
+    let mut answered = Vec::new();
+    for n in 0..count {
+        let answer = http::post_json(url, inbox(n)).await.unwrap();
+        assert_eq!(answer.status, 200, "spooled: {}", answer.text());
+        assert_eq!(answer.json()["spooled"], true);
+        answered.push(answer.json()["event_id"].as_str().unwrap().to_owned());
+    }
+    answered
+}
+
 /// Waits until the gateway's spool is empty: everything forwarded to JetStream, and the log
 /// emptied (no bytes wait either), so the next event is published directly.
 async fn wait_until_drained(gateway: &GatewayProcess) {
@@ -479,13 +485,7 @@ async fn kill_while_spooling(count: u64, damage: impl FnOnce(&std::path::Path)) 
     let port = gateway.port;
     let url = gateway.hook_url("acme", ACME_TOKEN);
     nats.stop();
-    let mut answered = Vec::new();
-    for n in 0..count {
-        let answer = http::post_json(&url, inbox(n)).await.unwrap();
-        assert_eq!(answer.status, 200, "spooled: {}", answer.text());
-        assert_eq!(answer.json()["spooled"], true);
-        answered.push(answer.json()["event_id"].as_str().unwrap().to_owned());
-    }
+    let answered = spool_deliveries(&url, count).await;
     gateway.process.kill();
     damage(spool.path());
     nats.restart().await.unwrap();
@@ -809,14 +809,7 @@ async fn forward_spool_empties_the_spool_of_a_gateway_that_is_gone_and_exits() {
             .await
             .unwrap();
     nats.stop();
-    let mut answered = Vec::new();
-    for n in 0..120 {
-        let answer = http::post_json(&gateway.acme_url(), inbox(n))
-            .await
-            .unwrap();
-        assert_eq!(answer.status, 200, "spooled: {}", answer.text());
-        answered.push(answer.json()["event_id"].as_str().unwrap().to_owned());
-    }
+    let answered = spool_deliveries(&gateway.acme_url(), 120).await;
     gateway.process.kill();
     nats.restart().await.unwrap();
 

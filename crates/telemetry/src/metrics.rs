@@ -47,12 +47,26 @@ pub fn names_mentioned(text: &str, prefix: &str) -> std::collections::BTreeSet<S
         .collect()
 }
 
-/// The pipeline's alert rules, as a service's tests read them from the workspace
-/// (`deploy/observability/prometheus-rules.yaml`, from that crate's manifest directory).
-pub fn alert_rules(manifest_dir: &str) -> std::io::Result<String> {
-    std::fs::read_to_string(
+/// The metrics with `prefix` that the pipeline's alert rules
+/// (`deploy/observability/prometheus-rules.yaml`, found from a service crate's manifest
+/// directory) name but `exposition` does not offer: what a service's test asserts is empty,
+/// so that no alert is written over a metric nobody emits.
+pub fn named_by_alert_rules_but_not_exposed(
+    manifest_dir: &str,
+    prefix: &str,
+    exposition: &str,
+) -> std::io::Result<Vec<String>> {
+    let rules = std::fs::read_to_string(
         std::path::Path::new(manifest_dir).join("../../deploy/observability/prometheus-rules.yaml"),
-    )
+    )?;
+    let exposed = exposed_names(exposition);
+    let named = names_mentioned(&rules, prefix);
+    if named.is_empty() {
+        return Err(std::io::Error::other(format!(
+            "no alert rule names a metric starting with {prefix}"
+        )));
+    }
+    Ok(named.difference(&exposed).cloned().collect())
 }
 
 #[cfg(test)]
