@@ -60,3 +60,26 @@ pub async fn assert_lists_only(endpoint: &str, service: &str) {
     expected.sort();
     assert_eq!(listed, expected, "what reflection lists at {endpoint}");
 }
+
+/// Waits until `service` at `endpoint` answers gRPC health (a minute at most, failing at once
+/// if `process` exits), then checks that reflection lists exactly it and health.
+pub async fn wait_serving(endpoint: &str, service: &str, process: &mut crate::ServiceProcess) {
+    crate::eventually(
+        &format!("{service} to answer at {endpoint}"),
+        std::time::Duration::from_secs(60),
+        || {
+            let exited = process.exited().ok().flatten();
+            async move {
+                if let Some(status) = exited {
+                    panic!("{service} exited ({status}) before it answered");
+                }
+                health(endpoint, service)
+                    .await
+                    .map(|_| ())
+                    .map_err(|error| format!("{error:#}"))
+            }
+        },
+    )
+    .await;
+    assert_lists_only(endpoint, service).await;
+}

@@ -79,3 +79,40 @@ async fn send(
         body,
     })
 }
+
+/// A receiver of JSON posts on a free loopback port (alerting's webhook notifications, say):
+/// everything it got, in order.
+pub struct JsonReceiver {
+    /// Where to post: `http://127.0.0.1:{port}{path}`.
+    pub url: String,
+    pub received: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+}
+
+/// Starts a [`JsonReceiver`] answering `POST {path}`.
+pub async fn json_receiver(path: &str) -> anyhow::Result<JsonReceiver> {
+    let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let app = axum::Router::new().route(
+        path,
+        axum::routing::post({
+            let received = std::sync::Arc::clone(&received);
+            move |axum::Json(body): axum::Json<serde_json::Value>| {
+                let received = std::sync::Arc::clone(&received);
+                async move {
+                    received
+                        .lock()
+                        .unwrap_or_else(|poisoned| poisoned.into_inner())
+                        .push(body);
+                    "ok"
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}{path}", listener.local_addr()?);
+    tokio::spawn(async move {
+        if let Err(error) = axum::serve(listener, app).await {
+            eprintln!("the test's JSON receiver stopped: {error}");
+        }
+    });
+    Ok(JsonReceiver { url, received })
+}

@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::process::Command;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use c2d_proto::alerting::AlertingServiceClient;
@@ -49,20 +49,6 @@ fn secret(tenant: &str) -> String {
         .to_owned()
 }
 
-async fn wait_grpc(endpoint: &str, service: &str, process: &mut ServiceProcess) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while c2d_testkit::grpc::health(endpoint, service).await.is_err() {
-        assert!(
-            process.exited().unwrap().is_none(),
-            "{service} exited before it answered"
-        );
-        assert!(Instant::now() < deadline, "{service} did not come up");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    // A client built from reflection alone sees this binary's service and health, no other.
-    c2d_testkit::grpc::assert_lists_only(endpoint, service).await;
-}
-
 fn c2dctl(args: &[&str]) -> String {
     let output = Command::new(env!("CARGO_BIN_EXE_c2dctl"))
         .args(args)
@@ -91,24 +77,9 @@ async fn the_whole_system_agrees_with_what_the_simulated_chat2desk_delivered() {
     let gateway_port = gateway.port;
 
     // The consumers, on free ports; alerting tells a local receiver.
-    let alerts_received = Arc::new(Mutex::new(Vec::<Json>::new()));
-    let receiver = {
-        let received = Arc::clone(&alerts_received);
-        let app = axum::Router::new().route(
-            "/alerts",
-            axum::routing::post(move |axum::Json(body): axum::Json<Json>| {
-                let received = Arc::clone(&received);
-                async move {
-                    received.lock().unwrap().push(body);
-                    "ok"
-                }
-            }),
-        );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/alerts", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        url
-    };
+    let receiver = c2d_testkit::http::json_receiver("/alerts").await.unwrap();
+    let alerts_received = Arc::clone(&receiver.received);
+    let receiver = receiver.url;
     let rules = dir.path().join("rules.toml");
     std::fs::write(
         &rules,
@@ -157,14 +128,14 @@ async fn the_whole_system_agrees_with_what_the_simulated_chat2desk_delivered() {
         ],
     )
     .unwrap();
-    wait_grpc(&crm_url, c2d_proto::crm::SERVICE_NAME, &mut crm).await;
-    wait_grpc(
+    c2d_testkit::grpc::wait_serving(&crm_url, c2d_proto::crm::SERVICE_NAME, &mut crm).await;
+    c2d_testkit::grpc::wait_serving(
         &analytics_url,
         c2d_proto::analytics::SERVICE_NAME,
         &mut analytics,
     )
     .await;
-    wait_grpc(
+    c2d_testkit::grpc::wait_serving(
         &alerting_url,
         c2d_proto::alerting::SERVICE_NAME,
         &mut alerting,

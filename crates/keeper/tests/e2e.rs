@@ -41,15 +41,6 @@ async fn get_json(url: &str) -> Json {
         .unwrap_or(Json::Null)
 }
 
-async fn wait_grpc(endpoint: &str, service: &str, process: &mut ServiceProcess) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while c2d_testkit::grpc::health(endpoint, service).await.is_err() {
-        assert!(process.exited().unwrap().is_none(), "{service} exited");
-        assert!(Instant::now() < deadline, "{service} did not come up");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_chat2desk_disabled_the_webhook_every_message_is_stored_exactly_once() {
     let nats = NatsServer::start().await.expect("nats-server starts");
@@ -61,24 +52,9 @@ async fn after_chat2desk_disabled_the_webhook_every_message_is_stored_exactly_on
     let gateway_port = gateway.port;
 
     // Alerting tells a local receiver; its rule turns the keeper's event into an alert.
-    let received = Arc::new(Mutex::new(Vec::<Json>::new()));
-    let receiver = {
-        let received = Arc::clone(&received);
-        let app = axum::Router::new().route(
-            "/alerts",
-            axum::routing::post(move |axum::Json(body): axum::Json<Json>| {
-                let received = Arc::clone(&received);
-                async move {
-                    received.lock().unwrap().push(body);
-                    "ok"
-                }
-            }),
-        );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/alerts", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        url
-    };
+    let receiver = c2d_testkit::http::json_receiver("/alerts").await.unwrap();
+    let received = Arc::clone(&receiver.received);
+    let receiver = receiver.url;
     let rules = dir.path().join("rules.toml");
     std::fs::write(
         &rules,
@@ -113,13 +89,13 @@ async fn after_chat2desk_disabled_the_webhook_every_message_is_stored_exactly_on
         ],
     )
     .unwrap();
-    wait_grpc(
+    c2d_testkit::grpc::wait_serving(
         &analytics_url,
         c2d_proto::analytics::SERVICE_NAME,
         &mut analytics,
     )
     .await;
-    wait_grpc(
+    c2d_testkit::grpc::wait_serving(
         &format!("http://127.0.0.1:{alerting_port}"),
         c2d_proto::alerting::SERVICE_NAME,
         &mut alerting,
