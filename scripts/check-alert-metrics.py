@@ -4,7 +4,7 @@
 A rule over a metric nobody exports never fires, silently. The rule file may name:
 - the NATS exporter's metrics: the list in deploy/observability/nats-exporter-metrics.txt, read
   from the exporter's source at the version deploy/base/nats.yaml runs;
-- our services' metrics (c2d_gateway_*, c2d_crm_sync_*): the unit tests
+- our services' metrics (c2d_gateway_*, c2d_crm_sync_*, c2d_keeper_*): the unit tests
   `the_alert_rules_name_only_metrics_*` render each service's registry and check these names;
 - nothing else.
 
@@ -22,7 +22,7 @@ PROMQL_WORDS = {
     "max_over_time", "avg_over_time", "absent", "histogram_quantile", "topk", "bottomk", "offset",
     "humanizePercentage",
 }
-OURS = ("c2d_gateway_", "c2d_crm_sync_")
+OURS = ("c2d_gateway_", "c2d_crm_sync_", "c2d_keeper_")
 
 
 def metric_names(expr):

@@ -170,3 +170,29 @@ async fn scrape(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
         metrics.render(),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_alert_rules_name_only_metrics_the_keeper_renders() {
+        let metrics = Metrics::default();
+        // A sample in each labelled family, so that every metric is rendered.
+        metrics.repaired("acme", "disabled");
+        metrics.gap("acme");
+        metrics.backfill("acme", 1, 1);
+        metrics.api_error("acme", "unauthorized");
+        metrics.pending("acme", 1, 1);
+        let unknown = c2d_telemetry::metrics::named_by_alert_rules_but_not_exposed(
+            env!("CARGO_MANIFEST_DIR"),
+            "c2d_keeper_",
+            &metrics.render(),
+        )
+        .unwrap();
+        assert!(
+            unknown.is_empty(),
+            "alert rules name metrics the keeper does not emit: {unknown:?}"
+        );
+    }
+}
