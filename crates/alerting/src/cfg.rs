@@ -17,7 +17,7 @@ use c2d_telemetry::env::{Env, InvalidVariable};
 
 use crate::rules::{self, Rules, RulesError};
 
-pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
+pub use c2d_proto::events::DEFAULT_NATS_URL;
 pub const DEFAULT_GRPC_ADDR: &str = "127.0.0.1:50053";
 pub const DEFAULT_TICK: Duration = Duration::from_secs(1);
 

@@ -31,13 +31,8 @@ const SUBSCRIBER: &str = "alerting";
 /// Why c2d-alerting could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum AlertingError {
-    #[error(
-        "cannot connect to NATS at {url}: {source}; is nats-server running? (make run starts one)"
-    )]
-    Connect {
-        url: String,
-        source: async_nats::ConnectError,
-    },
+    #[error(transparent)]
+    Connect(#[from] c2d_subscriber::ConnectError),
     #[error(
         "ALERTING_CRM_URL is not a URL: {0}; write it with its scheme, e.g. http://127.0.0.1:50051"
     )]
@@ -69,14 +64,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), AlertingError> {
     let stop = stop_flag(shutdown);
-    let client = async_nats::ConnectOptions::new()
-        .name("c2d-alerting")
-        .connect(c2d_telemetry::env::list(&config.nats_url))
-        .await
-        .map_err(|source| AlertingError::Connect {
-            url: config.nats_url.clone(),
-            source,
-        })?;
+    let client = c2d_subscriber::connect("c2d-alerting", &config.nats_url).await?;
     let jetstream = async_nats::jetstream::new(client.clone());
     jetstream
         .create_or_update_stream(async_nats::jetstream::stream::Config {

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use c2d_telemetry::env::Env;
 
-pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
+pub use c2d_proto::events::DEFAULT_NATS_URL;
 pub const DEFAULT_GRPC_ADDR: &str = "127.0.0.1:50052";
 pub const DEFAULT_DATA_DIR: &str = "data/analytics";
 pub const DEFAULT_SNAPSHOT_INTERVAL: Duration = Duration::from_secs(30);

@@ -35,13 +35,8 @@ const SUBSCRIBER: &str = "analytics";
 pub enum AnalyticsError {
     #[error(transparent)]
     Snapshot(#[from] SnapshotError),
-    #[error(
-        "cannot connect to NATS at {url}: {source}; is nats-server running? (make run starts one)"
-    )]
-    Connect {
-        url: String,
-        source: async_nats::ConnectError,
-    },
+    #[error(transparent)]
+    Connect(#[from] c2d_subscriber::ConnectError),
     #[error(transparent)]
     Subscribe(#[from] SubscribeError),
     #[error(transparent)]
@@ -104,14 +99,7 @@ impl Analytics {
     ) -> Result<(), AnalyticsError> {
         let stop = stop_flag(shutdown);
 
-        let client = async_nats::ConnectOptions::new()
-            .name("c2d-analytics")
-            .connect(c2d_telemetry::env::list(&self.config.nats_url))
-            .await
-            .map_err(|source| AnalyticsError::Connect {
-                url: self.config.nats_url.clone(),
-                source,
-            })?;
+        let client = c2d_subscriber::connect("c2d-analytics", &self.config.nats_url).await?;
         // The projection keeps its position (the snapshot's sequence): every replica reads the
         // whole log for itself, in order, with no consumer state on the server.
         let after = read(&self.projection).last_sequence;

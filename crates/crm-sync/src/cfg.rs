@@ -14,7 +14,7 @@ use c2d_telemetry::env::{Env, InvalidVariable};
 
 use crate::connector::{self, Connector, ConnectorConfigError};
 
-pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
+pub use c2d_proto::events::DEFAULT_NATS_URL;
 pub const DEFAULT_GRPC_ADDR: &str = "127.0.0.1:50051";
 pub const DEFAULT_STORE_URL: &str = "sqlite://data/crm-sync/crm.db";
 pub const DEFAULT_METRICS_ADDR: &str = "127.0.0.1:9151";

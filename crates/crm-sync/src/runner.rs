@@ -57,13 +57,8 @@ pub const HOOK_TYPES: &[&str] = &[
 pub enum CrmSyncError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error(
-        "cannot connect to NATS at {url}: {source}; is nats-server running? (make run starts one)"
-    )]
-    Connect {
-        url: String,
-        source: async_nats::ConnectError,
-    },
+    #[error(transparent)]
+    Connect(#[from] c2d_subscriber::ConnectError),
     #[error(transparent)]
     Subscribe(#[from] SubscribeError),
     #[error(transparent)]
@@ -251,14 +246,7 @@ impl CrmSync {
             None => None,
         };
         let stop = stop_flag(shutdown);
-        let client = async_nats::ConnectOptions::new()
-            .name("c2d-crm-sync")
-            .connect(c2d_telemetry::env::list(&self.config.nats_url))
-            .await
-            .map_err(|source| CrmSyncError::Connect {
-                url: self.config.nats_url.clone(),
-                source,
-            })?;
+        let client = c2d_subscriber::connect("c2d-crm-sync", &self.config.nats_url).await?;
         let Ok(mut shared) = Arc::try_unwrap(self.shared) else {
             unreachable!("nothing else holds the shared state before run");
         };

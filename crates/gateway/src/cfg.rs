@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use crate::tenants::{Tenants, TenantsError};
 
-pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
+pub use c2d_proto::events::DEFAULT_NATS_URL;
 pub const DEFAULT_ADDR: &str = "127.0.0.1:8080";
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 pub const DEFAULT_PUBLISH_TIMEOUT: Duration = Duration::from_millis(2_000);

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use c2d_telemetry::env::Env;
 
-pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
+pub use c2d_proto::events::DEFAULT_NATS_URL;
 pub const DEFAULT_GRPC_ADDR: &str = "127.0.0.1:50054";
 pub const DEFAULT_MAX_HINTS: usize = 5;
 pub const DEFAULT_MESSAGE_WAIT: Duration = Duration::from_millis(500);

@@ -35,13 +35,8 @@ pub const SUBJECTS: [&str; 3] = [
 /// Why c2d-hints could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum HintsError {
-    #[error(
-        "cannot connect to NATS at {url}: {source}; is nats-server running? (make run starts one)"
-    )]
-    Connect {
-        url: String,
-        source: async_nats::ConnectError,
-    },
+    #[error(transparent)]
+    Connect(#[from] c2d_subscriber::ConnectError),
     #[error("HINTS_PROVIDER_URL: {0}")]
     Provider(#[from] ProviderError),
     #[error(transparent)]
@@ -84,14 +79,7 @@ impl Hints {
             None => None,
         };
 
-        let client = async_nats::ConnectOptions::new()
-            .name("c2d-hints")
-            .connect(c2d_telemetry::env::list(&self.config.nats_url))
-            .await
-            .map_err(|source| HintsError::Connect {
-                url: self.config.nats_url.clone(),
-                source,
-            })?;
+        let client = c2d_subscriber::connect("c2d-hints", &self.config.nats_url).await?;
         let config = SubscriberConfig::new(SUBSCRIBER)
             .filters(SUBJECTS)
             .start_at(StartAt::Beginning)

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use c2d_telemetry::env::{Env, InvalidVariable};
 
-pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
+pub use c2d_proto::events::DEFAULT_NATS_URL;
 pub const DEFAULT_ADDR: &str = "127.0.0.1:9160";
 pub const DEFAULT_CHECK_INTERVAL: Duration = Duration::from_secs(60);
 pub const DEFAULT_SILENCE: Duration = Duration::from_secs(15 * 60);

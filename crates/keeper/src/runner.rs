@@ -33,13 +33,8 @@ const INDEX_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 /// Why c2d-keeper could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum KeeperError {
-    #[error(
-        "cannot connect to NATS at {url}: {source}; is nats-server running? (make run starts one)"
-    )]
-    Connect {
-        url: String,
-        source: async_nats::ConnectError,
-    },
+    #[error(transparent)]
+    Connect(#[from] c2d_subscriber::ConnectError),
     #[error("cannot use the Chat2Desk API at {url}: {message}")]
     Api { url: String, message: String },
     #[error(transparent)]
@@ -62,14 +57,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), KeeperError> {
     let mut stop = stop_flag(shutdown);
-    let client = async_nats::ConnectOptions::new()
-        .name("c2d-keeper")
-        .connect(c2d_telemetry::env::list(&config.nats_url))
-        .await
-        .map_err(|source| KeeperError::Connect {
-            url: config.nats_url.clone(),
-            source,
-        })?;
+    let client = c2d_subscriber::connect("c2d-keeper", &config.nats_url).await?;
     let jetstream = async_nats::jetstream::new(client.clone());
     let state = State::open(&jetstream, config.replicas).await?;
     let log = EventLog::new(jetstream.clone());

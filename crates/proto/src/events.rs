@@ -15,6 +15,9 @@ pub use v1::{
     MessageClient, Origin, OutboxStatus, QrCode, Tag, Unknown, event::Payload,
 };
 
+/// Where every service looks for NATS when `NATS_URL` is not set: a server on this machine.
+pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
+
 /// The JetStream stream that holds every event: the log every read model is rebuilt from.
 pub const STREAM: &str = "CHAT2DESK";
 /// Subjects of [`STREAM`].

@@ -57,6 +57,7 @@
 mod attempt;
 mod concurrent;
 mod config;
+mod connect;
 pub mod dead_letter;
 mod delivery;
 pub mod history;
@@ -68,6 +69,7 @@ pub use config::{
     DEFAULT_ACK_WAIT, DEFAULT_BATCH, DEFAULT_MAX_DELIVERIES, DEFAULT_STREAM_WAIT, Position,
     StartAt, SubscriberConfig,
 };
+pub use connect::{ConnectError, connect};
 pub use delivery::{BoxError, Delivery, HandlerError};
 pub use in_order::ACK_EVERY;
 pub use subscriber::{Handler, Stats, SubscribeError, Subscriber};
