@@ -132,7 +132,9 @@ pub fn page(answer: &Json, query: &MessageQuery) -> Result<MessagePage, ApiError
     }
     let meta = answer.get("meta");
     let number = |name: &str| meta.and_then(|m| m.get(name)).and_then(json_u64);
-    let offset = number("offset").unwrap_or(u64::from(query.offset.unwrap_or(0)));
+    // Paging goes on from the offset asked for, not the one echoed: an API (or a proxy) that
+    // echoes a wrong one would otherwise have the same page asked for again, without end.
+    let offset = u64::from(query.offset.unwrap_or(0));
     let total = number("total").ok_or_else(|| malformed("without meta.total"))?;
     let limit = number("limit").unwrap_or(u64::from(query.limit.unwrap_or(MAX_PAGE)));
     Ok(MessagePage {
@@ -164,9 +166,15 @@ mod tests {
         let answer = json!({"data": [{"id": 1}, {"id": 2}], "meta": {"total": "3", "limit": 2, "offset": 0}});
         let first = page(&answer, &query).unwrap();
         assert_eq!((first.total, first.next_offset()), (3, Some(2)));
+        // The next page is asked from where this one was asked, plus what it held: an API
+        // that echoes a wrong offset (0 here) does not make the same page come back forever.
+        let second = MessageQuery {
+            offset: first.next_offset(),
+            ..query.clone()
+        };
         let last = page(
-            &json!({"data": [{"id": 3}], "meta": {"total": 3, "limit": 2, "offset": 2}}),
-            &query,
+            &json!({"data": [{"id": 3}], "meta": {"total": 3, "limit": 2, "offset": 0}}),
+            &second,
         )
         .unwrap();
         assert_eq!(last.next_offset(), None);

@@ -82,7 +82,7 @@ impl Backfiller<'_> {
             .await?;
             for message in &page.data {
                 pass.listed += 1;
-                self.one(tenant, message, &mut pass).await?;
+                self.one(tenant, message, (from, until), &mut pass).await?;
             }
             match page.next_offset() {
                 Some(next) => offset = next,
@@ -97,6 +97,7 @@ impl Backfiller<'_> {
         &self,
         tenant: &str,
         message: &Json,
+        (from, until): (i64, i64),
         pass: &mut Pass,
     ) -> Result<(), BackfillError> {
         let Some(body) = webhook_body(message) else {
@@ -119,6 +120,15 @@ impl Backfiller<'_> {
             pass.other += 1;
             return Ok(());
         };
+        // Only what the window holds: an API that reads the dates coarser (by day, in the
+        // account's time zone) lists more, and a message after the window may still come by
+        // webhook. One without a creation time cannot be placed, so it is not stored either.
+        let created = event.event_time.as_ref().map(|t| t.seconds);
+        if !created.is_some_and(|created| (from..=until).contains(&created)) {
+            tracing::debug!(%tenant, message_id, ?created, from, until, "listed outside the window asked for; left for its own window");
+            pass.other += 1;
+            return Ok(());
+        }
         if lock(self.index).contains(tenant, message_id) {
             pass.skipped += 1;
             return Ok(());
@@ -151,16 +161,23 @@ impl Backfiller<'_> {
             || self.api.client(client_id),
         )
         .await?;
-        lock(self.index).insert_client(tenant, client_id);
         let Some(serde_json::Value::Object(mut card)) = card else {
+            // No such client (404) or no card to store: not asked for again.
+            lock(self.index).insert_client(tenant, client_id);
             return Ok(false);
         };
         card.insert("hook_type".into(), Json::from("client_updated"));
         card.insert("id".into(), Json::from(client_id));
         let body = Json::Object(card).to_string();
         match c2d_hooks::parse_backfilled(tenant, body.into(), now()) {
-            Ok(event) => Ok(!self.log.append(&event).await?),
+            Ok(event) => {
+                let duplicate = self.log.append(&event).await?;
+                // Known once stored: a failed append asks for the card again next pass.
+                lock(self.index).insert_client(tenant, client_id);
+                Ok(!duplicate)
+            }
             Err(error) => {
+                lock(self.index).insert_client(tenant, client_id);
                 tracing::warn!(%tenant, client_id, %error, "a client's card cannot be backfilled; skipped");
                 Ok(false)
             }

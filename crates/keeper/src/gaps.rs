@@ -85,8 +85,9 @@ impl Gap {
     }
 }
 
-/// Adds `gap` to `gaps` (merged into the one with the same start, if any); keeps the last
-/// `keep`, dropping complete ones first. True when it is a new gap.
+/// Adds `gap` to `gaps` (merged into the one with the same start, if any); keeps at most
+/// `keep` by dropping the oldest complete ones. A pending gap is never dropped: its messages
+/// would be lost without a word; past `keep` they stay, with a warning. True when it is new.
 pub fn add(gaps: &mut Vec<Gap>, gap: Gap, margin: i64, keep: usize) -> bool {
     if let Some(known) = gaps.iter_mut().find(|g| g.from == gap.from) {
         known.merge(&gap, margin);
@@ -95,7 +96,13 @@ pub fn add(gaps: &mut Vec<Gap>, gap: Gap, margin: i64, keep: usize) -> bool {
     gaps.push(gap);
     gaps.sort_by_key(|g| g.from);
     while gaps.len() > keep {
-        let index = gaps.iter().position(|g| g.complete).unwrap_or(0);
+        let Some(index) = gaps.iter().position(|g| g.complete) else {
+            tracing::warn!(
+                pending = gaps.len(),
+                "more gaps wait for their backfill than the status keeps; all are kept (c2dctl keeper status --gaps says why they do not complete)"
+            );
+            break;
+        };
         gaps.remove(index);
     }
     true
@@ -182,10 +189,7 @@ mod tests {
                 3,
             );
         }
-        assert_eq!(gaps.len(), 3);
-        assert_eq!(
-            gaps[0].from, 20_000,
-            "the oldest goes when none is complete"
-        );
+        assert_eq!(gaps.len(), 4, "a pending gap is never dropped");
+        assert_eq!(gaps[0].from, 1_000);
     }
 }

@@ -184,6 +184,8 @@ impl Round<'_> {
         )
         .await
         .map_err(RegisterError::from);
+        // Taken before a repair: what was created before it was never going to be delivered.
+        let checked_at = now().seconds;
         let checked = match listed {
             Ok(webhooks) => {
                 let gateway = self.config.gateway_url.as_deref();
@@ -194,7 +196,7 @@ impl Round<'_> {
         match checked {
             Ok(Checked::Healthy) => kept.status.webhook = "ok".into(),
             Ok(Checked::Repaired { problem, webhook }) => {
-                self.repaired(&mut kept.status, problem, &webhook, ready)
+                self.repaired(&mut kept.status, problem, &webhook, ready, checked_at)
                     .await;
             }
             Err(e) => {
@@ -220,12 +222,15 @@ impl Round<'_> {
     /// Records a repaired webhook: metric, status, the event alerting fires on, and the gap it
     /// leaves (from the last delivery, or the lookback, to now; none for a webhook missing that
     /// never delivered). `ready`: the index has read the log, so its last delivery is known.
+    /// `checked_at`: when the check began, before the repair, so that no message created after
+    /// the webhook was enabled again is taken for one its queue dropped.
     async fn repaired(
         &self,
         status: &mut TenantStatus,
         problem: Problem,
         webhook: &c2d_chat2desk::Webhook,
         ready: bool,
+        checked_at: i64,
     ) {
         let at = now();
         tracing::warn!(tenant = %status.tenant, problem = problem.as_str(), webhook_id = webhook.id,
@@ -248,7 +253,7 @@ impl Round<'_> {
         let from = last_delivery.unwrap_or(at.seconds - self.config.lookback.as_secs() as i64);
         // A disabled webhook's queue is dropped, and a missing one had none: nothing created
         // before now comes by webhook any more. A changed one may still be retried elsewhere.
-        let dropped_before = (problem != Problem::Changed).then_some(at.seconds);
+        let dropped_before = (problem != Problem::Changed).then_some(checked_at.min(at.seconds));
         let reason = format!("webhook {}", problem.as_str());
         self.add_gap(status, Gap::new(from, at.seconds, &reason, dropped_before));
     }
