@@ -16,7 +16,10 @@ promises an operator:
   max_file_store is about 90% of the data volume (JetStream refuses writes before the disk is
   full); GOMEMLIMIT is about 90% of the memory limit;
 - in production, every volume that holds events names its storage class;
-- the webhooks Ingress keeps no access log (the webhook URL carries the tenant's token).
+- the webhooks Ingress keeps no access log (the webhook URL carries the tenant's token);
+- NATS has users (nats-users.conf, included by nats.conf) whose passwords come from the
+  c2d-nats-users Secret, and every service that reaches NATS presents its own user, with its
+  password from that Secret: no anonymous client, no service borrowing another's rights.
 
 Usage: check-manifests.py OVERLAY RENDERED.yaml [--self-test]
 With --self-test, it breaks each promise in turn in a copy of the objects and fails unless every
@@ -154,11 +157,56 @@ def check_ingress(objects):
         raise Refused("the webhooks Ingress keeps an access log: every line would hold a tenant's token from the webhook URL")
 
 
+def config_map(objects, prefix):
+    """A generated ConfigMap, whose name kustomize suffixes with a hash."""
+    for obj in objects:
+        name = obj["metadata"]["name"]
+        if obj.get("kind") == "ConfigMap" and generated(name, prefix):
+            return obj
+    raise Refused(f"no ConfigMap {prefix} in the rendered manifests")
+
+
+def generated(name, prefix):
+    """Whether `name` is `prefix` as kustomize renders it: with a hash suffix when generated."""
+    return re.fullmatch(rf"{prefix}(-[a-z0-9]{{10}})?", name or "") is not None
+
+
+def check_nats_users(objects):
+    config = config_map(objects, "nats-config")["data"]
+    users_conf = config.get("nats-users.conf")
+    if users_conf is None or "include ./nats-users.conf" not in config.get("nats.conf", ""):
+        raise Refused("nats.conf does not include nats-users.conf: NATS would let anyone publish events")
+    users = dict(re.findall(r'user:\s*"?([a-z-]+)"?\s*\n?\s*,?\s*password:\s*\$(\w+)', users_conf))
+    nats = container(find(objects, "StatefulSet", "nats"), "nats")
+    if not any(generated(e.get("secretRef", {}).get("name"), "c2d-nats-users") for e in nats.get("envFrom", [])):
+        raise Refused("the nats container does not take the users' passwords from the c2d-nats-users Secret")
+    clients = 0
+    for obj in objects:
+        if obj.get("kind") not in ("Deployment", "StatefulSet", "Job") or obj["metadata"]["name"] == "nats":
+            continue
+        for c in obj["spec"]["template"]["spec"]["containers"]:
+            reaches_nats = env(c, "NATS_URL") is not None or any(
+                e.get("configMapRef", {}).get("name", "").startswith("c2d-common") for e in c.get("envFrom", []))
+            if not reaches_nats:
+                continue
+            where = f"{obj['kind']} {obj['metadata']['name']}"
+            user = env(c, "NATS_USER")
+            if user not in users:
+                raise Refused(f"{where} reaches NATS without a user of nats-users.conf (NATS_USER={user!r})")
+            password = next((v for v in c.get("env", []) if v["name"] == "NATS_PASSWORD"), {})
+            ref = password.get("valueFrom", {}).get("secretKeyRef", {})
+            if not generated(ref.get("name"), "c2d-nats-users") or ref.get("key") != users[user]:
+                raise Refused(f"{where}: NATS_PASSWORD must come from the c2d-nats-users Secret, key {users[user]} (user {user})")
+            clients += 1
+    return f"{clients} NATS clients each with its own user"
+
+
 def check(objects, production):
     check_ingress(objects)
+    clients = check_nats_users(objects)
     drain = check_gateway(objects, production)
     check_autoscaled(objects, drain)
-    return f"no access log of webhook URLs, spool on a retained claim, a {drain} s stop, no replicas under an HPA, NATS anti-affinity required; {check_nats(objects, production)}"
+    return f"no access log of webhook URLs, spool on a retained claim, a {drain} s stop, no replicas under an HPA, {clients}, NATS anti-affinity required; {check_nats(objects, production)}"
 
 
 def breaks(objects):
@@ -187,8 +235,25 @@ def breaks(objects):
     def access_log(o):
         find(o, "Ingress", "webhooks")["metadata"]["annotations"].pop("nginx.ingress.kubernetes.io/enable-access-log")
 
+    def anonymous(o):
+        analytics = container(find(o, "Deployment", "analytics"), "analytics")
+        analytics["env"] = [v for v in analytics["env"] if not v["name"].startswith("NATS_")]
+
+    def borrowed(o):
+        crm = container(find(o, "Deployment", "crm-sync"), "crm-sync")
+        for var in crm["env"]:
+            if var["name"] == "NATS_USER":
+                var["value"] = "gateway"
+
+    def no_users(o):
+        config = config_map(o, "nats-config")
+        config["data"]["nats.conf"] = config["data"]["nats.conf"].replace("include ./nats-users.conf", "")
+
     return [
         edit("an access log of webhook URLs", access_log),
+        edit("an anonymous NATS client", anonymous),
+        edit("a service with the gateway's NATS user and its own password", borrowed),
+        edit("NATS without users", no_users),
         edit("the spool as an emptyDir", spool_empty_dir),
         edit("replicas on the autoscaled gateway", replicas),
         edit("NATS anti-affinity only preferred", preferred),

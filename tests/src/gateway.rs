@@ -40,8 +40,8 @@ impl GatewayProcess {
 
     /// The environment every test gateway gets.
     fn env(port: u16, nats: &NatsServer) -> Vec<(&'static str, String)> {
-        vec![
-            ("NATS_URL", nats.url()),
+        let mut env = nats.env_for("gateway");
+        env.extend([
             ("GATEWAY_ADDR", format!("127.0.0.1:{port}")),
             ("GATEWAY_TOKENS", TENANTS.to_owned()),
             // Without a spool a failed append is a 503; spool tests give a directory.
@@ -53,7 +53,8 @@ impl GatewayProcess {
             ("GATEWAY_TENANT_RATE", "1000000".to_owned()),
             ("GATEWAY_TENANT_BURST", "1000000".to_owned()),
             ("GATEWAY_TENANT_CONCURRENCY", "100000".to_owned()),
-        ]
+        ]);
+        env
     }
 
     async fn ready(mut process: ServiceProcess, port: u16) -> anyhow::Result<GatewayProcess> {

@@ -19,7 +19,23 @@ pub struct NatsServer {
     max_payload: String,
     /// Set for a node of a [`NatsCluster`].
     cluster: Option<ClusterNode>,
+    /// The users and permissions of `deploy/base/config/nats-users.conf`, as production runs;
+    /// otherwise anyone may do anything.
+    users: bool,
 }
+
+/// The users of `deploy/base/config/nats-users.conf`, each with the password the test server
+/// gives it (`test-{user}`).
+pub const USERS: [&str; 8] = [
+    "gateway",
+    "keeper",
+    "crm-sync",
+    "analytics",
+    "alerting",
+    "hints",
+    "reader",
+    "admin",
+];
 
 /// What production sets (`deploy/`): room for a big QR-code image twice over, in the body
 /// and in the raw bytes the event keeps.
@@ -42,6 +58,17 @@ impl NatsServer {
     /// Starts a server that accepts messages of at most `max_payload` (`64KB`, say), as a
     /// server left at a lower limit than production's would.
     pub async fn start_with_max_payload(max_payload: &str) -> anyhow::Result<NatsServer> {
+        Self::start_as(max_payload, false).await
+    }
+
+    /// Starts a server with production's users and permissions (the deployment's
+    /// `nats-users.conf`): a process gets its user's credentials from [`NatsServer::env_for`],
+    /// and [`NatsServer::client`] connects as `admin`.
+    pub async fn start_with_users() -> anyhow::Result<NatsServer> {
+        Self::start_as(MAX_PAYLOAD, true).await
+    }
+
+    async fn start_as(max_payload: &str, users: bool) -> anyhow::Result<NatsServer> {
         let dir = tempfile::Builder::new().prefix("c2d-nats-").tempdir()?;
         let mut server = NatsServer {
             child: None,
@@ -49,6 +76,7 @@ impl NatsServer {
             dir,
             max_payload: max_payload.to_owned(),
             cluster: None,
+            users,
         };
         server.spawn().await?;
         Ok(server)
@@ -59,11 +87,34 @@ impl NatsServer {
         format!("nats://127.0.0.1:{}", self.port)
     }
 
-    /// A client connected to this server.
+    /// The environment a service's process needs to reach this server as `user` (one of
+    /// [`USERS`]): `NATS_URL`, and on a server with users `NATS_USER` and `NATS_PASSWORD`.
+    pub fn env_for(&self, user: &str) -> Vec<(&'static str, String)> {
+        let mut env = vec![("NATS_URL", self.url())];
+        if self.users {
+            env.push(("NATS_USER", user.to_owned()));
+            env.push(("NATS_PASSWORD", password(user)));
+        }
+        env
+    }
+
+    /// A client connected to this server (as `admin` on a server with users).
     pub async fn client(&self) -> async_nats::Client {
-        async_nats::connect(self.url())
+        self.client_as("admin")
             .await
             .expect("the test server accepts clients")
+    }
+
+    /// A client connected as `user` (anonymous on a server without users).
+    pub async fn client_as(
+        &self,
+        user: &str,
+    ) -> Result<async_nats::Client, async_nats::ConnectError> {
+        let mut options = async_nats::ConnectOptions::new();
+        if self.users {
+            options = options.user_and_password(user.to_owned(), password(user));
+        }
+        options.connect(self.url()).await
     }
 
     /// A JetStream context on this server.
@@ -118,13 +169,27 @@ impl NatsServer {
                 routes = routes.join(", "),
             ));
         }
+        if self.users {
+            std::fs::copy(
+                workspace_root().join("deploy/base/config/nats-users.conf"),
+                self.dir.path().join("nats-users.conf"),
+            )
+            .context("the deployment's nats-users.conf")?;
+            text.push_str("include ./nats-users.conf\n");
+        }
         std::fs::write(&config, text)?;
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.dir.path().join("nats.log"))?;
         let binary = nats_server_binary()?;
-        let child = Command::new(&binary)
+        let mut command = Command::new(&binary);
+        if self.users {
+            for user in USERS {
+                command.env(password_variable(user), password(user));
+            }
+        }
+        let child = command
             .arg("-c")
             .arg(&config)
             .stdout(Stdio::null())
@@ -138,7 +203,7 @@ impl NatsServer {
     async fn wait_until_ready(&mut self) -> anyhow::Result<()> {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if let Ok(client) = async_nats::connect(self.url()).await {
+            if let Ok(client) = self.client_as("admin").await {
                 let jetstream = async_nats::jetstream::new(client);
                 if jetstream.query_account().await.is_ok() {
                     return Ok(());
@@ -197,6 +262,7 @@ impl NatsCluster {
                 port: free_port(),
                 dir,
                 max_payload: MAX_PAYLOAD.to_owned(),
+                users: false,
                 cluster: Some(ClusterNode {
                     name: format!("n{}", i + 1),
                     port: *port,
@@ -232,6 +298,16 @@ impl NatsCluster {
             .iter_mut()
             .find(|n| n.cluster.as_ref().is_some_and(|c| c.name == name))
     }
+}
+
+/// The password a test server gives `user`.
+fn password(user: &str) -> String {
+    format!("test-{user}")
+}
+
+/// The variable `nats-users.conf` reads `user`'s password from: `NATS_PASSWORD_CRM_SYNC`.
+fn password_variable(user: &str) -> String {
+    format!("NATS_PASSWORD_{}", user.to_uppercase().replace('-', "_"))
 }
 
 /// The nats-server to run: `$NATS_SERVER_BIN`, the workspace's `tools/bin/nats-server`, or the

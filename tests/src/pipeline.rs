@@ -17,15 +17,31 @@ pub struct Pipeline {
 
 impl Pipeline {
     pub async fn start() -> Pipeline {
-        let nats = NatsServer::start().await.expect("nats-server starts");
-        let url = nats.url();
+        Self::start_on(NatsServer::start().await.expect("nats-server starts")).await
+    }
+
+    /// As [`Pipeline::start`], on a server with production's users: the gateway connects as
+    /// `gateway`, [`Pipeline::client`] as `admin`.
+    pub async fn start_with_users() -> Pipeline {
+        Self::start_on(
+            NatsServer::start_with_users()
+                .await
+                .expect("nats-server starts"),
+        )
+        .await
+    }
+
+    async fn start_on(nats: NatsServer) -> Pipeline {
+        let nats_env = nats.env_for("gateway");
         let config = Config::from_lookup(|name| match name {
-            "NATS_URL" => Some(url.clone()),
             "GATEWAY_TOKENS" => Some(TENANTS.to_owned()),
             "GATEWAY_SPOOL_DIR" | "GATEWAY_HINTS_URL" => Some("off".to_owned()),
             "GATEWAY_TENANT_RATE" | "GATEWAY_TENANT_BURST" => Some("1000000".to_owned()),
             "GATEWAY_TENANT_CONCURRENCY" => Some("100000".to_owned()),
-            _ => None,
+            name => nats_env
+                .iter()
+                .find(|(variable, _)| *variable == name)
+                .map(|(_, value)| value.clone()),
         })
         .expect("test configuration is valid");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

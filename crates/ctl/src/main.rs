@@ -289,9 +289,9 @@ async fn events(command: EventsCommand, json: bool) -> anyhow::Result<()> {
     let connect = |nats: &NatsArgs| {
         let url = nats.nats_url.clone();
         async move {
-            async_nats::connect(&url)
+            c2d_subscriber::connect("c2dctl", &url)
                 .await
-                .with_context(|| format!("cannot connect to NATS at {url} (--nats-url, NATS_URL)"))
+                .context("--nats-url and NATS_URL say where NATS is")
         }
     };
     let filter = |nats: &NatsArgs| {

@@ -67,7 +67,9 @@ fn c2dctl(args: &[&str]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_whole_system_agrees_with_what_the_simulated_chat2desk_delivered() {
-    let nats = NatsServer::start().await.expect("nats-server starts");
+    let nats = NatsServer::start_with_users()
+        .await
+        .expect("nats-server starts");
     let dir = tempfile::tempdir().unwrap();
     let gateway_bin = workspace_binary("c2d-gateway").unwrap();
     let gateway_bin = gateway_bin.to_str().unwrap();
@@ -96,36 +98,45 @@ async fn the_whole_system_agrees_with_what_the_simulated_chat2desk_delivered() {
     let mut crm = ServiceProcess::spawn(
         workspace_binary("c2d-crm-sync").unwrap().to_str().unwrap(),
         &[
-            ("NATS_URL", nats.url()),
-            ("CRM_GRPC_ADDR", format!("127.0.0.1:{crm_port}")),
-            (
-                "CRM_STORE_URL",
-                format!("sqlite://{}", dir.path().join("crm.db").display()),
-            ),
-            ("CRM_METRICS_ADDR", "off".into()),
-        ],
+            nats.env_for("crm-sync").as_slice(),
+            &[
+                ("CRM_GRPC_ADDR", format!("127.0.0.1:{crm_port}")),
+                (
+                    "CRM_STORE_URL",
+                    format!("sqlite://{}", dir.path().join("crm.db").display()),
+                ),
+                ("CRM_METRICS_ADDR", "off".into()),
+            ],
+        ]
+        .concat(),
     )
     .unwrap();
     let mut analytics = ServiceProcess::spawn(
         workspace_binary("c2d-analytics").unwrap().to_str().unwrap(),
         &[
-            ("NATS_URL", nats.url()),
-            ("ANALYTICS_GRPC_ADDR", format!("127.0.0.1:{analytics_port}")),
-            (
-                "ANALYTICS_DATA_DIR",
-                dir.path().join("analytics").display().to_string(),
-            ),
-        ],
+            nats.env_for("analytics").as_slice(),
+            &[
+                ("ANALYTICS_GRPC_ADDR", format!("127.0.0.1:{analytics_port}")),
+                (
+                    "ANALYTICS_DATA_DIR",
+                    dir.path().join("analytics").display().to_string(),
+                ),
+            ],
+        ]
+        .concat(),
     )
     .unwrap();
     let mut alerting = ServiceProcess::spawn(
         workspace_binary("c2d-alerting").unwrap().to_str().unwrap(),
         &[
-            ("NATS_URL", nats.url()),
-            ("ALERTING_GRPC_ADDR", format!("127.0.0.1:{alerting_port}")),
-            ("ALERTING_RULES_FILE", rules.display().to_string()),
-            ("ALERTING_CRM_URL", crm_url.clone()),
-        ],
+            nats.env_for("alerting").as_slice(),
+            &[
+                ("ALERTING_GRPC_ADDR", format!("127.0.0.1:{alerting_port}")),
+                ("ALERTING_RULES_FILE", rules.display().to_string()),
+                ("ALERTING_CRM_URL", crm_url.clone()),
+            ],
+        ]
+        .concat(),
     )
     .unwrap();
     c2d_testkit::grpc::wait_serving(&crm_url, c2d_proto::crm::SERVICE_NAME, &mut crm).await;

@@ -3,6 +3,7 @@
 //! | variable | default | meaning |
 //! | --- | --- | --- |
 //! | `NATS_URL` | `nats://127.0.0.1:4222` | NATS server(s), comma-separated |
+//! | `NATS_USER`, `NATS_PASSWORD` | none | the gateway's NATS user (`gateway` in the deployment); `NATS_CREDS` and `NATS_TLS_*` as in [`c2d_subscriber::connect`] |
 //! | `GATEWAY_ADDR` | `127.0.0.1:8080` | where the HTTP server listens (`0.0.0.0:8080` in a container) |
 //! | `GATEWAY_TOKENS` | required | `tenant=secret,tenant2=secret2`; a tenant listed twice accepts both secrets (token rotation) |
 //! | `GATEWAY_MAX_BODY_BYTES` | `1048576` | largest accepted body; larger gets 413 |
@@ -13,9 +14,10 @@
 //! | `GATEWAY_SHUTDOWN_GRACE_SECS` | `25` | how long a stopping gateway (SIGTERM) takes to finish the requests in flight and forward its spool; it answers 503 to new deliveries meanwhile, and what the spool still holds after it stays on disk for the next start (the pod's `terminationGracePeriodSeconds` must exceed its preStop sleep plus this) |
 //! | `GATEWAY_SPOOL_DIR` | `data/gateway/spool` | where events wait, on disk, when JetStream cannot take them (they are answered 2xx and forwarded later); `off`: answer 503 instead |
 //! | `GATEWAY_SPOOL_MAX_BYTES` | `1073741824` | how many bytes of events may wait in the spool; beyond it webhooks get 503 and Chat2Desk retries |
-//! | `GATEWAY_TENANT_RATE` | `500` | requests per second a tenant may sustain; over it: 429 with `Retry-After` |
-//! | `GATEWAY_TENANT_BURST` | `1000` | requests a tenant may send at once above its rate |
-//! | `GATEWAY_TENANT_CONCURRENCY` | `256` | requests of one tenant handled at the same time; over it: 429 |
+//! | `GATEWAY_TENANT_RATE` | `1000` | requests per second a tenant may sustain; over it a request waits its turn (`GATEWAY_TENANT_WAIT_MS`), then 429 with `Retry-After` |
+//! | `GATEWAY_TENANT_BURST` | `20000` | requests a tenant may send at once above its rate: a mass mailing's `outbox_status` burst is taken at full speed (each 429 spends one of Chat2Desk's three retries) |
+//! | `GATEWAY_TENANT_WAIT_MS` | `2000` | how long a request over the rate waits for its turn before it is refused; `0` refuses at once |
+//! | `GATEWAY_TENANT_CONCURRENCY` | `256` | requests of one tenant handled (or waiting their turn) at the same time; over it: 429 |
 //! | `GATEWAY_BODY_TIMEOUT_SECS` | `10` | a body that takes longer to arrive gets 408 (slowloris) |
 //! | `GATEWAY_HEADER_TIMEOUT_SECS` | `10` | a client that does not send its request headers within this is disconnected |
 //! | `GATEWAY_ALLOWED_SOURCES` | any | networks that may post, e.g. `203.0.113.0/24,2001:db8::/32`; others get 403 |
@@ -25,6 +27,8 @@
 
 use std::net::SocketAddr;
 use std::time::Duration;
+
+use c2d_subscriber::connect::NatsCredentials;
 
 use crate::tenants::{Tenants, TenantsError};
 
@@ -39,8 +43,11 @@ pub const DEFAULT_DUPLICATE_WINDOW: Duration = Duration::from_secs(6 * 3_600);
 pub const MIN_DUPLICATE_WINDOW: Duration = Duration::from_secs(3 * 3_600);
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(25);
 pub const DEFAULT_SPOOL_DIR: &str = "data/gateway/spool";
-pub const DEFAULT_TENANT_RATE: f64 = 500.0;
-pub const DEFAULT_TENANT_BURST: f64 = 1_000.0;
+pub const DEFAULT_TENANT_RATE: f64 = 1_000.0;
+/// Deep enough for the statuses of a mass mailing that fail at once (a channel gone): a refusal
+/// spends one of the three retries Chat2Desk gives a delivery.
+pub const DEFAULT_TENANT_BURST: f64 = 20_000.0;
+pub const DEFAULT_TENANT_WAIT: Duration = Duration::from_millis(2_000);
 pub const DEFAULT_TENANT_CONCURRENCY: usize = 256;
 pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -52,6 +59,9 @@ pub const DEFAULT_HINTS_DEADLINE: Duration = Duration::from_millis(2_000);
 #[derive(Debug, Clone)]
 pub struct Config {
     pub nats_url: String,
+    /// Who the gateway is to NATS (`NATS_USER`, `NATS_PASSWORD`, `NATS_TLS_*`; see
+    /// [`c2d_subscriber::connect`]).
+    pub nats_credentials: NatsCredentials,
     pub addr: SocketAddr,
     pub tenants: Tenants,
     pub max_body_bytes: usize,
@@ -99,6 +109,8 @@ impl Default for StreamSettings {
 /// A configuration value that cannot be used; the message says which and how to fix it.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    #[error(transparent)]
+    NatsCredentials(#[from] c2d_subscriber::connect::CredentialsError),
     #[error("{name}={value:?} is not valid: {expected}")]
     Invalid {
         name: &'static str,
@@ -140,6 +152,7 @@ impl Config {
         }
         Ok(Config {
             nats_url: get("NATS_URL").unwrap_or_else(|| DEFAULT_NATS_URL.to_owned()),
+            nats_credentials: NatsCredentials::from_lookup(&lookup)?,
             addr: parse(
                 &get,
                 "GATEWAY_ADDR",
@@ -199,14 +212,20 @@ impl Config {
                     &get,
                     "GATEWAY_TENANT_RATE",
                     DEFAULT_TENANT_RATE,
-                    "requests per second, e.g. 500",
+                    "requests per second, e.g. 1000",
                 )?,
                 burst: parse(
                     &get,
                     "GATEWAY_TENANT_BURST",
                     DEFAULT_TENANT_BURST,
-                    "a number of requests, e.g. 1000",
+                    "a number of requests, e.g. 20000",
                 )?,
+                max_wait: Duration::from_millis(parse(
+                    &get,
+                    "GATEWAY_TENANT_WAIT_MS",
+                    DEFAULT_TENANT_WAIT.as_millis() as u64,
+                    "a number of milliseconds, e.g. 2000; 0 refuses at once",
+                )?),
                 concurrency: parse(
                     &get,
                     "GATEWAY_TENANT_CONCURRENCY",

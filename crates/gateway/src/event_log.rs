@@ -17,6 +17,7 @@ use async_nats::jetstream::stream::{Config as StreamConfig, StorageType};
 use async_nats::jetstream::{self, Context};
 use bytes::Bytes;
 use c2d_proto::events::{DLQ_STREAM, DLQ_STREAM_SUBJECTS, STREAM, STREAM_SUBJECTS};
+use c2d_subscriber::connect::NatsCredentials;
 use c2d_telemetry::TRACEPARENT;
 
 use crate::cfg::StreamSettings;
@@ -103,13 +104,8 @@ impl AppendError {
 /// The streams could not be created or checked.
 #[derive(Debug, thiserror::Error)]
 pub enum StreamError {
-    #[error(
-        "cannot connect to NATS at {url}: {source}; is nats-server running? (make run starts one)"
-    )]
-    Connect {
-        url: String,
-        source: async_nats::ConnectError,
-    },
+    #[error(transparent)]
+    Connect(#[from] c2d_subscriber::ConnectError),
     #[error(
         "cannot create or update stream {stream}: {source}; if it exists with another storage type or subjects, fix or delete it (nats stream info {stream})"
     )]
@@ -124,12 +120,15 @@ impl EventLog {
     /// while NATS is down, and `/readyz` tells when it is usable.
     pub async fn connect(
         url: &str,
+        credentials: &NatsCredentials,
         settings: StreamSettings,
         publish_timeout: Duration,
         largest_message: usize,
     ) -> Result<Arc<EventLog>, StreamError> {
-        let client = async_nats::ConnectOptions::new()
-            .name("c2d-gateway")
+        let options = credentials
+            .apply(async_nats::ConnectOptions::new().name("c2d-gateway"))
+            .await
+            .map_err(c2d_subscriber::ConnectError::from)?
             .retry_on_initial_connect()
             .max_reconnects(None)
             .connection_timeout(publish_timeout)
@@ -144,13 +143,8 @@ impl EventLog {
                     }
                     other => tracing::info!(event = %other, "NATS connection event"),
                 }
-            })
-            .connect(c2d_telemetry::env::list(url))
-            .await
-            .map_err(|source| StreamError::Connect {
-                url: url.to_owned(),
-                source,
-            })?;
+            });
+        let client = c2d_subscriber::connect::connect_with(options, url).await?;
         let jetstream = jetstream::ContextBuilder::new()
             .timeout(publish_timeout)
             .max_ack_inflight(10_000)

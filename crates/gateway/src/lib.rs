@@ -75,6 +75,7 @@ impl Gateway {
         let largest_message = 2 * config.max_body_bytes + 64 * 1024;
         let log = EventLog::connect(
             &config.nats_url,
+            &config.nats_credentials,
             config.stream.clone(),
             config.publish_timeout,
             largest_message,

@@ -2,15 +2,21 @@
 //! tenant (one misbehaving account, or someone who learned its URL, cannot take the gateway
 //! from the others), and an optional allow-list of source networks.
 //!
-//! A tenant over its rate or concurrency gets 429 with `Retry-After`; Chat2Desk retries, and
-//! the retry is stored once. The defaults are far above what one Chat2Desk account sends, so
-//! they only bite on abuse.
+//! A refusal is costly with this sender: Chat2Desk retries a delivery only three times (after
+//! 10 s, 5 min and 2 h), so every 429 spends one of them. The limits therefore absorb what a
+//! real account sends and refuse only abuse:
+//! - the bucket is deep ([`crate::cfg::DEFAULT_TENANT_BURST`]): a mass mailing whose thousands
+//!   of `outbox_status` arrive at once is taken at full speed;
+//! - over its rate, a request first waits for its token, up to `max_wait`, as in a queue, so a
+//!   burst beyond the bucket is slowed rather than refused;
+//! - only a request that would wait longer, or one over the tenant's requests in flight, gets
+//!   429 with `Retry-After`; Chat2Desk retries, and the retry is stored once.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Per-tenant limits.
 #[derive(Debug, Clone, PartialEq)]
@@ -21,6 +27,8 @@ pub struct LimitSettings {
     pub burst: f64,
     /// Requests of a tenant being handled at the same time.
     pub concurrency: usize,
+    /// How long a request over the rate may wait for its token before it is refused.
+    pub max_wait: Duration,
 }
 
 #[derive(Debug)]
@@ -73,8 +81,14 @@ impl TenantLimits {
         self.tenants.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Lets one request of `tenant` in, or says why not.
-    pub fn admit(self: &Arc<Self>, tenant: &str, now: Instant) -> Result<Permit, Refused> {
+    /// Lets one request of `tenant` in, after the returned wait (zero within its rate), or says
+    /// why not. A waiting request holds its token and its place in flight, so the requests of a
+    /// burst are let in one after another at the rate, in the order they came.
+    pub fn admit(
+        self: &Arc<Self>,
+        tenant: &str,
+        now: Instant,
+    ) -> Result<(Permit, Duration), Refused> {
         let mut tenants = self.lock();
         let state = tenants
             .entry(tenant.to_owned())
@@ -89,18 +103,22 @@ impl TenantLimits {
         if state.in_flight >= self.settings.concurrency {
             return Err(Refused::Concurrency);
         }
-        if state.tokens < 1.0 {
-            let wait = (1.0 - state.tokens) / self.settings.rate.max(f64::MIN_POSITIVE);
+        // The token may be borrowed from the future: the bucket goes below zero by the
+        // requests waiting, and each waits until the refill has paid for it.
+        let wait = ((1.0 - state.tokens) / self.settings.rate.max(f64::MIN_POSITIVE)).max(0.0);
+        if wait > self.settings.max_wait.as_secs_f64() {
+            let beyond = wait - self.settings.max_wait.as_secs_f64();
             return Err(Refused::Rate {
-                retry_after_secs: wait.ceil().max(1.0) as u64,
+                retry_after_secs: beyond.ceil().max(1.0) as u64,
             });
         }
         state.tokens -= 1.0;
         state.in_flight += 1;
-        Ok(Permit {
+        let permit = Permit {
             limits: Arc::clone(self),
             tenant: tenant.to_owned(),
-        })
+        };
+        Ok((permit, Duration::from_secs_f64(wait)))
     }
 }
 
@@ -161,11 +179,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_tenant_over_its_rate_or_concurrency_waits_and_others_do_not() {
+    fn a_tenant_over_its_rate_or_concurrency_is_refused_and_others_are_not() {
         let limits = TenantLimits::new(LimitSettings {
             rate: 2.0,
             burst: 3.0,
             concurrency: 2,
+            max_wait: Duration::ZERO,
         });
         let t0 = Instant::now();
         let a = limits.admit("acme", t0).unwrap();
@@ -189,6 +208,40 @@ mod tests {
                 .admit("acme", t0 + Duration::from_millis(500))
                 .is_ok()
         );
+    }
+
+    #[test]
+    fn a_burst_beyond_the_bucket_waits_its_turn_before_it_is_refused() {
+        let limits = TenantLimits::new(LimitSettings {
+            rate: 10.0,
+            burst: 2.0,
+            concurrency: 100,
+            max_wait: Duration::from_millis(500),
+        });
+        let t0 = Instant::now();
+        let waits: Vec<Duration> = (0..7)
+            .map(|_| {
+                limits.admit("acme", t0).map(|(permit, wait)| {
+                    std::mem::forget(permit);
+                    wait
+                })
+            })
+            .collect::<Result<_, _>>()
+            .unwrap();
+        // Two from the bucket at once, then one every 100 ms, in order.
+        let millis: Vec<u128> = waits.iter().map(Duration::as_millis).collect();
+        assert_eq!(millis, [0, 0, 100, 200, 300, 400, 500]);
+        // The eighth would wait 600 ms, past the 500 allowed: refused, to come back after the
+        // part of its wait that was too long.
+        assert_eq!(
+            limits.admit("acme", t0).err(),
+            Some(Refused::Rate {
+                retry_after_secs: 1
+            })
+        );
+        // A second later the queue has drained and a token is there again.
+        let (_, wait) = limits.admit("acme", t0 + Duration::from_secs(1)).unwrap();
+        assert_eq!(wait, Duration::ZERO);
     }
 
     #[test]

@@ -93,22 +93,26 @@ async fn store(
     }
     allowed_source(gateway, peer, headers)?;
     authorize(gateway, tenant, query, headers)?;
-    let _permit =
-        gateway
-            .limits
-            .admit(tenant, Instant::now())
-            .map_err(|refused| match refused {
-                Refused::Rate { retry_after_secs } => Rejection::TooManyRequests {
-                    tenant: tenant.to_owned(),
-                    why: "sends faster than its rate",
-                    retry_after: retry_after_secs,
-                },
-                Refused::Concurrency => Rejection::TooManyRequests {
-                    tenant: tenant.to_owned(),
-                    why: "has too many requests in flight",
-                    retry_after: 1,
-                },
-            })?;
+    let (_permit, wait) = gateway
+        .limits
+        .admit(tenant, Instant::now())
+        .map_err(|refused| match refused {
+            Refused::Rate { retry_after_secs } => Rejection::TooManyRequests {
+                tenant: tenant.to_owned(),
+                why: "sends faster than its rate",
+                retry_after: retry_after_secs,
+            },
+            Refused::Concurrency => Rejection::TooManyRequests {
+                tenant: tenant.to_owned(),
+                why: "has too many requests in flight",
+                retry_after: 1,
+            },
+        })?;
+    // Over its rate: the request waits its turn (a mass mailing's burst is slowed, not
+    // refused), then goes on.
+    if !wait.is_zero() {
+        tokio::time::sleep(wait).await;
+    }
     let content_type = accepted_content_type(headers)?;
     let timeout = gateway.config.body_timeout;
     let body = tokio::time::timeout(timeout, read_body(body, gateway.config.max_body_bytes))

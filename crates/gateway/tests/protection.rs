@@ -1,5 +1,6 @@
 //! The gateway against floods and strangers: a tenant over its rate gets 429 with Retry-After
-//! while another tenant is served; a body that trickles in (slowloris) gets 408 instead of
+//! while another tenant is served, but a mass mailing's burst is taken whole with the default
+//! limits; a body that trickles in (slowloris) gets 408 instead of
 //! holding a connection; a source outside GATEWAY_ALLOWED_SOURCES gets 403.
 
 use std::time::{Duration, Instant};
@@ -24,9 +25,11 @@ async fn a_flooding_tenant_gets_429_and_the_others_are_served() {
         GATEWAY,
         &nats,
         &[
-            // Slow enough that 60 deliveries in a row outrun it on a loaded machine too.
+            // Slow enough that 60 deliveries in a row outrun it on a loaded machine too, and
+            // refused at once rather than queued.
             ("GATEWAY_TENANT_RATE", "2".into()),
             ("GATEWAY_TENANT_BURST", "10".into()),
+            ("GATEWAY_TENANT_WAIT_MS", "0".into()),
         ],
     )
     .await
@@ -68,6 +71,67 @@ async fn a_flooding_tenant_gets_429_and_the_others_are_served() {
         200,
         "after Retry-After"
     );
+}
+
+/// `outbox_status` of message `n`: a mass mailing whose channel failed reports every message.
+fn failed_status(n: u64) -> String {
+    format!(
+        r#"{{"id": {id}, "dialog_id": 4324035, "client_id": {n}, "channel_id": 17404,
+            "created": "2026-12-06T10:00:00Z", "gateway_status": "failed",
+            "error": "channel disconnected", "hook_type": "outbox_status"}}"#,
+        id = 500_000_000 + n
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mass_mailings_burst_is_absorbed_with_the_default_limits() {
+    const STATUSES: u64 = 4_000;
+    const SENDERS: u64 = 32;
+    let nats = NatsServer::start().await.unwrap();
+    // The limits as a user gets them: blank is the default.
+    let defaults = [
+        "GATEWAY_TENANT_RATE",
+        "GATEWAY_TENANT_BURST",
+        "GATEWAY_TENANT_WAIT_MS",
+    ]
+    .map(|name| (name, String::new()));
+    let gateway = GatewayProcess::start(GATEWAY, &nats, &defaults)
+        .await
+        .unwrap();
+    let acme = gateway.hook_url("acme", ACME_TOKEN);
+    let started = Instant::now();
+    let senders: Vec<_> = (0..SENDERS)
+        .map(|sender| {
+            let acme = acme.clone();
+            tokio::spawn(async move {
+                let mut refused = Vec::new();
+                for n in (sender..STATUSES).step_by(SENDERS as usize) {
+                    let answer = http::post_json(&acme, failed_status(n)).await.unwrap();
+                    if answer.status != 200 {
+                        refused.push((answer.status, answer.text()));
+                    }
+                }
+                refused
+            })
+        })
+        .collect();
+    let mut refused = Vec::new();
+    for sender in senders {
+        refused.extend(sender.await.unwrap());
+    }
+    let elapsed = started.elapsed();
+    println!(
+        "measured: {STATUSES} outbox_status from one tenant over {SENDERS} connections in {elapsed:.1?} ({:.0}/s), {} refused",
+        STATUSES as f64 / elapsed.as_secs_f64(),
+        refused.len()
+    );
+    assert!(
+        refused.is_empty(),
+        "a burst was refused: {:?}",
+        &refused[..refused.len().min(3)]
+    );
+    let stored = c2d_testkit::stored_events(&nats).await.unwrap();
+    assert_eq!(stored.len() as u64, STATUSES);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

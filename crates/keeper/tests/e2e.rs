@@ -43,7 +43,9 @@ async fn get_json(url: &str) -> Json {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_chat2desk_disabled_the_webhook_every_message_is_stored_exactly_once() {
-    let nats = NatsServer::start().await.expect("nats-server starts");
+    let nats = NatsServer::start_with_users()
+        .await
+        .expect("nats-server starts");
     let dir = tempfile::tempdir().unwrap();
     let gateway_bin = bin("c2d-gateway");
     let mut gateway = GatewayProcess::start(&gateway_bin, &nats, &[])
@@ -70,23 +72,29 @@ async fn after_chat2desk_disabled_the_webhook_every_message_is_stored_exactly_on
     let mut analytics = ServiceProcess::spawn(
         &bin("c2d-analytics"),
         &[
-            ("NATS_URL", nats.url()),
-            ("ANALYTICS_GRPC_ADDR", format!("127.0.0.1:{analytics_port}")),
-            (
-                "ANALYTICS_DATA_DIR",
-                dir.path().join("analytics").display().to_string(),
-            ),
-        ],
+            nats.env_for("analytics").as_slice(),
+            &[
+                ("ANALYTICS_GRPC_ADDR", format!("127.0.0.1:{analytics_port}")),
+                (
+                    "ANALYTICS_DATA_DIR",
+                    dir.path().join("analytics").display().to_string(),
+                ),
+            ],
+        ]
+        .concat(),
     )
     .unwrap();
     let mut alerting = ServiceProcess::spawn(
         &bin("c2d-alerting"),
         &[
-            ("NATS_URL", nats.url()),
-            ("ALERTING_GRPC_ADDR", format!("127.0.0.1:{alerting_port}")),
-            ("ALERTING_RULES_FILE", rules.display().to_string()),
-            ("ALERTING_TICK_MS", "200".into()),
-        ],
+            nats.env_for("alerting").as_slice(),
+            &[
+                ("ALERTING_GRPC_ADDR", format!("127.0.0.1:{alerting_port}")),
+                ("ALERTING_RULES_FILE", rules.display().to_string()),
+                ("ALERTING_TICK_MS", "200".into()),
+            ],
+        ]
+        .concat(),
     )
     .unwrap();
     c2d_testkit::grpc::wait_serving(
@@ -161,17 +169,20 @@ async fn after_chat2desk_disabled_the_webhook_every_message_is_stored_exactly_on
     let mut keeper = ServiceProcess::spawn(
         &bin("c2d-keeper"),
         &[
-            ("NATS_URL", nats.url()),
-            ("KEEPER_ADDR", format!("127.0.0.1:{keeper_port}")),
-            ("KEEPER_API_TOKENS", "acme=acme-api-token".into()),
-            ("GATEWAY_TOKENS", TENANTS.into()),
-            ("KEEPER_GATEWAY_URL", gateway.base_url()),
-            ("C2D_API_URL", format!("{api}/v1")),
-            ("KEEPER_CHECK_INTERVAL", "500ms".into()),
-            ("KEEPER_SILENCE", "3s".into()),
-            ("KEEPER_REDELIVERY_HORIZON", "4s".into()),
-            ("KEEPER_BACKFILL_MARGIN", "1s".into()),
-        ],
+            nats.env_for("keeper").as_slice(),
+            &[
+                ("KEEPER_ADDR", format!("127.0.0.1:{keeper_port}")),
+                ("KEEPER_API_TOKENS", "acme=acme-api-token".into()),
+                ("GATEWAY_TOKENS", TENANTS.into()),
+                ("KEEPER_GATEWAY_URL", gateway.base_url()),
+                ("C2D_API_URL", format!("{api}/v1")),
+                ("KEEPER_CHECK_INTERVAL", "500ms".into()),
+                ("KEEPER_SILENCE", "3s".into()),
+                ("KEEPER_REDELIVERY_HORIZON", "4s".into()),
+                ("KEEPER_BACKFILL_MARGIN", "1s".into()),
+            ],
+        ]
+        .concat(),
     )
     .unwrap();
     keeper
@@ -417,6 +428,7 @@ async fn after_chat2desk_disabled_the_webhook_every_message_is_stored_exactly_on
         .unwrap();
     let shown = Command::new(&c2dctl)
         .args(["--json", "keeper", "status", "--nats-url", &nats.url()])
+        .envs(nats.env_for("admin"))
         .output()
         .unwrap();
     assert!(shown.status.success(), "{shown:?}");

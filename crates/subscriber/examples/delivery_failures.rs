@@ -1,6 +1,7 @@
 //! A complete new service: log every message Chat2Desk could not deliver.
 //!
 //! `NATS_URL=nats://127.0.0.1:4222 cargo run -p c2d-subscriber --example delivery_failures`
+//! (on the cluster, also `NATS_USER=reader` and its `NATS_PASSWORD`).
 
 use c2d_proto::events::Payload;
 use c2d_subscriber::{Delivery, HandlerError, Subscriber, SubscriberConfig};
@@ -9,7 +10,8 @@ use c2d_subscriber::{Delivery, HandlerError, Subscriber, SubscriberConfig};
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let telemetry = c2d_telemetry::init("delivery-failures")?;
     let url = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
-    let client = async_nats::connect(&url).await?;
+    // As the user NATS_USER and NATS_PASSWORD name, when they are set.
+    let client = c2d_subscriber::connect("delivery-failures", &url).await?;
 
     // One durable consumer per service: it resumes where it stopped after a restart.
     let config =

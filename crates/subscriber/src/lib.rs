@@ -6,7 +6,8 @@
 //! use c2d_subscriber::{Delivery, HandlerError, Subscriber, SubscriberConfig};
 //!
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
-//! let client = async_nats::connect("nats://127.0.0.1:4222").await?;
+//! // NATS_USER and NATS_PASSWORD, when set, say who the service is to NATS.
+//! let client = c2d_subscriber::connect("delivery-failures", "nats://127.0.0.1:4222").await?;
 //! let config = SubscriberConfig::new("delivery-failures")
 //!     .filters(["chat2desk.events.*.outbox_status"]);
 //! let subscriber = Subscriber::open(client, config).await?;
@@ -57,7 +58,7 @@
 mod attempt;
 mod concurrent;
 mod config;
-mod connect;
+pub mod connect;
 pub mod dead_letter;
 mod delivery;
 pub mod history;

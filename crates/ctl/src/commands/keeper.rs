@@ -1,7 +1,6 @@
 //! `c2dctl keeper status`: what c2d-keeper recorded per tenant in its bucket `C2D_KEEPER`,
 //! read straight from NATS, so it answers even while the keeper restarts.
 
-use anyhow::Context as _;
 use c2d_keeper::{State, TenantStatus};
 use serde_json::json;
 
@@ -9,9 +8,7 @@ use c2dctl::output::Rows;
 
 /// One row per tenant (`tenant` alone when given); with `gaps`, one row per gap instead.
 pub async fn status(nats_url: &str, tenant: Option<&str>, gaps: bool) -> anyhow::Result<Rows> {
-    let client = async_nats::connect(c2d_telemetry::env::list(nats_url))
-        .await
-        .with_context(|| format!("cannot connect to NATS at {nats_url}"))?;
+    let client = c2d_subscriber::connect("c2dctl", nats_url).await?;
     let jetstream = async_nats::jetstream::new(client);
     let state = State::existing(&jetstream).await?;
     let statuses: Vec<TenantStatus> = state

@@ -1,0 +1,164 @@
+//! The deployment's NATS users (`deploy/base/config/nats-users.conf`) on a real nats-server:
+//! a consumer's credentials read the log and write their dead letters, as the SDK does, but
+//! cannot forge a Chat2Desk event or empty the log; a wrong password is refused with an error
+//! that says what to check.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use c2d_proto::events::{DLQ_STREAM, STREAM};
+use c2d_subscriber::connect::{NatsCredentials, connect_with};
+use c2d_subscriber::{Delivery, HandlerError, Subscriber, SubscriberConfig};
+use c2d_testkit::{Pipeline, eventually, webhook_fixtures};
+use tokio::sync::Notify;
+
+/// The users whose permissions are a consumer's.
+const CONSUMERS: [&str; 5] = ["crm-sync", "analytics", "hints", "alerting", "reader"];
+
+/// Connects as `user` the way every service does (its environment's credentials), and
+/// collects the errors the server sends back, where permission violations arrive.
+async fn connect_as(
+    pipeline: &Pipeline,
+    user: &str,
+) -> (async_nats::Client, Arc<Mutex<Vec<String>>>) {
+    let env = pipeline.nats.env_for(user);
+    let credentials = NatsCredentials::from_lookup(|name| {
+        env.iter()
+            .find(|(variable, _)| *variable == name)
+            .map(|(_, value)| value.clone())
+    })
+    .unwrap();
+    let errors = Arc::new(Mutex::new(Vec::new()));
+    let seen = errors.clone();
+    let options = credentials
+        .apply(async_nats::ConnectOptions::new().name(user))
+        .await
+        .unwrap()
+        .event_callback(move |event| {
+            let seen = seen.clone();
+            async move {
+                if let async_nats::Event::ServerError(error) = event {
+                    seen.lock().unwrap().push(error.to_string());
+                }
+            }
+        });
+    let client = connect_with(options, &pipeline.nats.url()).await.unwrap();
+    (client, errors)
+}
+
+async fn stored(pipeline: &Pipeline, stream: &str) -> u64 {
+    let jetstream = async_nats::jetstream::new(pipeline.client().await);
+    let mut stream = jetstream.get_stream(stream).await.unwrap();
+    stream.info().await.unwrap().state.messages
+}
+
+#[tokio::test]
+async fn a_consumers_credentials_cannot_publish_events_or_empty_the_log() {
+    let pipeline = Pipeline::start_with_users().await;
+    let (_, body) = webhook_fixtures().remove(0);
+    pipeline.post(body.clone()).await;
+    assert_eq!(
+        stored(&pipeline, STREAM).await,
+        1,
+        "the gateway's user publishes"
+    );
+
+    for user in CONSUMERS {
+        let (client, errors) = connect_as(&pipeline, user).await;
+        let jetstream = async_nats::jetstream::ContextBuilder::new()
+            .timeout(Duration::from_millis(500))
+            .build(client.clone());
+        let forged = jetstream
+            .publish("chat2desk.events.acme.inbox", body.clone())
+            .await;
+        // The server drops the message and says why on the connection; no ack ever comes.
+        let forged = match forged {
+            Ok(ack) => ack.await.map(|_| ()),
+            Err(error) => Err(error),
+        };
+        assert!(forged.is_err(), "{user} published an event");
+        assert!(jetstream.delete_stream(STREAM).await.is_err(), "{user}");
+        let stream = jetstream.get_stream(STREAM).await.unwrap();
+        assert!(stream.purge().await.is_err(), "{user}");
+        client.flush().await.unwrap();
+        eventually(
+            &format!("{user}'s violations reported"),
+            Duration::from_secs(10),
+            || {
+                let errors = errors.lock().unwrap().clone();
+                async move {
+                    let violations = errors
+                        .iter()
+                        .filter(|e| e.contains("Permissions Violation"))
+                        .count();
+                    (violations >= 3).then_some(()).ok_or(format!("{errors:?}"))
+                }
+            },
+        )
+        .await;
+        assert_eq!(stored(&pipeline, STREAM).await, 1, "{user} changed the log");
+    }
+}
+
+#[tokio::test]
+async fn a_consumers_credentials_are_enough_to_read_and_dead_letter() {
+    let pipeline = Pipeline::start_with_users().await;
+    let fixtures = webhook_fixtures();
+    for (_, body) in &fixtures {
+        pipeline.post(body.clone()).await;
+    }
+    let (client, errors) = connect_as(&pipeline, "reader").await;
+    let subscriber = Subscriber::open(client, SubscriberConfig::new("permissions-reader"))
+        .await
+        .expect("a consumer opens its durable");
+    let handled = Arc::new(Mutex::new(0usize));
+    let done = Arc::new(Notify::new());
+    let (count, finished, total) = (handled.clone(), done.clone(), fixtures.len());
+    let run = tokio::spawn(subscriber.run(
+        move |delivery: Delivery| {
+            let (count, finished) = (count.clone(), finished.clone());
+            async move {
+                let mut count = count.lock().unwrap();
+                *count += 1;
+                if *count == total {
+                    finished.notify_one();
+                }
+                // One event refused for good: its dead letter is the consumer's to write.
+                if delivery.stream_sequence == 1 {
+                    return Err(HandlerError::Permanent("refused by the test".into()));
+                }
+                Ok(())
+            }
+        },
+        async move { done.notified().await },
+    ));
+    run.await.unwrap().expect("the subscriber runs to the end");
+    assert_eq!(*handled.lock().unwrap(), fixtures.len());
+    assert_eq!(stored(&pipeline, DLQ_STREAM).await, 1, "the dead letter");
+    let errors = errors.lock().unwrap();
+    assert!(errors.is_empty(), "the server refused: {errors:?}");
+}
+
+#[tokio::test]
+async fn a_wrong_password_is_refused_with_what_to_check() {
+    let pipeline = Pipeline::start_with_users().await;
+    let credentials = NatsCredentials::from_lookup(|name| match name {
+        "NATS_USER" => Some("crm-sync".into()),
+        "NATS_PASSWORD" => Some("not-the-password".into()),
+        _ => None,
+    })
+    .unwrap();
+    let options = credentials
+        .apply(async_nats::ConnectOptions::new())
+        .await
+        .unwrap();
+    let error = connect_with(options, &pipeline.nats.url())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("NATS_PASSWORD"), "{error}");
+    assert!(
+        pipeline.nats.client_as("nobody").await.is_err(),
+        "an unknown user"
+    );
+}
