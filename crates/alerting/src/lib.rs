@@ -6,7 +6,9 @@
 //! someone is told at once, once, and told again when it is over.
 //!
 //! - [`rules`]: the rules file, validated at start; [`cfg`]: the environment.
-//! - [`engine`]: events and a clock in, alerts out, state in a JetStream bucket.
+//! - [`machine`]: the decisions, a state machine with no I/O: state, input and time in, new
+//!   state and effects out; [`engine`]: its shell, which reads the clock, feeds it events
+//!   and carries out its effects, with the state in a JetStream bucket.
 //! - [`alert`]: an alert's identity and lifecycle; [`enrich`]: who it is about (CrmService);
 //!   [`measure`]: what threshold rules ask AnalyticsService.
 //! - [`signal`]: what an event means to the rules; [`mute`]: silences and inhibition.
@@ -18,6 +20,7 @@ pub mod alert;
 pub mod cfg;
 pub mod engine;
 pub mod enrich;
+pub mod machine;
 pub mod measure;
 pub mod mute;
 pub mod notify;

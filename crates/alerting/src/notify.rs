@@ -12,7 +12,8 @@ use serde_json::json;
 use tokio::sync::watch;
 
 use crate::alert::{AlertRecord, State, now_ms};
-use crate::engine::{Batch, Engine};
+use crate::engine::Engine;
+use crate::machine::Batch;
 use crate::rules::{Receiver, ReceiverTarget};
 
 /// How often the notifier looks for due retries when nothing wakes it.
@@ -215,4 +216,35 @@ async fn send(http: &reqwest::Client, receiver: &Receiver, batch: &Batch) -> Res
         return Err(format!("Telegram refused the message: {body}"));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_back_off_doubling_up_to_ten_minutes() {
+        let receiver = Receiver {
+            name: "ops".into(),
+            target: ReceiverTarget::Webhook {
+                url: "http://127.0.0.1:9/alerts".into(),
+            },
+            max_attempts: 8,
+            initial_backoff: Duration::from_millis(500),
+        };
+        let delays: Vec<Duration> = [0, 1, 2, 3, 40]
+            .into_iter()
+            .map(|attempts| backoff(&receiver, attempts))
+            .collect();
+        assert_eq!(
+            delays,
+            [
+                Duration::from_millis(500),
+                Duration::from_secs(1),
+                Duration::from_secs(2),
+                Duration::from_secs(4),
+                Duration::from_secs(600),
+            ]
+        );
+    }
 }

@@ -13,8 +13,8 @@ use c2d_subscriber::StartAt;
 use tonic::{Request, Response, Status};
 
 use crate::alert::{AlertRecord, State, now_ms, timestamp};
-use crate::engine::threshold_summary;
-use crate::engine::{Engine, NotAcknowledged, StateError};
+use crate::engine::{Engine, StateError};
+use crate::machine::{NotAcknowledged, threshold_summary};
 use crate::measure::Analytics;
 use crate::rules::{Condition, Labels};
 
