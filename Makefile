@@ -33,6 +33,7 @@ test: tools
 
 ## lint: formatting and clippy, warnings as errors
 lint:
+	python3 scripts/check-docs.py
 	$(CARGO) fmt --all -- --check
 	cd fuzz && $(CARGO) fmt -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
