@@ -4,7 +4,8 @@
 A rule over a metric nobody exports never fires, silently. The rule file may name:
 - the NATS exporter's metrics: the list in deploy/observability/nats-exporter-metrics.txt, read
   from the exporter's source at the version deploy/base/nats.yaml runs;
-- our services' metrics (c2d_gateway_*, c2d_crm_sync_*, c2d_keeper_*): the unit tests
+- our services' metrics (c2d_gateway_*, c2d_crm_sync_*, c2d_keeper_*, c2d_analytics_*,
+  c2d_alerting_*, c2d_hints_*): the unit tests
   `the_alert_rules_name_only_metrics_*` render each service's registry and check these names;
 - nothing else.
 
@@ -20,9 +21,9 @@ PROMQL_WORDS = {
     "sum", "min", "max", "avg", "count", "rate", "irate", "increase", "by", "without", "on",
     "ignoring", "group_left", "group_right", "and", "or", "unless", "bool", "min_over_time",
     "max_over_time", "avg_over_time", "absent", "histogram_quantile", "topk", "bottomk", "offset",
-    "humanizePercentage",
+    "humanizePercentage", "humanizeDuration",
 }
-OURS = ("c2d_gateway_", "c2d_crm_sync_", "c2d_keeper_")
+OURS = ("c2d_gateway_", "c2d_crm_sync_", "c2d_keeper_", "c2d_analytics_", "c2d_alerting_", "c2d_hints_")
 
 
 def metric_names(expr):

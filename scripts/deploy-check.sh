@@ -10,7 +10,8 @@
 #    HPA, NATS required on separate nodes, storage and memory limits consistent), and that
 #    check refuses each promise broken;
 # 5. the observability files parse, every metric the alert rules name is one something emits
-#    (scripts/check-alert-metrics.py), and the rules pass their unit tests (promtool);
+#    (scripts/check-alert-metrics.py), the rules pass their unit tests (promtool), and the
+#    Prometheus Operator's PodMonitors and PrometheusRule match deploy/ and the rule file;
 # 6. buf lints the protos and finds no breaking change against main;
 # 7. and the check proves it can fail: a copy of deploy/ with one broken manifest must be refused.
 set -euo pipefail
@@ -74,6 +75,8 @@ print(f"deploy/observability: the Grafana dashboard and {count} Prometheus alert
 PY
 "$venv/bin/python" scripts/check-alert-metrics.py deploy/observability/prometheus-rules.yaml \
     deploy/observability/nats-exporter-metrics.txt
+"$venv/bin/python" scripts/render-prometheus-operator.py --check
+"$kubectl" kustomize deploy/observability/prometheus-operator >"$out/prometheus-operator.yaml"
 "$promtool" check rules deploy/observability/prometheus-rules.yaml >/dev/null
 "$promtool" test rules deploy/observability/prometheus-rules.test.yaml >"$out/promtool.log" 2>&1 \
     || { cat "$out/promtool.log" >&2; echo "the alert rules fail their unit tests" >&2; exit 1; }

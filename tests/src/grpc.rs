@@ -61,8 +61,9 @@ pub async fn assert_lists_only(endpoint: &str, service: &str) {
     assert_eq!(listed, expected, "what reflection lists at {endpoint}");
 }
 
-/// Waits until `service` at `endpoint` answers gRPC health (a minute at most, failing at once
-/// if `process` exits), then checks that reflection lists exactly it and health.
+/// Waits until `service` at `endpoint` says SERVING in gRPC health, which it does once it has
+/// caught up with the log (a minute at most, failing at once if `process` exits), then checks
+/// that reflection lists exactly it and health.
 pub async fn wait_serving(endpoint: &str, service: &str, process: &mut crate::ServiceProcess) {
     crate::eventually(
         &format!("{service} to answer at {endpoint}"),
@@ -73,10 +74,11 @@ pub async fn wait_serving(endpoint: &str, service: &str, process: &mut crate::Se
                 if let Some(status) = exited {
                     panic!("{service} exited ({status}) before it answered");
                 }
-                health(endpoint, service)
-                    .await
-                    .map(|_| ())
-                    .map_err(|error| format!("{error:#}"))
+                match health(endpoint, service).await {
+                    Ok(ServingStatus::Serving) => Ok(()),
+                    Ok(status) => Err(format!("health says {status:?}")),
+                    Err(error) => Err(format!("{error:#}")),
+                }
             }
         },
     )

@@ -4,6 +4,7 @@
 //! | --- | --- | --- |
 //! | `NATS_URL` | `nats://127.0.0.1:4222` | NATS server(s) |
 //! | `ALERTING_GRPC_ADDR` | `127.0.0.1:50053` | where AlertingService listens |
+//! | `ALERTING_METRICS_ADDR` | `127.0.0.1:9153` | where `/metrics` (Prometheus) and `/healthz` are served; `off` for none |
 //! | `ALERTING_RULES_FILE` | unset | the rules and receivers (TOML, see `alerting.example.toml`); unset: no rule, nothing fires |
 //! | `ALERTING_CRM_URL` | unset | CrmService (e.g. `http://127.0.0.1:50051`) to name clients and route by tag; unset: alerts carry client ids |
 //! | `ALERTING_ANALYTICS_URL` | unset | AnalyticsService (e.g. `http://127.0.0.1:50052`), which threshold rules ask; required when there is one |
@@ -19,6 +20,7 @@ use crate::rules::{self, Rules, RulesError};
 
 pub use c2d_proto::events::DEFAULT_NATS_URL;
 pub const DEFAULT_GRPC_ADDR: &str = "127.0.0.1:50053";
+pub const DEFAULT_METRICS_ADDR: &str = "127.0.0.1:9153";
 pub const DEFAULT_TICK: Duration = Duration::from_secs(1);
 
 /// Everything c2d-alerting needs to run.
@@ -26,6 +28,8 @@ pub const DEFAULT_TICK: Duration = Duration::from_secs(1);
 pub struct Config {
     pub nats_url: String,
     pub grpc_addr: SocketAddr,
+    /// None: no metrics endpoint.
+    pub metrics_addr: Option<SocketAddr>,
     pub rules: Rules,
     pub crm_url: Option<String>,
     pub analytics_url: Option<String>,
@@ -54,6 +58,11 @@ impl Config {
             DEFAULT_GRPC_ADDR.parse().expect("valid default"),
             "host:port, e.g. 0.0.0.0:50053",
         )?;
+        let metrics_addr = env.address_or_off(
+            "ALERTING_METRICS_ADDR",
+            DEFAULT_METRICS_ADDR.parse().expect("valid default"),
+            "host:port, e.g. 0.0.0.0:9153, or off",
+        )?;
         let tick = Duration::from_millis(env.positive(
             "ALERTING_TICK_MS",
             DEFAULT_TICK.as_millis() as u64,
@@ -69,6 +78,7 @@ impl Config {
                 .get("NATS_URL")
                 .unwrap_or_else(|| DEFAULT_NATS_URL.to_owned()),
             grpc_addr,
+            metrics_addr,
             rules,
             crm_url: env.get("ALERTING_CRM_URL"),
             analytics_url: env.get("ALERTING_ANALYTICS_URL"),

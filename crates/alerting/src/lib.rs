@@ -14,7 +14,7 @@
 //! - [`signal`]: what an event means to the rules; [`mute`]: silences and inhibition.
 //! - [`notify`]: webhook, Slack and Telegram receivers, with grouping and retries.
 //! - [`service`]: AlertingService; [`trial`]: a rule tried on recent events;
-//!   [`runner`]: the running service.
+//!   [`runner`]: the running service; [`metrics`]: what it counts, for Prometheus.
 
 pub mod alert;
 pub mod cfg;
@@ -22,6 +22,7 @@ pub mod engine;
 pub mod enrich;
 pub mod machine;
 pub mod measure;
+pub mod metrics;
 pub mod mute;
 pub mod notify;
 pub mod rules;

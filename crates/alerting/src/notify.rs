@@ -5,6 +5,10 @@
 //! from the state bucket only after the receiver accepted it (or after `max_attempts`, logged
 //! as an error), so a restart resumes what was not delivered.
 
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,9 +24,52 @@ use crate::rules::{Receiver, ReceiverTarget};
 const POLL: Duration = Duration::from_millis(200);
 /// Receivers are called with this time limit.
 const TIMEOUT: Duration = Duration::from_secs(10);
+/// No retry waits longer: a receiver back after an outage hears of its alerts within ten
+/// minutes.
+const MAX_BACKOFF: Duration = Duration::from_secs(600);
+
+/// A receiver, and what became of one message to it.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NotificationLabels {
+    pub receiver: String,
+    /// delivered, failed (to be retried), given_up.
+    pub outcome: &'static str,
+}
+
+/// `{prefix}_notifications_total{receiver, outcome}`: messages to receivers, delivered or
+/// failed, so that an operator sees a receiver that stopped taking alerts before anyone
+/// misses one.
+#[derive(Clone, Debug, Default)]
+pub struct Notifications(Family<NotificationLabels, Counter>);
+
+impl Notifications {
+    /// Registers the family in `registry`.
+    pub fn register(registry: &mut Registry) -> Notifications {
+        let notifications = Notifications::default();
+        registry.register(
+            "notifications",
+            "Messages to receivers by outcome: delivered, failed (retried later), given_up",
+            notifications.0.clone(),
+        );
+        notifications
+    }
+
+    pub(crate) fn count(&self, receiver: &str, outcome: &'static str) {
+        self.0
+            .get_or_create(&NotificationLabels {
+                receiver: receiver.to_owned(),
+                outcome,
+            })
+            .inc();
+    }
+}
 
 /// Delivers the engine's notifications until `stop`.
-pub async fn run(engine: Arc<Engine>, mut stop: watch::Receiver<bool>) {
+pub async fn run(
+    engine: Arc<Engine>,
+    notifications: Notifications,
+    mut stop: watch::Receiver<bool>,
+) {
     let http = match reqwest::Client::builder()
         .timeout(TIMEOUT)
         .user_agent(concat!("c2d-alerting/", env!("CARGO_PKG_VERSION")))
@@ -39,7 +86,7 @@ pub async fn run(engine: Arc<Engine>, mut stop: watch::Receiver<bool>) {
             return;
         }
         for batch in engine.due_batches(now_ms()).await {
-            deliver(&engine, &http, batch).await;
+            deliver(&engine, &http, batch, &notifications).await;
         }
         tokio::select! {
             () = engine.notified.notified() => {}
@@ -50,7 +97,12 @@ pub async fn run(engine: Arc<Engine>, mut stop: watch::Receiver<bool>) {
 }
 
 /// Sends one batch and records the outcome: done, or failed and due again after a backoff.
-async fn deliver(engine: &Engine, http: &reqwest::Client, batch: Batch) {
+async fn deliver(
+    engine: &Engine,
+    http: &reqwest::Client,
+    batch: Batch,
+    notifications: &Notifications,
+) {
     let Some(receiver) = engine.rules.receiver(&batch.receiver) else {
         tracing::error!(receiver = %batch.receiver, "the alerts' receiver is not configured any more; dropped");
         let _ = engine.batch_done(&batch).await;
@@ -63,15 +115,18 @@ async fn deliver(engine: &Engine, http: &reqwest::Client, batch: Batch) {
         .collect();
     let recorded = match send(http, receiver, &batch).await {
         Ok(()) => {
+            notifications.count(&receiver.name, "delivered");
             tracing::info!(receiver = %receiver.name, ?fingerprints, "notification delivered");
             engine.batch_done(&batch).await
         }
         Err(error) if batch.attempts + 1 >= receiver.max_attempts => {
+            notifications.count(&receiver.name, "given_up");
             tracing::error!(receiver = %receiver.name, ?fingerprints, %error,
                 attempts = batch.attempts + 1, "notification given up: the receiver kept failing");
             engine.batch_done(&batch).await
         }
         Err(error) => {
+            notifications.count(&receiver.name, "failed");
             let delay = backoff(receiver, batch.attempts);
             tracing::warn!(receiver = %receiver.name, ?fingerprints, %error,
                 retry_in_ms = delay.as_millis() as u64, "notification not delivered; will retry");
@@ -85,12 +140,10 @@ async fn deliver(engine: &Engine, http: &reqwest::Client, batch: Batch) {
     }
 }
 
+/// The wait after a batch's `attempts + 1`-th failure: the receiver's initial backoff,
+/// doubled for each earlier failure, at most [`MAX_BACKOFF`].
 fn backoff(receiver: &Receiver, attempts: u32) -> Duration {
-    let exponent = attempts.min(16);
-    receiver
-        .initial_backoff
-        .saturating_mul(1 << exponent)
-        .min(Duration::from_secs(600))
+    c2d_telemetry::backoff::exponential(receiver.initial_backoff, attempts, MAX_BACKOFF)
 }
 
 /// One line for people.

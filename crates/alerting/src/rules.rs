@@ -264,13 +264,9 @@ impl Rules {
 /// A rules file that cannot be used, with where and why.
 #[derive(Debug, thiserror::Error)]
 pub enum RulesError {
-    #[error("cannot read the rules file {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("the rules file {path} is not valid TOML for alerting: {message}")]
-    Parse { path: String, message: String },
+    /// Unreadable, or not TOML of the rules' shape: the file, line and column.
+    #[error(transparent)]
+    File(#[from] c2d_telemetry::config_file::ConfigFileError),
     #[error("{path}: {what} {name:?}: {message}")]
     Invalid {
         path: String,
@@ -355,11 +351,7 @@ pub const DEFAULT_RESOLVE_AFTER: Duration = Duration::from_secs(3600);
 
 /// Reads and checks the rules file at `path`, with `${NAME}` from `env`.
 pub fn load(path: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Rules, RulesError> {
-    let text = std::fs::read_to_string(path).map_err(|source| RulesError::Read {
-        path: path.into(),
-        source,
-    })?;
-    parse(path, &text, env)
+    check(path, c2d_telemetry::config_file::read("rules", path)?, env)
 }
 
 /// Parses a rules file; `path` only names it in errors.
@@ -368,10 +360,19 @@ pub fn parse(
     text: &str,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Rules, RulesError> {
-    let file: File = toml::from_str(text).map_err(|error| RulesError::Parse {
-        path: path.into(),
-        message: error.to_string(),
-    })?;
+    check(
+        path,
+        c2d_telemetry::config_file::parse("rules", path, text)?,
+        env,
+    )
+}
+
+/// The rules a parsed file declares, once every reference and value in it holds.
+fn check(
+    path: &str,
+    file: File,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Rules, RulesError> {
     let mut rules = Rules::default();
     for spec in file.receiver {
         let invalid = |message: String| RulesError::Invalid {
@@ -708,6 +709,10 @@ mod tests {
             ),
             (FILE.replace("BOT_TOKEN", "UNSET"), "${UNSET}"),
             (FILE.replace("hook_type = ", "hook_typ = "), "hook_typ"),
+            (
+                FILE.replace("hook_type = ", "hook_typ = "),
+                "the rules file r.toml is not valid at line ",
+            ),
             (
                 FILE.replace("delivery_failure_rate", "happiness"),
                 "use delivery_failure_rate",

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use c2d_proto::alerting::{ALERTS_STREAM, AlertingServiceServer};
+use c2d_proto::server::Serving;
 use c2d_subscriber::{
     Delivery, HandlerError, StartAt, SubscribeError, Subscriber, SubscriberConfig,
 };
@@ -55,6 +56,8 @@ pub enum AlertingError {
     Subscribe(#[from] SubscribeError),
     #[error(transparent)]
     Serve(#[from] c2d_proto::server::ServeError),
+    #[error(transparent)]
+    Metrics(#[from] c2d_telemetry::startup::StartupError),
 }
 
 /// Runs c2d-alerting until `shutdown`.
@@ -112,6 +115,18 @@ pub async fn run(
         SubscriberConfig::new(SUBSCRIBER).start_at(StartAt::New),
     )
     .await?;
+    let stats = subscriber.stats();
+    let (registry, grpc_metrics, notifications) = crate::metrics::registry(Arc::clone(&stats));
+    c2d_telemetry::metrics::spawn(
+        config.metrics_addr,
+        "ALERTING_METRICS_ADDR",
+        registry,
+        stopped(stop.clone()),
+    )
+    .await?;
+    let serving = Serving::default()
+        .ready(async move { stats.caught_up().await })
+        .metrics(grpc_metrics);
     let grpc = tokio::spawn(c2d_proto::server::serve(
         listener,
         AlertingServiceServer::new(AlertingGrpc::new(
@@ -119,9 +134,14 @@ pub async fn run(
             client.clone(),
             analytics.clone(),
         )),
+        serving,
         stopped(stop.clone()),
     ));
-    let notifier = tokio::spawn(notify::run(Arc::clone(&engine), stop.clone()));
+    let notifier = tokio::spawn(notify::run(
+        Arc::clone(&engine),
+        notifications,
+        stop.clone(),
+    ));
     let clock = tokio::spawn(tick(Arc::clone(&engine), config.tick, stop.clone()));
     let thresholds: Vec<_> = match analytics {
         Some(analytics) => engine

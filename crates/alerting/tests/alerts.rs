@@ -5,7 +5,7 @@
 mod harness;
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use c2d_proto::alerting::AlertingServiceClient;
 use c2d_proto::alerting::v1::{
@@ -15,7 +15,10 @@ use c2d_proto::alerting::v1::{
 use c2d_proto::crm::CrmServiceClient;
 use c2d_proto::crm::v1::{GetClientRequest, get_client_request::By};
 use c2d_testkit::{Pipeline, fixture, stream_messages};
-use harness::{Received, Shared, eventually, start_alerting, start_receivers, webhook_count};
+use harness::{
+    Received, Shared, evaluated_after, eventually, settled, start_alerting, start_receivers,
+    webhook_count,
+};
 use serde_json::json;
 use tonic::Code;
 
@@ -114,19 +117,30 @@ async fn alerts_fire_once_enriched_resolve_and_survive_restarts() {
     pipeline
         .post(json!({"id": 1, "name": "VIP", "client_id": 501, "hook_type": "add_tag_to_client", "event_time": 1_714_557_601}).to_string())
         .await;
-    let mut crm = CrmServiceClient::connect(crm_url.clone()).await.unwrap();
-    for _ in 0..400 {
-        let answer = crm
-            .get_client(GetClientRequest {
-                tenant: "acme".into(),
-                by: Some(By::ClientId(501)),
-            })
-            .await;
-        if answer.is_ok_and(|c| c.into_inner().tags == ["VIP"]) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    let crm = CrmServiceClient::connect(crm_url.clone()).await.unwrap();
+    c2d_testkit::eventually(
+        "the CRM directory to know Ana as a VIP",
+        Duration::from_secs(10),
+        || {
+            let mut crm = crm.clone();
+            async move {
+                let answer = crm
+                    .get_client(GetClientRequest {
+                        tenant: "acme".into(),
+                        by: Some(By::ClientId(501)),
+                    })
+                    .await
+                    .map_err(|status| status.to_string())?
+                    .into_inner();
+                if answer.tags == ["VIP"] {
+                    Ok(())
+                } else {
+                    Err(format!("tags {:?}", answer.tags))
+                }
+            }
+        },
+    )
+    .await;
 
     // --- A lost WhatsApp connection: one notification, through two receiver failures. ---
     pipeline.post(fixture("new_qr_code")).await;
@@ -330,7 +344,11 @@ async fn alerts_fire_once_enriched_resolve_and_survive_restarts() {
     }
     let muted = muted.expect("request 9004's alert fires while silenced");
     assert_eq!(muted.silenced_by, silence.id);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Not a guessed pause: a tick of the clock after the firing (the muted alert would be
+    // told there if the silence were ignored), then every notification queued sent.
+    let jetstream = pipeline.nats.jetstream().await;
+    evaluated_after(&running.endpoint, "client-waiting", SystemTime::now()).await;
+    settled(&jetstream).await;
     assert_eq!(
         received.lock().unwrap().telegram.len(),
         telegrams,
@@ -382,7 +400,10 @@ async fn alerts_fire_once_enriched_resolve_and_survive_restarts() {
         },
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    // Every event taken in, a tick after the firing (a timer not deleted would fire again
+    // there), and every notification sent: a second one would have arrived by now.
+    evaluated_after(&running.endpoint, "client-waiting", SystemTime::now()).await;
+    settled(&jetstream).await;
     {
         let state = received.lock().unwrap();
         assert_eq!(
@@ -403,7 +424,6 @@ async fn alerts_fire_once_enriched_resolve_and_survive_restarts() {
     }
 
     // Every state change is on the alerts stream, once.
-    let jetstream = pipeline.nats.jetstream().await;
     let subjects: Vec<String> = stream_messages(&jetstream, c2d_proto::alerting::ALERTS_STREAM)
         .await
         .unwrap()

@@ -14,7 +14,9 @@ use c2d_proto::alerting::v1::{
     TestRuleRequest,
 };
 use c2d_testkit::Pipeline;
-use harness::{Received, Shared, eventually, start_alerting, start_receivers};
+use harness::{
+    Received, Shared, evaluated_after, eventually, settled, start_alerting, start_receivers,
+};
 use serde_json::{Value as Json, json};
 use tonic::Code;
 
@@ -43,6 +45,13 @@ repeat_interval = "3s"
 [[inhibit]]
 source_rule = "whatsapp-disconnected"
 target_rule = "delivery-failed"
+
+# Never fires here (no client writes): its evaluation at every tick shows the clock went on.
+[[rule]]
+name = "clock"
+kind = "wait"
+after = "1h"
+receiver = "ops"
 "#,
     )
 }
@@ -86,7 +95,10 @@ async fn alerts_are_grouped_repeated_until_acknowledged_inhibited_and_tried() {
         !bodies(r, "delivery-failed", "acme").is_empty()
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // All three events taken in and every notification sent (the repeat is 3 s away): a
+    // burst split in two would show both halves now.
+    let jetstream = pipeline.nats.jetstream().await;
+    settled(&jetstream).await;
     let first = bodies(&received.lock().unwrap(), "delivery-failed", "acme");
     assert_eq!(first.len(), 1, "one message for the burst: {first:?}");
     assert_eq!(first[0]["status"], "firing");
@@ -191,7 +203,11 @@ async fn alerts_are_grouped_repeated_until_acknowledged_inhibited_and_tried() {
     }
     let inhibited = inhibited.expect("globex's delivery failure fires");
     assert!(!inhibited.inhibited_by.is_empty(), "{inhibited:?}");
-    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    // A tick after the firing (where a muted alert whose inhibitor resolved is told), then
+    // every notification queued sent, group wait included: one for the inhibited alert would
+    // be at the receiver now.
+    evaluated_after(&running.endpoint, "clock", std::time::SystemTime::now()).await;
+    settled(&jetstream).await;
     assert!(
         bodies(&received.lock().unwrap(), "delivery-failed", "globex").is_empty(),
         "inhibited: not notified while the QR alert fires"

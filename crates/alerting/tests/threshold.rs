@@ -4,6 +4,8 @@
 //! against a quiet hour is a spike. Real gateway, nats-server,
 //! c2d-analytics and c2d-alerting, over real gRPC.
 
+mod harness;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -36,6 +38,7 @@ async fn start_analytics(nats_url: &str, dir: &std::path::Path) -> String {
     let config = c2d_analytics::Config::from_lookup(|name| match name {
         "NATS_URL" => Some(nats_url.clone()),
         "ANALYTICS_DATA_DIR" => Some(data.clone()),
+        "ANALYTICS_METRICS_ADDR" => Some("127.0.0.1:0".into()),
         _ => None,
     })
     .unwrap();
@@ -130,6 +133,7 @@ tenants = ["globex"]
         "NATS_URL" => Some(url.clone()),
         "ALERTING_RULES_FILE" => Some(rules.clone()),
         "ALERTING_ANALYTICS_URL" => Some(analytics.clone()),
+        "ALERTING_METRICS_ADDR" => Some("127.0.0.1:0".into()),
         _ => None,
     })
     .unwrap();
@@ -176,7 +180,15 @@ tenants = ["globex"]
         pipeline.post(outbox(n)).await;
     }
     eventually("the alert resolves", || count(&received, "resolved") == 1).await;
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    // Measured again after the resolution was seen (a flapping rule would fire again there),
+    // and every notification sent: a second firing or resolution would be at the receiver.
+    harness::evaluated_after(
+        &alerting,
+        "failing-deliveries",
+        std::time::SystemTime::now(),
+    )
+    .await;
+    harness::settled(&pipeline.nats.jetstream().await).await;
     assert_eq!(count(&received, "firing"), 1, "fired once");
     assert_eq!(count(&received, "resolved"), 1, "resolved once");
 
@@ -213,7 +225,7 @@ tenants = ["globex"]
         "{text}"
     );
     // A trial of a threshold rule asks analytics now, without firing anything.
-    let mut grpc = c2d_proto::alerting::AlertingServiceClient::connect(alerting)
+    let mut grpc = c2d_proto::alerting::AlertingServiceClient::connect(alerting.clone())
         .await
         .unwrap();
     let trial = grpc

@@ -150,6 +150,7 @@ async fn rebuild_rate(pipeline: &Pipeline, events: u64) -> anyhow::Result<f64> {
         "NATS_URL" => Some(url.clone()),
         "ANALYTICS_DATA_DIR" => Some(dir.clone()),
         "ANALYTICS_SNAPSHOT_SECS" => Some("3600".into()),
+        "ANALYTICS_METRICS_ADDR" => Some("127.0.0.1:0".into()),
         _ => None,
     })?;
     let analytics = Analytics::open(config, true)?;
@@ -206,6 +207,7 @@ async fn query_latency(events: u64) -> anyhow::Result<(f64, f64, usize)> {
     tokio::spawn(c2d_proto::server::serve(
         listener,
         c2d_proto::analytics::AnalyticsServiceServer::new(service),
+        c2d_proto::server::Serving::default(),
         std::future::pending(),
     ));
     let mut client = AnalyticsServiceClient::connect(format!("http://{addr}")).await?;

@@ -4,6 +4,7 @@
 //! | --- | --- | --- |
 //! | `NATS_URL` | `nats://127.0.0.1:4222` | NATS server(s) |
 //! | `ANALYTICS_GRPC_ADDR` | `127.0.0.1:50052` | where AnalyticsService listens (`0.0.0.0:50052` in a container) |
+//! | `ANALYTICS_METRICS_ADDR` | `127.0.0.1:9152` | where `/metrics` (Prometheus) and `/healthz` are served; `off` for none |
 //! | `ANALYTICS_DATA_DIR` | `data/analytics` | where snapshots are kept |
 //! | `ANALYTICS_SNAPSHOT_SECS` | `30` | how often the projection is saved (and at shutdown) |
 
@@ -15,6 +16,7 @@ use c2d_telemetry::env::Env;
 
 pub use c2d_proto::events::DEFAULT_NATS_URL;
 pub const DEFAULT_GRPC_ADDR: &str = "127.0.0.1:50052";
+pub const DEFAULT_METRICS_ADDR: &str = "127.0.0.1:9152";
 pub const DEFAULT_DATA_DIR: &str = "data/analytics";
 pub const DEFAULT_SNAPSHOT_INTERVAL: Duration = Duration::from_secs(30);
 
@@ -23,6 +25,8 @@ pub const DEFAULT_SNAPSHOT_INTERVAL: Duration = Duration::from_secs(30);
 pub struct Config {
     pub nats_url: String,
     pub grpc_addr: SocketAddr,
+    /// None: no metrics endpoint.
+    pub metrics_addr: Option<SocketAddr>,
     pub data_dir: PathBuf,
     pub snapshot_interval: Duration,
 }
@@ -42,6 +46,11 @@ impl Config {
             DEFAULT_GRPC_ADDR.parse().expect("valid default"),
             "host:port, e.g. 0.0.0.0:50052",
         )?;
+        let metrics_addr = env.address_or_off(
+            "ANALYTICS_METRICS_ADDR",
+            DEFAULT_METRICS_ADDR.parse().expect("valid default"),
+            "host:port, e.g. 0.0.0.0:9152, or off",
+        )?;
         let snapshot_interval = Duration::from_secs(env.positive(
             "ANALYTICS_SNAPSHOT_SECS",
             DEFAULT_SNAPSHOT_INTERVAL.as_secs(),
@@ -52,6 +61,7 @@ impl Config {
                 .get("NATS_URL")
                 .unwrap_or_else(|| DEFAULT_NATS_URL.to_owned()),
             grpc_addr,
+            metrics_addr,
             data_dir: env
                 .get("ANALYTICS_DATA_DIR")
                 .unwrap_or_else(|| DEFAULT_DATA_DIR.to_owned())

@@ -13,13 +13,14 @@
 //! - [`sketch`]: the mergeable quantile sketch (1% relative error).
 //! - [`snapshot`]: the projection on disk, so restarts replay little.
 //! - [`query`], [`service`], [`error`]: the gRPC surface and its validation.
-//! - [`runner`]: the running service; [`cfg`]: its configuration; [`allocator`]: the one
-//!   allocator setting a projection needs.
+//! - [`runner`]: the running service; [`cfg`]: its configuration; [`metrics`]: what it
+//!   counts, for Prometheus; [`allocator`]: the one allocator setting a projection needs.
 
 pub mod aggregates;
 pub mod allocator;
 pub mod cfg;
 pub mod error;
+pub mod metrics;
 pub mod projection;
 pub mod query;
 pub mod requests;

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use c2d_proto::analytics::AnalyticsServiceServer;
 use c2d_proto::analytics::v1::MinuteUpdate;
+use c2d_proto::server::Serving;
 use c2d_subscriber::{
     Delivery, HandlerError, StartAt, SubscribeError, Subscriber, SubscriberConfig,
 };
@@ -41,6 +42,8 @@ pub enum AnalyticsError {
     Subscribe(#[from] SubscribeError),
     #[error(transparent)]
     Serve(#[from] c2d_proto::server::ServeError),
+    #[error(transparent)]
+    Metrics(#[from] c2d_telemetry::startup::StartupError),
 }
 
 /// c2d-analytics, ready to run.
@@ -114,10 +117,24 @@ impl Analytics {
         let subscriber = Subscriber::open(client, config).await?;
         tracing::info!(?start_at, "following the event log");
 
+        let stats = subscriber.stats();
+        let (registry, grpc_metrics) = crate::metrics::registry(Arc::clone(&stats));
+        c2d_telemetry::metrics::spawn(
+            self.config.metrics_addr,
+            "ANALYTICS_METRICS_ADDR",
+            registry,
+            stopped(stop.clone()),
+        )
+        .await?;
+        // Queries are answered from the projection: not before it has caught up with the log.
+        let serving = Serving::default()
+            .ready(async move { stats.caught_up().await })
+            .metrics(grpc_metrics);
         let service = AnalyticsGrpc::new(self.projection(), self.minutes.clone(), stop.clone());
         let grpc = tokio::spawn(c2d_proto::server::serve(
             listener,
             AnalyticsServiceServer::new(service),
+            serving,
             stopped(stop.clone()),
         ));
         let background = [

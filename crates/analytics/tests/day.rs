@@ -141,6 +141,7 @@ async fn start(pipeline: &Pipeline, data_dir: &std::path::Path, rebuild: bool) -
         "NATS_URL" => Some(url.clone()),
         "ANALYTICS_DATA_DIR" => Some(dir.clone()),
         "ANALYTICS_SNAPSHOT_SECS" => Some("1".into()),
+        "ANALYTICS_METRICS_ADDR" => Some("127.0.0.1:0".into()),
         _ => None,
     })
     .unwrap();

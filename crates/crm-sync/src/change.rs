@@ -10,8 +10,8 @@
 
 use serde_json::{Value as Json, json};
 use sha2::{Digest as _, Sha256};
+use sqlx::Transaction;
 use sqlx::any::Any;
-use sqlx::{Row as _, Transaction};
 
 use crate::clock;
 use crate::directory::{self, ClientView};
@@ -91,18 +91,17 @@ pub async fn queue_if_changed(
     };
     let mut state = client_state(&view);
     let hash = fingerprint(&state);
-    let row = sqlx::query(
+    let (previous, version): (Option<String>, i64) = sqlx::query_as(
         "SELECT crm_hash, crm_version FROM clients WHERE tenant = $1 AND client_id = $2",
     )
     .bind(&client.tenant)
     .bind(client.client_id)
     .fetch_one(&mut **transaction)
     .await?;
-    let previous: Option<String> = row.try_get("crm_hash")?;
     if !force && previous.as_deref() == Some(hash.as_str()) {
         return Ok(0);
     }
-    let version = row.try_get::<i64, _>("crm_version")? + 1;
+    let version = version + 1;
     sqlx::query(
         "UPDATE clients SET crm_hash = $1, crm_version = $2 WHERE tenant = $3 AND client_id = $4",
     )

@@ -3,7 +3,7 @@
 //! built from the same [`ClientView`], so a CRM and a gRPC caller see the same client.
 
 use serde_json::Value as Json;
-use sqlx::{AnyConnection, Row as _};
+use sqlx::AnyConnection;
 
 use crate::projection::{ClientKey, digits, name_key};
 use crate::store::{Store, StoreError};
@@ -47,8 +47,8 @@ impl ClientView {
     }
 }
 
-/// One request of a client.
-#[derive(Debug, Clone, PartialEq)]
+/// One request of a client; read from `requests` by column name.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct RequestView {
     pub request_id: i64,
     pub dialog_id: Option<i64>,
@@ -58,11 +58,13 @@ pub struct RequestView {
     pub opened_at: Option<i64>,
     pub closed_at: Option<i64>,
     pub last_message_at: Option<i64>,
+    /// Not a column: added from the client's tags.
+    #[sqlx(skip)]
     pub tags: Vec<String>,
 }
 
-/// One dialog of a client.
-#[derive(Debug, Clone, PartialEq)]
+/// One dialog of a client; read from `dialogs` by column name.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct DialogView {
     pub dialog_id: i64,
     pub channel_id: Option<i64>,
@@ -83,8 +85,9 @@ impl DialogView {
     }
 }
 
-/// One tag on a client (request_id None) or on one of its requests.
-#[derive(Debug, Clone, PartialEq)]
+/// One tag on a client (request_id None) or on one of its requests; read from `client_tags`
+/// and `request_tags` by column name.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct TagView {
     pub tag_id: i64,
     pub name: Option<String>,
@@ -92,6 +95,7 @@ pub struct TagView {
     pub group_id: Option<i64>,
     pub group_name: Option<String>,
     pub request_id: Option<i64>,
+    #[sqlx(rename = "changed_at")]
     pub tagged_at: i64,
 }
 
@@ -102,6 +106,28 @@ impl TagView {
             .clone()
             .unwrap_or_else(|| format!("tag {}", self.tag_id))
     }
+}
+
+/// The `clients` columns of a [`ClientView`], as stored: the rest of the view is read from
+/// other tables, and `custom_fields` is JSON text until [`read`] parses it.
+#[derive(sqlx::FromRow)]
+struct ClientRow {
+    name: Option<String>,
+    phone: Option<String>,
+    client_phone: Option<String>,
+    avatar: Option<String>,
+    assigned_name: Option<String>,
+    comment: Option<String>,
+    extra_comment_1: Option<String>,
+    extra_comment_2: Option<String>,
+    extra_comment_3: Option<String>,
+    external_id: Option<String>,
+    region_id: Option<i64>,
+    country_id: Option<i64>,
+    custom_fields: Option<String>,
+    profile_at: Option<i64>,
+    first_contact_at: Option<i64>,
+    last_contact_at: Option<i64>,
 }
 
 /// How GetClient names a client.
@@ -132,7 +158,7 @@ pub async fn find(
     let mut connection = store.pool().acquire().await?;
     let client_id: Option<i64> = match lookup {
         Lookup::Id(id) => Some(*id),
-        Lookup::Phone(phone) => sqlx::query(
+        Lookup::Phone(phone) => sqlx::query_scalar(
             "SELECT client_id FROM clients WHERE tenant = $1
                  AND (phone = $2 OR client_phone = $2 OR phone_digits = $3 OR client_phone_digits = $3)
              ORDER BY client_id LIMIT 1",
@@ -141,19 +167,15 @@ pub async fn find(
         .bind(phone.trim())
         .bind(digits(phone).unwrap_or_default())
         .fetch_optional(&mut *connection)
-        .await?
-        .map(|row| row.try_get("client_id"))
-        .transpose()?,
-        Lookup::ExternalId(external_id) => sqlx::query(
+        .await?,
+        Lookup::ExternalId(external_id) => sqlx::query_scalar(
             "SELECT client_id FROM clients WHERE tenant = $1 AND external_id = $2
              ORDER BY client_id LIMIT 1",
         )
         .bind(tenant)
         .bind(external_id.trim())
         .fetch_optional(&mut *connection)
-        .await?
-        .map(|row| row.try_get("client_id"))
-        .transpose()?,
+        .await?,
     };
     match client_id {
         Some(client_id) => {
@@ -184,7 +206,7 @@ pub async fn read(
     connection: &mut AnyConnection,
     key: &ClientKey,
 ) -> Result<Option<ClientView>, StoreError> {
-    let Some(row) = sqlx::query(
+    let Some(row) = sqlx::query_as::<_, ClientRow>(
         "SELECT name, phone, client_phone, avatar, assigned_name, comment, extra_comment_1,
              extra_comment_2, extra_comment_3, external_id, region_id, country_id, custom_fields,
              profile_at, first_contact_at, last_contact_at
@@ -197,10 +219,7 @@ pub async fn read(
     else {
         return Ok(None);
     };
-    let text = |name: &str| row.try_get::<Option<String>, _>(name);
-    let number = |name: &str| row.try_get::<Option<i64>, _>(name);
-
-    let channels = sqlx::query(
+    let channels = sqlx::query_as::<_, (String, i64)>(
         "SELECT transport, channel_id FROM client_channels WHERE tenant = $1 AND client_id = $2
          ORDER BY transport, channel_id",
     )
@@ -208,12 +227,9 @@ pub async fn read(
     .bind(key.client_id)
     .fetch_all(&mut *connection)
     .await?
-    .iter()
-    .map(|row| {
-        let channel: i64 = row.try_get("channel_id")?;
-        Ok((row.try_get("transport")?, (channel != 0).then_some(channel)))
-    })
-    .collect::<Result<_, sqlx::Error>>()?;
+    .into_iter()
+    .map(|(transport, channel)| (transport, (channel != 0).then_some(channel)))
+    .collect();
     // One read of the tags serves the client's and its requests'.
     let all_tags = tags(connection, key).await?;
     let requests = tagged_requests(connection, key, &all_tags).await?;
@@ -235,24 +251,25 @@ pub async fn read(
 
     Ok(Some(ClientView {
         key: key.clone(),
-        name: text("name")?,
-        phone: text("phone")?,
-        client_phone: text("client_phone")?,
-        avatar: text("avatar")?,
-        assigned_name: text("assigned_name")?,
-        comment: text("comment")?,
-        extra_comment_1: text("extra_comment_1")?,
-        extra_comment_2: text("extra_comment_2")?,
-        extra_comment_3: text("extra_comment_3")?,
-        external_id: text("external_id")?,
-        region_id: number("region_id")?,
-        country_id: number("country_id")?,
-        custom_fields: text("custom_fields")?
+        name: row.name,
+        phone: row.phone,
+        client_phone: row.client_phone,
+        avatar: row.avatar,
+        assigned_name: row.assigned_name,
+        comment: row.comment,
+        extra_comment_1: row.extra_comment_1,
+        extra_comment_2: row.extra_comment_2,
+        extra_comment_3: row.extra_comment_3,
+        external_id: row.external_id,
+        region_id: row.region_id,
+        country_id: row.country_id,
+        custom_fields: row
+            .custom_fields
             .and_then(|text| serde_json::from_str(&text).ok())
             .unwrap_or_else(|| Json::Object(Default::default())),
-        profile_at: number("profile_at")?,
-        first_contact_at: number("first_contact_at")?,
-        last_contact_at: number("last_contact_at")?,
+        profile_at: row.profile_at,
+        first_contact_at: row.first_contact_at,
+        last_contact_at: row.last_contact_at,
         channels,
         tags,
         open_requests,
@@ -275,7 +292,7 @@ async fn tagged_requests(
     key: &ClientKey,
     tags: &[TagView],
 ) -> Result<Vec<RequestView>, StoreError> {
-    let mut requests: Vec<RequestView> = sqlx::query(
+    let mut requests: Vec<RequestView> = sqlx::query_as(
         "SELECT request_id, dialog_id, channel_id, transport, operator_id, opened_at, closed_at,
              last_message_at
          FROM requests WHERE tenant = $1 AND client_id = $2
@@ -284,22 +301,7 @@ async fn tagged_requests(
     .bind(&key.tenant)
     .bind(key.client_id)
     .fetch_all(&mut *connection)
-    .await?
-    .iter()
-    .map(|row| {
-        Ok(RequestView {
-            request_id: row.try_get("request_id")?,
-            dialog_id: row.try_get("dialog_id")?,
-            channel_id: row.try_get("channel_id")?,
-            transport: row.try_get("transport")?,
-            operator_id: row.try_get("operator_id")?,
-            opened_at: row.try_get("opened_at")?,
-            closed_at: row.try_get("closed_at")?,
-            last_message_at: row.try_get("last_message_at")?,
-            tags: Vec::new(),
-        })
-    })
-    .collect::<Result<_, sqlx::Error>>()?;
+    .await?;
     for tag in tags {
         if let Some(request) = requests
             .iter_mut()
@@ -316,7 +318,7 @@ pub async fn dialogs(
     connection: &mut AnyConnection,
     key: &ClientKey,
 ) -> Result<Vec<DialogView>, StoreError> {
-    let rows = sqlx::query(
+    Ok(sqlx::query_as(
         "SELECT dialog_id, channel_id, transport, operator_id, last_activity_at, closed_at
          FROM dialogs WHERE tenant = $1 AND client_id = $2
          ORDER BY last_activity_at DESC, dialog_id DESC",
@@ -324,20 +326,7 @@ pub async fn dialogs(
     .bind(&key.tenant)
     .bind(key.client_id)
     .fetch_all(&mut *connection)
-    .await?;
-    Ok(rows
-        .iter()
-        .map(|row| {
-            Ok(DialogView {
-                dialog_id: row.try_get("dialog_id")?,
-                channel_id: row.try_get("channel_id")?,
-                transport: row.try_get("transport")?,
-                operator_id: row.try_get("operator_id")?,
-                last_activity_at: row.try_get("last_activity_at")?,
-                closed_at: row.try_get("closed_at")?,
-            })
-        })
-        .collect::<Result<_, sqlx::Error>>()?)
+    .await?)
 }
 
 /// The tags on a client and on its requests, by name.
@@ -345,7 +334,7 @@ pub async fn tags(
     connection: &mut AnyConnection,
     key: &ClientKey,
 ) -> Result<Vec<TagView>, StoreError> {
-    let rows = sqlx::query(
+    Ok(sqlx::query_as(
         "SELECT tag_id, name, description, group_id, group_name, NULL AS request_id, changed_at
              FROM client_tags WHERE tenant = $1 AND client_id = $2 AND present = 1
          UNION ALL
@@ -356,21 +345,7 @@ pub async fn tags(
     .bind(&key.tenant)
     .bind(key.client_id)
     .fetch_all(&mut *connection)
-    .await?;
-    Ok(rows
-        .iter()
-        .map(|row| {
-            Ok(TagView {
-                tag_id: row.try_get("tag_id")?,
-                name: row.try_get("name")?,
-                description: row.try_get("description")?,
-                group_id: row.try_get("group_id")?,
-                group_name: row.try_get("group_name")?,
-                request_id: row.try_get("request_id")?,
-                tagged_at: row.try_get("changed_at")?,
-            })
-        })
-        .collect::<Result<_, sqlx::Error>>()?)
+    .await?)
 }
 
 /// Clients matching `search`, by id, and whether there may be more.
@@ -390,7 +365,7 @@ pub async fn search(
         .as_deref()
         .map(name_key)
         .unwrap_or_default();
-    let ids: Vec<i64> = sqlx::query(
+    let ids: Vec<i64> = sqlx::query_scalar(
         "SELECT client_id FROM clients c WHERE tenant = $1 AND client_id > $2
            AND ($3 = '' OR substr(name_key, 1, length($3)) = $3)
            AND ($4 = '' OR EXISTS (SELECT 1 FROM client_tags t WHERE t.tenant = c.tenant
@@ -419,10 +394,7 @@ pub async fn search(
     .bind(open as i64)
     .bind(search.limit + 1)
     .fetch_all(&mut *connection)
-    .await?
-    .iter()
-    .map(|row| row.try_get("client_id"))
-    .collect::<Result<_, _>>()?;
+    .await?;
     let more = ids.len() as i64 > search.limit;
     let mut clients = Vec::with_capacity(ids.len());
     for client_id in ids.into_iter().take(search.limit as usize) {

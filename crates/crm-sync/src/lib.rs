@@ -21,7 +21,6 @@ pub mod clock;
 pub mod connector;
 pub mod directory;
 pub mod error;
-pub mod json;
 pub mod metrics;
 pub mod outbox;
 pub mod projection;

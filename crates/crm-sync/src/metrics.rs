@@ -18,6 +18,8 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 use tokio::net::TcpListener;
 
+use c2d_telemetry::metrics::GrpcMetrics;
+
 use crate::outbox;
 use crate::runner::Shared;
 
@@ -45,6 +47,8 @@ pub struct Metrics {
     pub deliveries: Family<DeliveryLabels, Counter>,
     pub queue_depth: Family<ConnectorLabels, Gauge>,
     pub dead_letters: Family<ConnectorLabels, Gauge>,
+    /// CrmService's calls, per method.
+    pub grpc: GrpcMetrics,
 }
 
 impl Default for Metrics {
@@ -61,6 +65,7 @@ impl Default for Metrics {
             deliveries: Family::default(),
             queue_depth: Family::default(),
             dead_letters: Family::default(),
+            grpc: GrpcMetrics::register(&mut registry),
         };
         registry.register(
             "events_applied",
@@ -182,6 +187,11 @@ mod tests {
             connector: "hubspot".into(),
         };
         metrics.changes_queued.get_or_create(&connector).inc();
+        metrics.grpc.observe(
+            "GetClient",
+            tonic::Code::Ok,
+            std::time::Duration::from_millis(1),
+        );
         metrics.queue_depth.get_or_create(&connector).set(1);
         metrics.dead_letters.get_or_create(&connector).set(0);
         metrics

@@ -8,15 +8,12 @@
 //! newer change of the same client is delivered, older dead letters are deleted: the CRM
 //! holds a newer snapshot, and retrying them would only set it back.
 
-use sqlx::Row as _;
-use sqlx::any::AnyRow;
-
 use crate::clock;
 use crate::connector::{DeliveryError, RetryPolicy};
 use crate::store::{Store, StoreError};
 
-/// One queued change.
-#[derive(Debug, Clone, PartialEq)]
+/// One queued change; read from `crm_outbox` by column name (the `COLUMNS` below).
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct Change {
     pub id: i64,
     pub connector: String,
@@ -30,22 +27,9 @@ pub struct Change {
     pub last_error: Option<String>,
 }
 
+/// The columns a [`Change`] is read from.
 const COLUMNS: &str =
     "id, connector, tenant, client_id, idempotency_key, payload, attempts, queued_at, last_error";
-
-fn change(row: &AnyRow) -> Result<Change, sqlx::Error> {
-    Ok(Change {
-        id: row.try_get("id")?,
-        connector: row.try_get("connector")?,
-        tenant: row.try_get("tenant")?,
-        client_id: row.try_get("client_id")?,
-        idempotency_key: row.try_get("idempotency_key")?,
-        payload: row.try_get("payload")?,
-        attempts: row.try_get("attempts")?,
-        queued_at: row.try_get("queued_at")?,
-        last_error: row.try_get("last_error")?,
-    })
-}
 
 /// Up to `limit` changes of `connector` due at `now`, each the oldest pending change of its
 /// client.
@@ -55,7 +39,7 @@ pub async fn due(
     now: i64,
     limit: i64,
 ) -> Result<Vec<Change>, StoreError> {
-    let rows = sqlx::query(&format!(
+    Ok(sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM crm_outbox o
          WHERE o.connector = $1 AND o.state = 'pending' AND o.next_attempt_at <= $2
            AND NOT EXISTS (SELECT 1 FROM crm_outbox p
@@ -67,19 +51,17 @@ pub async fn due(
     .bind(now)
     .bind(limit)
     .fetch_all(store.pool())
-    .await?;
-    Ok(rows.iter().map(change).collect::<Result<_, _>>()?)
+    .await?)
 }
 
 /// When the next pending change of `connector` is due, if any is pending.
 pub async fn next_due(store: &Store, connector: &str) -> Result<Option<i64>, StoreError> {
-    let row = sqlx::query(
+    Ok(sqlx::query_scalar(
         "SELECT MIN(next_attempt_at) AS next FROM crm_outbox WHERE connector = $1 AND state = 'pending'",
     )
     .bind(connector)
     .fetch_one(store.pool())
-    .await?;
-    Ok(row.try_get("next")?)
+    .await?)
 }
 
 /// The CRM accepted `change`: it leaves the queue, with the client's older dead letters.
@@ -160,8 +142,16 @@ pub struct QueueStatus {
     pub last_error: Option<String>,
 }
 
+/// The counts of [`status`], as the store answers them.
+#[derive(sqlx::FromRow)]
+struct QueueCounts {
+    pending: i64,
+    dead: i64,
+    oldest: Option<i64>,
+}
+
 pub async fn status(store: &Store, connector: &str) -> Result<QueueStatus, StoreError> {
-    let row = sqlx::query(
+    let counts = sqlx::query_as::<_, QueueCounts>(
         "SELECT
              COUNT(CASE WHEN state = 'pending' THEN 1 END) AS pending,
              COUNT(CASE WHEN state = 'dead' THEN 1 END) AS dead,
@@ -171,20 +161,18 @@ pub async fn status(store: &Store, connector: &str) -> Result<QueueStatus, Store
     .bind(connector)
     .fetch_one(store.pool())
     .await?;
-    let last_error = sqlx::query(
+    let last_error = sqlx::query_scalar::<_, Option<String>>(
         "SELECT last_error FROM crm_outbox WHERE connector = $1 AND last_error IS NOT NULL
          ORDER BY next_attempt_at DESC LIMIT 1",
     )
     .bind(connector)
     .fetch_optional(store.pool())
     .await?
-    .map(|row| row.try_get::<Option<String>, _>("last_error"))
-    .transpose()?
     .flatten();
     Ok(QueueStatus {
-        pending: row.try_get::<i64, _>("pending")?.max(0) as u64,
-        dead: row.try_get::<i64, _>("dead")?.max(0) as u64,
-        oldest_pending_queued_at: row.try_get("oldest")?,
+        pending: counts.pending.max(0) as u64,
+        dead: counts.dead.max(0) as u64,
+        oldest_pending_queued_at: counts.oldest,
         last_error,
     })
 }
@@ -195,15 +183,14 @@ pub async fn dead_letters(
     connector: Option<&str>,
     limit: i64,
 ) -> Result<Vec<Change>, StoreError> {
-    let rows = sqlx::query(&format!(
+    Ok(sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM crm_outbox WHERE state = 'dead' AND ($1 = '' OR connector = $1)
          ORDER BY id LIMIT $2"
     ))
     .bind(connector.unwrap_or(""))
     .bind(limit)
     .fetch_all(store.pool())
-    .await?;
-    Ok(rows.iter().map(change).collect::<Result<_, _>>()?)
+    .await?)
 }
 
 /// Puts dead letters back in the queue with a fresh attempt count: those in `ids`, or all of

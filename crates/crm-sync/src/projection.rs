@@ -22,8 +22,8 @@ use std::sync::LazyLock;
 
 use c2d_proto::events::Payload;
 use c2d_proto::events::v1::{Client, DialogEvent, Event, Message, Tag};
+use sqlx::Transaction;
 use sqlx::any::Any;
-use sqlx::{Row as _, Transaction};
 
 use self::merge::Rule;
 use crate::clock;
@@ -57,14 +57,12 @@ struct Fact<'a> {
 
 /// The last stream sequence applied, 0 for an empty store.
 pub async fn position(store: &Store) -> Result<u64, StoreError> {
-    let row = sqlx::query("SELECT stream_sequence FROM consumer_position WHERE consumer = $1")
-        .bind(CONSUMER)
-        .fetch_optional(store.pool())
-        .await?;
-    Ok(match row {
-        Some(row) => row.try_get::<i64, _>("stream_sequence")?.max(0) as u64,
-        None => 0,
-    })
+    let sequence: Option<i64> =
+        sqlx::query_scalar("SELECT stream_sequence FROM consumer_position WHERE consumer = $1")
+            .bind(CONSUMER)
+            .fetch_optional(store.pool())
+            .await?;
+    Ok(sequence.map_or(0, |sequence| sequence.max(0) as u64))
 }
 
 /// Applies `event`, stored at `sequence`, inside `transaction`, and moves the position.
@@ -74,13 +72,12 @@ pub async fn apply(
     event: &Event,
 ) -> Result<Applied, StoreError> {
     let seq = sequence as i64;
-    let row = sqlx::query("SELECT stream_sequence FROM consumer_position WHERE consumer = $1")
-        .bind(CONSUMER)
-        .fetch_optional(&mut **transaction)
-        .await?;
-    if let Some(row) = row
-        && row.try_get::<i64, _>("stream_sequence")? >= seq
-    {
+    let applied: Option<i64> =
+        sqlx::query_scalar("SELECT stream_sequence FROM consumer_position WHERE consumer = $1")
+            .bind(CONSUMER)
+            .fetch_optional(&mut **transaction)
+            .await?;
+    if applied.is_some_and(|applied| applied >= seq) {
         return Ok(Applied::AlreadyApplied);
     }
     sqlx::query(
@@ -313,7 +310,7 @@ async fn card_seen(
         .custom_fields
         .as_ref()
         .filter(|fields| !fields.fields.is_empty())
-        .map(|fields| crate::json::from_struct(fields).to_string());
+        .map(|fields| c2d_hooks::json::from_struct(fields).to_string());
     sqlx::query(
         "INSERT INTO clients (tenant, client_id, name, name_key, phone, phone_digits, client_phone,
              client_phone_digits, avatar, assigned_name, comment, extra_comment_1, extra_comment_2,
@@ -387,7 +384,7 @@ async fn request_tag(
         return Ok(None);
     };
     client_exists(transaction, fact.tenant, client_id).await?;
-    let request_id: i64 = sqlx::query(
+    let request_id: i64 = sqlx::query_scalar(
         "SELECT request_id FROM requests WHERE tenant = $1 AND client_id = $2
          ORDER BY CASE WHEN closed_at IS NULL THEN 0 ELSE 1 END, opened_at DESC, request_id DESC
          LIMIT 1",
@@ -396,8 +393,6 @@ async fn request_tag(
     .bind(client_id)
     .fetch_optional(&mut **transaction)
     .await?
-    .map(|row| row.try_get("request_id"))
-    .transpose()?
     .unwrap_or(0);
     tag_changed(
         transaction,

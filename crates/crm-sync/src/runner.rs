@@ -280,9 +280,15 @@ impl CrmSync {
                 ))
             })
             .collect();
+        // The directory answers GetClient from the projection: not before it has caught up.
+        let stats = subscriber.stats();
+        let serving = c2d_proto::server::Serving::default()
+            .ready(async move { stats.caught_up().await })
+            .metrics(shared.metrics.grpc.clone());
         let grpc = tokio::spawn(c2d_proto::server::serve(
             listener,
             CrmServiceServer::new(CrmGrpc::new(Arc::clone(&shared))),
+            serving,
             stopped(stop.clone()),
         ));
         let progress = tokio::spawn(log_progress(Arc::clone(&shared), stop.clone()));

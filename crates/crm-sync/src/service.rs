@@ -111,7 +111,12 @@ fn record(view: ClientView) -> ClientRecord {
         external_id: view.external_id,
         region_id: view.region_id,
         country_id: view.country_id,
-        custom_fields: Some(crate::json::to_struct(&view.custom_fields)),
+        custom_fields: Some(
+            view.custom_fields
+                .as_object()
+                .map(c2d_hooks::json::to_struct)
+                .unwrap_or_default(),
+        ),
         channels: view
             .channels
             .into_iter()

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{AnyPool, Executor as _, Row as _};
+use sqlx::{AnyPool, Executor as _};
 use tokio::sync::{Mutex, MutexGuard};
 
 use crate::schema::MIGRATIONS;
@@ -129,11 +129,11 @@ impl Store {
                 )",
             )
             .await?;
-        let applied: i64 =
-            sqlx::query("SELECT COALESCE(MAX(version), 0) AS version FROM schema_migrations")
-                .fetch_one(&self.pool)
-                .await?
-                .try_get("version")?;
+        let applied: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(MAX(version), 0) AS version FROM schema_migrations",
+        )
+        .fetch_one(&self.pool)
+        .await?;
         let known = MIGRATIONS.last().map_or(0, |m| m.version);
         if applied > known {
             return Err(StoreError::TooNew {

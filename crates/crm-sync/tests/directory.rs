@@ -463,7 +463,7 @@ async fn scenario(store_url: &str) {
     assert_eq!(ana.client_phone.as_deref(), Some("+55 11 98888-7777"));
     assert_eq!(ana.external_id.as_deref(), Some("crm-501"));
     assert_eq!((ana.region_id, ana.country_id), (Some(7), Some(55)));
-    let custom: Json = c2d_crm_sync::json::from_struct(ana.custom_fields.as_ref().unwrap());
+    let custom: Json = c2d_hooks::json::from_struct(ana.custom_fields.as_ref().unwrap());
     assert_eq!(custom, json!({"city": "São Paulo", "vip_level": 2}));
     assert_eq!(ana.transports, ["telegram", "whatsapp"]);
     let channels: Vec<(Option<i64>, &str)> = ana

@@ -10,11 +10,13 @@
 //! - [`webhook`]: the delivery route, step by step.
 //! - [`event_log`]: JetStream streams and appends.
 //! - [`spool`]: where events wait, on disk, while JetStream cannot take them.
-//! - [`http`], [`metrics`], [`hints`], [`error`]: the rest of the HTTP surface.
+//! - [`http`], [`metrics`], [`hints`], [`error`]: the rest of the HTTP surface; [`drift`]:
+//!   what Chat2Desk sends that the parser does not know.
 //! - [`server`]: connections, and stopping as a phase: readiness false, new deliveries refused,
 //!   in-flight requests finished and the spool forwarded before the process exits.
 
 pub mod cfg;
+pub mod drift;
 pub mod error;
 pub mod event_log;
 pub mod hints;

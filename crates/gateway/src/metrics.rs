@@ -57,6 +57,8 @@ pub struct Metrics {
     /// finishes its requests and forwards its spool.
     pub stopping: Gauge,
     pub hints: Family<HintsLabels, Counter>,
+    /// What Chat2Desk sends that the parser does not know.
+    pub drift: crate::drift::Drift,
 }
 
 impl Default for Metrics {
@@ -78,6 +80,7 @@ impl Default for Metrics {
             spool_set_aside: Gauge::default(),
             spool_inherited: Gauge::default(),
             stopping: Gauge::default(),
+            drift: crate::drift::Drift::default(),
             hints: Family::default(),
             registry: Registry::default(),
         };
@@ -160,6 +163,7 @@ impl Default for Metrics {
             "ai_hints_requested answers by outcome (answered by HintsService, deadline, failed, off)",
             metrics.hints.clone(),
         );
+        metrics.drift.register(&mut registry);
         Metrics {
             registry,
             ..metrics
@@ -231,6 +235,8 @@ mod tests {
             true,
         );
         metrics.hint(crate::hints::Outcome::Answered);
+        metrics.drift.observe("inbox", true, &["sentiment".into()]);
+        metrics.drift.observe("call_recorded", false, &[]);
         let unknown = c2d_telemetry::metrics::named_by_alert_rules_but_not_exposed(
             env!("CARGO_MANIFEST_DIR"),
             "c2d_gateway_",

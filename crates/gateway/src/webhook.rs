@@ -122,8 +122,19 @@ async fn store(
     let span = tracing::Span::current();
     let traceparent = traceparent(&span);
 
-    let event = match c2d_hooks::parse_delivery(tenant, body.clone(), received_at) {
-        Ok(event) => event,
+    let event = match c2d_hooks::read_delivery(tenant, body.clone(), received_at) {
+        Ok(delivery) => {
+            let known = !matches!(delivery.event.payload, Some(Payload::Unknown(_)));
+            gateway.metrics.drift.observe(
+                &delivery.event.hook_type,
+                known,
+                &delivery.unknown_fields,
+            );
+            if !delivery.unknown_fields.is_empty() {
+                tracing::info!(unknown_fields = ?delivery.unknown_fields, "the body has fields the parser does not read (kept in the raw body)");
+            }
+            delivery.event
+        }
         Err(undecodable) => {
             let letter =
                 c2d_hooks::dead_letter(tenant, body, content_type, &undecodable, received_at);

@@ -100,6 +100,10 @@ async fn killing_the_gateway_mid_load_loses_no_event_answered_2xx() {
         tally.failed.len()
     );
     assert!(tally.stored.len() >= 300);
+    assert!(
+        !tally.failed.is_empty(),
+        "deliveries in flight at the kill, and after it, failed: the retries below have work"
+    );
     let in_stream = assert_all_answered_are_stored_once(&nats, &tally.stored).await;
 
     // Chat2Desk retries what failed; a restarted gateway stores each exactly once.
@@ -444,7 +448,31 @@ async fn with_a_spool_nats_down_under_load_is_answered_2xx_and_nothing_is_lost_o
     }
     nats.restart().await.unwrap();
     let outage = outage.elapsed();
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // The load goes on past the recovery, not for a guessed second: until a hundred more
+    // deliveries were answered 2xx (stored, or spooled while the spool drains) since NATS
+    // came back.
+    let answered = || async {
+        let mut answered = 0.0;
+        for outcome in ["stored", "spooled"] {
+            let name = format!(r#"c2d_gateway_requests_total{{outcome="{outcome}"}}"#);
+            answered += metric(&gateway, &name).await.unwrap_or(0.0);
+        }
+        answered
+    };
+    let at_recovery = answered().await;
+    c2d_testkit::eventually(
+        "100 more deliveries answered 2xx after NATS came back",
+        Duration::from_secs(60),
+        || async {
+            let now = answered().await;
+            if now >= at_recovery + 100.0 {
+                Ok(())
+            } else {
+                Err(format!("{} since", now - at_recovery))
+            }
+        },
+    )
+    .await;
     stop.store(true, Ordering::Relaxed);
     let tally = running.await.unwrap();
     wait_until_drained(&gateway).await;

@@ -197,6 +197,7 @@ async fn main() -> anyhow::Result<()> {
     tokio::spawn(c2d_proto::server::serve(
         listener,
         HintsServiceServer::new(service),
+        c2d_proto::server::Serving::default(),
         std::future::pending(),
     ));
     let mut client = HintsServiceClient::connect(url).await?;

@@ -4,6 +4,7 @@
 //! | --- | --- | --- |
 //! | `NATS_URL` | `nats://127.0.0.1:4222` | NATS server(s), comma-separated |
 //! | `HINTS_GRPC_ADDR` | `127.0.0.1:50054` | where HintsService listens (`0.0.0.0:50054` in a container) |
+//! | `HINTS_METRICS_ADDR` | `127.0.0.1:9154` | where `/metrics` (Prometheus) and `/healthz` are served; `off` for none |
 //! | `HINTS_MAX_HINTS` | `5` | hints per answer when the request does not say |
 //! | `HINTS_MESSAGE_WAIT_MS` | `500` | how long a request for a message not seen yet waits for its inbox event (it travels through NATS while the request comes straight from the gateway) |
 //! | `HINTS_PROVIDER_URL` | unset | an OpenAI-compatible chat-completions endpoint (e.g. `https://api.openai.com/v1/chat/completions`) that reranks the local hints and may write one; unset: local ranking only |
@@ -18,6 +19,7 @@ use c2d_telemetry::env::Env;
 
 pub use c2d_proto::events::DEFAULT_NATS_URL;
 pub const DEFAULT_GRPC_ADDR: &str = "127.0.0.1:50054";
+pub const DEFAULT_METRICS_ADDR: &str = "127.0.0.1:9154";
 pub const DEFAULT_MAX_HINTS: usize = 5;
 pub const DEFAULT_MESSAGE_WAIT: Duration = Duration::from_millis(500);
 pub const DEFAULT_PROVIDER_MODEL: &str = "gpt-4o-mini";
@@ -28,6 +30,8 @@ pub const DEFAULT_PROVIDER_DEADLINE: Duration = Duration::from_millis(800);
 pub struct Config {
     pub nats_url: String,
     pub grpc_addr: SocketAddr,
+    /// None: no metrics endpoint.
+    pub metrics_addr: Option<SocketAddr>,
     pub max_hints: usize,
     pub message_wait: Duration,
     pub provider: Option<ProviderConfig>,
@@ -87,6 +91,11 @@ impl Config {
                 "HINTS_GRPC_ADDR",
                 DEFAULT_GRPC_ADDR.parse().expect("valid default"),
                 "host:port, e.g. 0.0.0.0:50054",
+            )?,
+            metrics_addr: env.address_or_off(
+                "HINTS_METRICS_ADDR",
+                DEFAULT_METRICS_ADDR.parse().expect("valid default"),
+                "host:port, e.g. 0.0.0.0:9154, or off",
             )?,
             max_hints: env.positive(
                 "HINTS_MAX_HINTS",

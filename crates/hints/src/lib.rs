@@ -14,7 +14,7 @@
 //! - [`knowledge`], [`projection`]: one tenant's, and all tenants', state from the events.
 //! - [`provider`]: the optional OpenAI-compatible reranker with a hard deadline.
 //! - [`service`], [`error`]: the gRPC surface; [`runner`]: the running service; [`cfg`]: its
-//!   configuration.
+//!   configuration; [`metrics`]: what it counts, for Prometheus.
 
 pub mod cfg;
 pub mod conversation;
@@ -22,6 +22,7 @@ pub mod error;
 pub mod index;
 pub mod knowledge;
 pub mod mask;
+pub mod metrics;
 pub mod projection;
 pub mod provider;
 pub mod runner;

@@ -10,6 +10,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use c2d_proto::hints::HintsServiceServer;
+use c2d_proto::server::Serving;
 use c2d_subscriber::{
     Delivery, HandlerError, StartAt, SubscribeError, Subscriber, SubscriberConfig,
 };
@@ -43,6 +44,8 @@ pub enum HintsError {
     Subscribe(#[from] SubscribeError),
     #[error(transparent)]
     Serve(#[from] c2d_proto::server::ServeError),
+    #[error(transparent)]
+    Metrics(#[from] c2d_telemetry::startup::StartupError),
 }
 
 /// c2d-hints, ready to run.
@@ -96,9 +99,23 @@ impl Hints {
             self.config.max_hints,
             self.config.message_wait,
         );
+        let stats = subscriber.stats();
+        let (registry, grpc_metrics) = crate::metrics::registry(Arc::clone(&stats));
+        c2d_telemetry::metrics::spawn(
+            self.config.metrics_addr,
+            "HINTS_METRICS_ADDR",
+            registry,
+            stopped(stop.clone()),
+        )
+        .await?;
+        // Hints come from the conversations read so far: not before the log is caught up.
+        let serving = Serving::default()
+            .ready(async move { stats.caught_up().await })
+            .metrics(grpc_metrics);
         let grpc = tokio::spawn(c2d_proto::server::serve(
             listener,
             HintsServiceServer::new(service),
+            serving,
             stopped(stop.clone()),
         ));
         let progress = tokio::spawn(log_progress(self.projection(), stop.clone()));

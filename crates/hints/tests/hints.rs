@@ -168,6 +168,7 @@ async fn start_hints(
     let config = Config::from_lookup(|name| match name {
         "NATS_URL" => Some(nats_url.clone()),
         "HINTS_GRPC_ADDR" => Some(addr.clone()),
+        "HINTS_METRICS_ADDR" => Some("127.0.0.1:0".into()),
         other => env.iter().find(|(k, _)| k == other).map(|(_, v)| v.clone()),
     })
     .expect("test configuration is valid");

@@ -6,9 +6,12 @@
 //! documented shape, and when a value fits none it records a warning and reads "absent" instead
 //! of rejecting the delivery: the raw body travels with the event, so nothing is lost.
 
-use prost_types::{ListValue, Struct, Timestamp, Value, value::Kind};
+use std::cell::RefCell;
+
+use prost_types::{Struct, Timestamp, Value};
 use serde_json::{Map, Value as Json};
 
+use crate::json::{to_struct, to_value};
 use crate::time::{parse_time_text, unix_time};
 
 /// One JSON object and the warnings its reading produced.
@@ -17,6 +20,9 @@ pub struct Fields<'a> {
     /// Path of this object in the body, for warnings (`""` at the top, `"client."` inside).
     path: &'static str,
     warnings: &'a mut Vec<String>,
+    /// The names asked for that the object has: what is left are fields the parser does not
+    /// know ([`Fields::unread`]), the sign that Chat2Desk changed its payloads.
+    asked: RefCell<Vec<&'a str>>,
 }
 
 impl<'a> Fields<'a> {
@@ -25,6 +31,7 @@ impl<'a> Fields<'a> {
             object,
             path: "",
             warnings,
+            asked: RefCell::new(Vec::with_capacity(16)),
         }
     }
 
@@ -35,6 +42,7 @@ impl<'a> Fields<'a> {
             object,
             path,
             warnings: &mut *self.warnings,
+            asked: RefCell::default(),
         })
     }
 
@@ -52,6 +60,7 @@ impl<'a> Fields<'a> {
                     object,
                     path,
                     warnings: &mut *self.warnings,
+                    asked: RefCell::default(),
                 })
             })
             .collect()
@@ -69,7 +78,7 @@ impl<'a> Fields<'a> {
 
     /// Whether the body has a non-empty value under `name`.
     pub fn has(&self, name: &str) -> bool {
-        self.object.get(name).is_some_and(|v| !is_empty(v))
+        self.get(name).is_some_and(|v| !is_empty(v))
     }
 
     /// An id: a JSON integer or a string of digits. `null`, `""`, `[]` and absence are `None`.
@@ -142,8 +151,7 @@ impl<'a> Fields<'a> {
 
     /// An object. PHP's empty array `[]` is an empty object, read as `None`.
     pub fn object(&mut self, name: &str) -> Option<&'a Map<String, Json>> {
-        let object = self.object;
-        match object.get(name)? {
+        match self.get(name)? {
             Json::Object(map) => Some(map),
             value if is_empty(value) => None,
             value => {
@@ -156,8 +164,7 @@ impl<'a> Fields<'a> {
     /// A list of objects. A lone object is a list of one; members that are not objects are
     /// skipped with a warning.
     pub fn objects(&mut self, name: &str) -> Vec<&'a Map<String, Json>> {
-        let object = self.object;
-        match object.get(name) {
+        match self.get(name) {
             Some(Json::Object(map)) => vec![map],
             Some(Json::Array(items)) => items
                 .iter()
@@ -179,8 +186,7 @@ impl<'a> Fields<'a> {
 
     /// A list of texts. A lone text is a list of one.
     pub fn texts(&mut self, name: &str) -> Vec<String> {
-        let object = self.object;
-        match object.get(name) {
+        match self.get(name) {
             Some(Json::Array(items)) => items
                 .iter()
                 .filter(|item| !is_empty(item))
@@ -228,8 +234,25 @@ impl<'a> Fields<'a> {
 
     /// The value under `name` unless it is absent or empty (`null`, `""`, `[]`, `{}`).
     fn present(&self, name: &str) -> Option<&'a Json> {
-        let object = self.object;
-        object.get(name).filter(|v| !is_empty(v))
+        self.get(name).filter(|v| !is_empty(v))
+    }
+
+    /// The value under `name`, noting that the parser knows the field.
+    fn get(&self, name: &str) -> Option<&'a Json> {
+        let (key, value) = self.object.get_key_value(name)?;
+        self.asked.borrow_mut().push(key.as_str());
+        Some(value)
+    }
+
+    /// The fields of this object that nothing has asked for: ones the parser does not know
+    /// (empty values aside, which carry nothing).
+    pub fn unread(&self) -> Vec<String> {
+        let asked = self.asked.borrow();
+        self.object
+            .iter()
+            .filter(|(name, value)| !is_empty(value) && !asked.contains(&name.as_str()))
+            .map(|(name, _)| name.clone())
+            .collect()
     }
 
     fn warn(&mut self, name: &str, expected: &str, got: &Json) {
@@ -260,32 +283,10 @@ fn is_empty(value: &Json) -> bool {
     }
 }
 
-/// A JSON object as a protobuf `Struct`.
-pub fn to_struct(map: &Map<String, Json>) -> Struct {
-    Struct {
-        fields: map.iter().map(|(k, v)| (k.clone(), to_value(v))).collect(),
-    }
-}
-
-/// A JSON value as a protobuf `Value`. Numbers become doubles, as protobuf's JSON mapping
-/// does; exact big integers stay readable in the event's raw body.
-pub fn to_value(json: &Json) -> Value {
-    let kind = match json {
-        Json::Null => Kind::NullValue(0),
-        Json::Bool(b) => Kind::BoolValue(*b),
-        Json::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or(f64::NAN)),
-        Json::String(s) => Kind::StringValue(s.clone()),
-        Json::Array(items) => Kind::ListValue(ListValue {
-            values: items.iter().map(to_value).collect(),
-        }),
-        Json::Object(map) => Kind::StructValue(to_struct(map)),
-    };
-    Value { kind: Some(kind) }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use prost_types::value::Kind;
     use serde_json::json;
 
     fn read<T>(body: Json, f: impl FnOnce(&mut Fields<'_>) -> T) -> (T, Vec<String>) {

@@ -10,6 +10,7 @@
 
 mod event_id;
 mod fields;
+pub mod json;
 mod payloads;
 pub mod time;
 
@@ -19,7 +20,8 @@ use prost_types::Timestamp;
 use serde_json::Value as Json;
 
 pub use event_id::{EVENT_ID_LEN, backfill_event_id, dead_letter_id, event_id};
-use fields::{Fields, to_struct};
+use fields::Fields;
+use json::to_struct;
 
 /// Why a body is not an event. A retry of the same body cannot fix any of these, which is why
 /// the gateway stores such bodies on the dead-letter subject and still answers 2xx.
@@ -40,6 +42,25 @@ pub fn parse_delivery(
     body: Bytes,
     received_at: Timestamp,
 ) -> Result<Event, Undecodable> {
+    read_delivery(tenant, body, received_at).map(|delivery| delivery.event)
+}
+
+/// A delivery read, and what in it the parser does not know.
+pub struct Delivery {
+    pub event: Event,
+    /// Top-level fields of a known hook type's body that the parser does not read (sorted):
+    /// a field Chat2Desk added. Empty for an unknown hook type, whose fields are all kept in
+    /// its `Unknown` payload.
+    pub unknown_fields: Vec<String>,
+}
+
+/// As [`parse_delivery`], also telling which fields the parser did not read: what the
+/// gateway counts to notice that Chat2Desk changed its payloads.
+pub fn read_delivery(
+    tenant: &str,
+    body: Bytes,
+    received_at: Timestamp,
+) -> Result<Delivery, Undecodable> {
     let json = decode(&body)?;
     let Json::Object(object) = &json else {
         return Err(Undecodable::NotAnObject(json_kind(&json)));
@@ -52,8 +73,13 @@ pub fn parse_delivery(
     if event_time.is_none() && !f.has("event_time") {
         f.warn_raw("event_time: absent, received_at used".to_owned());
     }
+    let mut unknown_fields = match payload {
+        Payload::Unknown(_) => Vec::new(),
+        _ => f.unread(),
+    };
+    unknown_fields.sort_unstable();
 
-    Ok(Event {
+    let event = Event {
         event_id: event_id(tenant, &json),
         tenant: tenant.to_owned(),
         hook_type,
@@ -63,6 +89,10 @@ pub fn parse_delivery(
         warnings,
         payload: Some(payload),
         origin: Origin::Unspecified.into(),
+    };
+    Ok(Delivery {
+        event,
+        unknown_fields,
     })
 }
 

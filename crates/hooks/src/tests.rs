@@ -599,3 +599,45 @@ fn a_backfilled_message_is_the_same_event_with_its_own_id_and_origin() {
     let no_id = r#"{"hook_type":"inbox","text":"oi"}"#;
     assert!(crate::parse_backfilled("acme", Bytes::from(no_id), RECEIVED).is_err());
 }
+
+/// Every documented field is read, so that real deliveries report no drift; a field the
+/// documentation does not have is reported by name, and an unknown hook type reports none.
+#[test]
+fn unknown_fields_are_the_ones_the_parser_does_not_read() {
+    let fixtures = [
+        fixture!("inbox"),
+        fixture!("outbox"),
+        fixture!("outbox_status"),
+        fixture!("new_client"),
+        fixture!("client_updated"),
+        fixture!("add_tag_to_client"),
+        fixture!("add_tag_to_request"),
+        fixture!("delete_tag_from_client"),
+        fixture!("delete_tag_from_request"),
+        fixture!("close_dialog"),
+        fixture!("close_request"),
+        fixture!("dialog_transferred"),
+        fixture!("new_qr_code"),
+        fixture!("ai_hints_requested"),
+        fixture!("ai_hints_requested.feedback"),
+    ];
+    for body in fixtures {
+        let delivery = read_delivery("acme", Bytes::copy_from_slice(body.as_bytes()), RECEIVED)
+            .expect("decodes");
+        assert!(
+            delivery.unknown_fields.is_empty(),
+            "{} reports {:?} unknown",
+            delivery.event.hook_type,
+            delivery.unknown_fields
+        );
+    }
+    let mut changed: serde_json::Value = serde_json::from_str(fixture!("inbox")).unwrap();
+    changed["sentiment"] = "positive".into();
+    changed["zz_empty"] = "".into();
+    let delivery = read_delivery("acme", changed.to_string().into(), RECEIVED).unwrap();
+    assert_eq!(delivery.unknown_fields, ["sentiment"]);
+    let new_type = serde_json::json!({"hook_type": "call_recorded", "duration": 30});
+    let delivery = read_delivery("acme", new_type.to_string().into(), RECEIVED).unwrap();
+    assert_eq!(delivery.event.hook_type, "call_recorded");
+    assert!(delivery.unknown_fields.is_empty());
+}

@@ -45,7 +45,6 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<T, ApiError>>,
 {
-    let mut backoff = retries.backoff;
     let mut attempt = 1;
     loop {
         let error = match call().await {
@@ -60,12 +59,13 @@ where
             ApiError::RateLimited {
                 retry_after: Some(after),
             } => *after,
-            _ => backoff,
+            _ => {
+                c2d_telemetry::backoff::exponential(retries.backoff, attempt - 1, retries.max_wait)
+            }
         }
         .min(retries.max_wait);
         tracing::warn!(%tenant, attempt, wait_ms = wait.as_millis() as u64, %error, "{what} failed; retrying");
         tokio::time::sleep(wait).await;
-        backoff = (backoff * 2).min(retries.max_wait);
         attempt += 1;
     }
 }

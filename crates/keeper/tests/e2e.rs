@@ -75,6 +75,7 @@ async fn after_chat2desk_disabled_the_webhook_every_message_is_stored_exactly_on
             nats.env_for("analytics").as_slice(),
             &[
                 ("ANALYTICS_GRPC_ADDR", format!("127.0.0.1:{analytics_port}")),
+                ("ANALYTICS_METRICS_ADDR", "127.0.0.1:0".into()),
                 (
                     "ANALYTICS_DATA_DIR",
                     dir.path().join("analytics").display().to_string(),
@@ -90,6 +91,7 @@ async fn after_chat2desk_disabled_the_webhook_every_message_is_stored_exactly_on
             nats.env_for("alerting").as_slice(),
             &[
                 ("ALERTING_GRPC_ADDR", format!("127.0.0.1:{alerting_port}")),
+                ("ALERTING_METRICS_ADDR", "127.0.0.1:0".into()),
                 ("ALERTING_RULES_FILE", rules.display().to_string()),
                 ("ALERTING_TICK_MS", "200".into()),
             ],

@@ -113,7 +113,7 @@ impl Subscriber {
             span: span.clone(),
         };
         let handled = AssertUnwindSafe(handler.handle(delivery)).catch_unwind();
-        match self.keep_alive(message, handled).instrument(span).await {
+        let attempt = match self.keep_alive(message, handled).instrument(span).await {
             Ok(Ok(())) => Attempt::Handled,
             Ok(Err(HandlerError::Transient(error))) => Attempt::Failed {
                 transient: true,
@@ -134,7 +134,18 @@ impl Subscriber {
                     reason: format!("the handler panicked: {text}"),
                 }
             }
+        };
+        // Done with, one way or the other (a refused event goes to the dead letters next).
+        if !matches!(
+            attempt,
+            Attempt::Failed {
+                transient: true,
+                ..
+            }
+        ) {
+            self.stats.done_with(meta.pending);
         }
+        attempt
     }
 
     /// Runs `work`, telling JetStream every half `ack_wait` that the event is still in hand.
@@ -184,6 +195,7 @@ impl Subscriber {
         match dead_letter::store(&self.jetstream, poison).await {
             Ok(()) => {
                 self.stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
+                self.stats.observe_pending(meta.pending);
                 true
             }
             Err(error) => {

@@ -63,6 +63,7 @@ pub mod dead_letter;
 mod delivery;
 pub mod history;
 mod in_order;
+pub mod metrics;
 mod subscriber;
 
 pub use attempt::REPLAY_PENDING;

@@ -47,12 +47,32 @@ pub enum SubscribeError {
     Pull { durable: String, reason: String },
 }
 
-/// What a subscriber has done so far.
-#[derive(Debug, Default)]
+/// What a subscriber has done so far, and how far behind the log it is: what a service's
+/// metrics and readiness read.
+#[derive(Debug)]
 pub struct Stats {
     pub(crate) acked: AtomicU64,
     pub(crate) retried: AtomicU64,
     pub(crate) dead_lettered: AtomicU64,
+    /// Events done with: handled, or refused and dead-lettered.
+    handled: AtomicU64,
+    /// Events of the log (within the filters) not handled yet, as JetStream last said.
+    pending: AtomicU64,
+    /// Set once every event that was in the log when the subscriber started has been handled.
+    caught_up: tokio::sync::watch::Sender<bool>,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Stats {
+            acked: AtomicU64::new(0),
+            retried: AtomicU64::new(0),
+            dead_lettered: AtomicU64::new(0),
+            handled: AtomicU64::new(0),
+            pending: AtomicU64::new(0),
+            caught_up: tokio::sync::watch::Sender::new(false),
+        }
+    }
 }
 
 impl Stats {
@@ -64,6 +84,46 @@ impl Stats {
     }
     pub fn dead_lettered(&self) -> u64 {
         self.dead_lettered.load(Ordering::Relaxed)
+    }
+
+    /// Events done with since the start: handled, or refused and dead-lettered.
+    pub fn handled(&self) -> u64 {
+        self.handled.load(Ordering::Relaxed)
+    }
+
+    /// Events after the last one handled that the subscriber has yet to handle: its lag, as
+    /// JetStream reported it with the last event (or when the subscriber started reading).
+    pub fn pending(&self) -> u64 {
+        self.pending.load(Ordering::Relaxed)
+    }
+
+    /// Whether the subscriber has once handled everything the log held: a projection that
+    /// answers queries before this answers from the past.
+    pub fn is_caught_up(&self) -> bool {
+        *self.caught_up.borrow()
+    }
+
+    /// Completes once the subscriber has caught up with the log (see [`Stats::is_caught_up`]);
+    /// what a service waits for before it reports SERVING in gRPC health.
+    pub async fn caught_up(&self) {
+        let mut caught_up = self.caught_up.subscribe();
+        // The sender lives in `self`, so waiting cannot fail.
+        let _ = caught_up.wait_for(|caught_up| *caught_up).await;
+    }
+
+    /// Counts one event done with, and records how many are left after it.
+    pub(crate) fn done_with(&self, pending: u64) {
+        self.handled.fetch_add(1, Ordering::Relaxed);
+        self.observe_pending(pending);
+    }
+
+    /// Records how many events are left after the one just handled (or at the start).
+    pub(crate) fn observe_pending(&self, pending: u64) {
+        self.pending.store(pending, Ordering::Relaxed);
+        if pending == 0 {
+            self.caught_up
+                .send_if_modified(|caught_up| !std::mem::replace(caught_up, true));
+        }
     }
 }
 
@@ -174,6 +234,9 @@ impl Subscriber {
         };
         match &self.source {
             Source::Durable(consumer) => {
+                let info = consumer.get_info().await.map_err(|error| failed(&error))?;
+                self.stats
+                    .observe_pending(info.num_pending + info.num_ack_pending as u64);
                 let messages = consumer
                     .stream()
                     .max_messages_per_batch(self.config.batch)
@@ -203,6 +266,8 @@ impl Subscriber {
                     })
                     .await
                     .map_err(|error| failed(&error))?;
+                self.stats
+                    .observe_pending(consumer.cached_info().num_pending);
                 let messages = consumer.messages().await.map_err(|error| failed(&error))?;
                 Ok(Box::pin(
                     messages.map(|m| m.map_err(|error| error.to_string())),

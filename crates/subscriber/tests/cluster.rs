@@ -139,7 +139,20 @@ async fn leader_kill(spool: bool) -> u64 {
         }));
     }
 
-    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    // Under load before the kill: some hundreds of events acknowledged.
+    c2d_testkit::eventually(
+        "events stored before the kill",
+        Duration::from_secs(60),
+        || {
+            let stored = acknowledged.lock().unwrap().len();
+            async move {
+                (stored >= 300)
+                    .then_some(())
+                    .ok_or(format!("{stored} stored"))
+            }
+        },
+    )
+    .await;
     let jetstream = async_nats::jetstream::new(client.clone());
     let leader = jetstream
         .get_stream(c2d_proto::events::STREAM)
@@ -173,7 +186,21 @@ async fn leader_kill(spool: bool) -> u64 {
         "storing again {:.1} s after the kill",
         killed_at.elapsed().as_secs_f64()
     );
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // And on for a few hundred more, with the cluster whole again but for the dead node.
+    let recovered = acknowledged.lock().unwrap().len();
+    c2d_testkit::eventually(
+        "events stored after recovery",
+        Duration::from_secs(60),
+        || {
+            let stored = acknowledged.lock().unwrap().len();
+            async move {
+                (stored >= recovered + 300)
+                    .then_some(())
+                    .ok_or(format!("{} stored since", stored - recovered))
+            }
+        },
+    )
+    .await;
     running.store(false, Ordering::Relaxed);
     let mut sent = 0;
     for poster in posters {

@@ -8,6 +8,7 @@ use c2d_proto::events::{DLQ_STREAM, DeadLetter, Event, consumer_dlq_subject};
 use c2d_subscriber::{Delivery, HandlerError, StartAt, Subscriber, SubscriberConfig};
 use c2d_testkit::{Pipeline, inbox};
 use c2d_testkit::{stored_events, stream_messages, webhook_fixtures};
+use futures_util::StreamExt as _;
 use prost::Message as _;
 use tokio::sync::Notify;
 
@@ -170,9 +171,22 @@ async fn poison_messages_go_to_the_dead_letter_subject_while_the_rest_flows() {
     let (stats_seen, handled_seen) = (stats.clone(), handled.clone());
     // Stop once the seven good events are handled and the four poison ones are put aside.
     let finished = async move {
-        while stats_seen.dead_lettered() < 4 || handled_seen.lock().unwrap().len() < 7 {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        c2d_testkit::eventually(
+            "seven events handled, four dead-lettered",
+            Duration::from_secs(60),
+            || {
+                let seen = (
+                    stats_seen.dead_lettered(),
+                    handled_seen.lock().unwrap().len(),
+                );
+                async move {
+                    (seen.0 >= 4 && seen.1 >= 7)
+                        .then_some(())
+                        .ok_or(format!("{seen:?}"))
+                }
+            },
+        )
+        .await;
     };
     let handler = move |delivery: Delivery| {
         let handled = handled_in.clone();
@@ -479,9 +493,11 @@ async fn a_consumer_killed_mid_batch_loses_nothing_its_events_come_again() {
         handler(finished.clone(), started.clone()),
         std::future::pending(),
     ));
-    while finished.lock().unwrap().len() < 60 {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    c2d_testkit::eventually("60 events handled", Duration::from_secs(60), || {
+        let done = finished.lock().unwrap().len();
+        async move { (done >= 60).then_some(()).ok_or(format!("{done} handled")) }
+    })
+    .await;
     run.abort();
     let _ = run.await;
     let (done_before, in_hand) = {
@@ -495,14 +511,16 @@ async fn a_consumer_killed_mid_batch_loses_nothing_its_events_come_again() {
     let watcher = {
         let (finished, all) = (finished.clone(), all.clone());
         tokio::spawn(async move {
-            loop {
+            c2d_testkit::eventually("all 200 events handled", Duration::from_secs(120), || {
                 let unique: BTreeSet<u64> = finished.lock().unwrap().iter().copied().collect();
-                if unique.len() == 200 {
-                    all.notify_one();
-                    return;
+                async move {
+                    (unique.len() == 200)
+                        .then_some(())
+                        .ok_or(format!("{} handled", unique.len()))
                 }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+            })
+            .await;
+            all.notify_one();
         })
     };
     let stop = done.clone();
@@ -541,15 +559,26 @@ async fn open_waits_for_the_stream_the_gateway_creates() {
         "no stream, no wait: an error at once"
     );
 
+    // The test hears every time open asks JetStream for the stream.
+    let mut asked = nats
+        .client()
+        .await
+        .subscribe(format!("$JS.API.STREAM.INFO.{STREAM}"))
+        .await
+        .unwrap();
     let client = nats.client().await;
     let opening =
         tokio::spawn(
             async move { Subscriber::open(client, SubscriberConfig::new("patient")).await },
         );
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    for _ in 0..2 {
+        tokio::time::timeout(Duration::from_secs(10), asked.next())
+            .await
+            .expect("open asks for the stream again while it is missing");
+    }
     assert!(
         !opening.is_finished(),
-        "open waits while the stream is missing"
+        "open waits while the stream is missing, asking again"
     );
     nats.jetstream()
         .await
@@ -562,4 +591,69 @@ async fn open_waits_for_the_stream_the_gateway_creates() {
         .unwrap();
     let opened = opening.await.unwrap();
     assert!(opened.is_ok(), "opens once the stream is there");
+}
+
+#[tokio::test]
+async fn a_subscriber_is_caught_up_once_it_has_handled_what_the_log_held() {
+    let pipeline = Pipeline::start().await;
+    for n in 0..5 {
+        pipeline.post(inbox(n)).await;
+    }
+    // A consumer whose filter matches nothing has nothing to catch up with.
+    let idle = Subscriber::open(
+        pipeline.client().await,
+        SubscriberConfig::new("progress-idle").filters(["chat2desk.events.*.new_qr_code"]),
+    )
+    .await
+    .unwrap();
+    let idle_stats = idle.stats();
+    let idle_done = Arc::new(Notify::new());
+    let idle_stop = idle_done.clone();
+    let idle_run = tokio::spawn(idle.run(
+        |_: Delivery| async { Ok::<(), HandlerError>(()) },
+        async move { idle_stop.notified().await },
+    ));
+
+    let subscriber = Subscriber::open(pipeline.client().await, SubscriberConfig::new("progress"))
+        .await
+        .unwrap();
+    let stats = subscriber.stats();
+    // Each event waits for a permit: the test decides when the consumer may go on.
+    let permits = Arc::new(tokio::sync::Semaphore::new(0));
+    let done = Arc::new(Notify::new());
+    let (gate, stop) = (permits.clone(), done.clone());
+    let run = tokio::spawn(subscriber.run(
+        move |_: Delivery| {
+            let gate = gate.clone();
+            async move {
+                gate.acquire().await.expect("open").forget();
+                Ok::<(), HandlerError>(())
+            }
+        },
+        async move { stop.notified().await },
+    ));
+    c2d_testkit::eventually("the log's length seen", Duration::from_secs(30), || {
+        let pending = stats.pending();
+        async move {
+            (pending == 5)
+                .then_some(())
+                .ok_or(format!("pending {pending}"))
+        }
+    })
+    .await;
+    assert!(!stats.is_caught_up(), "caught up with 5 events in hand");
+
+    permits.add_permits(5);
+    tokio::time::timeout(Duration::from_secs(30), stats.caught_up())
+        .await
+        .expect("caught up once the 5 events are handled");
+    assert_eq!((stats.handled(), stats.pending()), (5, 0));
+    tokio::time::timeout(Duration::from_secs(30), idle_stats.caught_up())
+        .await
+        .expect("an empty read is caught up at once");
+    assert_eq!(idle_stats.handled(), 0);
+    done.notify_one();
+    idle_done.notify_one();
+    run.await.unwrap().unwrap();
+    idle_run.await.unwrap().unwrap();
 }

@@ -123,6 +123,20 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
         }
     }
 
+    /// An address to listen on, `default` when unset, `None` when set to `off` (an endpoint
+    /// the operator does not want).
+    pub fn address_or_off(
+        &self,
+        name: &'static str,
+        default: std::net::SocketAddr,
+        expected: &'static str,
+    ) -> Result<Option<std::net::SocketAddr>, InvalidVariable> {
+        match self.get(name).as_deref() {
+            Some("off") => Ok(None),
+            _ => self.parse(name, default, expected).map(Some),
+        }
+    }
+
     /// A number above zero, or `default` when unset.
     pub fn positive(
         &self,

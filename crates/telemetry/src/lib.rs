@@ -1,5 +1,9 @@
-//! Logs, traces, the metrics exposition, the stop signal and `${NAME}` in configuration files,
-//! set up the same way in every service of the pipeline.
+//! How every service binary of the pipeline runs, the same way in each: logs and traces (this
+//! module), its Prometheus endpoint and gRPC call metrics ([`metrics`]), its configuration
+//! from the environment ([`env`]) and from TOML files ([`config_file`]), binding its ports and
+//! reading its flags ([`startup`]), the stop signal ([`shutdown`]), and how long to wait
+//! before retrying ([`backoff`]). One crate for the scaffolding a binary needs, so that no
+//! service writes its own; domain code stays in the service crates.
 //!
 //! One trace runs from the webhook to every service it touched: the gateway writes the W3C
 //! `traceparent` of its request span into the NATS message headers ([`traceparent`]), and each
@@ -154,6 +158,8 @@ pub fn continue_trace(span: &Span, traceparent: Option<&str>) {
     }
 }
 
+pub mod backoff;
+pub mod config_file;
 pub mod env;
 pub mod metrics;
 pub mod shutdown;

@@ -3,6 +3,12 @@
 
 use prometheus_client::registry::Registry;
 
+mod endpoint;
+mod grpc;
+
+pub use endpoint::{serve, spawn};
+pub use grpc::{CallLabels, GrpcMetrics, MethodLabels};
+
 /// The content type of the Prometheus text exposition (format 0.0.4), which every Prometheus
 /// and compatible scraper reads.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";

@@ -93,6 +93,7 @@ pub async fn start_alerting(nats_url: &str, rules: &str, more: &[(&str, &str)]) 
         ("ALERTING_RULES_FILE", rules),
         ("ALERTING_TICK_MS", "100"),
         ("TEST_BOT_TOKEN", "test-token"),
+        ("ALERTING_METRICS_ADDR", "127.0.0.1:0"),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -135,6 +136,97 @@ pub async fn eventually(received: &Shared, what: &str, check: impl Fn(&Received)
         "{what}: webhook {:?}, slack {:?}, telegram {:?}",
         state.webhook, state.slack, state.telegram
     );
+}
+
+/// Waits until c2d-alerting has taken in every event stored so far (its durable consumer
+/// `alerting` has none pending nor unacknowledged: the engine writes what an event decides
+/// before the event is acknowledged) and has no notification left to send (no `notify.` key in
+/// its state bucket: one is deleted only once its receiver took it, or it was given up). What
+/// alerting was going to tell about those events has then reached the receivers, so a test
+/// may assert that something was *not* told, instead of sleeping a guessed while first.
+pub async fn settled(jetstream: &async_nats::jetstream::Context) {
+    use futures_util::TryStreamExt as _;
+    c2d_testkit::eventually(
+        "alerting to take in every event and send every notification",
+        Duration::from_secs(20),
+        || async {
+            let stream = jetstream
+                .get_stream(c2d_proto::events::STREAM)
+                .await
+                .map_err(|e| format!("the events stream: {e}"))?;
+            let consumer = stream
+                .consumer_info("alerting")
+                .await
+                .map_err(|e| format!("the alerting consumer: {e}"))?;
+            if consumer.num_pending > 0 || consumer.num_ack_pending > 0 {
+                return Err(format!(
+                    "{} events not yet delivered, {} not yet acknowledged",
+                    consumer.num_pending, consumer.num_ack_pending
+                ));
+            }
+            let bucket = jetstream
+                .get_key_value(c2d_alerting::engine::BUCKET)
+                .await
+                .map_err(|e| format!("the state bucket: {e}"))?;
+            let keys: Vec<String> = bucket
+                .keys()
+                .await
+                .map_err(|e| format!("the state bucket's keys: {e}"))?
+                .try_collect()
+                .await
+                .map_err(|e| format!("the state bucket's keys: {e}"))?;
+            let waiting: Vec<&String> = keys.iter().filter(|k| k.starts_with("notify.")).collect();
+            if waiting.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("notifications still to send: {waiting:?}"))
+            }
+        },
+    )
+    .await;
+}
+
+/// Waits until alerting has decided on something after `since`: the rule `rule` (a wait rule,
+/// which every tick of the clock re-counts, or a threshold rule, at each measurement) was last
+/// evaluated later than `since`. The engine reads the clock once per input under its lock, so
+/// that evaluation saw everything decided before `since`: whatever a tick or a measurement
+/// would still have done wrongly about it (notify a muted alert, fire a timer twice, flap a
+/// resolved threshold) has been decided by then, and [`settled`] then sees it sent.
+pub async fn evaluated_after(endpoint: &str, rule: &str, since: std::time::SystemTime) {
+    let since_ms = since
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let grpc = c2d_proto::alerting::AlertingServiceClient::connect(endpoint.to_owned())
+        .await
+        .expect("AlertingService is up");
+    c2d_testkit::eventually(
+        &format!("rule {rule} to be evaluated after {since_ms} ms"),
+        Duration::from_secs(20),
+        || {
+            let mut grpc = grpc.clone();
+            async move {
+                let rules = grpc
+                    .list_rules(c2d_proto::alerting::v1::ListRulesRequest {})
+                    .await
+                    .map_err(|e| format!("ListRules: {e}"))?
+                    .into_inner()
+                    .rules;
+                let rule = rules
+                    .iter()
+                    .find(|r| r.name == rule)
+                    .ok_or_else(|| format!("no rule {rule} in {rules:?}"))?;
+                let at = rule
+                    .last_evaluated_at
+                    .map(|at| at.seconds * 1_000 + i64::from(at.nanos) / 1_000_000);
+                match at {
+                    Some(at) if at > since_ms => Ok(()),
+                    at => Err(format!("last evaluated at {at:?} ms")),
+                }
+            }
+        },
+    )
+    .await;
 }
 
 pub fn webhook_count(received: &Received, rule: &str, tenant: &str, status: &str) -> usize {

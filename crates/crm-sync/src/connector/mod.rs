@@ -46,11 +46,11 @@ impl RetryPolicy {
     /// The delay before attempt `failures + 1`: exponential, capped, with "equal jitter" (half
     /// fixed, half random) so that clients failing together do not retry together.
     pub fn delay(&self, failures: u32, random: u64) -> Duration {
-        let exponent = failures.saturating_sub(1).min(30);
-        let base = self
-            .initial_backoff
-            .saturating_mul(1 << exponent)
-            .min(self.max_backoff);
+        let base = c2d_telemetry::backoff::exponential(
+            self.initial_backoff,
+            failures.saturating_sub(1),
+            self.max_backoff,
+        );
         let half = base / 2;
         let jitter = half.as_micros() as u64;
         half + Duration::from_micros(if jitter == 0 {
@@ -174,13 +174,9 @@ fn state(change: &Change) -> Result<serde_json::Value, DeliveryError> {
 /// A connectors file that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectorConfigError {
-    #[error("cannot read the connectors file {path}: {source}")]
-    Read {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("the connectors file {path} is not valid: {message}")]
-    Parse { path: String, message: String },
+    /// Unreadable, or not TOML of the connectors' shape: the file, line and column.
+    #[error(transparent)]
+    File(#[from] c2d_telemetry::config_file::ConfigFileError),
     #[error("connector {name:?} in {path}: {message}")]
     Invalid {
         path: String,
@@ -233,11 +229,11 @@ pub fn load(
     path: &str,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Vec<Connector>, ConnectorConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConnectorConfigError::Read {
-        path: path.into(),
-        source,
-    })?;
-    parse(path, &text, env)
+    check(
+        path,
+        c2d_telemetry::config_file::read("connectors", path)?,
+        env,
+    )
 }
 
 /// Parses a connectors file; `path` only names it in errors.
@@ -246,11 +242,19 @@ pub fn parse(
     text: &str,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Vec<Connector>, ConnectorConfigError> {
-    let file: ConnectorsFile =
-        toml::from_str(text).map_err(|error| ConnectorConfigError::Parse {
-            path: path.into(),
-            message: error.to_string(),
-        })?;
+    check(
+        path,
+        c2d_telemetry::config_file::parse("connectors", path, text)?,
+        env,
+    )
+}
+
+/// The connectors a parsed file declares, once each is complete and its `${NAME}`s are set.
+fn check(
+    path: &str,
+    file: ConnectorsFile,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Vec<Connector>, ConnectorConfigError> {
     let mut connectors: Vec<Connector> = Vec::new();
     for spec in file.connector {
         let name = spec.name.clone();
@@ -458,7 +462,11 @@ mod tests {
         )
         .unwrap_err()
         .to_string();
-        assert!(typo.contains("urll"), "{typo}");
+        assert!(
+            typo.starts_with("the connectors file c.toml is not valid at line 4, column 1: ")
+                && typo.contains("urll"),
+            "{typo}"
+        );
         let bad_path = parse(
             "c.toml",
             "[[connector]]\nname = \"x\"\nkind = \"http\"\nurl = \"http://h/\"\nbody = { a = \"$.b[\" }\n",

@@ -245,11 +245,9 @@ mod tests {
             sqlx::query(&sql).bind(name).execute(pool).await.unwrap();
         }
         async fn name(pool: &AnyPool) -> Option<String> {
-            sqlx::query("SELECT name FROM c WHERE k = 1")
+            sqlx::query_scalar("SELECT name FROM c WHERE k = 1")
                 .fetch_one(pool)
                 .await
-                .unwrap()
-                .try_get(0)
                 .unwrap()
         }
         message(&pool, "Ana").await;

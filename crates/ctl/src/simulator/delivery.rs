@@ -242,7 +242,8 @@ impl Deliverer {
         }
         let since = *registered.failing_since.get_or_insert(now);
         if !registered.webhook.disabled
-            && now - since >= self.schedule.disable_after.as_millis() as u64
+            // Another delivery may have started the failing spell after `now` was read.
+            && now.saturating_sub(since) >= self.schedule.disable_after.as_millis() as u64
         {
             registered.webhook.disabled = true;
             registered.disablings += 1;
