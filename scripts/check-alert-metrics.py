@@ -30,6 +30,7 @@ def metric_names(expr):
     expr = re.sub(r'"[^"]*"', "", expr)              # label values
     expr = re.sub(r"\{[^}]*\}", "", expr)            # label matchers
     expr = re.sub(r"\[[^\]]*\]", "", expr)           # ranges
+    expr = re.sub(r"\b\d+(ms|[smhdwy])\b", "", expr)   # durations (offset 1d)
     expr = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "", expr)
     names = set(re.findall(r"[A-Za-z_:][A-Za-z0-9_:]*", expr))
     return {n for n in names if n not in PROMQL_WORDS and not re.fullmatch(r"\d+[smhdwy]?", n)}
