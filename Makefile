@@ -47,7 +47,7 @@ fmt:
 fuzz:
 	@bash scripts/fuzz.sh
 
-## run: nats-server (unless one answers at NATS_URL), the gateway with a demo tenant, crm-sync, analytics, alerting, hints and c2d-keeper (for the demo tenant)
+## run: nats-server (unless one answers at NATS_URL), the gateway with a demo tenant, crm-sync, analytics, alerting, hints, c2d-keeper (for the demo tenant) and c2d-console (the event log in a browser)
 run: $(NATS_SERVER)
 	@bash scripts/run.sh
 

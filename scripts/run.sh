@@ -8,7 +8,9 @@
 # says otherwise), analytics (its snapshots under .run/analytics), hints (which the gateway
 # asks for the answer to Chat2Desk's hints requests) and c2d-keeper, which keeps the demo
 # tenant's Chat2Desk webhook enabled and backfills what it lost (against the simulator's API on
-# 127.0.0.1:8090 unless KEEPER_API_TOKENS and C2D_API_URL name a real account).
+# 127.0.0.1:8090 unless KEEPER_API_TOKENS and C2D_API_URL name a real account), and
+# c2d-console, the event log in a browser on 127.0.0.1:8088 (its admin token generated into
+# .run/console-token unless CONSOLE_ADMIN_TOKEN or CONSOLE_TENANT_TOKENS is set).
 #
 # With DEMO=1 (`make demo`) it also starts `c2dctl simulate` as a Chat2Desk account "demo" on
 # 127.0.0.1:8090, registers its webhook at the gateway through the simulated API, and alerting
@@ -85,8 +87,15 @@ if [ -z "${GATEWAY_TOKENS:-}" ]; then
     [ -s "$secret_file" ] || od -An -tx1 -N16 /dev/urandom | tr -d ' \n' > "$secret_file"
     export GATEWAY_TOKENS="demo=$(cat "$secret_file")"
 fi
+export CONSOLE_ADDR="${CONSOLE_ADDR:-127.0.0.1:8088}"
+# The console's session cookie is Secure; browsers send it to http://localhost and 127.0.0.1.
+if [ -z "${CONSOLE_ADMIN_TOKEN:-}" ] && [ -z "${CONSOLE_TENANT_TOKENS:-}" ]; then
+    console_file="$run_dir/console-token"
+    [ -s "$console_file" ] || od -An -tx1 -N24 /dev/urandom | tr -d ' \n' > "$console_file"
+    export CONSOLE_ADMIN_TOKEN="$(cat "$console_file")"
+fi
 
-cargo build --quiet --profile "$profile" -p c2d-gateway -p c2d-crm-sync -p c2d-analytics -p c2d-alerting -p c2d-hints -p c2d-keeper -p c2dctl
+cargo build --quiet --profile "$profile" -p c2d-gateway -p c2d-crm-sync -p c2d-analytics -p c2d-alerting -p c2d-hints -p c2d-keeper -p c2d-console -p c2dctl
 target_dir="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
 bin_dir="$target_dir/$([ "$profile" = dev ] && echo debug || echo "$profile")"
 
@@ -112,6 +121,8 @@ pids+=($!)
 "$bin_dir/c2d-alerting" &
 pids+=($!)
 "$bin_dir/c2d-hints" &
+pids+=($!)
+"$bin_dir/c2d-console" &
 pids+=($!)
 
 echo
@@ -159,5 +170,6 @@ fi
 # so that the demo's own registration above comes first.
 "$bin_dir/c2d-keeper" &
 pids+=($!)
+echo "Console:  http://$CONSOLE_ADDR/ (log in with the token in .run/console-token, or your CONSOLE_ADMIN_TOKEN)"
 echo "Stop:     Ctrl-C"
 wait -n "${pids[@]}"
