@@ -6,19 +6,23 @@ CARGO ?= cargo
 NATS_SERVER := $(CURDIR)/tools/bin/nats-server
 export NATS_SERVER_BIN := $(NATS_SERVER)
 
-.PHONY: all tools postgres build test lint fmt fuzz run demo deploy-check bench-gateway bench-subscriber bench-analytics bench-hints clean
+.PHONY: all tools postgres chromium build test lint fmt fuzz run demo deploy-check bench-gateway bench-subscriber bench-analytics bench-hints clean
 
 all: build
 
 ## tools: install nats-server (>= 2.10) into tools/bin unless a new enough one is installed,
-## and PostgreSQL for the crm-sync tests unless a server answers on 5432 or initdb is installed
-tools: $(NATS_SERVER) postgres
+## PostgreSQL for the crm-sync tests unless a server answers on 5432 or initdb is installed,
+## and Debian's chromium and chromium-driver for the console's browser tests
+tools: $(NATS_SERVER) postgres chromium
 
 $(NATS_SERVER): scripts/install-nats-server.sh
 	@bash scripts/install-nats-server.sh
 
 postgres:
 	@bash scripts/install-postgres.sh
+
+chromium:
+	@bash scripts/install-chromium.sh
 
 build:
 	$(CARGO) build --workspace

@@ -11,6 +11,7 @@
 //! The `nats-server` binary is found, in order, at `$NATS_SERVER_BIN`, at the workspace's
 //! `tools/bin/nats-server` (installed by `make tools`), or on `PATH`.
 
+pub mod browser;
 pub mod gateway;
 pub mod grpc;
 pub mod http;

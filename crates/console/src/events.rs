@@ -6,6 +6,9 @@
 //! page shows it typed (the fields the parser read) beside the body Chat2Desk sent, with where
 //! it is in the stream and the trace it belongs to.
 //!
+//! The search page also follows the log: a live tail (Server-Sent Events) puts each new event
+//! the search selects on top of the table as it is stored.
+//!
 //! A tenant login is bound to its tenant: a search for another tenant is refused (403), and
 //! another tenant's event is not found (404), so its existence is not told either.
 
@@ -14,10 +17,11 @@ use std::time::{Duration, SystemTime};
 
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use c2d_proto::events::v1::Event;
 use c2d_proto::events::{HookType, STREAM, UNKNOWN_HOOK_TYPE};
-use c2d_subscriber::StartAt;
+use c2d_subscriber::{Delivery, HandlerError, StartAt, Subscriber, SubscriberConfig};
 use prost::Message as _;
 
 use crate::Console;
@@ -54,41 +58,9 @@ pub async fn search(
     headers: HeaderMap,
     Query(search): Query<Search>,
 ) -> Response {
-    let (_, session) = match console.session(&headers) {
-        Ok(session) => session,
-        Err(login) => return *login,
-    };
-    let tenant = match (session.principal.tenant(), search.tenant.trim()) {
-        (Some(own), "") => Some(own.to_owned()),
-        (_, "") => None,
-        (_, asked) if !session.principal.may_see(asked) => {
-            return refused(
-                StatusCode::FORBIDDEN,
-                &session,
-                &format!(
-                    "This login sees tenant {} only.",
-                    session.principal.tenant().unwrap_or("")
-                ),
-            );
-        }
-        (_, asked) if !c2d_proto::events::is_valid_tenant(asked) => {
-            return refused(StatusCode::BAD_REQUEST, &session, "Not a tenant name.");
-        }
-        (_, asked) => Some(asked.to_owned()),
-    };
-    let hook_type = match search.hook_type.trim() {
-        "" => "*",
-        UNKNOWN_HOOK_TYPE => UNKNOWN_HOOK_TYPE,
-        name => match HookType::parse(name) {
-            Some(hook) => hook.as_str(),
-            None => {
-                return refused(
-                    StatusCode::BAD_REQUEST,
-                    &session,
-                    &format!("{name:?} is not a hook type."),
-                );
-            }
-        },
+    let (session, subject) = match scoped(&console, &headers, &search) {
+        Ok(scoped) => scoped,
+        Err(answer) => return *answer,
     };
     let since = match search.since.trim() {
         "" => Duration::from_secs(3_600),
@@ -103,10 +75,6 @@ pub async fn search(
             }
         },
     };
-    let subject = format!(
-        "chat2desk.events.{}.{hook_type}",
-        tenant.as_deref().unwrap_or("*")
-    );
     let start = SystemTime::now()
         .checked_sub(since)
         .unwrap_or(SystemTime::UNIX_EPOCH);
@@ -137,18 +105,10 @@ pub async fn search(
         .filter(|stored| text.is_empty() || contains(&stored.event.raw, text))
         .take(SHOWN)
         .collect();
-    let mut rows = String::new();
-    for stored in &found {
-        let event = &stored.event;
-        rows.push_str(&format!(
-            "<tr><td><a href=\"/events/{seq}\">{seq}</a></td><td>{time}</td><td>{tenant}</td><td>{hook}</td><td><code>{id}</code></td></tr>",
-            seq = stored.stream_sequence,
-            time = escape(&when(event.event_time.as_ref())),
-            tenant = escape(&event.tenant),
-            hook = escape(&event.hook_type),
-            id = escape(&event.event_id),
-        ));
-    }
+    let rows: String = found
+        .iter()
+        .map(|stored| row(stored.stream_sequence, &stored.event))
+        .collect();
     let note = if history.truncated {
         format!(
             "<p>The search read the first {} events of the range only (CONSOLE_SEARCH_LIMIT): narrow it.</p>",
@@ -175,13 +135,141 @@ pub async fn search(
          <button type=\"submit\">Search</button></form>{note}\
          <p id=\"found\">{count} events (newest first, at most {SHOWN})</p>\
          <table><thead><tr><th>sequence</th><th>event time</th><th>tenant</th><th>hook type</th><th>event id</th></tr></thead>\
-         <tbody>{rows}</tbody></table>",
+         <tbody>{rows}</tbody></table>\
+         <script>const live = new EventSource('/events/live' + location.search);\
+         live.onopen = () => document.body.dataset.live = 'open';\
+         live.onmessage = (e) => document.querySelector('tbody').insertAdjacentHTML('afterbegin', e.data);</script>",
         hook = escape(search.hook_type.trim()),
         text = escape(text),
         since = escape(search.since.trim()),
         count = found.len(),
     );
     page("Events", Some(&session), &body).into_response()
+}
+
+/// The request's session and the subjects its search may read, or the answer to give instead
+/// (the login form, or a refusal).
+fn scoped(
+    console: &Console,
+    headers: &HeaderMap,
+    search: &Search,
+) -> Result<(Session, String), Box<Response>> {
+    let (_, session) = console.session(headers)?;
+    let subject = scope(&session, search)?;
+    Ok((session, subject))
+}
+
+/// The subjects a search (or a live tail) of this session may read: its tenant's, or any for
+/// the operator; a tenant's login asking for another tenant is refused (403), whatever its
+/// page showed.
+fn scope(session: &Session, search: &Search) -> Result<String, Box<Response>> {
+    let tenant = match (session.principal.tenant(), search.tenant.trim()) {
+        (Some(own), "") => own.to_owned(),
+        (_, "") => "*".to_owned(),
+        (_, asked) if !session.principal.may_see(asked) => {
+            return Err(Box::new(refused(
+                StatusCode::FORBIDDEN,
+                session,
+                &format!(
+                    "This login sees tenant {} only.",
+                    session.principal.tenant().unwrap_or("")
+                ),
+            )));
+        }
+        (_, asked) if !c2d_proto::events::is_valid_tenant(asked) => {
+            return Err(Box::new(refused(
+                StatusCode::BAD_REQUEST,
+                session,
+                "Not a tenant name.",
+            )));
+        }
+        (_, asked) => asked.to_owned(),
+    };
+    let hook_type = match search.hook_type.trim() {
+        "" => "*",
+        UNKNOWN_HOOK_TYPE => UNKNOWN_HOOK_TYPE,
+        name => match HookType::parse(name) {
+            Some(hook) => hook.as_str(),
+            None => {
+                return Err(Box::new(refused(
+                    StatusCode::BAD_REQUEST,
+                    session,
+                    &format!("{name:?} is not a hook type."),
+                )));
+            }
+        },
+    };
+    Ok(format!("chat2desk.events.{tenant}.{hook_type}"))
+}
+
+/// One event as a row of the search's table (and of the live tail).
+pub fn row(sequence: u64, event: &Event) -> String {
+    format!(
+        "<tr><td><a href=\"/events/{sequence}\">{sequence}</a></td><td>{time}</td><td>{tenant}</td><td>{hook}</td><td><code>{id}</code></td></tr>",
+        time = escape(&when(event.event_time.as_ref())),
+        tenant = escape(&event.tenant),
+        hook = escape(&event.hook_type),
+        id = escape(&event.event_id),
+    )
+}
+
+/// GET /events/live: the search's new events as they are stored, as Server-Sent Events (each
+/// one a table row), for the page's script to put on top. Each tail reads with an ordered
+/// consumer of its own that starts at the request's time and vanishes with the connection.
+pub async fn live(
+    State(console): State<Arc<Console>>,
+    headers: HeaderMap,
+    Query(search): Query<Search>,
+) -> Response {
+    let (session, subject) = match scoped(&console, &headers, &search) {
+        Ok(scoped) => scoped,
+        Err(answer) => return *answer,
+    };
+    // From the moment of the request, not from when the consumer is made: nothing stored in
+    // between is missed.
+    let config = SubscriberConfig::new("console-live")
+        .filters([subject])
+        .start_at(StartAt::Time(SystemTime::now()))
+        .position_kept_by_handler();
+    let subscriber = match Subscriber::open(console.nats.clone(), config).await {
+        Ok(subscriber) => subscriber,
+        Err(error) => {
+            return refused(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &session,
+                &format!("The event log cannot be read now ({error}); try again."),
+            );
+        }
+    };
+    let (rows, received) = tokio::sync::mpsc::channel::<String>(256);
+    let closed = rows.clone();
+    let text = search.text.trim().to_owned();
+    tokio::spawn(subscriber.run(
+        move |delivery: Delivery| {
+            let (rows, text, principal) = (rows.clone(), text.clone(), session.principal.clone());
+            async move {
+                let event = &delivery.event;
+                if principal.may_see(&event.tenant)
+                    && (text.is_empty() || contains(&event.raw, &text))
+                {
+                    // A browser that went away stops the tail (below); nothing to retry.
+                    let _ = rows.send(row(delivery.stream_sequence, event)).await;
+                }
+                Ok::<(), HandlerError>(())
+            }
+        },
+        async move { closed.closed().await },
+    ));
+    let stream = futures_util::stream::unfold(received, |mut received| async move {
+        let row = received.recv().await?;
+        Some((
+            Ok::<_, std::convert::Infallible>(SseEvent::default().data(row)),
+            received,
+        ))
+    });
+    Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response()
 }
 
 /// GET /events/{sequence}: one event, typed beside raw.

@@ -63,6 +63,7 @@ impl Console {
             .route("/login", get(login::form).post(login::login))
             .route("/logout", post(login::logout))
             .route("/events", get(events::search))
+            .route("/events/live", get(events::live))
             .route("/events/{sequence}", get(events::show))
             .with_state(self)
     }

@@ -194,3 +194,67 @@ async fn an_action_without_the_csrf_token_is_refused_and_a_wrong_token_opens_not
     let (status, _) = get(&running, &cookie, "/events").await;
     assert_eq!(status, StatusCode::SEE_OTHER, "the session ended");
 }
+
+/// In headless Chromium, as a user: log in, watch the live tail, see a delivery posted to the
+/// gateway appear on top, open it, and find the typed and raw views. The time from the post to
+/// the row is printed (the target is 2 s); the screenshots go to the target directory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_browser_a_delivery_appears_in_the_live_tail_and_opens() {
+    let running = start().await;
+    let browser = c2d_testkit::browser::Browser::start()
+        .await
+        .expect("headless Chromium starts");
+    browser.go(&format!("{}/login", running.url)).await.unwrap();
+    browser.type_into("input[name=token]", ADMIN).await.unwrap();
+    browser.click("button[type=submit]").await.unwrap();
+    let url = browser.url().await.unwrap();
+    assert!(url.ends_with("/events"), "logged in, at {url}");
+
+    // The tail is open once the page's script has its stream (it marks the body); then the
+    // delivery.
+    let browser_ref = &browser;
+    c2d_testkit::eventually(
+        "the live tail open",
+        std::time::Duration::from_secs(15),
+        || async move {
+            let source = browser_ref.source().await.map_err(|e| e.to_string())?;
+            source
+                .contains("data-live=\"open\"")
+                .then_some(())
+                .ok_or_else(|| "not open yet".to_owned())
+        },
+    )
+    .await;
+    let body = inbox(9).replace("\"text\"", "\"text\": \"seen live 4242\", \"old_text\"");
+    let posted = std::time::Instant::now();
+    running.pipeline.post_as("acme", body).await;
+    let started = posted;
+    c2d_testkit::eventually(
+        "the delivery on top of the live tail",
+        std::time::Duration::from_secs(15),
+        || async move {
+            let source = browser_ref.source().await.map_err(|e| e.to_string())?;
+            if source.contains("<td>acme</td><td>inbox</td>") {
+                Ok(())
+            } else {
+                Err("not yet in the table".to_owned())
+            }
+        },
+    )
+    .await;
+    println!(
+        "measured: a delivery appeared in the live tail {:.0} ms after it was posted",
+        started.elapsed().as_secs_f64() * 1_000.0
+    );
+    let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("console-screenshots");
+    browser.screenshot(&shots.join("events.png")).await.unwrap();
+
+    browser.click("tbody tr a").await.unwrap();
+    let page = browser.source().await.unwrap();
+    assert!(
+        page.contains("Typed") && page.contains("seen live 4242"),
+        "{page}"
+    );
+    browser.screenshot(&shots.join("event.png")).await.unwrap();
+    println!("screenshots in {}", shots.display());
+}
