@@ -39,7 +39,7 @@ pub fn page(title: &str, session: Option<&Session>, body: &str) -> Html<String> 
                 None => "operator (every tenant)".to_owned(),
             };
             format!(
-                "<a href=\"/events\">Events</a><span>{who}</span>\
+                "<a href=\"/events\">Events</a><a href=\"/dead-letters\">Dead letters</a><span>{who}</span>\
                  <form method=\"post\" action=\"/logout\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
                  <button type=\"submit\">Log out</button></form>",
                 csrf = escape(&session.csrf)

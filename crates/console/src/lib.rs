@@ -8,7 +8,8 @@
 //! the server from the existing stores (the log on NATS here), with no JavaScript build.
 //!
 //! - [`auth`]: tokens, sessions, cookies and CSRF; [`login`]: the login and logout actions.
-//! - [`events`]: the search and the event page; [`html`]: escaping and the page frame.
+//! - [`events`]: the search, the live tail and the event page; [`dead_letters`]: the
+//!   dead-letter queue; [`html`]: escaping and the page frame.
 //! - [`cfg`]: the environment.
 
 use std::future::Future;
@@ -21,6 +22,7 @@ use tokio::net::TcpListener;
 
 pub mod auth;
 pub mod cfg;
+pub mod dead_letters;
 pub mod events;
 pub mod html;
 pub mod login;
@@ -65,6 +67,7 @@ impl Console {
             .route("/events", get(events::search))
             .route("/events/live", get(events::live))
             .route("/events/{sequence}", get(events::show))
+            .route("/dead-letters", get(dead_letters::list))
             .with_state(self)
     }
 

@@ -153,6 +153,33 @@ async fn a_tenants_login_sees_its_tenant_only() {
 }
 
 #[tokio::test]
+async fn the_dead_letters_show_why_each_of_its_tenant_was_put_aside() {
+    let running = start().await;
+    // A body that is not a JSON object: the gateway keeps it on chat2desk.dlq.{tenant}.
+    let answer = running
+        .pipeline
+        .post_as("acme", "[\"not\", \"an object\"]")
+        .await;
+    assert_eq!(answer["status"], "dead_letter", "{answer}");
+    running.pipeline.post_as("globex", "42").await;
+
+    let admin = login(&running, ADMIN).await;
+    let (status, page) = get(&running, &admin, "/dead-letters").await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert!(page.contains("2 dead letters"), "{page}");
+    assert!(
+        page.contains("a JSON array, not an object"),
+        "the reason: {page}"
+    );
+    assert!(page.contains("the gateway"), "{page}");
+
+    let globex = login(&running, GLOBEX).await;
+    let (_, page) = get(&running, &globex, "/dead-letters").await;
+    assert!(page.contains("1 dead letters"), "{page}");
+    assert!(!page.contains("<td>acme</td>"), "{page}");
+}
+
+#[tokio::test]
 async fn an_action_without_the_csrf_token_is_refused_and_a_wrong_token_opens_nothing() {
     let running = start().await;
     let answer = running
