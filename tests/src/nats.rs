@@ -98,6 +98,15 @@ impl NatsServer {
         env
     }
 
+    /// The variable `name` of [`NatsServer::env_for`]`(user)`: for a service started
+    /// in-process, whose configuration is read through a lookup.
+    pub fn variable_for(&self, user: &str, name: &str) -> Option<String> {
+        self.env_for(user)
+            .into_iter()
+            .find(|(variable, _)| *variable == name)
+            .map(|(_, value)| value)
+    }
+
     /// A client connected to this server (as `admin` on a server with users).
     pub async fn client(&self) -> async_nats::Client {
         self.client_as("admin")

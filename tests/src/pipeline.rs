@@ -32,16 +32,12 @@ impl Pipeline {
     }
 
     async fn start_on(nats: NatsServer) -> Pipeline {
-        let nats_env = nats.env_for("gateway");
         let config = Config::from_lookup(|name| match name {
             "GATEWAY_TOKENS" => Some(TENANTS.to_owned()),
             "GATEWAY_SPOOL_DIR" | "GATEWAY_HINTS_URL" => Some("off".to_owned()),
             "GATEWAY_TENANT_RATE" | "GATEWAY_TENANT_BURST" => Some("1000000".to_owned()),
             "GATEWAY_TENANT_CONCURRENCY" => Some("100000".to_owned()),
-            name => nats_env
-                .iter()
-                .find(|(variable, _)| *variable == name)
-                .map(|(_, value)| value.clone()),
+            name => nats.variable_for("gateway", name),
         })
         .expect("test configuration is valid");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

@@ -22,14 +22,10 @@ struct Running {
 
 async fn start() -> Running {
     let pipeline = Pipeline::start().await;
-    let nats_env = pipeline.nats.env_for("reader");
     let config = Config::from_lookup(|name| match name {
         "CONSOLE_ADMIN_TOKEN" => Some(ADMIN.into()),
         "CONSOLE_TENANT_TOKENS" => Some(format!("acme={ACME},globex={GLOBEX}")),
-        name => nats_env
-            .iter()
-            .find(|(variable, _)| *variable == name)
-            .map(|(_, value)| value.clone()),
+        name => pipeline.nats.variable_for("reader", name),
     })
     .unwrap();
     let console: Arc<Console> = Console::start(config).await.unwrap();

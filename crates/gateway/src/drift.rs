@@ -62,6 +62,10 @@ impl Drift {
     /// Counts what one delivery of `hook_type` brought that the parser does not know:
     /// `unknown_fields`, and the hook type itself when `known_hook_type` is false.
     pub fn observe(&self, hook_type: &str, known_hook_type: bool, unknown_fields: &[String]) {
+        // The common case, on every delivery: nothing new, so no lock and no label.
+        if known_hook_type && unknown_fields.is_empty() {
+            return;
+        }
         let hook_type = self.label(hook_type);
         if !known_hook_type {
             self.hook_types

@@ -21,13 +21,8 @@ async fn connect_as(
     pipeline: &Pipeline,
     user: &str,
 ) -> (async_nats::Client, Arc<Mutex<Vec<String>>>) {
-    let env = pipeline.nats.env_for(user);
-    let credentials = NatsCredentials::from_lookup(|name| {
-        env.iter()
-            .find(|(variable, _)| *variable == name)
-            .map(|(_, value)| value.clone())
-    })
-    .unwrap();
+    let credentials =
+        NatsCredentials::from_lookup(|name| pipeline.nats.variable_for(user, name)).unwrap();
     let errors = Arc::new(Mutex::new(Vec::new()));
     let seen = errors.clone();
     let options = credentials
