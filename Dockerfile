@@ -1,7 +1,7 @@
 # One image per service from one Dockerfile:
 #   docker build --build-arg SERVICE=c2d-gateway -t chat2desk-events/c2d-gateway .
 # SERVICE is one of c2d-gateway, c2d-crm-sync, c2d-analytics, c2d-alerting, c2d-hints, c2d-keeper,
-# c2dctl.
+# c2d-console, c2dctl.
 #
 # The build needs no system protoc (protox compiles the protos); the image holds one static-ish
 # binary on distroless: no shell, no package manager, user 65532 (nonroot), and it runs with a

@@ -6,7 +6,7 @@ CARGO ?= cargo
 NATS_SERVER := $(CURDIR)/tools/bin/nats-server
 export NATS_SERVER_BIN := $(NATS_SERVER)
 
-.PHONY: all tools postgres chromium build test lint fmt fuzz run demo deploy-check bench-gateway bench-subscriber bench-analytics bench-hints clean
+.PHONY: all tools postgres chromium build test lint fmt fuzz run demo deploy-check bench-gateway bench-subscriber bench-analytics bench-hints bench-console screenshots clean
 
 all: build
 
@@ -74,6 +74,14 @@ bench-subscriber: tools
 ## bench-analytics: rebuild rate vs a raw ordered read, and 30-day summary latency over 1M events
 bench-analytics: tools
 	$(CARGO) bench -p c2d-analytics --bench analytics
+
+## bench-console: the console's pages p50/p99 for a tenant with a million events
+bench-console: tools
+	$(CARGO) bench -p c2d-console --bench console
+
+## screenshots: the README's console screenshots, taken by the browser test
+screenshots: tools
+	C2D_SCREENSHOTS_DIR=$(CURDIR)/docs/screenshots $(CARGO) test -p c2d-console --test system
 
 ## bench-hints: Suggest latency p50/p99 with 100,000 indexed pairs, in-process and over gRPC
 bench-hints: tools

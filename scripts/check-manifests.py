@@ -19,7 +19,8 @@ promises an operator:
 - the webhooks Ingress keeps no access log (the webhook URL carries the tenant's token);
 - NATS has users (nats-users.conf, included by nats.conf) whose passwords come from the
   c2d-nats-users Secret, and every service that reaches NATS presents its own user, with its
-  password from that Secret: no anonymous client, no service borrowing another's rights.
+  password from that Secret: no anonymous client, no service borrowing another's rights, and no
+  two services sharing one user (but `reader`, which is your own services' shared one).
 
 Usage: check-manifests.py OVERLAY RENDERED.yaml [--self-test]
 With --self-test, it breaks each promise in turn in a copy of the objects and fails unless every
@@ -180,6 +181,8 @@ def check_nats_users(objects):
     nats = container(find(objects, "StatefulSet", "nats"), "nats")
     if not any(generated(e.get("secretRef", {}).get("name"), "c2d-nats-users") for e in nats.get("envFrom", [])):
         raise Refused("the nats container does not take the users' passwords from the c2d-nats-users Secret")
+    # Who uses each user: one workload each, but `reader` (nats-users.conf: your own services').
+    used_by = {}
     clients = 0
     for obj in objects:
         if obj.get("kind") not in ("Deployment", "StatefulSet", "Job") or obj["metadata"]["name"] == "nats":
@@ -197,6 +200,9 @@ def check_nats_users(objects):
             ref = password.get("valueFrom", {}).get("secretKeyRef", {})
             if not generated(ref.get("name"), "c2d-nats-users") or ref.get("key") != users[user]:
                 raise Refused(f"{where}: NATS_PASSWORD must come from the c2d-nats-users Secret, key {users[user]} (user {user})")
+            if user != "reader" and used_by.get(user, where) != where:
+                raise Refused(f"{where} and {used_by[user]} share the NATS user {user}: each service has its own, with only the rights it needs")
+            used_by[user] = where
             clients += 1
     return f"{clients} NATS clients each with its own user"
 
@@ -245,6 +251,14 @@ def breaks(objects):
             if var["name"] == "NATS_USER":
                 var["value"] = "gateway"
 
+    def shared(o):
+        console = container(find(o, "Deployment", "console"), "console")
+        for var in console["env"]:
+            if var["name"] == "NATS_USER":
+                var["value"] = "analytics"
+            if var["name"] == "NATS_PASSWORD":
+                var["valueFrom"]["secretKeyRef"]["key"] = "NATS_PASSWORD_ANALYTICS"
+
     def no_users(o):
         config = config_map(o, "nats-config")
         config["data"]["nats.conf"] = config["data"]["nats.conf"].replace("include ./nats-users.conf", "")
@@ -253,6 +267,7 @@ def breaks(objects):
         edit("an access log of webhook URLs", access_log),
         edit("an anonymous NATS client", anonymous),
         edit("a service with the gateway's NATS user and its own password", borrowed),
+        edit("the console with analytics' NATS user and password", shared),
         edit("NATS without users", no_users),
         edit("the spool as an emptyDir", spool_empty_dir),
         edit("replicas on the autoscaled gateway", replicas),

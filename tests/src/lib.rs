@@ -20,6 +20,7 @@ mod nats;
 mod pipeline;
 pub mod postgres;
 mod process;
+pub mod services;
 mod wait;
 
 use std::net::TcpListener;
@@ -34,6 +35,7 @@ pub use nats::{
 pub use pipeline::{Pipeline, inbox};
 pub use postgres::TestDatabase;
 pub use process::{ServiceProcess, workspace_binary};
+pub use services::Services;
 pub use wait::eventually;
 
 /// The workspace's top directory.

@@ -242,6 +242,33 @@ pub fn verdict(met: bool) -> &'static str {
     if met { "met" } else { "NOT MET" }
 }
 
+/// Delivery `n` (a JSON body) of a busy contact center, for benchmarks over large logs:
+/// requests of four events (the client's message, the operator's answer, a second answer,
+/// the closing), request after request spread over `span` seconds from `start` (Unix).
+pub fn contact_center_delivery(n: u64, start: i64, span: i64) -> String {
+    let request = n / 4;
+    let at = start + (request as i64 * 37) % span;
+    let operator = 1 + request % 20;
+    let transport = ["telegram", "whatsapp", "viber"][(request % 3) as usize];
+    let (hook, at, operator_id) = match n % 4 {
+        0 => ("inbox", at, None),
+        1 => ("outbox", at + 30 + (request % 600) as i64, Some(operator)),
+        2 => ("outbox", at + 700, Some(operator)),
+        _ => (
+            "close_request",
+            at + 1_800 + (request % 3_600) as i64,
+            Some(operator),
+        ),
+    };
+    serde_json::json!({
+        "message_id": n, "hook_type": hook, "type": if hook == "inbox" { "from_client" } else { "to_client" },
+        "text": format!("Olá, pedido {n}"), "transport": transport, "client_id": 1_000 + request % 5_000,
+        "operator_id": operator_id, "channel_id": 10 + request % 4, "request_id": request, "dialog_id": request,
+        "event_time": at
+    })
+    .to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

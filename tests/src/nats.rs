@@ -26,7 +26,7 @@ pub struct NatsServer {
 
 /// The users of `deploy/base/config/nats-users.conf`, each with the password the test server
 /// gives it (`test-{user}`).
-pub const USERS: [&str; 8] = [
+pub const USERS: [&str; 9] = [
     "gateway",
     "keeper",
     "crm-sync",
@@ -34,6 +34,7 @@ pub const USERS: [&str; 8] = [
     "alerting",
     "hints",
     "reader",
+    "console",
     "admin",
 ];
 

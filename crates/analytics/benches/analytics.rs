@@ -115,30 +115,9 @@ fn median(runs: &mut [(f64, String)]) -> (f64, String) {
     runs[runs.len() / 2].clone()
 }
 
-/// Delivery `n` of a busy contact center: requests of four events (client message, operator
-/// answer, second answer, closing), spread over 30 days.
+/// Delivery `n` of a busy contact center, over the 30 days.
 fn delivery(n: u64) -> String {
-    let request = n / 4;
-    let at = START + (request as i64 * 37) % (DAYS * 86_400);
-    let operator = 1 + request % 20;
-    let transport = ["telegram", "whatsapp", "viber"][(request % 3) as usize];
-    let (hook, at, operator_id) = match n % 4 {
-        0 => ("inbox", at, None),
-        1 => ("outbox", at + 30 + (request % 600) as i64, Some(operator)),
-        2 => ("outbox", at + 700, Some(operator)),
-        _ => (
-            "close_request",
-            at + 1_800 + (request % 3_600) as i64,
-            Some(operator),
-        ),
-    };
-    serde_json::json!({
-        "message_id": n, "hook_type": hook, "type": if hook == "inbox" { "from_client" } else { "to_client" },
-        "text": "Olá, tudo bem?", "transport": transport, "client_id": 1_000 + request % 5_000,
-        "operator_id": operator_id, "channel_id": 10 + request % 4, "request_id": request, "dialog_id": request,
-        "event_time": at
-    })
-    .to_string()
+    c2d_testkit::load::contact_center_delivery(n, START, DAYS * 86_400)
 }
 
 /// Events per second of a rebuild from the beginning of the stream.

@@ -47,6 +47,41 @@ impl Principal {
             Principal::Tenant(tenant) => Some(tenant),
         }
     }
+
+    /// The tenant a request is about: the one it asked for (`""`: none), checked against
+    /// this principal. A tenant login is always about its own tenant, and asking for another
+    /// is refused whatever its page showed: the check is here, not in hidden links.
+    pub fn scope(&self, asked: &str) -> Result<Option<String>, OutOfScope> {
+        let asked = asked.trim();
+        match (self.tenant(), asked) {
+            (Some(own), "") => Ok(Some(own.to_owned())),
+            (_, "") => Ok(None),
+            (Some(own), asked) if own != asked => Err(OutOfScope::OtherTenant(own.to_owned())),
+            (_, asked) if !c2d_proto::events::is_valid_tenant(asked) => {
+                Err(OutOfScope::NotATenant(asked.to_owned()))
+            }
+            (_, asked) => Ok(Some(asked.to_owned())),
+        }
+    }
+}
+
+/// A request about a tenant its login may not see, or about no tenant at all.
+#[derive(Debug, thiserror::Error)]
+pub enum OutOfScope {
+    #[error("This login sees tenant {0} only.")]
+    OtherTenant(String),
+    #[error("{0:?} is not a tenant name (lowercase letters, digits, - and _).")]
+    NotATenant(String),
+}
+
+impl OutOfScope {
+    /// 403 for another tenant, 400 for a name that is not one.
+    pub fn status(&self) -> axum::http::StatusCode {
+        match self {
+            OutOfScope::OtherTenant(_) => axum::http::StatusCode::FORBIDDEN,
+            OutOfScope::NotATenant(_) => axum::http::StatusCode::BAD_REQUEST,
+        }
+    }
 }
 
 /// Why the configured tokens cannot be used.

@@ -1,16 +1,22 @@
 //! c2d-console: the pipeline in a browser, for the people who run a contact center and the
 //! integrators chasing a missing webhook, who would rather look than read a CLI's tables.
 //!
-//! This first part is the event log and the access to it: a login with a token (an operator's,
-//! or a tenant's that sees its tenant only), sessions in `HttpOnly`, `SameSite=Strict`,
-//! `Secure` cookies, a CSRF token on every action, and the events searched by tenant, hook
-//! type, text and time, each shown typed beside its raw Chat2Desk body. Pages are rendered on
-//! the server from the existing stores (the log on NATS here), with no JavaScript build.
+//! Pages are rendered on the server from what the pipeline already has: the event log on NATS,
+//! and the gRPC services (analytics, CRM, alerting, hints). There is no JavaScript build and no
+//! chart library: charts are SVG drawn on the server, and the few lines of script on a page
+//! only follow a live stream. A login is an operator's (every tenant) or a tenant's (its own
+//! only), checked on every request and every action, which also needs the session's CSRF
+//! token.
 //!
-//! - [`auth`]: tokens, sessions, cookies and CSRF; [`login`]: the login and logout actions.
-//! - [`events`]: the search, the live tail and the event page; [`dead_letters`]: the
-//!   dead-letter queue; [`html`]: escaping and the page frame.
-//! - [`cfg`]: the environment.
+//! - [`auth`]: tokens, sessions, cookies, CSRF and tenant scope; [`login`]: log in and out.
+//! - The event log: [`events`] (search and live tail), [`search`] (the newest matches of a
+//!   large log), [`event`] (one event, [`typed`] as protobuf JSON beside its raw body),
+//!   [`replay`] (selected events to the gateway again), [`dead_letters`].
+//! - Through the services ([`services`]): [`contact_center`] (charts from AnalyticsService,
+//!   live by WatchMinutes), [`clients`] (CrmService: clients, connector queues), [`alerts`]
+//!   (AlertingService: acknowledge and silence; hints figures).
+//! - [`html`], [`chart`] and [`time`]: how pages, charts and times are written; [`cfg`]: the
+//!   environment.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -20,12 +26,22 @@ use axum::response::Redirect;
 use axum::routing::{get, post};
 use tokio::net::TcpListener;
 
+pub mod alerts;
 pub mod auth;
 pub mod cfg;
+pub mod chart;
+pub mod clients;
+pub mod contact_center;
 pub mod dead_letters;
+pub mod event;
 pub mod events;
 pub mod html;
 pub mod login;
+pub mod replay;
+pub mod search;
+pub mod services;
+pub mod time;
+pub mod typed;
 
 pub use cfg::Config;
 
@@ -34,6 +50,10 @@ pub use cfg::Config;
 pub enum StartError {
     #[error(transparent)]
     Connect(#[from] c2d_subscriber::ConnectError),
+    #[error(transparent)]
+    ServiceUrl(#[from] services::BadUrl),
+    #[error("cannot make an HTTP client for replays: {0}")]
+    Http(#[from] reqwest::Error),
 }
 
 /// The running console's state, shared by every request.
@@ -43,13 +63,28 @@ pub struct Console {
     /// Reads the log (searches); the console never publishes.
     pub nats: async_nats::Client,
     pub jetstream: async_nats::jetstream::Context,
+    /// The gRPC services, connected on first use.
+    pub services: services::Services,
+    /// Posts replays to the gateway.
+    pub http: reqwest::Client,
 }
 
 impl Console {
-    /// Connects to NATS as the environment's user.
+    /// Connects to NATS as the environment's user; the services are connected on first use.
     pub async fn start(config: Config) -> Result<Arc<Console>, StartError> {
-        let nats = c2d_subscriber::connect("c2d-console", &config.nats_url).await?;
+        let services = services::Services::new(&config.services)?;
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(10))
+            .build()?;
+        let options = config
+            .nats_credentials
+            .apply(async_nats::ConnectOptions::new().name("c2d-console"))
+            .await
+            .map_err(c2d_subscriber::ConnectError::from)?;
+        let nats = c2d_subscriber::connect::connect_with(options, &config.nats_url).await?;
         Ok(Arc::new(Console {
+            services,
+            http,
             sessions: auth::Sessions::new(config.session),
             jetstream: async_nats::jetstream::new(nats.clone()),
             nats,
@@ -66,8 +101,20 @@ impl Console {
             .route("/logout", post(login::logout))
             .route("/events", get(events::search))
             .route("/events/live", get(events::live))
-            .route("/events/{sequence}", get(events::show))
+            .route("/events/replay", post(replay::replay))
+            .route("/events/{sequence}", get(event::show))
             .route("/dead-letters", get(dead_letters::list))
+            .route("/contact-center", get(contact_center::show))
+            .route("/contact-center/charts", get(contact_center::fragment))
+            .route("/contact-center/live", get(contact_center::live))
+            .route("/clients", get(clients::list))
+            .route("/clients/{tenant}/{client_id}", get(clients::card))
+            .route("/connectors", get(clients::connectors))
+            .route("/connectors/retry", post(clients::retry))
+            .route("/alerts", get(alerts::list))
+            .route("/alerts/acknowledge", post(alerts::acknowledge))
+            .route("/silences", post(alerts::silence))
+            .route("/silences/expire", post(alerts::expire))
             .with_state(self)
     }
 

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 
 use crate::Console;
 use crate::auth::{self, Session};
-use crate::html::{escape, page};
+use crate::html::{escape, page, refusal};
 
 #[derive(serde::Deserialize)]
 struct LoginForm {
@@ -61,6 +61,29 @@ impl Console {
             ));
         }
         Ok((id, session))
+    }
+
+    /// An action's session (CSRF checked as [`Console::action_session`]) and its form, or
+    /// the answer to give instead: a form that does not parse is refused with 400 and why.
+    pub fn action<T: serde::de::DeserializeOwned>(
+        &self,
+        headers: &HeaderMap,
+        form: &[u8],
+    ) -> Result<(Session, T), Box<Response>> {
+        let (_, session) = self.action_session(headers, form)?;
+        match serde_urlencoded::from_bytes::<T>(form) {
+            Ok(fields) => Ok((session, fields)),
+            Err(error) => {
+                let why =
+                    format!("This form is not one the console sent ({error}); reload the page.");
+                Err(Box::new(refusal(
+                    StatusCode::BAD_REQUEST,
+                    "Refused",
+                    Some(&session),
+                    &why,
+                )))
+            }
+        }
     }
 }
 

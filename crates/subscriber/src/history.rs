@@ -37,6 +37,32 @@ pub async fn read(
     filter: Option<String>,
     limit: usize,
 ) -> Result<History, SubscribeError> {
+    read_until(client, start, None, filter, limit).await
+}
+
+/// Reads the events with stream sequences `from..=to` that `filter` matches, at most
+/// `limit`: one stretch of the log, so a reader that wants the newest events can walk back
+/// from the end a stretch at a time instead of reading from the start of a range.
+pub async fn read_between(
+    client: async_nats::Client,
+    from: u64,
+    to: u64,
+    filter: Option<String>,
+    limit: usize,
+) -> Result<History, SubscribeError> {
+    if from > to {
+        return Ok(History::default());
+    }
+    read_until(client, StartAt::Sequence(from), Some(to), filter, limit).await
+}
+
+async fn read_until(
+    client: async_nats::Client,
+    start: StartAt,
+    until: Option<u64>,
+    filter: Option<String>,
+    limit: usize,
+) -> Result<History, SubscribeError> {
     let failed = |reason: String| SubscribeError::Pull {
         durable: "(history read)".into(),
         reason,
@@ -73,6 +99,9 @@ pub async fn read(
         let message = message.map_err(|error| failed(error.to_string()))?;
         let info = message.info().map_err(|error| failed(error.to_string()))?;
         let (stream_sequence, left) = (info.stream_sequence, info.pending);
+        if until.is_some_and(|until| stream_sequence > until) {
+            break;
+        }
         match Event::decode(message.payload.clone()) {
             Ok(event) => history.events.push(StoredEvent {
                 stream_sequence,
@@ -80,7 +109,7 @@ pub async fn read(
             }),
             Err(_) => history.undecodable += 1,
         }
-        if left == 0 {
+        if left == 0 || until == Some(stream_sequence) {
             break;
         }
         if history.events.len() >= limit {
