@@ -9,8 +9,9 @@
 # asks for the answer to Chat2Desk's hints requests) and c2d-keeper, which keeps the demo
 # tenant's Chat2Desk webhook enabled and backfills what it lost (against the simulator's API on
 # 127.0.0.1:8090 unless KEEPER_API_TOKENS and C2D_API_URL name a real account), and
-# c2d-console, the event log in a browser on 127.0.0.1:8088 (its admin token generated into
-# .run/console-token unless CONSOLE_ADMIN_TOKEN or CONSOLE_TENANT_TOKENS is set).
+# c2d-console, the pipeline in a browser on 127.0.0.1:8088 (its admin token generated into
+# .run/console-token unless CONSOLE_ADMIN_TOKEN or CONSOLE_TENANT_TOKENS is set), reading
+# through the services started here and replaying to this gateway.
 #
 # With DEMO=1 (`make demo`) it also starts `c2dctl simulate` as a Chat2Desk account "demo" on
 # 127.0.0.1:8090, registers its webhook at the gateway through the simulated API, and alerting
@@ -88,6 +89,12 @@ if [ -z "${GATEWAY_TOKENS:-}" ]; then
     export GATEWAY_TOKENS="demo=$(cat "$secret_file")"
 fi
 export CONSOLE_ADDR="${CONSOLE_ADDR:-127.0.0.1:8088}"
+export CONSOLE_ANALYTICS_URL="${CONSOLE_ANALYTICS_URL:-http://$ANALYTICS_GRPC_ADDR}"
+export CONSOLE_CRM_URL="${CONSOLE_CRM_URL:-http://$CRM_GRPC_ADDR}"
+export CONSOLE_ALERTING_URL="${CONSOLE_ALERTING_URL:-http://$ALERTING_GRPC_ADDR}"
+export CONSOLE_HINTS_URL="${CONSOLE_HINTS_URL:-http://$HINTS_GRPC_ADDR}"
+export CONSOLE_GATEWAY_URL="${CONSOLE_GATEWAY_URL:-http://$GATEWAY_ADDR}"
+export CONSOLE_GATEWAY_TOKENS="${CONSOLE_GATEWAY_TOKENS:-$GATEWAY_TOKENS}"
 # The console's session cookie is Secure; browsers send it to http://localhost and 127.0.0.1.
 if [ -z "${CONSOLE_ADMIN_TOKEN:-}" ] && [ -z "${CONSOLE_TENANT_TOKENS:-}" ]; then
     console_file="$run_dir/console-token"

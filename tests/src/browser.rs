@@ -134,6 +134,21 @@ impl Browser {
         Ok(source.as_str().unwrap_or_default().to_owned())
     }
 
+    /// The page once `ready` holds for it (a navigation or a script has finished), polled for
+    /// up to 15 s; the test fails naming `what` it waited for.
+    pub async fn wait_for(&self, what: &str, ready: impl Fn(&str) -> bool) -> String {
+        let ready = &ready;
+        crate::eventually(what, Duration::from_secs(15), || async move {
+            let source = self.source().await.map_err(|e| e.to_string())?;
+            if ready(&source) {
+                Ok(source)
+            } else {
+                Err("not yet".to_owned())
+            }
+        })
+        .await
+    }
+
     /// The current URL.
     pub async fn url(&self) -> anyhow::Result<String> {
         let url = self

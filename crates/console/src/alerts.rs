@@ -91,7 +91,7 @@ pub async fn list(
     let tenant_field = tenant_field(&session, tenant.as_deref().unwrap_or(""), "tenant (any)");
     let body = format!(
         "<form class=\"search\" method=\"get\" action=\"/alerts\">{tenant_field}\
-         <select name=\"state\"><option value=\"\">firing and resolved</option><option value=\"firing\">firing</option><option value=\"resolved\">resolved</option></select>\
+         <select name=\"state\">{states}</select>\
          <button type=\"submit\">Show</button></form>\
          <table id=\"alerts\"><thead><tr><th>state</th><th>rule</th><th>tenant</th><th>severity</th><th>what</th><th>since</th><th>until</th><th>acknowledged</th></tr></thead>\
          <tbody>{rows}</tbody></table>\
@@ -101,6 +101,21 @@ pub async fn list(
          <input name=\"comment\" placeholder=\"why\" required><button type=\"submit\">Silence</button></form>\
          <h2>Hints</h2>{hints}",
         csrf = csrf_field(&session),
+        states = [
+            ("", "firing and resolved"),
+            ("firing", "firing"),
+            ("resolved", "resolved")
+        ]
+        .iter()
+        .map(|(value, label)| {
+            let selected = if *value == view.state.trim() {
+                " selected"
+            } else {
+                ""
+            };
+            format!("<option value=\"{value}\"{selected}>{label}</option>")
+        })
+        .collect::<String>(),
         silence_tenant = match session.principal.tenant() {
             Some(_) => String::new(),
             None => "<input name=\"tenant\" placeholder=\"tenant (any)\">".to_owned(),
@@ -281,7 +296,7 @@ pub async fn acknowledge(
         Ok(alert) => {
             let alert = alert.into_inner();
             tracing::info!(fingerprint = %alert.fingerprint, tenant = %alert.tenant, "alert acknowledged");
-            Redirect::to("/alerts").into_response()
+            back_to(&alert.tenant)
         }
         Err(status) => {
             let why = console.services.unavailable(Service::Alerting, &status);
@@ -327,6 +342,7 @@ pub async fn silence(
         }
     };
     let mut alerting = console.services.alerting.clone();
+    let page = back_to(&tenant);
     match alerting
         .create_silence(CreateSilenceRequest {
             tenant,
@@ -337,12 +353,18 @@ pub async fn silence(
         })
         .await
     {
-        Ok(_) => Redirect::to("/alerts").into_response(),
+        Ok(_) => page,
         Err(status) => {
             let why = console.services.unavailable(Service::Alerting, &status);
             refusal(StatusCode::BAD_GATEWAY, TITLE, Some(&session), &why)
         }
     }
+}
+
+/// After an action, the alerts page of the tenant it was about.
+fn back_to(tenant: &str) -> Response {
+    let query = serde_urlencoded::to_string([("tenant", tenant)]).unwrap_or_default();
+    Redirect::to(&format!("/alerts?{query}")).into_response()
 }
 
 #[derive(serde::Deserialize)]

@@ -8,7 +8,7 @@
 //! | `CONSOLE_TENANT_TOKENS` | unset | `tenant=token,tenant2=token2`: a token that sees only its tenant; a tenant listed twice accepts both (rotation). At least one token, admin or tenant, is required |
 //! | `CONSOLE_SECURE_COOKIES` | `true` | the session cookie is `Secure`: sent over HTTPS only (browsers also send it to `http://localhost`); `false` only behind plain HTTP you trust |
 //! | `CONSOLE_SESSION_HOURS` | `12` | how long a login lasts |
-//! | `CONSOLE_SEARCH_LIMIT` | `20000` | events read back at most for one search (the newest of them are shown) |
+//! | `CONSOLE_SEARCH_LIMIT` | `10000` | events one page of a search reads at most (walking back from the newest); its "Older events" link goes on from there |
 //! | `CONSOLE_ANALYTICS_URL` | `http://127.0.0.1:50052` | AnalyticsService, for the contact-center pages |
 //! | `CONSOLE_CRM_URL` | `http://127.0.0.1:50051` | CrmService, for clients and connector queues |
 //! | `CONSOLE_ALERTING_URL` | `http://127.0.0.1:50053` | AlertingService, for alerts and silences |
@@ -28,7 +28,7 @@ use crate::auth::{Tokens, TokensError};
 pub use c2d_proto::events::DEFAULT_NATS_URL;
 pub const DEFAULT_ADDR: &str = "127.0.0.1:8088";
 pub const DEFAULT_SESSION: Duration = Duration::from_secs(12 * 3_600);
-pub const DEFAULT_SEARCH_LIMIT: usize = 20_000;
+pub const DEFAULT_SEARCH_LIMIT: usize = 10_000;
 pub const DEFAULT_ANALYTICS_URL: &str = "http://127.0.0.1:50052";
 pub const DEFAULT_CRM_URL: &str = "http://127.0.0.1:50051";
 pub const DEFAULT_ALERTING_URL: &str = "http://127.0.0.1:50053";
@@ -156,7 +156,7 @@ impl Config {
             search_limit: env.positive(
                 "CONSOLE_SEARCH_LIMIT",
                 DEFAULT_SEARCH_LIMIT as u64,
-                "a positive number of events, e.g. 20000",
+                "a positive number of events, e.g. 10000",
             )? as usize,
             services: ServiceUrls {
                 analytics: url(&env, "CONSOLE_ANALYTICS_URL", DEFAULT_ANALYTICS_URL),

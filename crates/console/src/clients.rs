@@ -266,6 +266,7 @@ async fn timeline(console: &Console, session: &Session, tenant: &str, client_id:
         &console.nats,
         &format!("chat2desk.events.{tenant}.*"),
         since,
+        None,
         &matcher,
         &session.principal,
         TIMELINE,

@@ -48,6 +48,9 @@ pub struct Search {
     /// How far back, e.g. `1h`, `30m`, `7d`; default one hour.
     #[serde(default)]
     pub since: String,
+    /// Only events before this stream sequence: the next page of a search.
+    #[serde(default)]
+    pub before: Option<u64>,
 }
 
 /// Why a search cannot be run as asked.
@@ -89,6 +92,7 @@ pub async fn search(
         &console.nats,
         &subject,
         start,
+        search.before,
         &matcher,
         &session.principal,
         SHOWN,
@@ -111,13 +115,33 @@ pub async fn search(
         .iter()
         .map(|stored| row(stored.stream_sequence, &stored.event))
         .collect();
-    let note = if found.limited {
-        format!(
-            "<p>The search read the newest {} events of the range only (CONSOLE_SEARCH_LIMIT) and found fewer than {SHOWN}: narrow it, or go back less far.</p>",
-            found.read
-        )
-    } else {
-        String::new()
+    let note = match found.older_from {
+        Some(before) => {
+            let why = if found.limited {
+                format!(
+                    "This page read {} events (CONSOLE_SEARCH_LIMIT) and found {} matches. ",
+                    found.read,
+                    found.events.len()
+                )
+            } else {
+                String::new()
+            };
+            let next = serde_urlencoded::to_string([
+                ("tenant", search.tenant.trim()),
+                ("hook_type", search.hook_type.trim()),
+                ("client", search.client.trim()),
+                ("request", search.request.trim()),
+                ("text", search.text.trim()),
+                ("since", search.since.trim()),
+                ("before", &before.to_string()),
+            ])
+            .unwrap_or_default();
+            format!(
+                "<p id=\"older\">{why}<a href=\"/events?{}\">Older events</a></p>",
+                escape(&next)
+            )
+        }
+        None => String::new(),
     };
     let tenant_field = tenant_field(&session, &search.tenant, "tenant");
     let replay = if console.config.gateway_tokens.is_empty() {

@@ -1,10 +1,12 @@
 //! Finding the newest events a search asks for, in a log that may hold millions.
 //!
 //! A search wants the newest matches, not the oldest of its time range: it walks back from the
-//! end of the log a stretch at a time (2,000 sequences, then four times more each step) until
-//! it has a page of matches, reaches the start of its range, or has read
-//! `CONSOLE_SEARCH_LIMIT` events. A page of a busy tenant's recent events therefore costs one
-//! short read whatever the size of the log; only a search that matches rarely reads far.
+//! end of the log (or from where the previous page stopped) a stretch at a time (2,000
+//! sequences, then four times more each step) until it has a page of matches, reaches the start
+//! of its range, or has read `CONSOLE_SEARCH_LIMIT` events. A page of a busy tenant's recent
+//! events therefore costs one short read whatever the size of the log; a search that matches
+//! rarely stops at the limit, and its next page goes on from there, so a page's time stays
+//! bounded and nothing is out of reach.
 
 use std::time::SystemTime;
 
@@ -40,7 +42,7 @@ impl Matcher {
         let ids = [("client_id", self.client), ("request_id", self.request)];
         if ids
             .iter()
-            .any(|(_, id)| id.is_some_and(|id| !contains(&event.raw, &id.to_string())))
+            .any(|(_, id)| id.is_some_and(|id| !contains_number(&event.raw, id)))
         {
             return false;
         }
@@ -61,7 +63,10 @@ pub struct Found {
     pub events: Vec<StoredEvent>,
     /// Events read to find them.
     pub read: usize,
-    /// Whether `CONSOLE_SEARCH_LIMIT` stopped the walk before the start of the range.
+    /// Where to go on from, when `CONSOLE_SEARCH_LIMIT` or a full page stopped the walk before
+    /// the start of the range: the oldest sequence read.
+    pub older_from: Option<u64>,
+    /// Whether it was the limit that stopped it (not a full page).
     pub limited: bool,
 }
 
@@ -74,12 +79,15 @@ pub enum SearchError {
     Read(#[from] c2d_subscriber::SubscribeError),
 }
 
-/// The newest `wanted` events on `subject` received at or after `since` that `principal` may
-/// see and `matcher` accepts, reading at most `limit` events.
+/// The newest `wanted` events on `subject` received at or after `since` (and before the
+/// sequence `before`, if given) that `principal` may see and `matcher` accepts, reading at most
+/// `limit` events.
+#[allow(clippy::too_many_arguments)]
 pub async fn newest(
     nats: &async_nats::Client,
     subject: &str,
     since: SystemTime,
+    before: Option<u64>,
     matcher: &Matcher,
     principal: &Principal,
     wanted: usize,
@@ -100,9 +108,19 @@ pub async fn newest(
         return Ok(found);
     }
     let since = prost_types::Timestamp::from(since);
-    let (mut to, mut stretch) = (state.last_sequence, FIRST_STRETCH);
+    let last = match before {
+        Some(before) => before.saturating_sub(1).min(state.last_sequence),
+        None => state.last_sequence,
+    };
+    if last < state.first_sequence {
+        return Ok(found);
+    }
+    let (mut to, mut stretch) = (last, FIRST_STRETCH);
     loop {
-        let from = to.saturating_sub(stretch - 1).max(state.first_sequence);
+        // Never more sequences than the events left to read: a stretch is read oldest first,
+        // and one cut short by the limit would skip its newest events.
+        let span = stretch.min((limit - found.read) as u64).max(1);
+        let from = to.saturating_sub(span - 1).max(state.first_sequence);
         let part = history::read_between(
             nats.clone(),
             from,
@@ -113,29 +131,49 @@ pub async fn newest(
         .await?;
         found.read += part.events.len();
         let mut before_range = false;
+        let mut oldest = from;
         for stored in part.events.into_iter().rev() {
             let received = stored.event.received_at.unwrap_or_default();
             if (received.seconds, received.nanos) < (since.seconds, since.nanos) {
                 before_range = true;
                 continue;
             }
-            if found.events.len() < wanted
-                && principal.may_see(&stored.event.tenant)
-                && matcher.matches(&stored.event)
-            {
+            if found.events.len() == wanted {
+                break;
+            }
+            oldest = stored.stream_sequence;
+            if principal.may_see(&stored.event.tenant) && matcher.matches(&stored.event) {
                 found.events.push(stored);
             }
         }
-        if found.events.len() >= wanted || before_range || from == state.first_sequence {
+        if before_range || (from == state.first_sequence && found.events.len() < wanted) {
             return Ok(found);
         }
-        if found.read >= limit || part.truncated {
+        if found.events.len() == wanted {
+            found.older_from = Some(oldest);
+            return Ok(found);
+        }
+        if found.read >= limit {
             found.limited = true;
+            found.older_from = Some(oldest);
             return Ok(found);
         }
         to = from - 1;
         stretch = stretch.saturating_mul(4);
     }
+}
+
+/// Whether `raw` holds the number `id` whole (not as a part of a longer number).
+pub fn contains_number(raw: &[u8], id: i64) -> bool {
+    let digits = id.to_string();
+    let digits = digits.as_bytes();
+    raw.windows(digits.len()).enumerate().any(|(at, window)| {
+        window == digits
+            && (at == 0 || !raw[at - 1].is_ascii_digit())
+            && raw
+                .get(at + digits.len())
+                .is_none_or(|next| !next.is_ascii_digit())
+    })
 }
 
 /// Whether `raw` contains `text`, ignoring ASCII case.
@@ -150,6 +188,14 @@ mod tests {
     use c2d_proto::events::v1::{Message, event::Payload};
 
     use super::*;
+
+    #[test]
+    fn a_number_is_found_whole_only() {
+        assert!(contains_number(br#"{"client_id":1234}"#, 1234));
+        assert!(contains_number(b"1234", 1234));
+        assert!(!contains_number(br#"{"message_id":12345}"#, 1234));
+        assert!(!contains_number(br#"{"id":91234}"#, 1234));
+    }
 
     #[test]
     fn text_is_found_whatever_its_case() {

@@ -31,8 +31,8 @@ pub fn decode(bytes: &[u8]) -> Option<DynamicMessage> {
 pub fn json(mut event: DynamicMessage) -> String {
     event.clear_field_by_name("raw");
     let mut out = serde_json::Serializer::pretty(Vec::new());
-    let options = SerializeOptions::new().stringify_64_bit_integers(false);
-    match event.serialize_with_options(&mut out, &options) {
+    // The canonical mapping, as any protobuf library writes it (64-bit integers as strings).
+    match event.serialize_with_options(&mut out, &SerializeOptions::new()) {
         Ok(()) => String::from_utf8_lossy(&out.into_inner()).into_owned(),
         Err(error) => format!("(cannot be written as JSON: {error})"),
     }
@@ -75,7 +75,7 @@ mod tests {
         assert_eq!(id(&decoded, "operator_id"), None);
         let json = json(decoded);
         assert!(json.contains("\"eventId\": \"e-1\""), "{json}");
-        assert!(json.contains("\"clientId\": 4242"), "{json}");
+        assert!(json.contains("\"clientId\": \"4242\""), "{json}");
         assert!(!json.contains("\"raw\""), "{json}");
         assert!(decode(b"\xff\xff").is_none());
     }

@@ -21,8 +21,17 @@ struct Running {
 }
 
 async fn start() -> Running {
+    start_with(&[]).await
+}
+
+/// As [`start`], with `variables` set too.
+async fn start_with(variables: &[(&str, &str)]) -> Running {
     let pipeline = Pipeline::start().await;
     let config = Config::from_lookup(|name| match name {
+        name if variables.iter().any(|(n, _)| *n == name) => variables
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, value)| value.to_string()),
         "CONSOLE_ADMIN_TOKEN" => Some(ADMIN.into()),
         "CONSOLE_TENANT_TOKENS" => Some(format!("acme={ACME},globex={GLOBEX}")),
         "CONSOLE_GATEWAY_URL" => Some(pipeline.base_url.clone()),
@@ -98,7 +107,7 @@ async fn a_delivery_is_found_and_shown_typed_beside_its_raw_body() {
     assert_eq!(status, StatusCode::SEE_OTHER);
 
     let cookie = login(&running, ADMIN).await;
-    let (status, page) = get(&running, &cookie, "/events?text=PARCEL%205531").await;
+    let (status, page) = get(&running, &cookie, "/events?text=PARCEL%205531&since=7d").await;
     assert_eq!(status, StatusCode::OK, "{page}");
     assert!(page.contains("1 events"), "{page}");
     assert!(page.contains("<td>acme</td><td>inbox</td>"), "{page}");
@@ -115,7 +124,10 @@ async fn a_delivery_is_found_and_shown_typed_beside_its_raw_body() {
         page.contains("id=\"typed\"") && page.contains("&quot;inbox&quot;: {"),
         "typed: {page}"
     );
-    assert!(page.contains("&quot;clientId&quot;: 500"), "typed: {page}");
+    assert!(
+        page.contains("&quot;clientId&quot;: &quot;500&quot;"),
+        "typed: {page}"
+    );
     // The fixture's event time is years before it was posted: no retry explains that.
     assert!(
         page.contains("later than Chat2Desk retries"),
@@ -235,6 +247,42 @@ async fn an_action_without_the_csrf_token_is_refused_and_a_wrong_token_opens_not
     assert_eq!(status, StatusCode::SEE_OTHER, "the session ended");
 }
 
+#[tokio::test]
+async fn a_search_that_matches_rarely_reads_a_page_at_a_time_and_goes_on_from_there() {
+    let running = start_with(&[("CONSOLE_SEARCH_LIMIT", "2")]).await;
+    let needle = inbox(40).replace("\"text\"", "\"text\": \"the needle 777\", \"old_text\"");
+    running.pipeline.post_as("acme", needle).await;
+    for n in 41..45 {
+        running.pipeline.post_as("acme", inbox(n)).await;
+    }
+    let cookie = login(&running, ADMIN).await;
+    let mut path = "/events?text=needle%20777&since=7d".to_owned();
+    let mut pages = 0;
+    let page = loop {
+        pages += 1;
+        assert!(pages <= 3, "five events, two read per page");
+        let (status, page) = get(&running, &cookie, &path).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        if page.contains("1 events") {
+            break page;
+        }
+        assert!(page.contains("This page read 2 events"), "{page}");
+        let start = page
+            .find("<p id=\"older\">")
+            .expect("a link to older events");
+        let href = page[start..]
+            .split("href=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap();
+        path = href.replace("&amp;", "&");
+    };
+    assert_eq!(pages, 3);
+    assert!(!page.contains("id=\"older\""), "nothing older: {page}");
+}
+
 /// The CSRF token of the session's pages.
 async fn csrf(running: &Running, cookie: &str) -> String {
     let (_, page) = get(running, cookie, "/events").await;
@@ -347,36 +395,20 @@ async fn in_a_browser_a_delivery_appears_in_the_live_tail_and_opens() {
 
     // The tail is open once the page's script has its stream (it marks the body); then the
     // delivery.
-    let browser_ref = &browser;
-    c2d_testkit::eventually(
-        "the live tail open",
-        std::time::Duration::from_secs(15),
-        || async move {
-            let source = browser_ref.source().await.map_err(|e| e.to_string())?;
-            source
-                .contains("data-live=\"open\"")
-                .then_some(())
-                .ok_or_else(|| "not open yet".to_owned())
-        },
-    )
-    .await;
+    browser
+        .wait_for("the live tail open", |source| {
+            source.contains("data-live=\"open\"")
+        })
+        .await;
     let body = inbox(9).replace("\"text\"", "\"text\": \"seen live 4242\", \"old_text\"");
     let posted = std::time::Instant::now();
     running.pipeline.post_as("acme", body).await;
     let started = posted;
-    c2d_testkit::eventually(
-        "the delivery on top of the live tail",
-        std::time::Duration::from_secs(15),
-        || async move {
-            let source = browser_ref.source().await.map_err(|e| e.to_string())?;
-            if source.contains("<td>acme</td><td>inbox</td>") {
-                Ok(())
-            } else {
-                Err("not yet in the table".to_owned())
-            }
-        },
-    )
-    .await;
+    browser
+        .wait_for("the delivery on top of the live tail", |source| {
+            source.contains("<td>acme</td><td>inbox</td>")
+        })
+        .await;
     println!(
         "measured: a delivery appeared in the live tail {:.0} ms after it was posted",
         started.elapsed().as_secs_f64() * 1_000.0
@@ -389,17 +421,11 @@ async fn in_a_browser_a_delivery_appears_in_the_live_tail_and_opens() {
 
     browser.click("tbody tr a").await.unwrap();
     // The click starts a navigation; the event page is there once its views are.
-    c2d_testkit::eventually(
-        "the event page with its typed and raw views",
-        std::time::Duration::from_secs(15),
-        || async move {
-            let page = browser_ref.source().await.map_err(|e| e.to_string())?;
-            (page.contains("id=\"typed\"") && page.contains("seen live 4242"))
-                .then_some(())
-                .ok_or_else(|| "not yet".to_owned())
-        },
-    )
-    .await;
+    browser
+        .wait_for("the event page with its typed and raw views", |page| {
+            page.contains("id=\"typed\"") && page.contains("seen live 4242")
+        })
+        .await;
     browser.screenshot(&shots.join("event.png")).await.unwrap();
     println!("screenshots in {}", shots.display());
 }

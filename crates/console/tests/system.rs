@@ -1,7 +1,8 @@
 //! The console in headless Chromium against the whole system as users run it: nats-server
 //! with a user per service, the gateway, crm-sync, analytics, alerting and hints as their own
 //! processes, and `c2dctl simulate` as Chat2Desk with two accounts delivering traffic to the
-//! gateway's webhooks. The browser reads the contact center's charts and checks each number
+//! gateway's webhooks. The browser sees a delivery appear in the live tail, finds it by a
+//! search and opens it, reads the contact center's charts and checks each number
 //! against what AnalyticsService answers for the same range, watches them redraw live when a
 //! delivery arrives, acknowledges an alert, and opens a client's card with its timeline. A
 //! tenant's login is then refused, by request, every page and action of the other tenant.
@@ -61,6 +62,25 @@ fn values(page: &str, marker: &str, attribute: &str) -> Vec<(String, f64)> {
             Some((read(attribute)?, read("data-value")?.parse().ok()?))
         })
         .collect()
+}
+
+/// Posts an inbox of acme's with `text`, happening now (the test fixtures' times are years
+/// ago), to the gateway's webhook.
+async fn post_inbox(gateway: &GatewayProcess, n: u64, text: &str) {
+    let mut inbox: serde_json::Value = serde_json::from_str(&c2d_testkit::inbox(n)).unwrap();
+    inbox["text"] = text.into();
+    inbox["event_time"] = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        .into();
+    let answer = c2d_testkit::http::post_json(
+        &gateway.hook_url("acme", &secret("acme")),
+        inbox.to_string(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(answer.status, 200, "{}", answer.text());
 }
 
 /// The text of the element `<b data-figure="{name}">`.
@@ -174,6 +194,54 @@ async fn in_a_browser_the_console_shows_what_the_services_answer_and_acts_for_it
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(console.serve(listener, std::future::pending()));
 
+    let browser = Browser::start().await.expect("headless Chromium starts");
+    browser.go(&format!("{url}/login")).await.unwrap();
+    browser.type_into("input[name=token]", ADMIN).await.unwrap();
+    browser.click("button[type=submit]").await.unwrap();
+    let shots = screenshots();
+
+    // The live tail: a delivery posted to the gateway appears on top of the events page.
+    browser
+        .wait_for("the live tail open", |source| {
+            source.contains("data-live=\"open\"")
+        })
+        .await;
+    let posted = std::time::Instant::now();
+    post_inbox(&gateway, 515_151, "where is order 5151").await;
+    browser
+        .wait_for("the delivery on top of the live tail", |source| {
+            let top = source.split("<tbody>").nth(1).unwrap_or_default();
+            let first_row = top.split("</tr>").next().unwrap_or_default();
+            first_row.contains("<td>acme</td><td>inbox</td>")
+        })
+        .await;
+    println!(
+        "measured: the delivery appeared in the live tail {:.0} ms after it was posted",
+        posted.elapsed().as_secs_f64() * 1_000.0
+    );
+    browser.screenshot(&shots.join("events.png")).await.unwrap();
+    // A search finds it, and its page shows it typed beside its raw body.
+    browser
+        .type_into("input[name=text]", "order 5151")
+        .await
+        .unwrap();
+    browser.click("form.search button").await.unwrap();
+    browser
+        .wait_for("the search to find it", |source| {
+            source.contains("1 events (newest first")
+        })
+        .await;
+    browser.click("tbody tr a").await.unwrap();
+    browser
+        .wait_for("the event page", |source| {
+            source.contains("id=\"typed\"")
+                && source.contains("\"clientId\"")
+                && source.contains("id=\"raw\"")
+                && source.contains("where is order 5151")
+        })
+        .await;
+    browser.screenshot(&shots.join("event.png")).await.unwrap();
+
     // Analytics has applied everything the log holds for acme.
     let mut analytics = AnalyticsServiceClient::connect(services.analytics_url.clone())
         .await
@@ -228,13 +296,6 @@ async fn in_a_browser_the_console_shows_what_the_services_answer_and_acts_for_it
     .await
     .unwrap();
     assert_eq!(answer.status, 200, "{}", answer.text());
-
-    let browser = Browser::start().await.expect("headless Chromium starts");
-    browser.go(&format!("{url}/login")).await.unwrap();
-    browser.type_into("input[name=token]", ADMIN).await.unwrap();
-    browser.click("button[type=submit]").await.unwrap();
-    let shots = screenshots();
-    browser.screenshot(&shots.join("events.png")).await.unwrap();
 
     // The contact center: every point and figure is what AnalyticsService answers.
     browser
@@ -349,45 +410,18 @@ async fn in_a_browser_the_console_shows_what_the_services_answer_and_acts_for_it
         .unwrap();
 
     // Live: a new inbox for acme redraws the charts (WatchMinutes), with one more inbound.
-    let browser_ref = &browser;
-    eventually(
-        "the live charts open",
-        Duration::from_secs(15),
-        || async move {
-            let source = browser_ref.source().await.map_err(|e| e.to_string())?;
-            source
-                .contains("data-live=\"open\"")
-                .then_some(())
-                .ok_or("not yet".to_owned())
-        },
-    )
-    .await;
+    browser
+        .wait_for("the live charts open", |source| {
+            source.contains("data-live=\"open\"")
+        })
+        .await;
     let before = figure(&browser.source().await.unwrap(), "inbound");
-    let mut inbox: serde_json::Value = serde_json::from_str(&c2d_testkit::inbox(424_242)).unwrap();
-    inbox["event_time"] = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        .into();
-    let answer = c2d_testkit::http::post_json(
-        &gateway.hook_url("acme", &secret("acme")),
-        inbox.to_string(),
-    )
-    .await
-    .unwrap();
-    assert_eq!(answer.status, 200, "{}", answer.text());
-    eventually(
-        "the charts redrawn with the new inbox",
-        Duration::from_secs(15),
-        || async move {
-            let source = browser_ref.source().await.map_err(|e| e.to_string())?;
-            let now = figure(&source, "inbound");
-            (source.contains("data-updates=") && now == before + 1)
-                .then_some(())
-                .ok_or_else(|| format!("inbound {now}, was {before}"))
-        },
-    )
-    .await;
+    post_inbox(&gateway, 424_242, "hello again").await;
+    browser
+        .wait_for("the charts redrawn with the new inbox", |source| {
+            source.contains("data-updates=") && figure(source, "inbound") == before + 1
+        })
+        .await;
 
     // An alert, acknowledged in the browser.
     let mut alerting = AlertingServiceClient::connect(services.alerting_url.clone())
@@ -434,18 +468,11 @@ async fn in_a_browser_the_console_shows_what_the_services_answer_and_acts_for_it
         ))
         .await
         .unwrap();
-    eventually(
-        "the alert shown acknowledged",
-        Duration::from_secs(15),
-        || async move {
-            let source = browser_ref.source().await.map_err(|e| e.to_string())?;
-            source
-                .contains("console (operator)")
-                .then_some(())
-                .ok_or("not yet".to_owned())
-        },
-    )
-    .await;
+    browser
+        .wait_for("the alert shown acknowledged", |source| {
+            source.contains("console (operator)")
+        })
+        .await;
     let acknowledged = alerting
         .get_alert(GetAlertRequest {
             fingerprint: alert.fingerprint.clone(),
@@ -465,18 +492,9 @@ async fn in_a_browser_the_console_shows_what_the_services_answer_and_acts_for_it
         .await
         .unwrap();
     browser.click("#clients tbody tr a").await.unwrap();
-    let page = eventually(
-        "the client's card",
-        Duration::from_secs(15),
-        || async move {
-            let source = browser_ref.source().await.map_err(|e| e.to_string())?;
-            source
-                .contains("id=\"card\"")
-                .then_some(source)
-                .ok_or("not yet".to_owned())
-        },
-    )
-    .await;
+    let page = browser
+        .wait_for("the client's card", |source| source.contains("id=\"card\""))
+        .await;
     assert!(
         page.contains("id=\"timeline\"") && page.contains("href=\"/events/"),
         "{page}"

@@ -33,7 +33,7 @@ pub fn list(value: &str) -> Vec<&str> {
 }
 
 /// A duration as people write it in configuration and on the command line: `500ms`, `30s`,
-/// `10m`, `2h`.
+/// `10m`, `2h`, `7d`.
 pub fn duration(text: &str) -> Result<std::time::Duration, String> {
     let text = text.trim();
     let split = text
@@ -42,15 +42,16 @@ pub fn duration(text: &str) -> Result<std::time::Duration, String> {
     let (number, unit) = text.split_at(split);
     let number: u64 = number
         .parse()
-        .map_err(|_| format!("{text:?} is not a duration: write 500ms, 30s, 10m or 2h"))?;
+        .map_err(|_| format!("{text:?} is not a duration: write 500ms, 30s, 10m, 2h or 7d"))?;
     let unit = match unit {
         "ms" => std::time::Duration::from_millis(1),
         "s" => std::time::Duration::from_secs(1),
         "m" => std::time::Duration::from_secs(60),
         "h" => std::time::Duration::from_secs(3600),
+        "d" => std::time::Duration::from_secs(86_400),
         _ => {
             return Err(format!(
-                "{text:?} is not a duration: write 500ms, 30s, 10m or 2h"
+                "{text:?} is not a duration: write 500ms, 30s, 10m, 2h or 7d"
             ));
         }
     };
@@ -174,6 +175,7 @@ mod tests {
         use std::time::Duration;
         assert_eq!(duration("500ms"), Ok(Duration::from_millis(500)));
         assert_eq!(duration("2h"), Ok(Duration::from_secs(7200)));
+        assert_eq!(duration("7d"), Ok(Duration::from_secs(7 * 86_400)));
         assert!(duration("0s").is_err());
         // 2^32 + 1 seconds was read as 1 s.
         assert!(duration("4294967297s").unwrap_err().contains("too long"));
