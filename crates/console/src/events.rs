@@ -3,8 +3,8 @@
 //! A search selects subjects by tenant and hook type, and events by body text, client and
 //! request, over a time range; it shows the newest first ([`crate::search`] walks back from
 //! the end of the log). The page also follows the log: a live tail (Server-Sent Events) puts
-//! each new event the search selects on top of the table as it is stored. Rows can be
-//! selected and replayed to the gateway ([`crate::replay`]).
+//! each new event the search selects on top of the table as it is stored. Rows can be selected
+//! and replayed to the gateway ([`crate::replay`]).
 //!
 //! A tenant login is bound to its tenant: a search for another tenant is refused (403), and
 //! another tenant's event is not found (404), so its existence is not told either.
@@ -18,7 +18,8 @@ use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use c2d_proto::events::v1::Event;
 use c2d_proto::events::{HookType, UNKNOWN_HOOK_TYPE};
-use c2d_subscriber::{Delivery, HandlerError, StartAt, Subscriber, SubscriberConfig};
+use c2d_subscriber::StartAt;
+use futures_util::StreamExt as _;
 
 use crate::Console;
 use crate::auth::Session;
@@ -242,8 +243,9 @@ pub fn row(sequence: u64, event: &Event) -> String {
 }
 
 /// GET /events/live: the search's new events as they are stored, as Server-Sent Events (each
-/// one a table row), for the page's script to put on top. Each tail reads with an ordered
-/// consumer of its own that starts at the request's time and vanishes with the connection.
+/// one a table row), for the page's script to put on top. Each tail follows the log from the
+/// request's time (`history::follow`: an ordered consumer that vanishes with the connection;
+/// it acknowledges and dead-letters nothing, which the console's read-only user could not).
 pub async fn live(
     State(console): State<Arc<Console>>,
     headers: HeaderMap,
@@ -253,14 +255,20 @@ pub async fn live(
         Ok(scoped) => scoped,
         Err(answer) => return *answer,
     };
+    let matcher = match matcher(&search) {
+        Ok(matcher) => matcher,
+        Err(why) => return refused(StatusCode::BAD_REQUEST, &session, why),
+    };
     // From the moment of the request, not from when the consumer is made: nothing stored in
-    // between is missed.
-    let config = SubscriberConfig::new("console-live")
-        .filters([subject])
-        .start_at(StartAt::Time(SystemTime::now()))
-        .position_kept_by_handler();
-    let subscriber = match Subscriber::open(console.nats.clone(), config).await {
-        Ok(subscriber) => subscriber,
+    // between is missed. The tail goes when the browser does (the stream is dropped).
+    let tail = match c2d_subscriber::history::follow(
+        console.nats.clone(),
+        StartAt::Time(SystemTime::now()),
+        Some(subject),
+    )
+    .await
+    {
+        Ok(tail) => tail,
         Err(error) => {
             return refused(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -269,33 +277,13 @@ pub async fn live(
             );
         }
     };
-    let matcher = match matcher(&search) {
-        Ok(matcher) => matcher,
-        Err(why) => return refused(StatusCode::BAD_REQUEST, &session, why),
-    };
-    let (rows, received) = tokio::sync::mpsc::channel::<String>(256);
-    let closed = rows.clone();
-    tokio::spawn(subscriber.run(
-        move |delivery: Delivery| {
-            let (rows, matcher, principal) =
-                (rows.clone(), matcher.clone(), session.principal.clone());
-            async move {
-                let event = &delivery.event;
-                if principal.may_see(&event.tenant) && matcher.matches(event) {
-                    // A browser that went away stops the tail (below); nothing to retry.
-                    let _ = rows.send(row(delivery.stream_sequence, event)).await;
-                }
-                Ok::<(), HandlerError>(())
-            }
-        },
-        async move { closed.closed().await },
-    ));
-    let stream = futures_util::stream::unfold(received, |mut received| async move {
-        let row = received.recv().await?;
-        Some((
-            Ok::<_, std::convert::Infallible>(SseEvent::default().data(row)),
-            received,
-        ))
+    let principal = session.principal.clone();
+    let stream = tail.filter_map(move |stored| {
+        let shown = (principal.may_see(&stored.event.tenant) && matcher.matches(&stored.event))
+            .then(|| row(stored.stream_sequence, &stored.event));
+        std::future::ready(
+            shown.map(|row| Ok::<_, std::convert::Infallible>(SseEvent::default().data(row))),
+        )
     });
     Sse::new(stream)
         .keep_alive(KeepAlive::default())

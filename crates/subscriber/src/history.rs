@@ -1,7 +1,9 @@
-//! A bounded read of the event log, from a start to what is there now: for tools that look
-//! back (trying an alert rule on the last hour, replaying a day to a new service) rather than
-//! follow. It keeps no position on the server (an ordered consumer that vanishes after use)
-//! and stops at the last event stored when it began, so it always ends.
+//! Reading the event log without being one of its consumers: a bounded read from a start to
+//! what is there now ([`read`], [`read_between`]), for tools that look back (trying an alert
+//! rule on the last hour, replaying a day to a new service, a search), and a tail that follows
+//! from a start on ([`follow`]), for a screen that shows events as they come. Neither keeps a
+//! position on the server (an ordered consumer that vanishes after use), acknowledges, or
+//! dead-letters: a message that is not an event is skipped, as a reader cannot repair it.
 
 use async_nats::jetstream::{self, consumer::pull::OrderedConfig};
 use c2d_proto::events::{STREAM, v1::Event};
@@ -27,6 +29,46 @@ pub struct History {
     pub undecodable: u64,
     /// Whether `limit` stopped the read before the end of the log.
     pub truncated: bool,
+}
+
+/// The events from `start` on the subjects `filter` matches (empty: every event), as they are
+/// stored, for as long as the stream is polled; messages that are not events are skipped.
+pub async fn follow(
+    client: async_nats::Client,
+    start: StartAt,
+    filter: Option<String>,
+) -> Result<impl futures_util::Stream<Item = StoredEvent> + Send + 'static, SubscribeError> {
+    let failed = |reason: String| SubscribeError::Pull {
+        durable: "(tail)".into(),
+        reason,
+    };
+    let stream = jetstream::new(client)
+        .get_stream(STREAM)
+        .await
+        .map_err(|error| SubscribeError::NoStream(error.to_string()))?;
+    let (filter_subject, filter_subjects) = filters(filter.as_slice());
+    let messages = stream
+        .create_consumer(OrderedConfig {
+            deliver_policy: deliver_policy(start),
+            filter_subject,
+            filter_subjects,
+            ..Default::default()
+        })
+        .await
+        .map_err(|error| failed(error.to_string()))?
+        .messages()
+        .await
+        .map_err(|error| failed(error.to_string()))?;
+    // An ordered consumer recreates itself after a hiccup; an error it reports is skipped.
+    Ok(messages.filter_map(|message| async move {
+        let message = message.ok()?;
+        let stream_sequence = message.info().ok()?.stream_sequence;
+        let event = Event::decode(message.payload.clone()).ok()?;
+        Some(StoredEvent {
+            stream_sequence,
+            event,
+        })
+    }))
 }
 
 /// Reads the events from `start` (on the subjects `filter` matches; empty: every event) up
