@@ -70,12 +70,13 @@ pub async fn list(
     let (alerts, silences) = match (alerts, silences) {
         (Ok(alerts), Ok(silences)) => (alerts.into_inner().alerts, silences.into_inner().silences),
         (Err(status), _) | (_, Err(status)) => {
-            let why = console.services.unavailable(Service::Alerting, &status);
-            return refusal(StatusCode::SERVICE_UNAVAILABLE, TITLE, Some(&session), &why);
+            return console
+                .services
+                .refusal(Service::Alerting, &status, TITLE, &session);
         }
     };
     let hints = match &tenant {
-        Some(tenant) => hints(&console, tenant).await,
+        Some(tenant) => hints(&console, &session, tenant).await,
         None => "<p>Choose a tenant to see its hints figures.</p>".to_owned(),
     };
     let rows: String = alerts
@@ -176,6 +177,19 @@ fn row(session: &Session, alert: &Alert) -> String {
 }
 
 fn silence_row(session: &Session, silence: &Silence) -> String {
+    // A silence of every tenant is the operator's: a tenant's login learns that it holds, not
+    // its labels or why (they may name other tenants).
+    if silence.tenant.is_empty() && session.principal.tenant().is_some() {
+        return format!(
+            "<tr><td>any</td><td>{}</td><td></td><td>{}</td><td>(the operator's)</td><td></td></tr>",
+            if silence.rule.is_empty() {
+                "any".to_owned()
+            } else {
+                escape(&silence.rule)
+            },
+            escape(&when(silence.ends_at.as_ref())),
+        );
+    }
     let labels: Vec<String> = silence
         .labels
         .iter()
@@ -215,7 +229,7 @@ fn silence_row(session: &Session, silence: &Silence) -> String {
 }
 
 /// HintsService's figures for `tenant`, or why they are missing (the rest of the page stays).
-async fn hints(console: &Console, tenant: &str) -> String {
+async fn hints(console: &Console, session: &Session, tenant: &str) -> String {
     let mut hints = console.services.hints.clone();
     match hints
         .stats(StatsRequest {
@@ -235,7 +249,11 @@ async fn hints(console: &Console, tenant: &str) -> String {
         }
         Err(status) => format!(
             "<p class=\"error\">{}</p>",
-            escape(&console.services.unavailable(Service::Hints, &status))
+            escape(
+                &console
+                    .services
+                    .explain(Service::Hints, &status, &session.principal)
+            )
         ),
     }
 }
@@ -277,8 +295,9 @@ pub async fn acknowledge(
         Ok(_) => return not_found(),
         Err(status) if status.code() == tonic::Code::NotFound => return not_found(),
         Err(status) => {
-            let why = console.services.unavailable(Service::Alerting, &status);
-            return refusal(StatusCode::SERVICE_UNAVAILABLE, TITLE, Some(&session), &why);
+            return console
+                .services
+                .refusal(Service::Alerting, &status, TITLE, &session);
         }
     }
     let by = match session.principal.tenant() {
@@ -298,10 +317,9 @@ pub async fn acknowledge(
             tracing::info!(fingerprint = %alert.fingerprint, tenant = %alert.tenant, "alert acknowledged");
             back_to(&alert.tenant)
         }
-        Err(status) => {
-            let why = console.services.unavailable(Service::Alerting, &status);
-            refusal(StatusCode::BAD_GATEWAY, TITLE, Some(&session), &why)
-        }
+        Err(status) => console
+            .services
+            .refusal(Service::Alerting, &status, TITLE, &session),
     }
 }
 
@@ -354,10 +372,9 @@ pub async fn silence(
         .await
     {
         Ok(_) => page,
-        Err(status) => {
-            let why = console.services.unavailable(Service::Alerting, &status);
-            refusal(StatusCode::BAD_GATEWAY, TITLE, Some(&session), &why)
-        }
+        Err(status) => console
+            .services
+            .refusal(Service::Alerting, &status, TITLE, &session),
     }
 }
 
@@ -386,33 +403,33 @@ pub async fn expire(
     let silences = match alerting.list_silences(ListSilencesRequest {}).await {
         Ok(silences) => silences.into_inner().silences,
         Err(status) => {
-            let why = console.services.unavailable(Service::Alerting, &status);
-            return refusal(StatusCode::SERVICE_UNAVAILABLE, TITLE, Some(&session), &why);
+            return console
+                .services
+                .refusal(Service::Alerting, &status, TITLE, &session);
         }
     };
-    let allowed = silences.iter().any(|silence| {
+    let silence = silences.iter().find(|silence| {
         silence.id == form.id
             && match session.principal.tenant() {
                 None => true,
                 Some(own) => silence.tenant == own,
             }
     });
-    if !allowed {
+    let Some(page) = silence.map(|silence| back_to(&silence.tenant)) else {
         return refusal(
             StatusCode::NOT_FOUND,
             TITLE,
             Some(&session),
             "No such silence that this login may end.",
         );
-    }
+    };
     match alerting
         .expire_silence(ExpireSilenceRequest { id: form.id })
         .await
     {
-        Ok(_) => Redirect::to("/alerts").into_response(),
-        Err(status) => {
-            let why = console.services.unavailable(Service::Alerting, &status);
-            refusal(StatusCode::BAD_GATEWAY, TITLE, Some(&session), &why)
-        }
+        Ok(_) => page,
+        Err(status) => console
+            .services
+            .refusal(Service::Alerting, &status, TITLE, &session),
     }
 }

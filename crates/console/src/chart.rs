@@ -25,8 +25,18 @@ pub struct Series {
     pub points: Vec<(i64, f64)>,
 }
 
-/// A line chart of `series` over `[start, end)` (Unix seconds), values in `unit`.
-pub fn lines(id: &str, title: &str, unit: &str, start: i64, end: i64, series: &[Series]) -> String {
+/// A line chart of `series` over `[start, end)` (Unix seconds) in buckets of `bucket`
+/// seconds, values in `unit`. A line is broken where a bucket has no point: nothing is drawn
+/// where nothing was measured (a series of counts gives its empty buckets as zeros).
+pub fn lines(
+    id: &str,
+    title: &str,
+    unit: &str,
+    start: i64,
+    end: i64,
+    bucket: i64,
+    series: &[Series],
+) -> String {
     let max = series
         .iter()
         .flat_map(|s| s.points.iter().map(|(_, v)| *v))
@@ -36,6 +46,8 @@ pub fn lines(id: &str, title: &str, unit: &str, start: i64, end: i64, series: &[
     let x = |at: i64| LEFT + (at - start) as f64 / span * (WIDTH - LEFT - RIGHT);
     let y = |value: f64| HEIGHT - BOTTOM - value / top * (HEIGHT - BOTTOM - TOP);
     let mut svg = frame(id, title, top, unit);
+    let with_date = end - start > 86_400;
+    let time_label = |at: i64| time_label(at, with_date);
     for (at, label) in [(start, time_label(start)), (end, time_label(end))] {
         let anchor = if at == start { "start" } else { "end" };
         let _ = write!(
@@ -46,17 +58,21 @@ pub fn lines(id: &str, title: &str, unit: &str, start: i64, end: i64, series: &[
         );
     }
     for s in series {
-        let path: Vec<String> = s
+        for run in s
             .points
-            .iter()
-            .map(|(at, value)| format!("{:.1},{:.1}", x(*at), y(*value)))
-            .collect();
-        let _ = write!(
-            svg,
-            "<polyline fill=\"none\" stroke=\"{}\" stroke-width=\"1.5\" points=\"{}\"/>",
-            s.color,
-            path.join(" ")
-        );
+            .chunk_by(|before, after| after.0 - before.0 <= bucket.max(1))
+        {
+            let path: Vec<String> = run
+                .iter()
+                .map(|(at, value)| format!("{:.1},{:.1}", x(*at), y(*value)))
+                .collect();
+            let _ = write!(
+                svg,
+                "<polyline fill=\"none\" stroke=\"{}\" stroke-width=\"1.5\" points=\"{}\"/>",
+                s.color,
+                path.join(" ")
+            );
+        }
         for (at, value) in &s.points {
             let _ = write!(
                 svg,
@@ -189,10 +205,19 @@ pub fn shown(value: f64) -> String {
     }
 }
 
-/// `HH:MM` (UTC) of a Unix time.
-fn time_label(at: i64) -> String {
+/// `HH:MM` (UTC) of a Unix time; with the date (`MM-DD HH:MM`) on charts longer than a day.
+fn time_label(at: i64, with_date: bool) -> String {
     let seconds = at.rem_euclid(86_400);
-    format!("{:02}:{:02}", seconds / 3_600, seconds % 3_600 / 60)
+    let time = format!("{:02}:{:02}", seconds / 3_600, seconds % 3_600 / 60);
+    if !with_date {
+        return time;
+    }
+    // "YYYY-MM-DD HH:MM:SS" -> "MM-DD HH:MM".
+    let full = crate::time::when(Some(&prost_types::Timestamp {
+        seconds: at,
+        nanos: 0,
+    }));
+    format!("{} {time}", full.get(5..10).unwrap_or_default())
 }
 
 fn truncated(text: &str, chars: usize) -> String {
@@ -225,6 +250,7 @@ mod tests {
             "messages",
             0,
             120,
+            60,
             &[Series {
                 name: "inbound".into(),
                 color: "#000",
@@ -236,6 +262,22 @@ mod tests {
             "{chart}"
         );
         assert!(chart.contains("inbound at 00:01: 12.5 messages"), "{chart}");
+    }
+
+    #[test]
+    fn a_line_breaks_where_a_bucket_has_no_point_and_long_charts_have_dates() {
+        let series = Series {
+            name: "p50".into(),
+            color: "#000",
+            points: vec![(0, 1.0), (60, 2.0), (240, 3.0)],
+        };
+        let chart = lines("x", "X", "s", 0, 300, 60, &[series]);
+        assert_eq!(chart.matches("<polyline").count(), 2, "{chart}");
+        let days = lines("x", "X", "s", 0, 3 * 86_400, 86_400, &[]);
+        assert!(
+            days.contains(">01-01 00:00<") && days.contains(">01-04 00:00<"),
+            "{days}"
+        );
     }
 
     #[test]

@@ -20,7 +20,7 @@ use c2d_proto::crm::v1::{
 };
 
 use crate::Console;
-use crate::auth::Session;
+use crate::auth::{OutOfScope, Session};
 use crate::html::{csrf_field, escape, page, refusal, repeated_field, tenant_field};
 use crate::search::{self, Matcher};
 use crate::services::Service;
@@ -46,13 +46,9 @@ pub struct Find {
 }
 
 fn unavailable(console: &Console, session: &Session, status: &tonic::Status) -> Response {
-    let code = if status.code() == tonic::Code::NotFound {
-        StatusCode::NOT_FOUND
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    let why = console.services.unavailable(Service::Crm, status);
-    refusal(code, TITLE, Some(session), &why)
+    console
+        .services
+        .refusal(Service::Crm, status, TITLE, session)
 }
 
 /// GET /clients.
@@ -152,14 +148,20 @@ pub async fn card(
         Ok(session) => session,
         Err(login) => return *login,
     };
-    if !session.principal.may_see(&tenant) {
-        return refusal(
-            StatusCode::NOT_FOUND,
-            TITLE,
-            Some(&session),
-            "No such client that this login may see.",
-        );
-    }
+    // Another tenant's client is not found (its existence is not told); a path that is not a
+    // tenant name is refused before it reaches a subject or a link.
+    let tenant = match session.principal.scope(&tenant) {
+        Ok(Some(tenant)) => tenant,
+        Ok(None) | Err(OutOfScope::OtherTenant(_)) => {
+            return refusal(
+                StatusCode::NOT_FOUND,
+                TITLE,
+                Some(&session),
+                "No such client that this login may see.",
+            );
+        }
+        Err(out) => return refusal(out.status(), TITLE, Some(&session), &out.to_string()),
+    };
     let mut crm = console.services.crm.clone();
     let (mut crm2, mut crm3) = (crm.clone(), crm.clone());
     let answers = tokio::try_join!(
@@ -211,8 +213,8 @@ pub async fn card(
         .iter()
         .map(|r| {
             format!(
-                "<tr><td><a href=\"/events?tenant={tenant}&amp;request={id}&amp;since=400d\">{id}</a></td><td>{state}</td><td>{transport}</td><td>{operator}</td><td>{opened}</td><td>{closed}</td><td>{tags}</td></tr>",
-                tenant = escape(&tenant),
+                "<tr><td><a href=\"/events?{query}\">{id}</a></td><td>{state}</td><td>{transport}</td><td>{operator}</td><td>{opened}</td><td>{closed}</td><td>{tags}</td></tr>",
+                query = escape(&events_query(&tenant, "request", r.request_id, None)),
                 id = r.request_id,
                 state = escape(r.state().as_str_name().trim_start_matches("REQUEST_STATE_")),
                 transport = escape(r.transport.as_deref().unwrap_or("")),
@@ -253,6 +255,20 @@ pub async fn card(
     page(&title, Some(&session), &body).into_response()
 }
 
+/// The query of the events page that searches `tenant`'s events about one client or request
+/// (`by` = `client` or `request`) over the longest range, before the sequence `before`.
+fn events_query(tenant: &str, by: &str, id: i64, before: Option<u64>) -> String {
+    let mut fields = vec![
+        ("tenant", tenant.to_owned()),
+        (by, id.to_string()),
+        ("since", "399d".to_owned()),
+    ];
+    if let Some(before) = before {
+        fields.push(("before", before.to_string()));
+    }
+    serde_urlencoded::to_string(fields).unwrap_or_default()
+}
+
 /// The newest events about the client, from the log.
 async fn timeline(console: &Console, session: &Session, tenant: &str, client_id: i64) -> String {
     let matcher = Matcher {
@@ -260,10 +276,11 @@ async fn timeline(console: &Console, session: &Session, tenant: &str, client_id:
         ..Default::default()
     };
     let since = SystemTime::now()
-        .checked_sub(Duration::from_secs(400 * 86_400))
+        .checked_sub(Duration::from_secs(399 * 86_400))
         .unwrap_or(SystemTime::UNIX_EPOCH);
     let found = search::newest(
         &console.nats,
+        &console.jetstream,
         &format!("chat2desk.events.{tenant}.*"),
         since,
         None,
@@ -293,13 +310,12 @@ async fn timeline(console: &Console, session: &Session, tenant: &str, client_id:
                     )
                 })
                 .collect();
-            let more = if found.limited {
-                format!(
-                    "<p>The newest {} events of the tenant were read; older ones of this client are not shown.</p>",
-                    found.read
-                )
-            } else {
-                String::new()
+            let more = match found.older_from {
+                Some(before) => format!(
+                    "<p><a href=\"/events?{}\">Older events of this client</a></p>",
+                    escape(&events_query(tenant, "client", client_id, Some(before)))
+                ),
+                None => String::new(),
             };
             format!(
                 "<table id=\"timeline\"><thead><tr><th>sequence</th><th>event time</th><th>hook type</th><th>text</th></tr></thead><tbody>{rows}</tbody></table>{more}"
@@ -312,13 +328,18 @@ async fn timeline(console: &Console, session: &Session, tenant: &str, client_id:
     }
 }
 
-/// The CRM's dead letters, every connector's (the newest 1,000).
-async fn dead_letters(console: &Console) -> Result<Vec<DeadLetter>, tonic::Status> {
+/// The CRM's dead letters of every connector that the login may see (CrmService filters a
+/// tenant's), the oldest 1,000.
+async fn dead_letters(
+    console: &Console,
+    session: &Session,
+) -> Result<Vec<DeadLetter>, tonic::Status> {
     let mut crm = console.services.crm.clone();
     let answer = crm
         .list_dead_letters(ListDeadLettersRequest {
             connector: String::new(),
             limit: 1_000,
+            tenant: session.principal.tenant().unwrap_or_default().to_owned(),
         })
         .await?;
     Ok(answer.into_inner().dead_letters)
@@ -331,7 +352,7 @@ pub async fn connectors(State(console): State<Arc<Console>>, headers: HeaderMap)
         Err(login) => return *login,
     };
     let mut crm = console.services.crm.clone();
-    let letters = match dead_letters(&console).await {
+    let letters = match dead_letters(&console, &session).await {
         Ok(letters) => letters,
         Err(status) => return unavailable(&console, &session, &status),
     };
@@ -363,7 +384,11 @@ pub async fn connectors(State(console): State<Arc<Console>>, headers: HeaderMap)
             }
             Err(status) => format!(
                 "<p class=\"error\">{}</p>",
-                escape(&console.services.unavailable(Service::Crm, &status))
+                escape(
+                    &console
+                        .services
+                        .explain(Service::Crm, &status, &session.principal)
+                )
             ),
         }
     } else {
@@ -406,11 +431,18 @@ pub async fn retry(
         Ok(session) => session,
         Err(refused) => return *refused,
     };
-    let ids: Vec<i64> = repeated_field(&form, "id")
-        .unwrap_or_default()
-        .iter()
-        .filter_map(|id| id.parse().ok())
-        .collect();
+    let ids: Result<Vec<i64>, _> = repeated_field(&form, "id").and_then(|ids| {
+        ids.iter()
+            .map(|id| match id.parse::<i64>() {
+                Ok(id) if id > 0 => Ok(id),
+                _ => Err(format!("{id:?} is not a dead letter's id")),
+            })
+            .collect()
+    });
+    let ids = match ids {
+        Ok(ids) => ids,
+        Err(why) => return refusal(StatusCode::BAD_REQUEST, TITLE, Some(&session), &why),
+    };
     if ids.is_empty() {
         return refusal(
             StatusCode::BAD_REQUEST,
@@ -420,7 +452,7 @@ pub async fn retry(
         );
     }
     let mut crm = console.services.crm.clone();
-    let letters = match dead_letters(&console).await {
+    let letters = match dead_letters(&console, &session).await {
         Ok(letters) => letters,
         Err(status) => return unavailable(&console, &session, &status),
     };
@@ -441,6 +473,8 @@ pub async fn retry(
         .retry_dead_letters(RetryDeadLettersRequest {
             connector: String::new(),
             ids,
+            // CrmService itself leaves another tenant's alone.
+            tenant: session.principal.tenant().unwrap_or_default().to_owned(),
         })
         .await
     {

@@ -18,10 +18,10 @@ use c2d_proto::analytics::v1::{
 use futures_util::StreamExt as _;
 
 use crate::Console;
-use crate::auth::Session;
+use crate::auth::{Principal, Session};
 use crate::chart::{self, Series};
 use crate::html::{escape, page, refusal, tenant_field};
-use crate::services::Service;
+use crate::services::{Service, http_status};
 
 const TITLE: &str = "Contact center";
 /// The colours of a chart's first and second line (inbound/outbound, p50/p90).
@@ -44,6 +44,8 @@ pub struct Range {
     pub start: i64,
     pub end: i64,
     pub granularity: Granularity,
+    /// Seconds per bucket.
+    pub bucket: i64,
 }
 
 impl Range {
@@ -64,6 +66,7 @@ impl Range {
             start,
             end,
             granularity,
+            bucket,
         }
     }
 
@@ -104,21 +107,26 @@ pub async fn show(
         let body = format!("{form}<p>Choose a tenant.</p>");
         return page(TITLE, Some(&session), &body).into_response();
     };
-    let charts = match charts(&console, &tenant, range).await {
+    let charts = match charts(&console, &session.principal, &tenant, range).await {
         Ok(charts) => charts,
-        Err(why) => return refusal(StatusCode::SERVICE_UNAVAILABLE, TITLE, Some(&session), &why),
+        Err((status, why)) => {
+            // The form stays, so a wrong tenant or range can be put right.
+            let body = format!("{form}<p class=\"error\">{}</p>", escape(&why));
+            return (status, page(TITLE, Some(&session), &body)).into_response();
+        }
     };
     // The live part: each minute WatchMinutes reports asks for the charts again (at most
-    // once a second), and the page counts its redraws in `data-updates`.
+    // once a second), and the page counts its redraws in `data-updates`. A failed ask, or a
+    // session that ended (401), leaves the charts as they were.
     let body = format!(
         "{form}<div id=\"charts\">{charts}</div>\
          <script>let pending = null; const live = new EventSource('/contact-center/live' + location.search);\
          live.onopen = () => document.body.dataset.live = 'open';\
          live.onmessage = () => {{ if (pending) return; pending = setTimeout(async () => {{\
-           const answer = await fetch('/contact-center/charts' + location.search);\
-           if (answer.ok) {{ document.getElementById('charts').innerHTML = await answer.text();\
-             document.body.dataset.updates = String(Number(document.body.dataset.updates || 0) + 1); }}\
-           pending = null; }}, 1000); }};</script>"
+           try {{ const answer = await fetch('/contact-center/charts' + location.search, {{redirect: 'error'}});\
+             if (answer.ok) {{ document.getElementById('charts').innerHTML = await answer.text();\
+               document.body.dataset.updates = String(Number(document.body.dataset.updates || 0) + 1); }}\
+           }} catch (error) {{}} finally {{ pending = null; }} }}, 1000); }};</script>"
     );
     page(&format!("{TITLE}: {tenant}"), Some(&session), &body).into_response()
 }
@@ -129,15 +137,17 @@ pub async fn fragment(
     headers: HeaderMap,
     Query(view): Query<View>,
 ) -> Response {
-    let (_, session) = match console.session(&headers) {
-        Ok(session) => session,
-        Err(login) => return *login,
+    // A script asks for it: without a session it answers 401, not the login page.
+    let Ok((_, session)) = console.session(&headers) else {
+        return (StatusCode::UNAUTHORIZED, "Log in again.").into_response();
     };
     match scope(&session, &view) {
-        Ok((Some(tenant), range)) => match charts(&console, &tenant, range).await {
-            Ok(charts) => Html(charts).into_response(),
-            Err(why) => (StatusCode::SERVICE_UNAVAILABLE, why).into_response(),
-        },
+        Ok((Some(tenant), range)) => {
+            match charts(&console, &session.principal, &tenant, range).await {
+                Ok(charts) => Html(charts).into_response(),
+                Err(answer) => answer.into_response(),
+            }
+        }
         Ok((None, _)) => (StatusCode::BAD_REQUEST, "Choose a tenant.").into_response(),
         Err(refused) => *refused,
     }
@@ -166,8 +176,10 @@ pub async fn live(
     let updates = match analytics.watch_minutes(request).await {
         Ok(updates) => updates.into_inner(),
         Err(status) => {
-            let why = console.services.unavailable(Service::Analytics, &status);
-            return (StatusCode::SERVICE_UNAVAILABLE, why).into_response();
+            let why = console
+                .services
+                .explain(Service::Analytics, &status, &session.principal);
+            return (http_status(&status), why).into_response();
         }
     };
     let events = updates.filter_map(|update| async move {
@@ -198,8 +210,9 @@ fn scope(session: &Session, view: &View) -> Result<(Option<String>, Range), Box<
             )
         })?,
     };
-    if since > Duration::from_secs(400 * 86_400) {
-        return Err(refuse(StatusCode::BAD_REQUEST, "At most 400 days back."));
+    // Aligned on days, 399 days back span 400, AnalyticsService's most.
+    if since > Duration::from_secs(399 * 86_400) {
+        return Err(refuse(StatusCode::BAD_REQUEST, "At most 399 days back."));
     }
     let now = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
@@ -208,8 +221,14 @@ fn scope(session: &Session, view: &View) -> Result<(Option<String>, Range), Box<
     Ok((tenant, Range::back_from(now, since)))
 }
 
-/// The charts and tables of `tenant` over `range`, all asked at once; or why not.
-async fn charts(console: &Console, tenant: &str, range: Range) -> Result<String, String> {
+/// The charts and tables of `tenant` over `range`, all asked at once; or why not, with the
+/// HTTP status that fits.
+async fn charts(
+    console: &Console,
+    principal: &Principal,
+    tenant: &str,
+    range: Range,
+) -> Result<String, (StatusCode, String)> {
     let services = &console.services;
     let series = |metric: Metric, quantile: f64, group_by: Dimension| {
         let mut analytics = services.analytics.clone();
@@ -266,7 +285,28 @@ async fn charts(console: &Console, tenant: &str, range: Range) -> Result<String,
         failures,
         by_channel,
         by_operator,
-    ) = answers.map_err(|status| services.unavailable(Service::Analytics, &status))?;
+    ) = answers.map_err(|status| {
+        (
+            http_status(&status),
+            services.explain(Service::Analytics, &status, principal),
+        )
+    })?;
+    // Counts: AnalyticsService answers the buckets that have events; the others are zero.
+    let counted = |points: Vec<Point>| -> Vec<Point> {
+        let mut filled = Vec::with_capacity(((range.end - range.start) / range.bucket) as usize);
+        let mut given = points.into_iter().peekable();
+        for at in (range.start..range.end).step_by(range.bucket as usize) {
+            match given.next_if(|p| p.bucket_start.map(|t| t.seconds) == Some(at)) {
+                Some(point) => filled.push(point),
+                None => filled.push(Point {
+                    bucket_start: Some(timestamp(at)),
+                    ..Default::default()
+                }),
+            }
+        }
+        filled
+    };
+    let (inbound, outbound) = (counted(inbound), counted(outbound));
     let line = |name: &str, color, points: Vec<Point>| Series {
         name: name.to_owned(),
         color,
@@ -301,6 +341,7 @@ async fn charts(console: &Console, tenant: &str, range: Range) -> Result<String,
                 "seconds",
                 start,
                 end,
+                range.bucket,
                 &[line("p50", BLUE, p50), line("p90", ORANGE, p90)],
             )
         };
@@ -314,6 +355,7 @@ async fn charts(console: &Console, tenant: &str, range: Range) -> Result<String,
             "messages",
             start,
             end,
+            range.bucket,
             &[
                 line("inbound", BLUE, inbound),
                 line("outbound", ORANGE, outbound)

@@ -1,10 +1,14 @@
 //! One event, as an integrator checks it: typed (the protobuf a consumer receives, in the
 //! protobuf JSON mapping) beside the body Chat2Desk sent, with its subject, sequence, trace
 //! id, and how it arrived: on Chat2Desk's first attempt, by one of its retries, or filled in
-//! by the keeper. Another tenant's event is not found (404), so its existence is not told.
+//! by the keeper (as far as the times tell). Another tenant's event is not found (404), so its
+//! existence is not told.
 
 use std::sync::Arc;
 
+use async_nats::jetstream::ErrorCode;
+use async_nats::jetstream::message::StreamMessage;
+use async_nats::jetstream::stream::LastRawMessageErrorKind;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -40,17 +44,10 @@ pub async fn show(
             &format!("No event {sequence} that this login may see."),
         )
     };
-    let message = match console.jetstream.get_stream(STREAM).await {
-        Ok(stream) => match stream.get_raw_message(sequence).await {
-            Ok(message) => message,
-            Err(_) => return not_found(),
-        },
-        Err(error) => {
-            return refused(
-                StatusCode::SERVICE_UNAVAILABLE,
-                &format!("The event log cannot be read now ({error}); try again."),
-            );
-        }
+    let message = match stored(&console, sequence).await {
+        Ok(Some(message)) => message,
+        Ok(None) => return not_found(),
+        Err(why) => return refused(StatusCode::SERVICE_UNAVAILABLE, &why),
     };
     let Ok(event) = Event::decode(message.payload.clone()) else {
         return not_found();
@@ -100,6 +97,31 @@ pub async fn show(
     page(&format!("Event {sequence}"), Some(&session), &body).into_response()
 }
 
+/// The message with stream sequence `sequence` of the event log; None when there is none (never
+/// stored, or deleted); an error to show when the log could not be read.
+pub async fn stored(console: &Console, sequence: u64) -> Result<Option<StreamMessage>, String> {
+    let unreadable = |error: &dyn std::fmt::Display| {
+        format!("The event log cannot be read now ({error}); try again.")
+    };
+    let stream = console
+        .jetstream
+        .get_stream(STREAM)
+        .await
+        .map_err(|error| unreadable(&error))?;
+    match stream.get_raw_message(sequence).await {
+        Ok(message) => Ok(Some(message)),
+        Err(error) => match error.kind() {
+            LastRawMessageErrorKind::NoMessageFound => Ok(None),
+            LastRawMessageErrorKind::JetStream(inner)
+                if inner.error_code() == ErrorCode::NO_MESSAGE_FOUND =>
+            {
+                Ok(None)
+            }
+            _ => Err(unreadable(&error)),
+        },
+    }
+}
+
 /// How the stored copy of `event` reached the log.
 pub fn arrival(event: &Event) -> String {
     match event.origin() {
@@ -121,11 +143,11 @@ pub fn arrival(event: &Event) -> String {
         )
     } else if late >= FIRST_RETRY_SECS {
         format!(
-            "by a retry: received {} after the event (Chat2Desk retries after 10 s, 5 min and 2 h; its earlier attempts failed). Later copies of it were answered duplicate.",
+            "probably by a retry: received {} after the event (Chat2Desk retries after 10 s, 5 min and 2 h, when its earlier attempts failed). Any later copy of it was answered duplicate.",
             c2d_telemetry::env::human(std::time::Duration::from_secs(late as u64))
         )
     } else {
-        "on Chat2Desk's first attempt. Any later copy of it (a retry, a replay) was answered duplicate.".to_owned()
+        "on Chat2Desk's first attempt, as far as the times tell. Any later copy of it (a retry, a replay) was answered duplicate.".to_owned()
     }
 }
 
@@ -144,7 +166,7 @@ mod tests {
         assert!(arrival(&event).starts_with("on Chat2Desk's first attempt"));
         event.received_at = at(1_000 + 300);
         assert!(
-            arrival(&event).starts_with("by a retry: received 5m"),
+            arrival(&event).starts_with("probably by a retry: received 5m"),
             "{}",
             arrival(&event)
         );

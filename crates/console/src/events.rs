@@ -52,6 +52,9 @@ pub struct Search {
     /// Only events before this stream sequence: the next page of a search.
     #[serde(default)]
     pub before: Option<u64>,
+    /// A live tail's start: events after this stream sequence.
+    #[serde(default)]
+    pub after: Option<u64>,
 }
 
 /// Why a search cannot be run as asked.
@@ -91,6 +94,7 @@ pub async fn search(
         .unwrap_or(SystemTime::UNIX_EPOCH);
     let found = match search::newest(
         &console.nats,
+        &console.jetstream,
         &subject,
         start,
         search.before,
@@ -164,9 +168,7 @@ pub async fn search(
          <form method=\"post\" action=\"/events/replay\">{csrf}\
          <table><thead><tr><th></th><th>sequence</th><th>event time</th><th>tenant</th><th>hook type</th><th>event id</th></tr></thead>\
          <tbody>{rows}</tbody></table>{replay}</form>\
-         <script>const live = new EventSource('/events/live' + location.search);\
-         live.onopen = () => document.body.dataset.live = 'open';\
-         live.onmessage = (e) => document.querySelector('tbody').insertAdjacentHTML('afterbegin', e.data);</script>",
+{tail}",
         hook = escape(search.hook_type.trim()),
         client = escape(search.client.trim()),
         request = escape(search.request.trim()),
@@ -175,8 +177,23 @@ pub async fn search(
         count = found.events.len(),
         read = found.read,
         csrf = csrf_field(&session),
+        tail = tail_script(&search, found.last_sequence),
     );
     page("Events", Some(&session), &body).into_response()
+}
+
+/// The live tail of a search page: events after the last one the page's search could see
+/// (`after`), so none stored while the page loaded is missed; on a reconnect the browser sends
+/// the last one it got (`Last-Event-ID`). A page of older events has no tail.
+fn tail_script(search: &Search, last_sequence: u64) -> String {
+    if search.before.is_some() {
+        return String::new();
+    }
+    format!(
+        "<script>const live = new EventSource('/events/live' + (location.search || '?') + '&after={last_sequence}');\
+         live.onopen = () => document.body.dataset.live = 'open';\
+         live.onmessage = (e) => document.querySelector('tbody').insertAdjacentHTML('afterbegin', e.data);</script>"
+    )
 }
 
 /// What a search's events must hold besides their subject, or why the search is not one.
@@ -259,31 +276,38 @@ pub async fn live(
         Ok(matcher) => matcher,
         Err(why) => return refused(StatusCode::BAD_REQUEST, &session, why),
     };
-    // From the moment of the request, not from when the consumer is made: nothing stored in
-    // between is missed. The tail goes when the browser does (the stream is dropped).
-    let tail = match c2d_subscriber::history::follow(
-        console.nats.clone(),
-        StartAt::Time(SystemTime::now()),
-        Some(subject),
-    )
-    .await
-    {
-        Ok(tail) => tail,
-        Err(error) => {
-            return refused(
-                StatusCode::SERVICE_UNAVAILABLE,
-                &session,
-                &format!("The event log cannot be read now ({error}); try again."),
-            );
-        }
+    // After what the page (or, on a reconnect, the browser) saw last; without either, from the
+    // moment of the request. The tail goes when the browser does (the stream is dropped).
+    let seen = headers
+        .get("last-event-id")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok())
+        .into_iter()
+        .chain(search.after)
+        .max();
+    let start = match seen {
+        Some(seen) => StartAt::Sequence(seen + 1),
+        None => StartAt::Time(SystemTime::now()),
     };
+    let tail =
+        match c2d_subscriber::history::follow(console.nats.clone(), start, Some(subject)).await {
+            Ok(tail) => tail,
+            Err(error) => {
+                return refused(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &session,
+                    &format!("The event log cannot be read now ({error}); try again."),
+                );
+            }
+        };
     let principal = session.principal.clone();
     let stream = tail.filter_map(move |stored| {
         let shown = (principal.may_see(&stored.event.tenant) && matcher.matches(&stored.event))
             .then(|| row(stored.stream_sequence, &stored.event));
-        std::future::ready(
-            shown.map(|row| Ok::<_, std::convert::Infallible>(SseEvent::default().data(row))),
-        )
+        std::future::ready(shown.map(|row| {
+            let event = SseEvent::default().id(stored.stream_sequence.to_string());
+            Ok::<_, std::convert::Infallible>(event.data(row))
+        }))
     });
     Sse::new(stream)
         .keep_alive(KeepAlive::default())

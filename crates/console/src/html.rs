@@ -63,6 +63,30 @@ pub fn page(title: &str, session: Option<&Session>, body: &str) -> Html<String> 
     ))
 }
 
+/// Headers on every answer: no other site may frame a console page (a click on a hidden
+/// button would be an action with the user's session), no content type is guessed, and the
+/// console's URLs (which carry searches) are not sent to other sites.
+pub async fn protect(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(
+        axum::http::header::X_FRAME_OPTIONS,
+        axum::http::HeaderValue::from_static("DENY"),
+    );
+    headers.insert(
+        axum::http::header::CONTENT_SECURITY_POLICY,
+        axum::http::HeaderValue::from_static("frame-ancestors 'none'"),
+    );
+    headers.insert(
+        axum::http::header::X_CONTENT_TYPE_OPTIONS,
+        axum::http::HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        axum::http::header::REFERRER_POLICY,
+        axum::http::HeaderValue::from_static("same-origin"),
+    );
+    response
+}
+
 /// A page that only says why the request was not done, with `status`.
 pub fn refusal(status: StatusCode, title: &str, session: Option<&Session>, why: &str) -> Response {
     let body = format!("<p class=\"error\">{}</p>", escape(why));

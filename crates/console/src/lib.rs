@@ -115,6 +115,7 @@ impl Console {
             .route("/alerts/acknowledge", post(alerts::acknowledge))
             .route("/silences", post(alerts::silence))
             .route("/silences/expire", post(alerts::expire))
+            .layer(axum::middleware::map_response(html::protect))
             .with_state(self)
     }
 

@@ -2,16 +2,19 @@
 //!
 //! A search wants the newest matches, not the oldest of its time range: it walks back from the
 //! end of the log (or from where the previous page stopped) a stretch at a time (2,000
-//! sequences, then four times more each step) until it has a page of matches, reaches the start
-//! of its range, or has read `CONSOLE_SEARCH_LIMIT` events. A page of a busy tenant's recent
-//! events therefore costs one short read whatever the size of the log; a search that matches
-//! rarely stops at the limit, and its next page goes on from there, so a page's time stays
-//! bounded and nothing is out of reach.
+//! sequences, then four times more each step, never more than the events it may still read)
+//! until it has a page of matches or reaches the first event of its time range. A page stops
+//! early, and says where the next page goes on, when it has read `CONSOLE_SEARCH_LIMIT` events
+//! or walked [`MOST_STRETCHES`] stretches (a narrow subject in a busy log reads little per
+//! stretch, but each stretch is a few round trips to NATS). So a page of a busy tenant's
+//! recent events costs one short read whatever the size of the log, a page's cost is bounded
+//! whatever the search, and nothing is out of reach.
 
 use std::time::SystemTime;
 
 use c2d_proto::events::STREAM;
 use c2d_proto::events::v1::Event;
+use c2d_subscriber::StartAt;
 use c2d_subscriber::history::{self, StoredEvent};
 use prost::Message as _;
 
@@ -20,6 +23,8 @@ use crate::typed;
 
 /// The first stretch read back from the end.
 const FIRST_STRETCH: u64 = 2_000;
+/// Stretches one page walks at most.
+pub const MOST_STRETCHES: usize = 16;
 
 /// What an event must hold, besides its subject.
 #[derive(Debug, Default, Clone)]
@@ -63,11 +68,13 @@ pub struct Found {
     pub events: Vec<StoredEvent>,
     /// Events read to find them.
     pub read: usize,
-    /// Where to go on from, when `CONSOLE_SEARCH_LIMIT` or a full page stopped the walk before
-    /// the start of the range: the oldest sequence read.
+    /// Where the next page goes on, when this one stopped before the start of the range: the
+    /// oldest sequence it examined (the next page reads before it).
     pub older_from: Option<u64>,
-    /// Whether it was the limit that stopped it (not a full page).
+    /// Whether a limit (events read, stretches walked) stopped it, not a full page.
     pub limited: bool,
+    /// The last sequence of the stream when the search began: a live tail goes on after it.
+    pub last_sequence: u64,
 }
 
 /// Why the log could not be searched.
@@ -85,6 +92,7 @@ pub enum SearchError {
 #[allow(clippy::too_many_arguments)]
 pub async fn newest(
     nats: &async_nats::Client,
+    jetstream: &async_nats::jetstream::Context,
     subject: &str,
     since: SystemTime,
     before: Option<u64>,
@@ -93,7 +101,7 @@ pub async fn newest(
     wanted: usize,
     limit: usize,
 ) -> Result<Found, SearchError> {
-    let mut stream = async_nats::jetstream::new(nats.clone())
+    let mut stream = jetstream
         .get_stream(STREAM)
         .await
         .map_err(|error| SearchError::Stream(error.to_string()))?;
@@ -103,24 +111,31 @@ pub async fn newest(
         .map_err(|error| SearchError::Stream(error.to_string()))?
         .state
         .clone();
-    let mut found = Found::default();
+    let mut found = Found {
+        last_sequence: state.last_sequence,
+        ..Found::default()
+    };
     if state.messages == 0 {
         return Ok(found);
     }
+    // The first event of the range: the walk ends there, not at the start of the stream.
+    let Some(lower) = first_since(nats, since).await? else {
+        return Ok(found);
+    };
     let since = prost_types::Timestamp::from(since);
     let last = match before {
         Some(before) => before.saturating_sub(1).min(state.last_sequence),
         None => state.last_sequence,
     };
-    if last < state.first_sequence {
+    if last < lower {
         return Ok(found);
     }
     let (mut to, mut stretch) = (last, FIRST_STRETCH);
-    loop {
+    for walked in 1..=MOST_STRETCHES {
         // Never more sequences than the events left to read: a stretch is read oldest first,
         // and one cut short by the limit would skip its newest events.
         let span = stretch.min((limit - found.read) as u64).max(1);
-        let from = to.saturating_sub(span - 1).max(state.first_sequence);
+        let from = to.saturating_sub(span - 1).max(lower);
         let part = history::read_between(
             nats.clone(),
             from,
@@ -146,14 +161,14 @@ pub async fn newest(
                 found.events.push(stored);
             }
         }
-        if before_range || (from == state.first_sequence && found.events.len() < wanted) {
+        if before_range || (from == lower && found.events.len() < wanted) {
             return Ok(found);
         }
         if found.events.len() == wanted {
             found.older_from = Some(oldest);
             return Ok(found);
         }
-        if found.read >= limit {
+        if found.read >= limit || walked == MOST_STRETCHES {
             found.limited = true;
             found.older_from = Some(oldest);
             return Ok(found);
@@ -161,6 +176,16 @@ pub async fn newest(
         to = from - 1;
         stretch = stretch.saturating_mul(4);
     }
+    Ok(found)
+}
+
+/// The sequence of the first event stored at or after `since`, if any.
+async fn first_since(
+    nats: &async_nats::Client,
+    since: SystemTime,
+) -> Result<Option<u64>, SearchError> {
+    let first = history::read(nats.clone(), StartAt::Time(since), None, 1).await?;
+    Ok(first.events.first().map(|stored| stored.stream_sequence))
 }
 
 /// Whether `raw` holds the number `id` whole (not as a part of a longer number).

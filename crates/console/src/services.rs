@@ -14,7 +14,12 @@ use c2d_proto::crm::CrmServiceClient;
 use c2d_proto::hints::HintsServiceClient;
 use tonic::transport::{Channel, Endpoint};
 
+use axum::http::StatusCode;
+use axum::response::Response;
+
+use crate::auth::{Principal, Session};
 use crate::cfg::ServiceUrls;
+use crate::html::refusal;
 
 /// How long a page waits for a service's answer.
 pub const TIMEOUT: Duration = Duration::from_secs(5);
@@ -55,35 +60,90 @@ impl Services {
         })
     }
 
-    /// What a page says when `service` did not answer: which, where, and what to check.
-    pub fn unavailable(&self, service: Service, status: &tonic::Status) -> String {
-        let (name, url, variable) = match service {
+    /// What a page says when `service` did not answer as asked. The operator is told which
+    /// service, where it was looked for and which variable points at it; a tenant's login is
+    /// not shown the deployment's addresses. A refusal of the request itself (a bad argument,
+    /// something not found) is the service's own words, to everyone.
+    pub fn explain(
+        &self,
+        service: Service,
+        status: &tonic::Status,
+        principal: &Principal,
+    ) -> String {
+        let (name, url, variable, example) = match service {
             Service::Analytics => (
                 "AnalyticsService",
                 &self.urls.analytics,
                 "CONSOLE_ANALYTICS_URL",
+                "http://analytics:50052",
             ),
-            Service::Crm => ("CrmService", &self.urls.crm, "CONSOLE_CRM_URL"),
+            Service::Crm => (
+                "CrmService",
+                &self.urls.crm,
+                "CONSOLE_CRM_URL",
+                "http://crm-sync:50051",
+            ),
             Service::Alerting => (
                 "AlertingService",
                 &self.urls.alerting,
                 "CONSOLE_ALERTING_URL",
+                "http://alerting:50053",
             ),
-            Service::Hints => ("HintsService", &self.urls.hints, "CONSOLE_HINTS_URL"),
+            Service::Hints => (
+                "HintsService",
+                &self.urls.hints,
+                "CONSOLE_HINTS_URL",
+                "http://hints:50054",
+            ),
         };
+        if is_about_the_request(status.code()) {
+            return format!("{name} answered: {}", status.message());
+        }
         tracing::warn!(service = name, %url, code = ?status.code(), message = status.message(), "a service did not answer");
-        match status.code() {
-            tonic::Code::InvalidArgument
-            | tonic::Code::NotFound
-            | tonic::Code::FailedPrecondition => {
-                format!("{name} answered: {}", status.message())
-            }
-            _ => format!(
-                "{name} at {url} did not answer ({}: {}). Check that it runs and that {variable} points at it (e.g. http://analytics:50052 on Kubernetes); this page works again as soon as it answers.",
+        match principal {
+            Principal::Admin => format!(
+                "{name} at {url} did not answer ({}: {}). Check that it runs and that {variable} points at it (e.g. {example} on Kubernetes); this page works again as soon as it answers.",
                 status.code(),
                 status.message()
             ),
+            Principal::Tenant(_) => format!(
+                "{name} did not answer; try again in a moment, and tell the operator if it lasts."
+            ),
         }
+    }
+
+    /// The page that says so, with the HTTP status that fits the gRPC one.
+    pub fn refusal(
+        &self,
+        service: Service,
+        status: &tonic::Status,
+        title: &str,
+        session: &Session,
+    ) -> Response {
+        let why = self.explain(service, status, &session.principal);
+        refusal(http_status(status), title, Some(session), &why)
+    }
+}
+
+/// Whether a gRPC code refuses the request itself rather than says the service failed.
+fn is_about_the_request(code: tonic::Code) -> bool {
+    matches!(
+        code,
+        tonic::Code::InvalidArgument
+            | tonic::Code::NotFound
+            | tonic::Code::FailedPrecondition
+            | tonic::Code::AlreadyExists
+            | tonic::Code::OutOfRange
+    )
+}
+
+/// The HTTP status of a page whose service answered `status`.
+pub fn http_status(status: &tonic::Status) -> StatusCode {
+    match status.code() {
+        tonic::Code::InvalidArgument | tonic::Code::OutOfRange => StatusCode::BAD_REQUEST,
+        tonic::Code::NotFound => StatusCode::NOT_FOUND,
+        tonic::Code::FailedPrecondition | tonic::Code::AlreadyExists => StatusCode::CONFLICT,
+        _ => StatusCode::SERVICE_UNAVAILABLE,
     }
 }
 

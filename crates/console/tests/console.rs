@@ -65,6 +65,8 @@ async fn login(running: &Running, token: &str) -> String {
         .unwrap();
     assert_eq!(answer.status(), StatusCode::SEE_OTHER);
     assert_eq!(answer.headers()[LOCATION], "/events");
+    // No other site may frame a console page.
+    assert_eq!(answer.headers()["x-frame-options"], "DENY");
     let set_cookie = answer.headers()[SET_COOKIE].to_str().unwrap().to_owned();
     for attribute in ["HttpOnly", "SameSite=Strict", "Secure", "Path=/"] {
         assert!(
@@ -102,9 +104,12 @@ async fn a_delivery_is_found_and_shown_typed_beside_its_raw_body() {
     running.pipeline.post_as("acme", body).await;
     running.pipeline.post_as("globex", inbox(8)).await;
 
-    // Without a session every page sends the browser to the login form.
+    // Without a session every page sends the browser to the login form; what a page's script
+    // asks for answers 401 instead (it must not draw the login form into a chart).
     let (status, _) = get(&running, "", "/events").await;
     assert_eq!(status, StatusCode::SEE_OTHER);
+    let (status, _) = get(&running, "", "/contact-center/charts?tenant=acme").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
 
     let cookie = login(&running, ADMIN).await;
     let (status, page) = get(&running, &cookie, "/events?text=PARCEL%205531&since=7d").await;
@@ -390,6 +395,12 @@ async fn in_a_browser_a_delivery_appears_in_the_live_tail_and_opens() {
     browser.go(&format!("{}/login", running.url)).await.unwrap();
     browser.type_into("input[name=token]", ADMIN).await.unwrap();
     browser.click("button[type=submit]").await.unwrap();
+    // Logged in once the form's navigation has brought the events page.
+    browser
+        .wait_for("the events page after the login", |page| {
+            page.contains("<h1>Events</h1>")
+        })
+        .await;
     let url = browser.url().await.unwrap();
     assert!(url.ends_with("/events"), "logged in, at {url}");
 

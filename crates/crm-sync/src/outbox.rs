@@ -177,36 +177,47 @@ pub async fn status(store: &Store, connector: &str) -> Result<QueueStatus, Store
     })
 }
 
-/// Dead letters, oldest first; of every connector when `connector` is None.
+/// Dead letters, oldest first; of every connector when `connector` is None, of every tenant
+/// when `tenant` is None.
 pub async fn dead_letters(
     store: &Store,
     connector: Option<&str>,
+    tenant: Option<&str>,
     limit: i64,
 ) -> Result<Vec<Change>, StoreError> {
     Ok(sqlx::query_as(&format!(
         "SELECT {COLUMNS} FROM crm_outbox WHERE state = 'dead' AND ($1 = '' OR connector = $1)
-         ORDER BY id LIMIT $2"
+         AND ($3 = '' OR tenant = $3) ORDER BY id LIMIT $2"
     ))
     .bind(connector.unwrap_or(""))
     .bind(limit)
+    .bind(tenant.unwrap_or(""))
     .fetch_all(store.pool())
     .await?)
 }
 
 /// Puts dead letters back in the queue with a fresh attempt count: those in `ids`, or all of
-/// them when `ids` is empty; of every connector when `connector` is None.
-pub async fn retry(store: &Store, connector: Option<&str>, ids: &[i64]) -> Result<u64, StoreError> {
+/// them when `ids` is empty; of every connector when `connector` is None, of every tenant when
+/// `tenant` is None.
+pub async fn retry(
+    store: &Store,
+    connector: Option<&str>,
+    tenant: Option<&str>,
+    ids: &[i64],
+) -> Result<u64, StoreError> {
     let _writing = store.write().await;
     let mut transaction = store.pool().begin().await?;
     let mut requeued = 0;
     let select = |id: Option<i64>| {
         sqlx::query(
             "UPDATE crm_outbox SET state = 'pending', attempts = 0, next_attempt_at = $1
-             WHERE state = 'dead' AND ($2 = '' OR connector = $2) AND ($3 = 0 OR id = $3)",
+             WHERE state = 'dead' AND ($2 = '' OR connector = $2) AND ($3 = 0 OR id = $3)
+             AND ($4 = '' OR tenant = $4)",
         )
         .bind(clock::now_micros())
         .bind(connector.unwrap_or("").to_owned())
         .bind(id.unwrap_or(0))
+        .bind(tenant.unwrap_or("").to_owned())
     };
     if ids.is_empty() {
         requeued += select(None)

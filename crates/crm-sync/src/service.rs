@@ -356,7 +356,8 @@ impl CrmService for CrmGrpc {
             }
         };
         let connector = (!request.connector.is_empty()).then_some(request.connector.as_str());
-        let letters = outbox::dead_letters(&self.shared.store, connector, limit)
+        let tenant = (!request.tenant.is_empty()).then_some(request.tenant.as_str());
+        let letters = outbox::dead_letters(&self.shared.store, connector, tenant, limit)
             .await
             .map_err(CrmError::from)?;
         Ok(Response::new(ListDeadLettersResponse {
@@ -384,7 +385,8 @@ impl CrmService for CrmGrpc {
         let request = request.into_inner();
         self.connectors(&request.connector)?;
         let connector = (!request.connector.is_empty()).then_some(request.connector.as_str());
-        let requeued = outbox::retry(&self.shared.store, connector, &request.ids)
+        let tenant = (!request.tenant.is_empty()).then_some(request.tenant.as_str());
+        let requeued = outbox::retry(&self.shared.store, connector, tenant, &request.ids)
             .await
             .map_err(CrmError::from)?;
         tracing::info!(requeued, connector = ?connector, "dead letters put back in the queue");

@@ -820,6 +820,7 @@ async fn scenario(store_url: &str) {
         .list_dead_letters(ListDeadLettersRequest {
             connector: String::new(),
             limit: 0,
+            tenant: String::new(),
         })
         .await
         .unwrap()
@@ -843,6 +844,7 @@ async fn scenario(store_url: &str) {
         .list_dead_letters(ListDeadLettersRequest {
             connector: "crm".into(),
             limit: 0,
+            tenant: String::new(),
         })
         .await
         .unwrap()
@@ -860,15 +862,42 @@ async fn scenario(store_url: &str) {
         .list_dead_letters(ListDeadLettersRequest {
             connector: "nope".into(),
             limit: 0,
+            tenant: String::new(),
         })
         .await
         .unwrap_err();
     assert_eq!(unknown.code(), Code::InvalidArgument);
+    // Another tenant's view: none of globex's letters, and its retry of one changes nothing.
+    let acme_letters = client
+        .list_dead_letters(ListDeadLettersRequest {
+            connector: String::new(),
+            limit: 0,
+            tenant: "acme".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .dead_letters;
+    assert!(
+        acme_letters.iter().all(|l| l.tenant == "acme"),
+        "{acme_letters:?}"
+    );
+    let not_theirs = client
+        .retry_dead_letters(RetryDeadLettersRequest {
+            connector: "crm".into(),
+            ids: vec![letters[0].id],
+            tenant: "acme".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(not_theirs.requeued, 0);
     crm_state.lock().unwrap().refused_clients.clear();
     let retried = client
         .retry_dead_letters(RetryDeadLettersRequest {
             connector: "crm".into(),
             ids: vec![letters[0].id],
+            tenant: "globex".into(),
         })
         .await
         .unwrap()
@@ -878,6 +907,7 @@ async fn scenario(store_url: &str) {
         .retry_dead_letters(RetryDeadLettersRequest {
             connector: String::new(),
             ids: vec![],
+            tenant: String::new(),
         })
         .await
         .unwrap()

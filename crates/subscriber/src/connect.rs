@@ -57,7 +57,7 @@ pub enum CredentialsError {
 }
 
 /// How a process proves who it is to NATS and whether its connection is encrypted.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct NatsCredentials {
     /// User and password, as the server's `authorization { users }` lists them.
     pub user: Option<(String, String)>,
@@ -69,6 +69,19 @@ pub struct NatsCredentials {
     pub tls_client: Option<(PathBuf, PathBuf)>,
     /// Refuse a server that does not offer TLS.
     pub tls_required: bool,
+}
+
+impl std::fmt::Debug for NatsCredentials {
+    /// Without the password: a configuration dump in a log must not hand it out.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NatsCredentials")
+            .field("user", &self.user.as_ref().map(|(user, _)| user))
+            .field("creds_file", &self.creds_file)
+            .field("tls_ca", &self.tls_ca)
+            .field("tls_client", &self.tls_client)
+            .field("tls_required", &self.tls_required)
+            .finish()
+    }
 }
 
 impl NatsCredentials {
@@ -189,6 +202,11 @@ mod tests {
         let both = credentials(&[("NATS_USER", "crm-sync"), ("NATS_PASSWORD", " p ")]).unwrap();
         // A password is taken as written: spaces may be part of it.
         assert_eq!(both.user, Some(("crm-sync".into(), " p ".into())));
+        let shown = format!("{both:?}");
+        assert!(
+            shown.contains("crm-sync") && !shown.contains(" p "),
+            "{shown}"
+        );
         let error = credentials(&[("NATS_USER", "crm-sync")]).unwrap_err();
         assert!(error.to_string().contains("c2d-nats-users"), "{error}");
         assert!(matches!(

@@ -32,7 +32,8 @@ pub struct History {
 }
 
 /// The events from `start` on the subjects `filter` matches (empty: every event), as they are
-/// stored, for as long as the stream is polled; messages that are not events are skipped.
+/// stored, for as long as the stream is polled; messages that are not events are skipped, and
+/// an error the ordered consumer cannot get over ends it.
 pub async fn follow(
     client: async_nats::Client,
     start: StartAt,
@@ -59,16 +60,20 @@ pub async fn follow(
         .messages()
         .await
         .map_err(|error| failed(error.to_string()))?;
-    // An ordered consumer recreates itself after a hiccup; an error it reports is skipped.
-    Ok(messages.filter_map(|message| async move {
-        let message = message.ok()?;
-        let stream_sequence = message.info().ok()?.stream_sequence;
-        let event = Event::decode(message.payload.clone()).ok()?;
-        Some(StoredEvent {
-            stream_sequence,
-            event,
-        })
-    }))
+    // An ordered consumer recreates itself after a hiccup; an error it reports is one it could
+    // not get over (the stream deleted, the permission gone), and ends the tail, so that whoever
+    // follows it sees it end instead of waiting forever.
+    Ok(messages
+        .take_while(|message| std::future::ready(message.is_ok()))
+        .filter_map(|message| async move {
+            let message = message.ok()?;
+            let stream_sequence = message.info().ok()?.stream_sequence;
+            let event = Event::decode(message.payload.clone()).ok()?;
+            Some(StoredEvent {
+                stream_sequence,
+                event,
+            })
+        }))
 }
 
 /// Reads the events from `start` (on the subjects `filter` matches; empty: every event) up
