@@ -63,7 +63,7 @@ demo: $(NATS_SERVER)
 deploy-check:
 	@bash scripts/deploy-check.sh
 
-## bench-gateway: gateway vs plain HTTP server vs raw JetStream publish, printed
+## bench-gateway: gateway vs plain HTTP server, a hand-written relay (alternating runs) and raw JetStream publish
 bench-gateway: tools
 	$(CARGO) bench -p c2d-gateway --bench gateway
 

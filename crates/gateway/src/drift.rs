@@ -42,6 +42,8 @@ pub struct Drift {
     fields: Family<FieldLabels, Counter>,
     hook_types: Family<HookTypeLabels, Counter>,
     named: Mutex<HashSet<String>>,
+    /// The (hook type, field) pairs seen so far, by label: what is new is told once.
+    told: Mutex<HashSet<FieldLabels>>,
 }
 
 impl Drift {
@@ -60,30 +62,51 @@ impl Drift {
     }
 
     /// Counts what one delivery of `hook_type` brought that the parser does not know:
-    /// `unknown_fields`, and the hook type itself when `known_hook_type` is false.
-    pub fn observe(&self, hook_type: &str, known_hook_type: bool, unknown_fields: &[String]) {
+    /// `unknown_fields`, and the hook type itself when `known_hook_type` is false. Whether any of
+    /// it is new (its first delivery since the gateway started): the log tells that once, not
+    /// on every delivery of a field Chat2Desk now always sends.
+    pub fn observe(
+        &self,
+        hook_type: &str,
+        known_hook_type: bool,
+        unknown_fields: &[String],
+    ) -> bool {
         // The common case, on every delivery: nothing new, so no lock and no label.
         if known_hook_type && unknown_fields.is_empty() {
-            return;
+            return false;
         }
         let hook_type = self.label(hook_type);
-        if !known_hook_type {
+        let fields: Vec<FieldLabels> = if known_hook_type {
+            unknown_fields
+                .iter()
+                .map(|field| FieldLabels {
+                    hook_type: hook_type.clone(),
+                    field: self.label(field),
+                })
+                .collect()
+        } else {
             self.hook_types
                 .get_or_create(&HookTypeLabels {
                     hook_type: hook_type.clone(),
                 })
                 .inc();
             // Every field of an unknown hook type is unknown: the hook type says it all.
-            return;
+            vec![FieldLabels {
+                hook_type,
+                field: String::new(),
+            }]
+        };
+        let mut told = self.told.lock().unwrap_or_else(|p| p.into_inner());
+        let mut new = false;
+        for labels in fields {
+            if known_hook_type {
+                self.fields.get_or_create(&labels).inc();
+            }
+            // Bounded as the labels are: at most MAX_NAMES names, so at most that many squared
+            // pairs, and in practice a handful.
+            new |= told.insert(labels);
         }
-        for field in unknown_fields {
-            self.fields
-                .get_or_create(&FieldLabels {
-                    hook_type: hook_type.clone(),
-                    field: self.label(field),
-                })
-                .inc();
-        }
+        new
     }
 
     /// `name` as a label value: itself while plausible and among the first [`MAX_NAMES`],
@@ -119,13 +142,18 @@ mod tests {
     #[test]
     fn new_fields_and_hook_types_are_counted_by_name() {
         let drift = Drift::default();
-        drift.observe("inbox", true, &["sentiment".into()]);
-        drift.observe("inbox", true, &["sentiment".into()]);
-        drift.observe("call_recorded", false, &["duration".into()]);
+        assert!(drift.observe("inbox", true, &["sentiment".into()]));
+        assert!(
+            !drift.observe("inbox", true, &["sentiment".into()]),
+            "told once"
+        );
+        assert!(drift.observe("call_recorded", false, &["duration".into()]));
+        assert!(!drift.observe("call_recorded", false, &["duration".into()]));
+        assert!(!drift.observe("inbox", true, &[]));
         let text = rendered(&drift);
         for line in [
             r#"c2d_gateway_payload_unknown_fields_total{hook_type="inbox",field="sentiment"} 2"#,
-            r#"c2d_gateway_unknown_hook_types_total{hook_type="call_recorded"} 1"#,
+            r#"c2d_gateway_unknown_hook_types_total{hook_type="call_recorded"} 2"#,
         ] {
             assert!(text.contains(line), "{line} in {text}");
         }

@@ -125,13 +125,17 @@ async fn store(
     let event = match c2d_hooks::read_delivery(tenant, body.clone(), received_at) {
         Ok(delivery) => {
             let known = !matches!(delivery.event.payload, Some(Payload::Unknown(_)));
-            gateway.metrics.drift.observe(
+            let new = gateway.metrics.drift.observe(
                 &delivery.event.hook_type,
                 known,
                 &delivery.unknown_fields,
             );
-            if !delivery.unknown_fields.is_empty() {
-                tracing::info!(unknown_fields = ?delivery.unknown_fields, "the body has fields the parser does not read (kept in the raw body)");
+            // Told once per field (the metric counts every delivery): a field Chat2Desk now
+            // sends in every body must not turn each delivery into a log line.
+            if new {
+                tracing::info!(unknown_fields = ?delivery.unknown_fields, "the body has fields the parser does not read (kept in the raw body); told once, c2d_gateway_payload_unknown_fields_total counts them");
+            } else if !delivery.unknown_fields.is_empty() {
+                tracing::debug!(unknown_fields = ?delivery.unknown_fields, "the body has fields the parser does not read");
             }
             delivery.event
         }
