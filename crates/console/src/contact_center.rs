@@ -189,7 +189,7 @@ pub async fn live(
             SseEvent::default().data(format!("{minute} {}", update.events)),
         ))
     });
-    Sse::new(events)
+    Sse::new(events.take_until(console.stopped()))
         .keep_alive(KeepAlive::default())
         .into_response()
 }

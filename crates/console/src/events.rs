@@ -309,7 +309,7 @@ pub async fn live(
             Ok::<_, std::convert::Infallible>(event.data(row))
         }))
     });
-    Sse::new(stream)
+    Sse::new(stream.take_until(console.stopped()))
         .keep_alive(KeepAlive::default())
         .into_response()
 }

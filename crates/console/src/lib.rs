@@ -67,6 +67,9 @@ pub struct Console {
     pub services: services::Services,
     /// Posts replays to the gateway.
     pub http: reqwest::Client,
+    /// Set when the console stops: live pages end their streams, or a graceful stop would wait
+    /// for browsers that never close them.
+    stopping: tokio::sync::watch::Sender<bool>,
 }
 
 impl Console {
@@ -85,6 +88,7 @@ impl Console {
         Ok(Arc::new(Console {
             services,
             http,
+            stopping: tokio::sync::watch::Sender::new(false),
             sessions: auth::Sessions::new(config.session),
             jetstream: async_nats::jetstream::new(nats.clone()),
             nats,
@@ -126,8 +130,21 @@ impl Console {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         tracing::info!(addr = %listener.local_addr()?, "console at http://{}/", listener.local_addr()?);
+        let stopping = self.stopping.clone();
+        let shutdown = async move {
+            shutdown.await;
+            stopping.send_replace(true);
+        };
         axum::serve(listener, self.router())
             .with_graceful_shutdown(shutdown)
             .await
+    }
+
+    /// Resolves when the console stops: a live page's stream ends with it.
+    pub fn stopped(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut stopping = self.stopping.subscribe();
+        async move {
+            let _ = stopping.wait_for(|stopping| *stopping).await;
+        }
     }
 }

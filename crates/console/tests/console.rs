@@ -18,6 +18,9 @@ struct Running {
     pipeline: Pipeline,
     url: String,
     http: reqwest::Client,
+    /// Stops the console (as SIGTERM does the binary), and its serving task.
+    stop: tokio::sync::oneshot::Sender<()>,
+    serving: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
 async fn start() -> Running {
@@ -42,7 +45,10 @@ async fn start_with(variables: &[(&str, &str)]) -> Running {
     let console: Arc<Console> = Console::start(config).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(console.serve(listener, std::future::pending()));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(console.serve(listener, async move {
+        let _ = stopped.await;
+    }));
     let http = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
@@ -51,6 +57,8 @@ async fn start_with(variables: &[(&str, &str)]) -> Running {
         pipeline,
         url,
         http,
+        stop,
+        serving,
     }
 }
 
@@ -286,6 +294,28 @@ async fn a_search_that_matches_rarely_reads_a_page_at_a_time_and_goes_on_from_th
     };
     assert_eq!(pages, 3);
     assert!(!page.contains("id=\"older\""), "nothing older: {page}");
+}
+
+#[tokio::test]
+async fn a_stop_ends_the_live_pages_instead_of_waiting_for_them() {
+    let running = start().await;
+    let cookie = login(&running, ADMIN).await;
+    // A browser with the live tail open, which never closes it by itself.
+    let tail = running
+        .http
+        .get(format!("{}/events/live", running.url))
+        .header(COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(tail.status(), StatusCode::OK);
+    running.stop.send(()).unwrap();
+    let served = tokio::time::timeout(std::time::Duration::from_secs(60), running.serving)
+        .await
+        .expect("the console stops although a live page is open");
+    served.unwrap().unwrap();
+    // The page's stream ended with it.
+    assert!(tail.bytes().await.is_ok());
 }
 
 /// The CSRF token of the session's pages.

@@ -103,35 +103,14 @@ async fn bench() -> anyhow::Result<()> {
         .and_then(|s| s.parse().ok())
         .unwrap_or(64);
     let (warmup, duration) = (Duration::from_secs(2), Duration::from_secs(seconds));
-    let json = [("content-type", "application/json".to_owned())];
     println!(
         "bench-gateway: {connections} connections, {seconds} s per target after 2 s warm-up, {} cores",
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
 
     // 1. The plain HTTP server, as its own process like the gateway.
-    let port = free_port();
-    let mut plain = std::process::Command::new(std::env::current_exe()?)
-        .args([PLAIN_SERVER_FLAG, &port.to_string()])
-        .spawn()?;
-    let plain_url = format!("http://127.0.0.1:{port}/hooks/chat2desk/acme");
-    wait_for_port(port).await?;
-    let plain_pids = [plain.id(), std::process::id()];
-    let (plain_report, plain_cpu) = tokio::join!(
-        post_load(
-            &plain_url,
-            &json,
-            connections,
-            warmup,
-            duration,
-            unique_fixture_bodies(),
-        ),
-        Cpu::start_after(warmup, &plain_pids),
-    );
-    let plain_report = plain_report?;
-    let plain_cpu = plain_cpu.micros_per(plain_report.requests);
-    let _ = plain.kill();
-    let _ = plain.wait();
+    let (plain_report, plain_cpu) =
+        baseline_run(&[PLAIN_SERVER_FLAG], None, connections, warmup, duration).await?;
 
     // 2. The gateway against a real nats-server: as in production with its spool on (NATS is
     //    healthy, so events go straight to JetStream), and with the spool off, to show its cost.
@@ -148,7 +127,14 @@ async fn bench() -> anyhow::Result<()> {
         .max(1);
     let (mut relays, mut gateways) = (Vec::new(), Vec::new());
     for round in 0..rounds {
-        relays.push(relay_run(&nats, connections, warmup, duration).await?);
+        let relay = baseline_run(
+            &[HAND_RELAY_FLAG],
+            Some(&nats),
+            connections,
+            warmup,
+            duration,
+        );
+        relays.push(relay.await?);
         gateways.push(
             gateway_run(
                 &nats,
@@ -248,8 +234,8 @@ async fn bench() -> anyhow::Result<()> {
         verdict(p99 < 10.0)
     );
     println!(
-        "events in the stream: {stored} (the hand relays and the gateways answered 2xx to {} requests)",
-        relays_and_gateways
+        "events in the stream: {stored}; acknowledged: {} (the hand relays, the gateways and the raw publisher)",
+        relays_and_gateways + raw_report.requests
     );
     print_budget(plain_report.rate(), &plain_cpu, &gateway_cpu);
     Ok(())
@@ -284,24 +270,29 @@ fn median(mut runs: Vec<(LoadReport, Vec<f64>)>) -> (LoadReport, Vec<f64>) {
     runs.swap_remove(runs.len() / 2)
 }
 
-/// One run of the hand relay, as its own process, against `nats`: the report, and the CPU the
-/// relay, nats-server and this process (the load generator) spent per request.
-async fn relay_run(
-    nats: &NatsServer,
+/// One run of a baseline server, this benchmark's own binary started with `flag` (and the port,
+/// and `nats`' URL when it has one): the report, and the CPU the server, nats-server (when
+/// there is one) and this process (the load generator) spent per request.
+async fn baseline_run(
+    flag: &[&str],
+    nats: Option<&NatsServer>,
     connections: usize,
     warmup: Duration,
     duration: Duration,
 ) -> anyhow::Result<(LoadReport, Vec<f64>)> {
     let port = free_port();
-    let mut relay = std::process::Command::new(std::env::current_exe()?)
-        .args([HAND_RELAY_FLAG, &port.to_string(), &nats.url()])
+    let mut args: Vec<String> = flag.iter().map(|a| a.to_string()).collect();
+    args.push(port.to_string());
+    args.extend(nats.map(NatsServer::url));
+    let mut server = std::process::Command::new(std::env::current_exe()?)
+        .args(&args)
         .spawn()?;
     wait_for_port(port).await?;
-    let pids = [
-        relay.id(),
-        nats.pid().context("nats-server runs")?,
-        std::process::id(),
-    ];
+    let mut pids = vec![server.id()];
+    if let Some(nats) = nats {
+        pids.push(nats.pid().context("nats-server runs")?);
+    }
+    pids.push(std::process::id());
     let json = [("content-type", "application/json".to_owned())];
     let url = format!("http://127.0.0.1:{port}/hooks/chat2desk/acme");
     let (report, cpu) = tokio::join!(
@@ -316,10 +307,10 @@ async fn relay_run(
         Cpu::start_after(warmup, &pids),
     );
     let report = report?;
-    // Read before the relay goes: a process that has exited has no CPU time to read.
+    // Read before the server goes: a process that has exited has no CPU time to read.
     let cpu = cpu.micros_per(report.requests);
-    let _ = relay.kill();
-    let _ = relay.wait();
+    let _ = server.kill();
+    let _ = server.wait();
     Ok((report, cpu))
 }
 
