@@ -278,18 +278,16 @@ async fn timeline(console: &Console, session: &Session, tenant: &str, client_id:
     let since = SystemTime::now()
         .checked_sub(Duration::from_secs(399 * 86_400))
         .unwrap_or(SystemTime::UNIX_EPOCH);
-    let found = search::newest(
-        &console.nats,
-        &console.jetstream,
-        &format!("chat2desk.events.{tenant}.*"),
+    let subject = format!("chat2desk.events.{tenant}.*");
+    let asked = search::Page {
+        subject: &subject,
         since,
-        None,
-        &matcher,
-        &session.principal,
-        TIMELINE,
-        console.config.search_limit,
-    )
-    .await;
+        before: None,
+        matcher: &matcher,
+        wanted: TIMELINE,
+        limit: console.config.search_limit,
+    };
+    let found = search::newest(&console.nats, &console.jetstream, &session.principal, asked).await;
     match found {
         Ok(found) => {
             let rows: String = found

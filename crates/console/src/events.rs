@@ -92,29 +92,26 @@ pub async fn search(
     let start = SystemTime::now()
         .checked_sub(since)
         .unwrap_or(SystemTime::UNIX_EPOCH);
-    let found = match search::newest(
-        &console.nats,
-        &console.jetstream,
-        &subject,
-        start,
-        search.before,
-        &matcher,
-        &session.principal,
-        SHOWN,
-        console.config.search_limit,
-    )
-    .await
-    {
-        Ok(found) => found,
-        Err(error) => {
-            tracing::warn!(%error, "a search could not read the log");
-            return refused(
-                StatusCode::SERVICE_UNAVAILABLE,
-                &session,
-                &format!("The event log cannot be read now ({error}); try again."),
-            );
-        }
+    let asked = search::Page {
+        subject: &subject,
+        since: start,
+        before: search.before,
+        matcher: &matcher,
+        wanted: SHOWN,
+        limit: console.config.search_limit,
     };
+    let found =
+        match search::newest(&console.nats, &console.jetstream, &session.principal, asked).await {
+            Ok(found) => found,
+            Err(error) => {
+                tracing::warn!(%error, "a search could not read the log");
+                return refused(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    &session,
+                    &format!("The event log cannot be read now ({error}); try again."),
+                );
+            }
+        };
     let rows: String = found
         .events
         .iter()

@@ -86,21 +86,37 @@ pub enum SearchError {
     Read(#[from] c2d_subscriber::SubscribeError),
 }
 
-/// The newest `wanted` events on `subject` received at or after `since` (and before the
-/// sequence `before`, if given) that `principal` may see and `matcher` accepts, reading at most
-/// `limit` events.
-#[allow(clippy::too_many_arguments)]
+/// What one page of a search asks for.
+#[derive(Debug, Clone, Copy)]
+pub struct Page<'a> {
+    /// The subjects (a tenant's, a hook type's, or all).
+    pub subject: &'a str,
+    /// The start of the time range (by when the gateway received an event).
+    pub since: SystemTime,
+    /// Only events before this sequence: where the previous page stopped.
+    pub before: Option<u64>,
+    pub matcher: &'a Matcher,
+    /// Matches on a full page.
+    pub wanted: usize,
+    /// Events read at most (`CONSOLE_SEARCH_LIMIT`).
+    pub limit: usize,
+}
+
+/// The newest events of `page` that `principal` may see.
 pub async fn newest(
     nats: &async_nats::Client,
     jetstream: &async_nats::jetstream::Context,
-    subject: &str,
-    since: SystemTime,
-    before: Option<u64>,
-    matcher: &Matcher,
     principal: &Principal,
-    wanted: usize,
-    limit: usize,
+    page: Page<'_>,
 ) -> Result<Found, SearchError> {
+    let Page {
+        subject,
+        since,
+        before,
+        matcher,
+        wanted,
+        limit,
+    } = page;
     let mut stream = jetstream
         .get_stream(STREAM)
         .await

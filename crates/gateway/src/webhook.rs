@@ -204,16 +204,21 @@ async fn store(
 
     let response = match hints {
         Some(answer) => axum::Json(answer).into_response(),
-        None => {
-            let mut answer =
-                json!({ "status": "ok", "event_id": event.event_id, "duplicate": duplicate });
-            if spooled {
-                answer["spooled"] = json!(true);
-            }
-            axum::Json(answer).into_response()
-        }
+        None => stored_answer(&event.event_id, duplicate, spooled),
     };
     Ok((outcome, response))
+}
+
+/// The answer to a stored delivery, `{"status":"ok","event_id":...,"duplicate":...}` (and
+/// `"spooled":true` when it waits in the spool), written directly: it is the answer to almost
+/// every request, and an event id is hex, with nothing to escape.
+fn stored_answer(event_id: &str, duplicate: bool, spooled: bool) -> Response {
+    debug_assert!(event_id.bytes().all(|b| b.is_ascii_alphanumeric()));
+    let spooled = if spooled { ",\"spooled\":true" } else { "" };
+    let body = format!(
+        "{{\"status\":\"ok\",\"event_id\":\"{event_id}\",\"duplicate\":{duplicate}{spooled}}}"
+    );
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 /// With GATEWAY_ALLOWED_SOURCES set, the client (the socket's peer, or the address a trusted
@@ -345,6 +350,26 @@ async fn read_body(body: Body, limit: usize) -> Result<Bytes, Rejection> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn the_stored_answer_is_the_json_it_always_was() {
+        for (duplicate, spooled) in [(false, false), (true, false), (false, true)] {
+            let answer = stored_answer("0123abcd", duplicate, spooled);
+            assert_eq!(answer.headers()[header::CONTENT_TYPE], "application/json");
+            let body = axum::body::to_bytes(answer.into_body(), 1024)
+                .await
+                .unwrap();
+            let mut expected =
+                json!({ "status": "ok", "event_id": "0123abcd", "duplicate": duplicate });
+            if spooled {
+                expected["spooled"] = json!(true);
+            }
+            assert_eq!(
+                serde_json::from_slice::<serde_json::Value>(&body).unwrap(),
+                expected
+            );
+        }
+    }
 
     fn forwarded(values: &[&str]) -> HeaderMap {
         let mut headers = HeaderMap::new();

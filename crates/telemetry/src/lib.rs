@@ -141,9 +141,19 @@ pub fn traceparent(span: &Span) -> String {
         );
         context = Context::new().with_remote_span_context(root);
     }
-    let mut headers = HashMap::with_capacity(1);
-    TraceContextPropagator::new().inject_context(&context, &mut headers);
-    headers.remove(TRACEPARENT).unwrap_or_default()
+    w3c_traceparent(context.span().span_context())
+}
+
+/// The W3C form of `span_context`, written directly as TraceContextPropagator writes it
+/// (version 00, the sampled flag only): the gateway does this for every delivery, and the
+/// propagator's map and its lookups cost more than the header itself.
+fn w3c_traceparent(span_context: &SpanContext) -> String {
+    format!(
+        "00-{}-{}-{:02x}",
+        span_context.trace_id(),
+        span_context.span_id(),
+        span_context.trace_flags() & TraceFlags::SAMPLED
+    )
 }
 
 /// Makes the trace of `traceparent` (from a NATS header or gRPC metadata) the parent of `span`.
@@ -216,6 +226,24 @@ mod tests {
             value,
             "each root is a new trace"
         );
+    }
+
+    #[test]
+    fn the_header_is_what_the_propagator_writes() {
+        let ids = RandomIdGenerator::default();
+        for flags in [TraceFlags::SAMPLED, TraceFlags::default()] {
+            let span_context = SpanContext::new(
+                ids.new_trace_id(),
+                ids.new_span_id(),
+                flags,
+                true,
+                TraceState::default(),
+            );
+            let context = Context::new().with_remote_span_context(span_context.clone());
+            let mut headers = HashMap::new();
+            TraceContextPropagator::new().inject_context(&context, &mut headers);
+            assert_eq!(headers[TRACEPARENT], w3c_traceparent(&span_context));
+        }
     }
 
     #[test]
