@@ -68,13 +68,9 @@ pub async fn search(
     headers: HeaderMap,
     Query(search): Query<Search>,
 ) -> Response {
-    let (session, subject) = match scoped(&console, &headers, &search) {
+    let (session, subject, matcher) = match scoped(&console, &headers, &search) {
         Ok(scoped) => scoped,
         Err(answer) => return *answer,
-    };
-    let matcher = match matcher(&search) {
-        Ok(matcher) => matcher,
-        Err(why) => return refused(StatusCode::BAD_REQUEST, &session, why),
     };
     let since = match search.since.trim() {
         "" => Duration::from_secs(3_600),
@@ -209,16 +205,19 @@ fn matcher(search: &Search) -> Result<Matcher, &'static str> {
     })
 }
 
-/// The request's session and the subjects its search may read, or the answer to give instead
-/// (the login form, or a refusal).
+/// The request's session, the subjects its search may read and what their events must hold,
+/// or the answer to give instead (the login form, or a refusal): a search and its live tail
+/// select alike.
 fn scoped(
     console: &Console,
     headers: &HeaderMap,
     search: &Search,
-) -> Result<(Session, String), Box<Response>> {
+) -> Result<(Session, String, Matcher), Box<Response>> {
     let (_, session) = console.session(headers)?;
     let subject = scope(&session, search)?;
-    Ok((session, subject))
+    let matcher =
+        matcher(search).map_err(|why| Box::new(refused(StatusCode::BAD_REQUEST, &session, why)))?;
+    Ok((session, subject, matcher))
 }
 
 /// The subjects a search (or a live tail) of this session may read: its tenant's, or any for
@@ -265,13 +264,9 @@ pub async fn live(
     headers: HeaderMap,
     Query(search): Query<Search>,
 ) -> Response {
-    let (session, subject) = match scoped(&console, &headers, &search) {
+    let (session, subject, matcher) = match scoped(&console, &headers, &search) {
         Ok(scoped) => scoped,
         Err(answer) => return *answer,
-    };
-    let matcher = match matcher(&search) {
-        Ok(matcher) => matcher,
-        Err(why) => return refused(StatusCode::BAD_REQUEST, &session, why),
     };
     // After what the page (or, on a reconnect, the browser) saw last; without either, from the
     // moment of the request. The tail goes when the browser does (the stream is dropped).

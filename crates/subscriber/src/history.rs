@@ -39,27 +39,11 @@ pub async fn follow(
     start: StartAt,
     filter: Option<String>,
 ) -> Result<impl futures_util::Stream<Item = StoredEvent> + Send + 'static, SubscribeError> {
-    let failed = |reason: String| SubscribeError::Pull {
-        durable: "(tail)".into(),
-        reason,
-    };
-    let stream = jetstream::new(client)
-        .get_stream(STREAM)
-        .await
-        .map_err(|error| SubscribeError::NoStream(error.to_string()))?;
-    let (filter_subject, filter_subjects) = filters(filter.as_slice());
-    let messages = stream
-        .create_consumer(OrderedConfig {
-            deliver_policy: deliver_policy(start),
-            filter_subject,
-            filter_subjects,
-            ..Default::default()
-        })
-        .await
-        .map_err(|error| failed(error.to_string()))?
+    let messages = ordered_consumer(client, start, filter, "(tail)")
+        .await?
         .messages()
         .await
-        .map_err(|error| failed(error.to_string()))?;
+        .map_err(|error| failed("(tail)", error))?;
     // An ordered consumer recreates itself after a hiccup; an error it reports is one it could
     // not get over (the stream deleted, the permission gone), and ends the tail, so that whoever
     // follows it sees it end instead of waiting forever.
@@ -103,23 +87,20 @@ pub async fn read_between(
     read_until(client, StartAt::Sequence(from), Some(to), filter, limit).await
 }
 
-async fn read_until(
+/// An ordered consumer of the log from `start` on `filter`'s subjects, for the `reader` named
+/// in errors: it keeps no position on the server and goes when dropped.
+async fn ordered_consumer(
     client: async_nats::Client,
     start: StartAt,
-    until: Option<u64>,
     filter: Option<String>,
-    limit: usize,
-) -> Result<History, SubscribeError> {
-    let failed = |reason: String| SubscribeError::Pull {
-        durable: "(history read)".into(),
-        reason,
-    };
+    reader: &str,
+) -> Result<jetstream::consumer::Consumer<OrderedConfig>, SubscribeError> {
     let stream = jetstream::new(client)
         .get_stream(STREAM)
         .await
         .map_err(|error| SubscribeError::NoStream(error.to_string()))?;
     let (filter_subject, filter_subjects) = filters(filter.as_slice());
-    let mut consumer = stream
+    stream
         .create_consumer(OrderedConfig {
             deliver_policy: deliver_policy(start),
             filter_subject,
@@ -127,12 +108,31 @@ async fn read_until(
             ..Default::default()
         })
         .await
-        .map_err(|error| failed(error.to_string()))?;
+        .map_err(|error| failed(reader, error))
+}
+
+/// A read that failed, in the words of `reader`.
+fn failed(reader: &str, error: impl std::fmt::Display) -> SubscribeError {
+    SubscribeError::Pull {
+        durable: reader.to_owned(),
+        reason: error.to_string(),
+    }
+}
+
+async fn read_until(
+    client: async_nats::Client,
+    start: StartAt,
+    until: Option<u64>,
+    filter: Option<String>,
+    limit: usize,
+) -> Result<History, SubscribeError> {
+    const READER: &str = "(history read)";
+    let mut consumer = ordered_consumer(client, start, filter, READER).await?;
     let mut history = History::default();
     let pending = consumer
         .info()
         .await
-        .map_err(|error| failed(error.to_string()))?
+        .map_err(|error| failed(READER, error))?
         .num_pending;
     if pending == 0 || limit == 0 {
         history.truncated = pending > 0;
@@ -141,10 +141,10 @@ async fn read_until(
     let mut messages = consumer
         .messages()
         .await
-        .map_err(|error| failed(error.to_string()))?;
+        .map_err(|error| failed(READER, error))?;
     while let Some(message) = messages.next().await {
-        let message = message.map_err(|error| failed(error.to_string()))?;
-        let info = message.info().map_err(|error| failed(error.to_string()))?;
+        let message = message.map_err(|error| failed(READER, error))?;
+        let info = message.info().map_err(|error| failed(READER, error))?;
         let (stream_sequence, left) = (info.stream_sequence, info.pending);
         if until.is_some_and(|until| stream_sequence > until) {
             break;
