@@ -23,7 +23,7 @@ use crate::subscriber::{Handler, MessageStream, SubscribeError, Subscriber, next
 /// In order, events are acked cumulatively: one ack for this many events...
 pub const ACK_EVERY: u64 = 64;
 /// ...or for the events handled so far once the stream has been quiet this long.
-const QUIET_ACK_DELAY: Duration = Duration::from_millis(20);
+pub(crate) const QUIET_ACK_DELAY: Duration = Duration::from_millis(20);
 
 impl Subscriber {
     pub(crate) async fn run_in_order<H: Handler, S: FusedFuture<Output = ()>>(

@@ -28,8 +28,9 @@
 //! What it guarantees:
 //! - **At-least-once**: an event is acked only after the handler returned `Ok`. A crash, a
 //!   restart or a lost connection redelivers what was not acked.
-//! - **Retries with backoff**: a [`HandlerError::Transient`] redelivers the event after the
-//!   configured delay; after `max_deliveries` it goes to the dead-letter subject.
+//! - **Retries with backoff**: a [`HandlerError::Transient`] has the event handled again
+//!   after the configured delay (in place, or in its slot when handling concurrently); after
+//!   `max_deliveries` it goes to the dead-letter subject.
 //! - **No poison stalls the stream**: an event that cannot be decoded, that the handler
 //!   rejects ([`HandlerError::Permanent`]) or panics on, is stored on
 //!   `chat2desk.dlq.consumer.{durable}` with the reason, and the next events flow.
@@ -55,6 +56,7 @@
 //! by `event.event_id` so a second write is a no-op (stores of independent facts). Either way,
 //! dropping the state and replaying the stream from the beginning rebuilds it exactly.
 
+mod ack_floor;
 mod attempt;
 mod concurrent;
 mod config;

@@ -202,14 +202,25 @@ impl Subscriber {
     /// With `concurrency` 1 the events are handled strictly in stream order: a transient
     /// failure is retried in place, after the backoff delay, before the next event, and acks are
     /// cumulative (one per [`ACK_EVERY`] events or when the stream goes quiet). With more,
-    /// events are handled concurrently, acked one by one, and a failed one is redelivered
-    /// later by JetStream while the others go on.
+    /// events are handled concurrently: a failed one is retried in its slot while the others
+    /// go on, and acks are cumulative up to the oldest event still in hand (see
+    /// [`crate::concurrent`] for consumers made by earlier versions).
     pub async fn run<H: Handler>(
         self,
         handler: H,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<Arc<Stats>, SubscribeError> {
         let mut shutdown = std::pin::pin!(shutdown.fuse());
+        if let Some(left) = self.left_in_hand() {
+            // A cumulative ack of a new event would cover them: JetStream must deliver them
+            // again first, which it does once their ack_wait is over.
+            tracing::warn!(subscriber = %self.config.durable, left, ack_wait = ?self.config.ack_wait,
+                "events were left unacked by an instance that stopped without finishing them; waiting ack_wait for JetStream to deliver them again before anything new");
+            tokio::select! {
+                () = &mut shutdown => return Ok(Arc::clone(&self.stats)),
+                () = tokio::time::sleep(self.config.ack_wait) => {}
+            }
+        }
         tracing::info!(
             subscriber = %self.config.durable,
             filters = ?self.config.filters,
@@ -221,6 +232,11 @@ impl Subscriber {
         } else {
             self.run_concurrently(Arc::new(handler), &mut shutdown)
                 .await?;
+        }
+        // The last acks are on their way: they reach the server before `run` returns, so
+        // that a process exiting next does not leave its handled events to be delivered again.
+        if let Err(error) = self.jetstream.client().flush().await {
+            tracing::warn!(%error, "the last acks may not have reached NATS; those events will be delivered again");
         }
         tracing::info!(subscriber = %self.config.durable, acked = self.stats.acked(), "subscriber stopped");
         Ok(Arc::clone(&self.stats))
@@ -281,6 +297,27 @@ impl Subscriber {
         matches!(self.source, Source::Durable(_))
     }
 
+    /// Whether one ack confirms every event before it (`AckPolicy::All`): every consumer this
+    /// SDK creates; a concurrent consumer made by an earlier version acks each event alone.
+    pub(crate) fn acks_cumulatively(&self) -> bool {
+        match &self.source {
+            Source::Durable(consumer) => consumer.cached_info().config.ack_policy == AckPolicy::All,
+            Source::Ordered(_) => false,
+        }
+    }
+
+    /// How many events an earlier instance had in hand, unacked, when this consumer was opened
+    /// (it stopped without finishing them: killed, or cut off from NATS).
+    fn left_in_hand(&self) -> Option<usize> {
+        match &self.source {
+            Source::Durable(consumer) if self.acks_cumulatively() => {
+                let left = consumer.cached_info().num_ack_pending;
+                (left > 0).then_some(left)
+            }
+            _ => None,
+        }
+    }
+
     fn in_order(&self) -> bool {
         self.config.concurrency == 1
     }
@@ -329,14 +366,6 @@ pub(crate) async fn next_message(
     }
 }
 
-fn ack_policy(config: &SubscriberConfig) -> AckPolicy {
-    if config.concurrency == 1 {
-        AckPolicy::All
-    } else {
-        AckPolicy::Explicit
-    }
-}
-
 /// Opens the durable consumer, or creates it at the configured start.
 async fn durable(
     stream: &jetstream::stream::Stream,
@@ -349,16 +378,16 @@ async fn durable(
     match stream.get_consumer::<PullConfig>(&config.durable).await {
         Ok(existing) => {
             let policy = existing.cached_info().config.ack_policy;
-            if policy != ack_policy(config) {
+            if config.concurrency == 1 && policy != AckPolicy::All {
+                // Only a concurrent subscriber of an earlier version made it so.
                 return Err(consumer_error(format!(
-                    "it exists with ack policy {policy:?}, made for concurrency {}; reset it \
-                     (Subscriber::reset) or open it with the concurrency it was created with",
-                    if policy == AckPolicy::All {
-                        "1"
-                    } else {
-                        "above 1"
-                    }
+                    "it exists with ack policy {policy:?}, made by an earlier version for \
+                     concurrency above 1; open it with that concurrency, or reset it \
+                     (Subscriber::reset) to read it in order"
                 )));
+            }
+            if policy != AckPolicy::All {
+                tracing::info!(durable = %config.durable, ?policy, "a consumer made by an earlier version: each event is acked alone");
             }
             Ok(existing)
         }
@@ -398,8 +427,8 @@ fn pull_config(config: &SubscriberConfig) -> PullConfig {
         durable_name: Some(config.durable.clone()),
         description: Some("c2d-subscriber".to_owned()),
         deliver_policy: deliver_policy(config.start_at),
-        // In order, one ack confirms every event before it; concurrently, each its own.
-        ack_policy: ack_policy(config),
+        // One ack confirms every event before it, in order or not (see crate::ack_floor).
+        ack_policy: AckPolicy::All,
         ack_wait: config.ack_wait,
         // The subscriber counts deliveries itself and dead-letters at its own limit, so the
         // server never silently gives up on an event.

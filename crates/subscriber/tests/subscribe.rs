@@ -32,6 +32,12 @@ where
         .expect("subscriber runs")
 }
 
+/// The `CHAT2DESK` stream, to read its consumers' state.
+async fn events_stream(pipeline: &Pipeline) -> async_nats::jetstream::stream::Stream {
+    let jetstream = pipeline.nats.jetstream().await;
+    jetstream.get_stream("CHAT2DESK").await.unwrap()
+}
+
 fn fast_retries(durable: &str) -> SubscriberConfig {
     SubscriberConfig::new(durable).backoff(vec![Duration::from_millis(50)])
 }
@@ -139,6 +145,81 @@ async fn a_transient_failure_is_retried_and_then_succeeds() {
         (stats.acked(), stats.retried(), stats.dead_lettered()),
         (3, 1, 0)
     );
+}
+
+#[tokio::test]
+async fn concurrently_a_failed_event_is_retried_in_its_slot_and_acked_with_the_rest() {
+    let pipeline = Pipeline::start().await;
+    for n in 0..20 {
+        pipeline.post(inbox(n)).await;
+    }
+    // (stream sequence, delivered) in the order the handler saw them.
+    let seen = Arc::new(Mutex::new(Vec::<(u64, u64)>::new()));
+    let done = Arc::new(Notify::new());
+    let (seen_in, done_in) = (seen.clone(), done.clone());
+    let stats = run_until(
+        &pipeline,
+        fast_retries("flaky-concurrent").concurrency(4),
+        done,
+        move |delivery: Delivery| {
+            let (seen, done) = (seen_in.clone(), done_in.clone());
+            async move {
+                let mut seen = seen.lock().unwrap();
+                seen.push((delivery.stream_sequence, delivery.delivered));
+                if delivery.stream_sequence == 2 && delivery.delivered < 3 {
+                    return Err(HandlerError::transient("database unreachable"));
+                }
+                let handled: BTreeSet<u64> = seen
+                    .iter()
+                    .filter(|(sequence, delivered)| *sequence != 2 || *delivered == 3)
+                    .map(|(sequence, _)| *sequence)
+                    .collect();
+                if handled.len() == 20 {
+                    done.notify_one();
+                }
+                Ok(())
+            }
+        },
+    )
+    .await;
+    let seen = seen.lock().unwrap().clone();
+    let attempts_of_2: Vec<u64> = seen
+        .iter()
+        .filter(|(sequence, _)| *sequence == 2)
+        .map(|(_, delivered)| *delivered)
+        .collect();
+    assert_eq!(attempts_of_2, [1, 2, 3], "retried in its slot");
+    let before_2_succeeded = seen.iter().position(|&seen| seen == (2, 3)).unwrap();
+    assert!(
+        seen[..before_2_succeeded]
+            .iter()
+            .any(|(sequence, _)| *sequence > 5),
+        "the other slots went on while event 2 waited: {seen:?}"
+    );
+    assert_eq!(
+        (stats.acked(), stats.retried(), stats.dead_lettered()),
+        (20, 2, 0)
+    );
+    let stream = events_stream(&pipeline).await;
+    // The last ack reached the server before `run` returned; JetStream applies it right after.
+    c2d_testkit::eventually(
+        "every event acked, event 2 too",
+        Duration::from_secs(5),
+        || {
+            let stream = stream.clone();
+            async move {
+                let info = stream
+                    .consumer_info("flaky-concurrent")
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let floor = (info.ack_floor.stream_sequence, info.num_ack_pending);
+                (floor == (20, 0))
+                    .then_some(())
+                    .ok_or(format!("ack floor and pending: {floor:?}"))
+            }
+        },
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -449,13 +530,7 @@ async fn a_handler_that_keeps_its_position_reads_in_order_and_resumes_after_it()
         60 - after,
         "counted as handled, without acks"
     );
-    let stream = pipeline
-        .nats
-        .jetstream()
-        .await
-        .get_stream("CHAT2DESK")
-        .await
-        .unwrap();
+    let stream = events_stream(&pipeline).await;
     assert!(
         stream.consumer_info("self-positioned").await.is_err(),
         "no durable was created"
@@ -463,15 +538,28 @@ async fn a_handler_that_keeps_its_position_reads_in_order_and_resumes_after_it()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_consumer_killed_mid_batch_loses_nothing_its_events_come_again() {
+async fn a_concurrent_consumer_killed_mid_batch_loses_nothing_its_events_come_again() {
+    killed_mid_batch("killable", 8).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_in_order_consumer_killed_mid_batch_loses_nothing_its_events_come_again() {
+    killed_mid_batch("killable-in-order", 1).await;
+}
+
+/// Kills a subscriber with events in hand and handled but not acked yet, and starts another
+/// instance of the same durable: every event is handled, none lost. (With cumulative acks, the
+/// new instance's first ack would cover what the killed one had in hand, were they not
+/// delivered again first.)
+async fn killed_mid_batch(durable: &str, concurrency: usize) {
     let pipeline = Pipeline::start().await;
     for n in 0..200 {
         pipeline.post(inbox(n)).await;
     }
     let finished = Arc::new(Mutex::new(Vec::<u64>::new()));
     let started = Arc::new(Mutex::new(0usize));
-    let config = SubscriberConfig::new("killable")
-        .concurrency(8)
+    let config = SubscriberConfig::new(durable)
+        .concurrency(concurrency)
         .batch(16)
         .ack_wait(Duration::from_secs(1));
     let handler = |finished: Arc<Mutex<Vec<u64>>>, started: Arc<Mutex<usize>>| {
