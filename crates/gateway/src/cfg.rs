@@ -10,6 +10,7 @@
 //! | `GATEWAY_PUBLISH_TIMEOUT_MS` | `2000` | how long a request waits for JetStream's ack before answering 503 |
 //! | `GATEWAY_STREAM_REPLICAS` | `1` | replicas of the `CHAT2DESK` stream (3 on a NATS cluster) |
 //! | `GATEWAY_DUPLICATE_WINDOW_SECS` | `21600` | how long a retried delivery is recognised; at least 3 h to cover Chat2Desk's retries (10 s, 5 min, 2 h), 6 h covers the 5 h until it disables a webhook |
+//! | `GATEWAY_PARTITIONS` | `0` | partitions of `CHAT2DESK_PARTITIONED`, the copy of the log that services running several replicas read (docs/scaling.md); `0`: no such copy. Chosen once: a new count needs that stream deleted, and it is filled again from the log |
 //! | `GATEWAY_STREAM_MAX_AGE_DAYS` | `0` | drop events older than this; 0 keeps the log forever |
 //! | `GATEWAY_SHUTDOWN_GRACE_SECS` | `25` | how long a stopping gateway (SIGTERM) takes to finish the requests in flight and forward its spool; it answers 503 to new deliveries meanwhile, and what the spool still holds after it stays on disk for the next start (the pod's `terminationGracePeriodSeconds` must exceed its preStop sleep plus this) |
 //! | `GATEWAY_SPOOL_DIR` | `data/gateway/spool` | where events wait, on disk, when JetStream cannot take them (they are answered 2xx and forwarded later); `off`: answer 503 instead |
@@ -94,6 +95,8 @@ pub struct StreamSettings {
     pub duplicate_window: Duration,
     /// `Duration::ZERO` keeps events forever.
     pub max_age: Duration,
+    /// Partitions of the partitioned copy of the log; 0: none.
+    pub partitions: u32,
 }
 
 impl Default for StreamSettings {
@@ -102,6 +105,7 @@ impl Default for StreamSettings {
             replicas: DEFAULT_STREAM_REPLICAS,
             duplicate_window: DEFAULT_DUPLICATE_WINDOW,
             max_age: Duration::ZERO,
+            partitions: 0,
         }
     }
 }
@@ -189,6 +193,12 @@ impl Config {
                             "a number of days; 0 keeps events forever",
                         )?,
                 ),
+                partitions: parse(
+                    &get,
+                    "GATEWAY_PARTITIONS",
+                    0u32,
+                    "a number of partitions, e.g. 16; 0 for none",
+                )?,
             },
             shutdown_grace: Duration::from_secs(parse(
                 &get,

@@ -13,10 +13,13 @@ use std::time::{Duration, Instant};
 use async_nats::connection::State;
 use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::message::PublishMessage;
-use async_nats::jetstream::stream::{Config as StreamConfig, StorageType};
+use async_nats::jetstream::stream::{
+    Config as StreamConfig, Source, StorageType, SubjectTransform,
+};
 use async_nats::jetstream::{self, Context};
 use bytes::Bytes;
 use c2d_proto::events::{DLQ_STREAM, DLQ_STREAM_SUBJECTS, STREAM, STREAM_SUBJECTS};
+use c2d_proto::partitions::{PARTITIONED_STREAM, partition_transform};
 use c2d_subscriber::connect::NatsCredentials;
 use c2d_telemetry::TRACEPARENT;
 
@@ -160,7 +163,7 @@ impl EventLog {
         }))
     }
 
-    /// Creates both streams, or updates them to the configured settings.
+    /// Creates the streams, or updates them to the configured settings.
     pub async fn ensure_streams(&self) -> Result<(), StreamError> {
         for (name, subjects, description) in [
             (
@@ -174,26 +177,68 @@ impl EventLog {
                 "Chat2Desk deliveries the gateway could not decode",
             ),
         ] {
-            let config = StreamConfig {
-                name: name.to_owned(),
-                description: Some(description.to_owned()),
-                subjects: vec![subjects.to_owned()],
-                storage: StorageType::File,
-                num_replicas: self.settings.replicas,
-                duplicate_window: self.settings.duplicate_window,
-                max_age: self.settings.max_age,
-                allow_direct: true,
+            self.ensure_stream(
+                name,
+                description.to_owned(),
+                StreamConfig {
+                    subjects: vec![subjects.to_owned()],
+                    duplicate_window: self.settings.duplicate_window,
+                    ..Default::default()
+                },
+            )
+            .await?;
+        }
+        if self.settings.partitions > 0 {
+            // The partitioned copy of the log (c2d_proto::partitions): sourced from the log,
+            // so the gateway publishes each event once and nats-server files it a second time.
+            let (source, destination) = partition_transform(self.settings.partitions);
+            let description = format!(
+                "Every event of {STREAM} again, by tenant partition (of {})",
+                self.settings.partitions
+            );
+            let source = Source {
+                name: STREAM.to_owned(),
+                subject_transforms: vec![SubjectTransform {
+                    source,
+                    destination,
+                }],
                 ..Default::default()
             };
-            self.jetstream
-                .create_or_update_stream(config)
-                .await
-                .map_err(|source| StreamError::Create {
-                    stream: name,
-                    source,
-                })?;
+            let config = StreamConfig {
+                sources: Some(vec![source]),
+                ..Default::default()
+            };
+            self.ensure_stream(PARTITIONED_STREAM, description, config)
+                .await?;
         }
         self.streams_ready.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Creates or updates stream `name` from `config`, with what every stream of the log has:
+    /// on disk, the configured replicas and age, direct gets.
+    async fn ensure_stream(
+        &self,
+        name: &'static str,
+        description: String,
+        config: StreamConfig,
+    ) -> Result<(), StreamError> {
+        let config = StreamConfig {
+            name: name.to_owned(),
+            description: Some(description),
+            storage: StorageType::File,
+            num_replicas: self.settings.replicas,
+            max_age: self.settings.max_age,
+            allow_direct: true,
+            ..config
+        };
+        self.jetstream
+            .create_or_update_stream(config)
+            .await
+            .map_err(|source| StreamError::Create {
+                stream: name,
+                source,
+            })?;
         Ok(())
     }
 

@@ -489,3 +489,72 @@ async fn health_and_readiness_follow_nats() {
         "the process itself is fine"
     );
 }
+
+#[tokio::test]
+async fn with_partitions_every_event_is_filed_again_in_its_tenants_partition() {
+    use c2d_proto::partitions::{PARTITIONED_STREAM, partition_of};
+    const PARTITIONS: u32 = 8;
+    let nats = NatsServer::start().await.expect("nats-server starts");
+    let tenants: Vec<String> = (0..50).map(|n| format!("tenant-{n}")).collect();
+    let tokens: Vec<String> = tenants.iter().map(|t| format!("{t}={t}-secret")).collect();
+    let gateway = GatewayProcess::start(
+        GATEWAY,
+        &nats,
+        &[
+            ("GATEWAY_TOKENS", tokens.join(",")),
+            ("GATEWAY_PARTITIONS", PARTITIONS.to_string()),
+        ],
+    )
+    .await
+    .expect("gateway starts");
+    for (n, tenant) in tenants.iter().enumerate() {
+        let url = gateway.hook_url(tenant, &format!("{tenant}-secret"));
+        let answer = http::post_json(&url, c2d_testkit::inbox(n as u64))
+            .await
+            .unwrap();
+        assert_eq!(answer.status, 200, "{}", answer.text());
+    }
+    let jetstream = nats.jetstream().await;
+    c2d_testkit::eventually(
+        "every event filed in the partitioned stream",
+        std::time::Duration::from_secs(30),
+        || {
+            let jetstream = jetstream.clone();
+            async move {
+                let filed = stream_messages(&jetstream, PARTITIONED_STREAM)
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .len();
+                (filed == 50).then_some(()).ok_or(format!("{filed} filed"))
+            }
+        },
+    )
+    .await;
+    let log = stream_messages(&jetstream, STREAM).await.unwrap();
+    let partitioned = stream_messages(&jetstream, PARTITIONED_STREAM)
+        .await
+        .unwrap();
+    let mut partitions_used = std::collections::BTreeSet::new();
+    for (original, filed) in log.iter().zip(&partitioned) {
+        let tokens: Vec<&str> = filed.subject.split('.').collect();
+        let ["chat2desk", "partitioned", partition, tenant, "inbox"] = tokens[..] else {
+            panic!("unexpected subject {}", filed.subject);
+        };
+        assert_eq!(
+            partition,
+            partition_of(tenant, PARTITIONS).to_string(),
+            "nats-server and partition_of agree for {tenant}"
+        );
+        assert_eq!(
+            original.subject.as_str(),
+            format!("chat2desk.events.{tenant}.inbox"),
+            "in the log's order"
+        );
+        assert_eq!(original.payload, filed.payload);
+        partitions_used.insert(partition.to_owned());
+    }
+    assert!(
+        partitions_used.len() > 4,
+        "50 tenants spread: {partitions_used:?}"
+    );
+}

@@ -10,6 +10,7 @@ pub mod analytics;
 pub mod crm;
 pub mod events;
 pub mod hints;
+pub mod partitions;
 
 /// The encoded `FileDescriptorSet` of every package, for gRPC reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/descriptors.bin"));

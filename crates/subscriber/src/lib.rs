@@ -66,6 +66,7 @@ mod delivery;
 pub mod history;
 mod in_order;
 pub mod metrics;
+pub mod ownership;
 mod subscriber;
 
 pub use attempt::REPLAY_PENDING;
