@@ -31,8 +31,32 @@ impl Pipeline {
         .await
     }
 
+    /// As [`Pipeline::start`], with the gateway also filing events by tenant partition
+    /// (`GATEWAY_PARTITIONS`), for `tenants` tenants named `tenant-{n}`.
+    pub async fn start_partitioned(partitions: u32, tenants: usize) -> Pipeline {
+        let tokens: Vec<String> = (0..tenants)
+            .map(|n| format!("tenant-{n}=tenant-{n}-secret-1"))
+            .collect();
+        let gateway_env = [
+            ("GATEWAY_TOKENS", tokens.join(",")),
+            ("GATEWAY_PARTITIONS", partitions.to_string()),
+        ];
+        let nats = NatsServer::start().await.expect("nats-server starts");
+        Self::start_with(nats, &gateway_env).await
+    }
+
     async fn start_on(nats: NatsServer) -> Pipeline {
+        Self::start_with(nats, &[]).await
+    }
+
+    /// The gateway with the test settings, and `gateway_env` over them.
+    async fn start_with(nats: NatsServer, gateway_env: &[(&str, String)]) -> Pipeline {
+        let overridden = |name: &str| {
+            let set = gateway_env.iter().find(|(set, _)| *set == name);
+            set.map(|(_, value)| value.clone())
+        };
         let config = Config::from_lookup(|name| match name {
+            name if overridden(name).is_some() => overridden(name),
             "GATEWAY_TOKENS" => Some(TENANTS.to_owned()),
             "GATEWAY_SPOOL_DIR" | "GATEWAY_HINTS_URL" => Some("off".to_owned()),
             "GATEWAY_TENANT_RATE" | "GATEWAY_TENANT_BURST" => Some("1000000".to_owned()),

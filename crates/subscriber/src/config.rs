@@ -2,7 +2,8 @@
 
 use std::time::{Duration, SystemTime};
 
-use c2d_proto::events::STREAM_SUBJECTS;
+use c2d_proto::events::{STREAM, STREAM_SUBJECTS};
+use c2d_proto::partitions::{PARTITIONED_STREAM, partition_filter};
 
 /// Where a new durable consumer starts reading. An existing durable resumes where it stopped,
 /// whatever this says; [`crate::Subscriber::reset`] drops it to start over.
@@ -38,6 +39,9 @@ pub struct SubscriberConfig {
     pub durable: String,
     /// Subject filters, e.g. `chat2desk.events.*.outbox_status`; default all events.
     pub filters: Vec<String>,
+    /// The stream read: `CHAT2DESK`, or `CHAT2DESK_PARTITIONED` for one partition of it
+    /// ([`SubscriberConfig::partition`]).
+    pub stream: String,
     pub start_at: StartAt,
     /// Deliveries of one event before it goes to the dead-letter subject.
     pub max_deliveries: u64,
@@ -69,6 +73,7 @@ impl SubscriberConfig {
         SubscriberConfig {
             durable: durable.into(),
             filters: vec![STREAM_SUBJECTS.to_owned()],
+            stream: STREAM.to_owned(),
             start_at: StartAt::Beginning,
             max_deliveries: DEFAULT_MAX_DELIVERIES,
             backoff: vec![
@@ -92,6 +97,15 @@ impl SubscriberConfig {
         S: Into<String>,
     {
         self.filters = filters.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Only the events of one partition, from the partitioned copy of the log
+    /// (c2d_proto::partitions): how a replica reads a partition it owns
+    /// ([`crate::ownership`]).
+    pub fn partition(mut self, partition: u32) -> Self {
+        self.stream = PARTITIONED_STREAM.to_owned();
+        self.filters = vec![partition_filter(partition)];
         self
     }
 

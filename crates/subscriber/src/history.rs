@@ -98,7 +98,9 @@ async fn ordered_consumer(
     let stream = jetstream::new(client)
         .get_stream(STREAM)
         .await
-        .map_err(|error| SubscribeError::NoStream(error.to_string()))?;
+        .map_err(|error| {
+            SubscribeError::NoStream(format!("stream {STREAM} not found ({error})"))
+        })?;
     let (filter_subject, filter_subjects) = filters(filter.as_slice());
     stream
         .create_consumer(OrderedConfig {

@@ -67,6 +67,7 @@ pub mod history;
 mod in_order;
 pub mod metrics;
 pub mod ownership;
+pub mod partition_readers;
 mod subscriber;
 
 pub use attempt::REPLAY_PENDING;

@@ -11,6 +11,7 @@ use async_nats::jetstream;
 use async_nats::jetstream::consumer::pull::{Config as PullConfig, OrderedConfig};
 use async_nats::jetstream::consumer::{AckPolicy, DeliverPolicy, PullConsumer};
 use c2d_proto::events::{STREAM, STREAM_SUBJECTS};
+use c2d_proto::partitions::PARTITIONED_STREAM;
 use futures_util::{FutureExt as _, Stream, StreamExt as _};
 
 use crate::config::{Position, StartAt, SubscriberConfig};
@@ -38,7 +39,7 @@ pub enum SubscribeError {
     #[error("invalid subscriber configuration: {0}")]
     Config(String),
     #[error(
-        "stream {STREAM} not found: start c2d-gateway once (it creates the stream) or check NATS_URL ({0})"
+        "{0}: start c2d-gateway once (it creates the streams, and {PARTITIONED_STREAM} when GATEWAY_PARTITIONS is set) or check NATS_URL"
     )]
     NoStream(String),
     #[error("cannot create the durable consumer {durable}: {reason}")]
@@ -175,10 +176,9 @@ impl Subscriber {
     /// `StartAt` again: how a projection is dropped and rebuilt from the log.
     pub async fn reset(client: async_nats::Client, durable: &str) -> Result<(), SubscribeError> {
         let jetstream = jetstream::new(client);
-        let stream = jetstream
-            .get_stream(STREAM)
-            .await
-            .map_err(|error| SubscribeError::NoStream(error.to_string()))?;
+        let stream = jetstream.get_stream(STREAM).await.map_err(|error| {
+            SubscribeError::NoStream(format!("stream {STREAM} not found ({error})"))
+        })?;
         if stream.consumer_info(durable).await.is_ok() {
             stream
                 .delete_consumer(durable)
@@ -337,22 +337,27 @@ async fn stream(
     let deadline = tokio::time::Instant::now() + config.stream_wait;
     let mut waiting = false;
     loop {
-        match jetstream.get_stream(STREAM).await {
+        match jetstream.get_stream(&config.stream).await {
             Ok(stream) => {
                 if waiting {
-                    tracing::info!(subscriber = %config.durable, "stream {STREAM} is there");
+                    tracing::info!(subscriber = %config.durable, stream = %config.stream, "the stream is there");
                 }
                 return Ok(stream);
             }
             Err(error) if tokio::time::Instant::now() < deadline => {
                 if !waiting {
                     tracing::warn!(subscriber = %config.durable, %error, wait = ?config.stream_wait,
-                        "stream {STREAM} is not there yet; waiting for c2d-gateway to create it");
+                        stream = %config.stream, "the stream is not there yet; waiting for c2d-gateway to create it");
                     waiting = true;
                 }
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
-            Err(error) => return Err(SubscribeError::NoStream(error.to_string())),
+            Err(error) => {
+                return Err(SubscribeError::NoStream(format!(
+                    "stream {} not found ({error})",
+                    config.stream
+                )));
+            }
         }
     }
 }

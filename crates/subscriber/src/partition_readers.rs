@@ -1,0 +1,85 @@
+//! One reader per partition this replica owns, started and stopped as ownership moves.
+//!
+//! A partition leaving the owned set must stop being read before its lease can lapse and
+//! another replica claims it ([`crate::ownership`]): its reader is told to stop, and the
+//! partition counts as let go once the reader has finished the events in hand and returned.
+//! At shutdown every reader stops the same way, and only then are the leases released, so the
+//! other replicas take the partitions over at once and never while this one still reads them.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+
+use futures_util::FutureExt as _;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::ownership::Ownership;
+
+/// Completes when the partition's reader must stop (the partition moved, or the replica
+/// stops): pass it as the `shutdown` of [`crate::Subscriber::run`].
+pub type PartitionStop =
+    futures_util::future::Map<oneshot::Receiver<()>, fn(Result<(), oneshot::error::RecvError>)>;
+
+/// Keeps `ownership`'s leases and runs `read(partition, stop)` for each owned partition until
+/// `shutdown` completes; then stops every reader and releases the leases.
+pub async fn read_owned_partitions<R, F>(
+    ownership: Ownership,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    mut read: R,
+) where
+    R: FnMut(u32, PartitionStop) -> F,
+    F: Future<Output = ()> + Send + 'static,
+{
+    let mut owned = ownership.owned();
+    let (stop_leases, leases_stopped) = oneshot::channel::<()>();
+    let keeper = ownership.clone();
+    let leases = tokio::spawn(async move {
+        keeper
+            .run(async move {
+                let _ = leases_stopped.await;
+            })
+            .await;
+    });
+    let mut readers: BTreeMap<u32, (oneshot::Sender<()>, JoinHandle<()>)> = BTreeMap::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let wanted = owned.borrow_and_update().clone();
+        let gone: Vec<u32> = readers
+            .keys()
+            .filter(|partition| !wanted.contains(partition))
+            .copied()
+            .collect();
+        for partition in gone {
+            if let Some(reader) = readers.remove(&partition) {
+                stop(partition, reader).await;
+            }
+        }
+        for &partition in &wanted {
+            readers.entry(partition).or_insert_with(|| {
+                let (stop, stopped) = oneshot::channel();
+                let stopped: PartitionStop = stopped.map(|_| ());
+                tracing::info!(partition, "reading a partition");
+                (stop, tokio::spawn(read(partition, stopped)))
+            });
+        }
+        tokio::select! {
+            () = &mut shutdown => break,
+            changed = owned.changed() => if changed.is_err() { break },
+        }
+    }
+    for (partition, reader) in std::mem::take(&mut readers) {
+        stop(partition, reader).await;
+    }
+    let _ = stop_leases.send(());
+    let _ = leases.await;
+    ownership.release().await;
+}
+
+/// Tells a partition's reader to stop, and waits until it has.
+async fn stop(partition: u32, (stop, reader): (oneshot::Sender<()>, JoinHandle<()>)) {
+    let _ = stop.send(());
+    if let Err(error) = reader.await {
+        tracing::error!(partition, %error, "a partition's reader failed");
+    }
+    tracing::info!(partition, "partition let go");
+}
