@@ -8,6 +8,7 @@
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use c2d_analytics::partitioned::Projections;
 use c2d_analytics::projection::Projection;
 use c2d_analytics::service::AnalyticsGrpc;
 use c2d_analytics::{Analytics, Config};
@@ -182,7 +183,7 @@ async fn query_latency(events: u64) -> anyhow::Result<(f64, f64, usize)> {
     let (_stop_tx, stop) = watch::channel(false);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    let service = AnalyticsGrpc::new(projection, minutes, stop);
+    let service = AnalyticsGrpc::new(Projections::Whole(projection), minutes, stop);
     tokio::spawn(c2d_proto::server::serve(
         listener,
         c2d_proto::analytics::AnalyticsServiceServer::new(service),

@@ -7,6 +7,10 @@
 //! | `ANALYTICS_METRICS_ADDR` | `127.0.0.1:9152` | where `/metrics` (Prometheus) and `/healthz` are served; `off` for none |
 //! | `ANALYTICS_DATA_DIR` | `data/analytics` | where snapshots are kept |
 //! | `ANALYTICS_SNAPSHOT_SECS` | `30` | how often the projection is saved (and at shutdown) |
+//! | `ANALYTICS_PARTITIONS` | `0` | `0`: this replica reads the whole log and holds every tenant. Otherwise the gateway's `GATEWAY_PARTITIONS`: replicas share the partitions of `CHAT2DESK_PARTITIONED` and answer for any tenant, forwarding to its owner (docs/scaling.md) |
+//! | `ANALYTICS_REPLICA` | `HOSTNAME`, else `analytics` | this replica's name among the others (the pod's name; stable, so its partitions come back to it) |
+//! | `ANALYTICS_ADVERTISE_ADDR` | `ANALYTICS_GRPC_ADDR` | where the other replicas reach this one's AnalyticsService (the pod's address and port) |
+//! | `ANALYTICS_LEASE_SECS` | `15` | how long a partition stays with a replica that stopped renewing it |
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -29,6 +33,11 @@ pub struct Config {
     pub metrics_addr: Option<SocketAddr>,
     pub data_dir: PathBuf,
     pub snapshot_interval: Duration,
+    /// 0: the whole log in this replica.
+    pub partitions: u32,
+    pub replica: String,
+    pub advertise_addr: String,
+    pub lease: Duration,
 }
 
 /// A configuration value that cannot be used.
@@ -67,6 +76,23 @@ impl Config {
                 .unwrap_or_else(|| DEFAULT_DATA_DIR.to_owned())
                 .into(),
             snapshot_interval,
+            partitions: env.parse(
+                "ANALYTICS_PARTITIONS",
+                0,
+                "the gateway's GATEWAY_PARTITIONS, e.g. 16, or 0 for the whole log",
+            )?,
+            replica: env
+                .get("ANALYTICS_REPLICA")
+                .or_else(|| env.get("HOSTNAME"))
+                .unwrap_or_else(|| "analytics".to_owned()),
+            advertise_addr: env
+                .get("ANALYTICS_ADVERTISE_ADDR")
+                .unwrap_or_else(|| grpc_addr.to_string()),
+            lease: Duration::from_secs(env.positive(
+                "ANALYTICS_LEASE_SECS",
+                c2d_subscriber::ownership::DEFAULT_LEASE.as_secs(),
+                "a positive number of seconds, e.g. 15",
+            )?),
         })
     }
 }

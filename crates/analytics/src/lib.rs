@@ -13,6 +13,7 @@
 //! - [`sketch`]: the mergeable quantile sketch (1% relative error).
 //! - [`snapshot`]: the projection on disk, so restarts replay little.
 //! - [`query`], [`service`], [`error`]: the gRPC surface and its validation.
+//! - [`partitioned`]: the tenants of the partitions a replica owns, when several share them.
 //! - [`runner`]: the running service; [`cfg`]: its configuration; [`metrics`]: what it
 //!   counts, for Prometheus; [`allocator`]: the one allocator setting a projection needs.
 
@@ -21,6 +22,7 @@ pub mod allocator;
 pub mod cfg;
 pub mod error;
 pub mod metrics;
+pub mod partitioned;
 pub mod projection;
 pub mod query;
 pub mod requests;

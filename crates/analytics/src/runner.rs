@@ -15,15 +15,20 @@ use c2d_proto::analytics::AnalyticsServiceServer;
 use c2d_proto::analytics::v1::MinuteUpdate;
 use c2d_proto::server::Serving;
 use c2d_subscriber::{
-    Delivery, HandlerError, StartAt, SubscribeError, Subscriber, SubscriberConfig,
+    Delivery, Handler, HandlerError, StartAt, SubscribeError, Subscriber, SubscriberConfig,
 };
 use c2d_telemetry::shutdown::{stop_flag, stopped};
 use prost_types::Timestamp;
 use tokio::net::TcpListener;
 use tokio::sync::{broadcast, watch};
 
+use c2d_subscriber::Stats;
+use c2d_subscriber::ownership::{Ownership, OwnershipConfig, OwnershipError};
+use c2d_subscriber::partition_readers::read_owned_partitions;
+
 use crate::aggregates::Measure;
 use crate::cfg::Config;
+use crate::partitioned::{PartitionReader, Partitions, Projections};
 use crate::projection::Projection;
 use crate::service::AnalyticsGrpc;
 use crate::snapshot::{SnapshotError, SnapshotStore};
@@ -44,6 +49,8 @@ pub enum AnalyticsError {
     Serve(#[from] c2d_proto::server::ServeError),
     #[error(transparent)]
     Metrics(#[from] c2d_telemetry::startup::StartupError),
+    #[error(transparent)]
+    Ownership(#[from] OwnershipError),
 }
 
 /// c2d-analytics, ready to run.
@@ -62,16 +69,7 @@ impl Analytics {
             store.delete()?;
             tracing::info!("rebuilding: the whole stream will be replayed");
         }
-        // A snapshot is a cache of the log: one this version cannot read is rebuilt from the log.
-        let projection = match store.load() {
-            Ok(projection) => projection.unwrap_or_default(),
-            Err(SnapshotError::Format { path }) => {
-                tracing::warn!(path = %path.display(), "the snapshot is from another version; rebuilding from the whole stream");
-                store.delete()?;
-                Projection::default()
-            }
-            Err(error) => return Err(error.into()),
-        };
+        let projection = load_snapshot(&store)?;
         if projection.last_sequence > 0 {
             tracing::info!(
                 sequence = projection.last_sequence,
@@ -103,6 +101,9 @@ impl Analytics {
         let stop = stop_flag(shutdown);
 
         let client = c2d_subscriber::connect("c2d-analytics", &self.config.nats_url).await?;
+        if self.config.partitions > 0 {
+            return self.run_partitioned(client, listener, stop).await;
+        }
         // The projection keeps its position (the snapshot's sequence): every replica reads the
         // whole log for itself, in order, with no consumer state on the server.
         let after = read(&self.projection).last_sequence;
@@ -130,7 +131,8 @@ impl Analytics {
         let serving = Serving::default()
             .ready(async move { stats.caught_up().await })
             .metrics(grpc_metrics);
-        let service = AnalyticsGrpc::new(self.projection(), self.minutes.clone(), stop.clone());
+        let projections = Projections::Whole(self.projection());
+        let service = AnalyticsGrpc::new(projections, self.minutes.clone(), stop.clone());
         let grpc = tokio::spawn(c2d_proto::server::serve(
             listener,
             AnalyticsServiceServer::new(service),
@@ -152,18 +154,9 @@ impl Analytics {
             tokio::spawn(log_progress(self.projection(), stop.clone())),
         ];
 
-        let projection = self.projection();
-        let handler = move |delivery: Delivery| {
-            let projection = Arc::clone(&projection);
-            async move {
-                projection
-                    .write()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .apply(delivery.stream_sequence, &delivery.event);
-                Ok::<(), HandlerError>(())
-            }
-        };
-        let consumed = subscriber.run(handler, stopped(stop.clone())).await;
+        let consumed = subscriber
+            .run(applying(self.projection()), stopped(stop.clone()))
+            .await;
 
         for task in background {
             let _ = task.await;
@@ -176,12 +169,96 @@ impl Analytics {
     }
 }
 
+impl Analytics {
+    /// As [`Analytics::run`], holding only the partitions this replica owns, and answering for
+    /// the other tenants through their owners (docs/scaling.md).
+    async fn run_partitioned(
+        self,
+        client: async_nats::Client,
+        listener: TcpListener,
+        stop: watch::Receiver<bool>,
+    ) -> Result<(), AnalyticsError> {
+        let config = &self.config;
+        let mut leases = OwnershipConfig::new(
+            SUBSCRIBER,
+            &config.replica,
+            &config.advertise_addr,
+            config.partitions,
+        );
+        leases.lease = config.lease;
+        let ownership = Ownership::join(client.clone(), leases).await?;
+        let partitions = Arc::new(Partitions::new(config.partitions, ownership));
+        tracing::info!(partitions = config.partitions, replica = %config.replica, address = %config.advertise_addr, "sharing the partitions with the other replicas");
+
+        // No single consumer to report: each partition's reader is its own.
+        let (registry, grpc_metrics) = crate::metrics::registry(Arc::new(Stats::default()));
+        c2d_telemetry::metrics::spawn(
+            config.metrics_addr,
+            "ANALYTICS_METRICS_ADDR",
+            registry,
+            stopped(stop.clone()),
+        )
+        .await?;
+        let projections = Projections::Partitioned(Arc::clone(&partitions));
+        let service = AnalyticsGrpc::new(projections, self.minutes.clone(), stop.clone());
+        let grpc = tokio::spawn(c2d_proto::server::serve(
+            listener,
+            AnalyticsServiceServer::new(service),
+            Serving::default().metrics(grpc_metrics),
+            stopped(stop.clone()),
+        ));
+        let reader = PartitionReader {
+            partitions: Arc::clone(&partitions),
+            client,
+            data_dir: config.data_dir.clone(),
+            snapshot_interval: config.snapshot_interval,
+            minutes: self.minutes.clone(),
+        };
+        read_owned_partitions(
+            partitions.ownership(),
+            stopped(stop.clone()),
+            move |partition, stop| reader.clone().read(partition, stop),
+        )
+        .await;
+        Ok(c2d_proto::server::drain(grpc).await?)
+    }
+}
+
+/// The subscriber's handler: each event folded into `projection`, under its write lock (in
+/// the returned future, where the subscriber catches a panic and dead-letters the event).
+pub(crate) fn applying(projection: Arc<RwLock<Projection>>) -> impl Handler {
+    move |delivery: Delivery| {
+        let projection = Arc::clone(&projection);
+        async move {
+            projection
+                .write()
+                .unwrap_or_else(PoisonError::into_inner)
+                .apply(delivery.stream_sequence, &delivery.event);
+            Ok::<(), HandlerError>(())
+        }
+    }
+}
+
+/// The projection a snapshot holds, or an empty one. A snapshot is a cache of the log: one this
+/// version cannot read is deleted, and rebuilt from the log.
+pub(crate) fn load_snapshot(store: &SnapshotStore) -> Result<Projection, SnapshotError> {
+    match store.load() {
+        Ok(projection) => Ok(projection.unwrap_or_default()),
+        Err(SnapshotError::Format { path }) => {
+            tracing::warn!(path = %path.display(), "the snapshot is from another version; rebuilding from the log");
+            store.delete()?;
+            Ok(Projection::default())
+        }
+        Err(error) => Err(error),
+    }
+}
+
 fn read(projection: &RwLock<Projection>) -> std::sync::RwLockReadGuard<'_, Projection> {
     projection.read().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Saves the projection: encoded under the read lock, written to disk after.
-fn save(store: &SnapshotStore, projection: &RwLock<Projection>) -> Option<u64> {
+pub(crate) fn save(store: &SnapshotStore, projection: &RwLock<Projection>) -> Option<u64> {
     let (sequence, bytes) = {
         let projection = read(projection);
         (projection.last_sequence, SnapshotStore::encode(&projection))
@@ -198,7 +275,7 @@ fn save(store: &SnapshotStore, projection: &RwLock<Projection>) -> Option<u64> {
     }
 }
 
-async fn save_periodically(
+pub(crate) async fn save_periodically(
     store: SnapshotStore,
     projection: Arc<RwLock<Projection>>,
     interval: Duration,
@@ -226,7 +303,7 @@ async fn save_periodically(
     }
 }
 
-async fn broadcast_minutes(
+pub(crate) async fn broadcast_minutes(
     projection: Arc<RwLock<Projection>>,
     minutes: broadcast::Sender<MinuteUpdate>,
     stop: watch::Receiver<bool>,

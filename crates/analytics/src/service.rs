@@ -1,8 +1,9 @@
-//! AnalyticsService over gRPC: answers read the shared projection under a read lock.
+//! AnalyticsService over gRPC: answers read the tenant's projection under a read lock, here,
+//! or in the replica that holds the tenant ([`crate::partitioned`]).
 
 use std::collections::HashMap;
 use std::pin::Pin;
-use std::sync::{Arc, RwLock};
+use std::sync::{RwLock, RwLockReadGuard};
 
 use c2d_proto::analytics::AnalyticsService;
 use c2d_proto::analytics::v1::{
@@ -12,17 +13,19 @@ use c2d_proto::analytics::v1::{
 use futures_util::Stream;
 use prost_types::Timestamp;
 use tokio::sync::{broadcast, watch};
+use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status};
 
 use crate::aggregates::{Dimension, Measure, Total};
+use crate::partitioned::{FORWARDED, Located, Projections};
 use crate::projection::Projection;
 use crate::query;
 use crate::sketch::RELATIVE_ERROR;
 
-/// The gRPC face of the projection.
+/// The gRPC face of the projections.
 #[derive(Clone)]
 pub struct AnalyticsGrpc {
-    projection: Arc<RwLock<Projection>>,
+    projections: Projections,
     minutes: broadcast::Sender<MinuteUpdate>,
     /// Raised at shutdown: live streams end, so the server can stop.
     stop: watch::Receiver<bool>,
@@ -30,49 +33,109 @@ pub struct AnalyticsGrpc {
 
 impl AnalyticsGrpc {
     pub fn new(
-        projection: Arc<RwLock<Projection>>,
+        projections: Projections,
         minutes: broadcast::Sender<MinuteUpdate>,
         stop: watch::Receiver<bool>,
     ) -> Self {
         AnalyticsGrpc {
-            projection,
+            projections,
             minutes,
             stop,
         }
     }
 
-    fn read(&self) -> Result<std::sync::RwLockReadGuard<'_, Projection>, Status> {
-        self.projection.read().map_err(|_| {
-            Status::internal("the projection was poisoned by a panic; restart c2d-analytics")
-        })
+    /// Where the tenant of `request` is held; an empty tenant is refused first.
+    async fn locate<T>(&self, request: &Request<T>, tenant: &str) -> Result<Located, Status> {
+        if tenant.is_empty() {
+            return Err(query::QueryError::NoTenant.into());
+        }
+        let forwarded = request.metadata().contains_key(FORWARDED);
+        self.projections.locate(tenant, forwarded).await
     }
+}
 
-    fn summary(
-        &self,
-        request: &SummaryRequest,
-        group: Dimension,
-    ) -> Result<SummaryResponse, Status> {
-        let projection = self.read()?;
-        let tenant = query::tenant(&projection, &request.tenant)?;
-        let range = query::summary_range(request.range.as_ref())?;
-        let mut summaries: Vec<Summary> = tenant
-            .aggregates
-            .summary(range, Some(group))
-            .into_iter()
-            .map(|(key, totals)| summary(key, &totals))
-            .collect();
-        summaries.sort_by(|a, b| natural(&a.key).cmp(&natural(&b.key)));
-        let total = tenant
-            .aggregates
-            .summary(range, None)
-            .remove("")
-            .unwrap_or_default();
-        Ok(SummaryResponse {
-            summaries,
+fn read(projection: &RwLock<Projection>) -> Result<RwLockReadGuard<'_, Projection>, Status> {
+    projection.read().map_err(|_| {
+        Status::internal("the projection was poisoned by a panic; restart c2d-analytics")
+    })
+}
+
+/// `request`, marked as forwarded by a replica, so its owner does not forward it again.
+fn forwarded<T>(request: T) -> Request<T> {
+    let mut request = Request::new(request);
+    request
+        .metadata_mut()
+        .insert(FORWARDED, MetadataValue::from_static("1"));
+    request
+}
+
+fn summary_of(
+    projection: &RwLock<Projection>,
+    request: &SummaryRequest,
+    group: Dimension,
+) -> Result<SummaryResponse, Status> {
+    let projection = read(projection)?;
+    let tenant = query::tenant(&projection, &request.tenant)?;
+    let range = query::summary_range(request.range.as_ref())?;
+    let mut summaries: Vec<Summary> = tenant
+        .aggregates
+        .summary(range, Some(group))
+        .into_iter()
+        .map(|(key, totals)| summary(key, &totals))
+        .collect();
+    summaries.sort_by(|a, b| natural(&a.key).cmp(&natural(&b.key)));
+    let total = tenant
+        .aggregates
+        .summary(range, None)
+        .remove("")
+        .unwrap_or_default();
+    Ok(SummaryResponse {
+        summaries,
+        quantile_relative_error: RELATIVE_ERROR,
+        total: Some(summary(String::new(), &total)),
+    })
+}
+
+fn time_series(
+    projection: &RwLock<Projection>,
+    request: &TimeSeriesRequest,
+) -> Result<TimeSeriesResponse, Status> {
+    let projection = read(projection)?;
+    let tenant = query::tenant(&projection, &request.tenant)?;
+    let query = query::series(request, &tenant.aggregates.names)?;
+    let Some(conditions) = &query.conditions else {
+        return Ok(TimeSeriesResponse {
+            points: Vec::new(),
             quantile_relative_error: RELATIVE_ERROR,
-            total: Some(summary(String::new(), &total)),
+        });
+    };
+    let totals = tenant.aggregates.series(
+        query.measure,
+        query.granularity,
+        query.range,
+        query.group,
+        conditions,
+    );
+    let points = totals
+        .into_iter()
+        .map(|((bucket_start, group), total)| Point {
+            bucket_start: Some(Timestamp {
+                seconds: bucket_start,
+                nanos: 0,
+            }),
+            group,
+            value: if query.measure.is_duration() {
+                total.sketch.quantile(query.quantile)
+            } else {
+                total.count as f64
+            },
+            count: total.count,
         })
-    }
+        .collect();
+    Ok(TimeSeriesResponse {
+        points,
+        quantile_relative_error: RELATIVE_ERROR,
+    })
 }
 
 type MinuteStream = Pin<Box<dyn Stream<Item = Result<MinuteUpdate, Status>> + Send>>;
@@ -83,59 +146,46 @@ impl AnalyticsService for AnalyticsGrpc {
         &self,
         request: Request<TimeSeriesRequest>,
     ) -> Result<Response<TimeSeriesResponse>, Status> {
-        let request = request.into_inner();
-        let projection = self.read()?;
-        let tenant = query::tenant(&projection, &request.tenant)?;
-        let query = query::series(&request, &tenant.aggregates.names)?;
-        let Some(conditions) = &query.conditions else {
-            return Ok(Response::new(TimeSeriesResponse {
-                points: Vec::new(),
-                quantile_relative_error: RELATIVE_ERROR,
-            }));
-        };
-        let totals = tenant.aggregates.series(
-            query.measure,
-            query.granularity,
-            query.range,
-            query.group,
-            conditions,
-        );
-        let points = totals
-            .into_iter()
-            .map(|((bucket_start, group), total)| Point {
-                bucket_start: Some(Timestamp {
-                    seconds: bucket_start,
-                    nanos: 0,
-                }),
-                group,
-                value: if query.measure.is_duration() {
-                    total.sketch.quantile(query.quantile)
-                } else {
-                    total.count as f64
-                },
-                count: total.count,
-            })
-            .collect();
-        Ok(Response::new(TimeSeriesResponse {
-            points,
-            quantile_relative_error: RELATIVE_ERROR,
-        }))
+        match self.locate(&request, &request.get_ref().tenant).await? {
+            Located::Here(projection) => {
+                time_series(&projection, request.get_ref()).map(Response::new)
+            }
+            Located::There(mut owner) => {
+                owner
+                    .query_time_series(forwarded(request.into_inner()))
+                    .await
+            }
+        }
     }
 
     async fn operator_summary(
         &self,
         request: Request<SummaryRequest>,
     ) -> Result<Response<SummaryResponse>, Status> {
-        self.summary(request.get_ref(), Dimension::Operator)
-            .map(Response::new)
+        match self.locate(&request, &request.get_ref().tenant).await? {
+            Located::Here(projection) => {
+                summary_of(&projection, request.get_ref(), Dimension::Operator).map(Response::new)
+            }
+            Located::There(mut owner) => {
+                owner
+                    .operator_summary(forwarded(request.into_inner()))
+                    .await
+            }
+        }
     }
 
     async fn channel_summary(
         &self,
         request: Request<SummaryRequest>,
     ) -> Result<Response<SummaryResponse>, Status> {
-        self.summary(request.get_ref(), Dimension::Channel)
-            .map(Response::new)
+        match self.locate(&request, &request.get_ref().tenant).await? {
+            Located::Here(projection) => {
+                summary_of(&projection, request.get_ref(), Dimension::Channel).map(Response::new)
+            }
+            Located::There(mut owner) => {
+                owner.channel_summary(forwarded(request.into_inner())).await
+            }
+        }
     }
 
     type WatchMinutesStream = MinuteStream;
@@ -144,10 +194,15 @@ impl AnalyticsService for AnalyticsGrpc {
         &self,
         request: Request<WatchMinutesRequest>,
     ) -> Result<Response<MinuteStream>, Status> {
-        let tenant = request.into_inner().tenant;
-        if tenant.is_empty() {
-            return Err(query::QueryError::NoTenant.into());
+        if let Located::There(mut owner) = self.locate(&request, &request.get_ref().tenant).await? {
+            let updates = owner
+                .watch_minutes(forwarded(request.into_inner()))
+                .await?
+                .into_inner();
+            let stream: MinuteStream = Box::pin(updates);
+            return Ok(Response::new(stream));
         }
+        let tenant = request.into_inner().tenant;
         let updates = self.minutes.subscribe();
         let stream = futures_util::stream::unfold(
             (updates, tenant, self.stop.clone()),

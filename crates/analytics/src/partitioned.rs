@@ -1,0 +1,227 @@
+//! Analytics over several replicas: each holds the tenants of the partitions it owns, and any
+//! replica answers for any tenant.
+//!
+//! With `ANALYTICS_PARTITIONS` set, a replica takes part in the `analytics` group's partition
+//! leases (c2d_subscriber::ownership) and keeps one projection per owned partition, read from
+//! `CHAT2DESK_PARTITIONED` and saved in a snapshot of its own (`partition-{n}` under the data
+//! directory), so a partition that moves is replayed alone, from its own start, by its new
+//! owner. A query names its tenant; the tenant's partition is computed as nats-server computes
+//! it, and the query is answered here when this replica owns the partition, or forwarded once
+//! to the owner. Every AnalyticsService call is about one tenant, so no answer needs merging.
+
+use std::collections::BTreeMap;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::Duration;
+
+use c2d_proto::analytics::AnalyticsServiceClient;
+use c2d_proto::analytics::v1::MinuteUpdate;
+use c2d_proto::partitions::partition_of;
+use c2d_subscriber::ownership::Ownership;
+use c2d_subscriber::partition_readers::PartitionStop;
+use c2d_subscriber::{StartAt, Subscriber, SubscriberConfig};
+use futures_util::FutureExt as _;
+use futures_util::future::FusedFuture as _;
+use tokio::sync::{broadcast, watch};
+use tonic::Status;
+use tonic::transport::Channel;
+
+use crate::projection::Projection;
+use crate::runner::{applying, broadcast_minutes, load_snapshot, save, save_periodically};
+use crate::snapshot::SnapshotStore;
+
+/// The request header of a query forwarded by another replica: not forwarded again.
+pub const FORWARDED: &str = "c2d-forwarded";
+
+/// Where a tenant's figures are held.
+pub enum Located {
+    /// In this replica.
+    Here(Arc<RwLock<Projection>>),
+    /// In the replica that answers at this address.
+    There(AnalyticsServiceClient<Channel>),
+}
+
+/// The projections this replica answers from.
+#[derive(Clone)]
+pub enum Projections {
+    /// Every tenant, from the whole log.
+    Whole(Arc<RwLock<Projection>>),
+    /// The tenants of the partitions this replica owns.
+    Partitioned(Arc<Partitions>),
+}
+
+impl Projections {
+    /// Where `tenant`'s figures are; `forwarded` when another replica sent the query here, which
+    /// then must be the owner.
+    pub async fn locate(&self, tenant: &str, forwarded: bool) -> Result<Located, Status> {
+        match self {
+            Projections::Whole(projection) => Ok(Located::Here(Arc::clone(projection))),
+            Projections::Partitioned(partitions) => partitions.locate(tenant, forwarded).await,
+        }
+    }
+}
+
+/// This replica's partitions: whose they are, and the projections of those it owns.
+pub struct Partitions {
+    count: u32,
+    ownership: Ownership,
+    owned: RwLock<BTreeMap<u32, Arc<RwLock<Projection>>>>,
+    /// One client per other replica, made on first use.
+    clients: Mutex<HashMap<String, AnalyticsServiceClient<Channel>>>,
+}
+
+impl Partitions {
+    pub fn new(count: u32, ownership: Ownership) -> Partitions {
+        Partitions {
+            count,
+            ownership,
+            owned: RwLock::default(),
+            clients: Mutex::default(),
+        }
+    }
+
+    /// The group's leases, for the readers that follow them.
+    pub fn ownership(&self) -> Ownership {
+        self.ownership.clone()
+    }
+
+    async fn locate(&self, tenant: &str, forwarded: bool) -> Result<Located, Status> {
+        let partition = partition_of(tenant, self.count);
+        if let Some(projection) = self.projection(partition) {
+            return Ok(Located::Here(projection));
+        }
+        if forwarded {
+            return Err(Status::unavailable(format!(
+                "partition {partition} (tenant {tenant}) is moving between replicas; ask again in a few seconds"
+            )));
+        }
+        let owner = self
+            .ownership
+            .owner_of(partition)
+            .await
+            .map_err(|error| Status::unavailable(error.to_string()))?
+            .ok_or_else(|| {
+                Status::unavailable(format!(
+                    "no replica owns partition {partition} (tenant {tenant}) yet; ask again in a few seconds"
+                ))
+            })?;
+        let mut clients = self.clients.lock().unwrap_or_else(PoisonError::into_inner);
+        let client = match clients.get(&owner.address) {
+            Some(client) => client.clone(),
+            None => {
+                let endpoint = Channel::from_shared(format!("http://{}", owner.address))
+                    .map_err(|error| {
+                        Status::internal(format!(
+                            "replica {} advertises an unusable address {}: {error}; fix its ANALYTICS_ADVERTISE_ADDR",
+                            owner.replica, owner.address
+                        ))
+                    })?;
+                let client = AnalyticsServiceClient::new(
+                    endpoint
+                        .connect_timeout(Duration::from_secs(2))
+                        .connect_lazy(),
+                );
+                clients.insert(owner.address.clone(), client.clone());
+                client
+            }
+        };
+        Ok(Located::There(client))
+    }
+
+    fn projection(&self, partition: u32) -> Option<Arc<RwLock<Projection>>> {
+        let owned = self.owned.read().unwrap_or_else(PoisonError::into_inner);
+        owned.get(&partition).cloned()
+    }
+
+    fn hold(&self, partition: u32, projection: Arc<RwLock<Projection>>) {
+        let mut owned = self.owned.write().unwrap_or_else(PoisonError::into_inner);
+        owned.insert(partition, projection);
+    }
+
+    fn let_go(&self, partition: u32) {
+        let mut owned = self.owned.write().unwrap_or_else(PoisonError::into_inner);
+        owned.remove(&partition);
+    }
+}
+
+/// What reading one partition needs, shared by every partition's reader.
+#[derive(Clone)]
+pub struct PartitionReader {
+    pub partitions: Arc<Partitions>,
+    pub client: async_nats::Client,
+    pub data_dir: std::path::PathBuf,
+    pub snapshot_interval: Duration,
+    pub minutes: broadcast::Sender<MinuteUpdate>,
+}
+
+impl PartitionReader {
+    /// Reads `partition` into its own projection until `stop`: its snapshot first, then the
+    /// log after it; saved periodically and once more when it stops.
+    pub async fn read(self, partition: u32, stop: PartitionStop) {
+        let store = SnapshotStore::new(self.data_dir.join(format!("partition-{partition}")));
+        let projection = match load_snapshot(&store) {
+            Ok(projection) => projection,
+            Err(error) => {
+                tracing::error!(partition, %error, "the partition's snapshot cannot be read; replaying the partition from its start");
+                Projection::default()
+            }
+        };
+        let after = projection.last_sequence;
+        let projection = Arc::new(RwLock::new(projection));
+        self.partitions.hold(partition, Arc::clone(&projection));
+        let (stop_background, background_stop) = watch::channel(false);
+        let background = [
+            tokio::spawn(save_periodically(
+                store.clone(),
+                Arc::clone(&projection),
+                self.snapshot_interval,
+                background_stop.clone(),
+            )),
+            tokio::spawn(broadcast_minutes(
+                Arc::clone(&projection),
+                self.minutes.clone(),
+                background_stop,
+            )),
+        ];
+        let mut stop = stop.fuse();
+        let mut after = after;
+        loop {
+            let start_at = if after == 0 {
+                StartAt::Beginning
+            } else {
+                StartAt::Sequence(after + 1)
+            };
+            let config = SubscriberConfig::new(format!("analytics-partition-{partition}"))
+                .partition(partition)
+                .start_at(start_at)
+                .position_kept_by_handler();
+            let read = match Subscriber::open(self.client.clone(), config).await {
+                Ok(subscriber) => subscriber
+                    .run(applying(Arc::clone(&projection)), &mut stop)
+                    .await
+                    .map(|_| ()),
+                Err(error) => Err(error),
+            };
+            if stop.is_terminated() {
+                break;
+            }
+            if let Err(error) = read {
+                tracing::warn!(partition, %error, "reading the partition failed; trying again");
+            }
+            after = projection
+                .read()
+                .unwrap_or_else(PoisonError::into_inner)
+                .last_sequence;
+            tokio::select! {
+                () = &mut stop => break,
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+        let _ = stop_background.send(true);
+        for task in background {
+            let _ = task.await;
+        }
+        save(&store, &projection);
+        self.partitions.let_go(partition);
+    }
+}
