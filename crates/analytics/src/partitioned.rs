@@ -17,11 +17,9 @@ use std::time::Duration;
 use c2d_proto::analytics::AnalyticsServiceClient;
 use c2d_proto::analytics::v1::MinuteUpdate;
 use c2d_proto::partitions::partition_of;
+use c2d_subscriber::SubscriberConfig;
 use c2d_subscriber::ownership::Ownership;
-use c2d_subscriber::partition_readers::PartitionStop;
-use c2d_subscriber::{StartAt, Subscriber, SubscriberConfig};
-use futures_util::FutureExt as _;
-use futures_util::future::FusedFuture as _;
+use c2d_subscriber::partition_readers::{PartitionStop, follow_partition};
 use tokio::sync::{broadcast, watch};
 use tonic::Status;
 use tonic::transport::Channel;
@@ -166,7 +164,6 @@ impl PartitionReader {
                 Projection::default()
             }
         };
-        let after = projection.last_sequence;
         let projection = Arc::new(RwLock::new(projection));
         self.partitions.hold(partition, Arc::clone(&projection));
         let (stop_background, background_stop) = watch::channel(false);
@@ -183,40 +180,24 @@ impl PartitionReader {
                 background_stop,
             )),
         ];
-        let mut stop = stop.fuse();
-        let mut after = after;
-        loop {
-            let start_at = if after == 0 {
-                StartAt::Beginning
-            } else {
-                StartAt::Sequence(after + 1)
-            };
-            let config = SubscriberConfig::new(format!("analytics-partition-{partition}"))
-                .partition(partition)
-                .start_at(start_at)
-                .position_kept_by_handler();
-            let read = match Subscriber::open(self.client.clone(), config).await {
-                Ok(subscriber) => subscriber
-                    .run(applying(Arc::clone(&projection)), &mut stop)
-                    .await
-                    .map(|_| ()),
-                Err(error) => Err(error),
-            };
-            if stop.is_terminated() {
-                break;
-            }
-            if let Err(error) = read {
-                tracing::warn!(partition, %error, "reading the partition failed; trying again");
-            }
-            after = projection
+        let config = SubscriberConfig::new(format!("analytics-partition-{partition}"))
+            .partition(partition)
+            .position_kept_by_handler();
+        let position = || {
+            let last = projection
                 .read()
                 .unwrap_or_else(PoisonError::into_inner)
                 .last_sequence;
-            tokio::select! {
-                () = &mut stop => break,
-                () = tokio::time::sleep(Duration::from_secs(1)) => {}
-            }
-        }
+            std::future::ready(Some(last))
+        };
+        follow_partition(
+            self.client.clone(),
+            config,
+            position,
+            applying(Arc::clone(&projection)),
+            stop,
+        )
+        .await;
         let _ = stop_background.send(true);
         for task in background {
             let _ = task.await;

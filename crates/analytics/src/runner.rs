@@ -226,7 +226,7 @@ impl Analytics {
 
 /// The subscriber's handler: each event folded into `projection`, under its write lock (in
 /// the returned future, where the subscriber catches a panic and dead-letters the event).
-pub(crate) fn applying(projection: Arc<RwLock<Projection>>) -> impl Handler {
+pub(crate) fn applying(projection: Arc<RwLock<Projection>>) -> impl Handler + Clone {
     move |delivery: Delivery| {
         let projection = Arc::clone(&projection);
         async move {

@@ -8,12 +8,16 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::time::Duration;
 
 use futures_util::FutureExt as _;
+use futures_util::future::FusedFuture as _;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use crate::config::{StartAt, SubscriberConfig};
 use crate::ownership::Ownership;
+use crate::subscriber::{Handler, Subscriber};
 
 /// Completes when the partition's reader must stop (the partition moved, or the replica
 /// stops): pass it as the `shutdown` of [`crate::Subscriber::run`].
@@ -82,4 +86,53 @@ async fn stop(partition: u32, (stop, reader): (oneshot::Sender<()>, JoinHandle<(
         tracing::error!(partition, %error, "a partition's reader failed");
     }
     tracing::info!(partition, "partition let go");
+}
+
+/// Reads one owned partition with `handler` until `stop`: a subscriber made from `config`
+/// (`SubscriberConfig::partition`, position kept by the handler) that starts after the
+/// sequence `position()` gives, and starts again a second after a failure, so that a partition
+/// stays read for as long as it is owned. `position()` is `None` when the read model cannot
+/// tell now (its store is down): then it is asked again.
+pub async fn follow_partition<H, P, Fut>(
+    client: async_nats::Client,
+    config: SubscriberConfig,
+    position: P,
+    handler: H,
+    stop: PartitionStop,
+) where
+    H: Handler + Clone,
+    P: Fn() -> Fut,
+    Fut: Future<Output = Option<u64>>,
+{
+    let mut stop = stop.fuse();
+    loop {
+        let read = match position().await {
+            Some(after) => {
+                let start_at = if after == 0 {
+                    StartAt::Beginning
+                } else {
+                    StartAt::Sequence(after + 1)
+                };
+                match Subscriber::open(client.clone(), config.clone().start_at(start_at)).await {
+                    Ok(subscriber) => subscriber
+                        .run(handler.clone(), &mut stop)
+                        .await
+                        .map(|_| ())
+                        .map_err(|error| error.to_string()),
+                    Err(error) => Err(error.to_string()),
+                }
+            }
+            None => Err("the read model's position cannot be read".to_owned()),
+        };
+        if stop.is_terminated() {
+            return;
+        }
+        if let Err(error) = read {
+            tracing::warn!(subscriber = %config.durable, %error, "reading the partition failed; trying again");
+        }
+        tokio::select! {
+            () = &mut stop => return,
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
 }
