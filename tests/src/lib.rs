@@ -17,6 +17,7 @@ pub mod grpc;
 pub mod http;
 pub mod load;
 mod nats;
+pub mod partitions;
 mod pipeline;
 pub mod postgres;
 mod process;

@@ -2,7 +2,6 @@
 //! and gateway: every tenant's answers, asked of any replica, equal those of one replica that
 //! read the whole log; and again after a replica is stopped and another added.
 
-use std::collections::BTreeSet;
 use std::time::Duration;
 
 use c2d_analytics::{Analytics, Config};
@@ -11,7 +10,7 @@ use c2d_proto::analytics::v1::{
     Dimension, Granularity, Metric, SummaryRequest, SummaryResponse, TimeRange, TimeSeriesRequest,
     TimeSeriesResponse,
 };
-use c2d_subscriber::ownership::{Ownership, OwnershipConfig};
+use c2d_testkit::partitions::wait_for_owners;
 use c2d_testkit::{Pipeline, eventually};
 use prost_types::Timestamp;
 use serde_json::json;
@@ -173,37 +172,6 @@ async fn post_conversations(pipeline: &Pipeline, first: i64, requests: i64) {
     }
 }
 
-/// Waits until the partitions are owned by exactly `replicas`, each holding some.
-async fn owned_by(pipeline: &Pipeline, replicas: &[&str]) {
-    let config = OwnershipConfig::new("analytics", "test-observer", "-", PARTITIONS);
-    // Joined, never run: it reads the leases and holds none.
-    let observer = Ownership::join(pipeline.client().await, config)
-        .await
-        .unwrap();
-    let wanted: BTreeSet<String> = replicas.iter().map(|r| (*r).to_owned()).collect();
-    eventually(
-        "the partitions shared by the replicas",
-        Duration::from_secs(60),
-        || {
-            let (observer, wanted) = (observer.clone(), wanted.clone());
-            async move {
-                let mut owners = BTreeSet::new();
-                for partition in 0..PARTITIONS {
-                    let owner = observer
-                        .owner_of(partition)
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    owners.insert(owner.map_or("nobody".to_owned(), |owner| owner.replica));
-                }
-                (owners == wanted)
-                    .then_some(())
-                    .ok_or(format!("owners: {owners:?}"))
-            }
-        },
-    )
-    .await;
-}
-
 /// Waits until `replica` answers every tenant as `whole` does.
 async fn agrees(replica: &Running, whole: &Running, what: &str) {
     eventually(what, Duration::from_secs(60), || async move {
@@ -243,7 +211,13 @@ async fn replicas_answer_every_tenant_as_one_process_reading_the_whole_log_does(
         },
     )
     .await;
-    owned_by(&pipeline, &["analytics-0", "analytics-1"]).await;
+    wait_for_owners(
+        &pipeline.nats,
+        "analytics",
+        PARTITIONS,
+        &["analytics-0", "analytics-1"],
+    )
+    .await;
     agrees(
         &first,
         &whole,
@@ -279,7 +253,13 @@ async fn replicas_answer_every_tenant_as_one_process_reading_the_whole_log_does(
         },
     )
     .await;
-    owned_by(&pipeline, &["analytics-1", "analytics-2"]).await;
+    wait_for_owners(
+        &pipeline.nats,
+        "analytics",
+        PARTITIONS,
+        &["analytics-1", "analytics-2"],
+    )
+    .await;
     agrees(&second, &whole, "analytics-1 after the change of replicas").await;
     agrees(&third, &whole, "analytics-2 after the change of replicas").await;
     second.stop().await;

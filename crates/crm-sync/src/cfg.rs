@@ -6,6 +6,9 @@
 //! | `CRM_GRPC_ADDR` | `127.0.0.1:50051` | where CrmService listens (`0.0.0.0:50051` in a container) |
 //! | `CRM_STORE_URL` | `sqlite://data/crm-sync/crm.db` | the projection store: `sqlite://path` (embedded, created if missing) or `postgres://user:password@host:5432/db` |
 //! | `CRM_METRICS_ADDR` | `127.0.0.1:9151` | where `/metrics` (Prometheus) and `/healthz` are served; `off` for none |
+//! | `CRM_PARTITIONS` | `0` | `0`: one replica reads the whole log. Otherwise the gateway's `GATEWAY_PARTITIONS`: replicas share the partitions of `CHAT2DESK_PARTITIONED`, each applying its own into the one PostgreSQL directory, and the owner of partition 0 delivers the connectors' queues (docs/scaling.md) |
+//! | `CRM_REPLICA` | `HOSTNAME`, else `crm-sync` | this replica's name among the others (the pod's name) |
+//! | `CRM_LEASE_SECS` | `15` | how long a partition stays with a replica that stopped renewing it |
 //! | `CRM_CONNECTORS_FILE` | none | a TOML file of connectors to push changes to (see `connectors.example.toml`); none: the directory is kept, nothing is pushed |
 
 use std::net::SocketAddr;
@@ -28,6 +31,10 @@ pub struct Config {
     pub metrics_addr: Option<SocketAddr>,
     pub store_url: String,
     pub connectors: Vec<Connector>,
+    /// 0: the whole log in this replica.
+    pub partitions: u32,
+    pub replica: String,
+    pub lease: std::time::Duration,
 }
 
 /// A configuration value that cannot be used.
@@ -64,16 +71,40 @@ impl Config {
             None => Vec::new(),
             Some(path) => connector::load(&path, &|name| env.lookup(name))?,
         };
+        let partitions = env.parse(
+            "CRM_PARTITIONS",
+            0,
+            "the gateway's GATEWAY_PARTITIONS, e.g. 16, or 0 for the whole log",
+        )?;
+        let store_url = env
+            .get("CRM_STORE_URL")
+            .unwrap_or_else(|| DEFAULT_STORE_URL.to_owned());
+        if partitions > 0 && !store_url.starts_with("postgres") {
+            return Err(InvalidVariable {
+                name: "CRM_STORE_URL",
+                value: crate::store::redact(&store_url),
+                expected: "a postgres:// URL: replicas (CRM_PARTITIONS) share one directory",
+            }
+            .into());
+        }
         Ok(Config {
             nats_url: env
                 .get("NATS_URL")
                 .unwrap_or_else(|| DEFAULT_NATS_URL.to_owned()),
             grpc_addr,
             metrics_addr,
-            store_url: env
-                .get("CRM_STORE_URL")
-                .unwrap_or_else(|| DEFAULT_STORE_URL.to_owned()),
+            store_url,
             connectors,
+            partitions,
+            replica: env
+                .get("CRM_REPLICA")
+                .or_else(|| env.get("HOSTNAME"))
+                .unwrap_or_else(|| "crm-sync".to_owned()),
+            lease: std::time::Duration::from_secs(env.positive(
+                "CRM_LEASE_SECS",
+                c2d_subscriber::ownership::DEFAULT_LEASE.as_secs(),
+                "a positive number of seconds, e.g. 15",
+            )?),
         })
     }
 }

@@ -57,12 +57,24 @@ struct Fact<'a> {
 
 /// The last stream sequence applied, 0 for an empty store.
 pub async fn position(store: &Store) -> Result<u64, StoreError> {
+    position_of(store, CONSUMER).await
+}
+
+/// The last sequence `consumer` applied: [`CONSUMER`] for the whole log, or one partition's
+/// reader ([`partition_consumer`]).
+pub async fn position_of(store: &Store, consumer: &str) -> Result<u64, StoreError> {
     let sequence: Option<i64> =
         sqlx::query_scalar("SELECT stream_sequence FROM consumer_position WHERE consumer = $1")
-            .bind(CONSUMER)
+            .bind(consumer)
             .fetch_optional(store.pool())
             .await?;
     Ok(sequence.map_or(0, |sequence| sequence.max(0) as u64))
+}
+
+/// The position's name of the reader of one partition of `CHAT2DESK_PARTITIONED`, whose
+/// sequences are that stream's: every replica keeps it in the one directory.
+pub fn partition_consumer(partition: u32) -> String {
+    format!("{CONSUMER}/partition-{partition}")
 }
 
 /// Applies `event`, stored at `sequence`, inside `transaction`, and moves the position.
@@ -71,10 +83,20 @@ pub async fn apply(
     sequence: u64,
     event: &Event,
 ) -> Result<Applied, StoreError> {
+    apply_as(transaction, CONSUMER, sequence, event).await
+}
+
+/// [`apply`] for `consumer`'s position.
+pub async fn apply_as(
+    transaction: &mut Transaction<'static, Any>,
+    consumer: &str,
+    sequence: u64,
+    event: &Event,
+) -> Result<Applied, StoreError> {
     let seq = sequence as i64;
     let applied: Option<i64> =
         sqlx::query_scalar("SELECT stream_sequence FROM consumer_position WHERE consumer = $1")
-            .bind(CONSUMER)
+            .bind(consumer)
             .fetch_optional(&mut **transaction)
             .await?;
     if applied.is_some_and(|applied| applied >= seq) {
@@ -84,7 +106,7 @@ pub async fn apply(
         "INSERT INTO consumer_position (consumer, stream_sequence) VALUES ($1, $2)
          ON CONFLICT (consumer) DO UPDATE SET stream_sequence = excluded.stream_sequence",
     )
-    .bind(CONSUMER)
+    .bind(consumer)
     .bind(seq)
     .execute(&mut **transaction)
     .await?;

@@ -15,12 +15,15 @@ use std::time::Duration;
 
 use c2d_proto::crm::CrmServiceServer;
 use c2d_proto::events::STREAM;
+use c2d_subscriber::ownership::{Ownership, OwnershipConfig, OwnershipError};
+use c2d_subscriber::partition_readers::{PartitionStop, follow_partition, read_owned_partitions};
 use c2d_subscriber::{
-    Delivery, HandlerError, StartAt, SubscribeError, Subscriber, SubscriberConfig,
+    Delivery, Handler, HandlerError, StartAt, SubscribeError, Subscriber, SubscriberConfig,
 };
 use c2d_telemetry::shutdown::{stop_flag, stopped};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
 
 use crate::cfg::Config;
 use crate::change;
@@ -61,6 +64,8 @@ pub enum CrmSyncError {
     Connect(#[from] c2d_subscriber::ConnectError),
     #[error(transparent)]
     Subscribe(#[from] SubscribeError),
+    #[error(transparent)]
+    Ownership(#[from] OwnershipError),
     #[error(transparent)]
     Serve(#[from] c2d_proto::server::ServeError),
     #[error(
@@ -148,6 +153,15 @@ impl Shared {
 
     /// Applies one delivered event: directory, queued changes and position in one transaction.
     pub async fn apply(&self, delivery: &Delivery) -> Result<Applied, StoreError> {
+        self.apply_as(projection::CONSUMER, delivery).await
+    }
+
+    /// [`Shared::apply`], moving `consumer`'s position: the whole log's, or one partition's.
+    pub async fn apply_as(
+        &self,
+        consumer: &str,
+        delivery: &Delivery,
+    ) -> Result<Applied, StoreError> {
         let event = &delivery.event;
         if !HOOK_TYPES.contains(&event.hook_type.as_str()) {
             self.handled(delivery);
@@ -159,7 +173,8 @@ impl Shared {
             let _writing = self.store.write().await;
             let mut transaction = self.store.pool().begin().await?;
             let applied =
-                projection::apply(&mut transaction, delivery.stream_sequence, event).await?;
+                projection::apply_as(&mut transaction, consumer, delivery.stream_sequence, event)
+                    .await?;
             let queued = match &applied {
                 Applied::Applied(Some(client)) => {
                     change::queue_if_changed(&mut transaction, client, &connectors, false).await?
@@ -253,38 +268,48 @@ impl CrmSync {
         shared.jetstream = Some(async_nats::jetstream::new(client.clone()));
         let shared = Arc::new(shared);
 
-        let after = projection::position(&shared.store).await?;
-        let start_at = if after == 0 {
-            StartAt::Beginning
+        // One replica reads the whole log; replicas read the partitions each owns.
+        let (reading, ready) = if self.config.partitions > 0 {
+            let mut leases = OwnershipConfig::new(
+                SUBSCRIBER,
+                &self.config.replica,
+                &self.config.grpc_addr.to_string(),
+                self.config.partitions,
+            );
+            leases.lease = self.config.lease;
+            let ownership = Ownership::join(client.clone(), leases).await?;
+            tracing::info!(partitions = self.config.partitions, replica = %self.config.replica, "sharing the partitions with the other replicas");
+            // The directory is shared: a replica answers from it at once.
+            (Reading::Partitioned(ownership), None)
         } else {
-            StartAt::Sequence(after + 1)
+            let after = projection::position(&shared.store).await?;
+            let start_at = if after == 0 {
+                StartAt::Beginning
+            } else {
+                StartAt::Sequence(after + 1)
+            };
+            let subscriber = Subscriber::open(
+                client.clone(),
+                subscriber_config(SUBSCRIBER).start_at(start_at),
+            )
+            .await?;
+            tracing::info!(?start_at, "following the event log");
+            let stats = subscriber.stats();
+            (Reading::Whole(subscriber), Some(stats))
         };
-        let config = SubscriberConfig::new(SUBSCRIBER)
-            .start_at(start_at)
-            .position_kept_by_handler()
-            // A store outage stalls the projection instead of dead-lettering its events.
-            .max_deliveries(u64::MAX);
-        let subscriber = Subscriber::open(client, config).await?;
-        tracing::info!(?start_at, "following the event log");
 
-        let workers: Vec<_> = shared
-            .connectors
-            .iter()
-            .map(|connector| {
-                tokio::spawn(worker::run(
-                    shared.store.clone(),
-                    Arc::clone(connector),
-                    Arc::clone(&shared.metrics),
-                    Arc::clone(&shared.wakers[&connector.name]),
-                    stop.clone(),
-                ))
-            })
-            .collect();
+        // The connector queues are delivered by one process: the whole-log one, or the owner
+        // of partition 0 (see `read_partition`).
+        let workers = match reading {
+            Reading::Whole(_) => spawn_workers(&shared, stop.clone()),
+            Reading::Partitioned(_) => Vec::new(),
+        };
         // The directory answers GetClient from the projection: not before it has caught up.
-        let stats = subscriber.stats();
-        let serving = c2d_proto::server::Serving::default()
-            .ready(async move { stats.caught_up().await })
-            .metrics(shared.metrics.grpc.clone());
+        let mut serving =
+            c2d_proto::server::Serving::default().metrics(shared.metrics.grpc.clone());
+        if let Some(stats) = ready {
+            serving = serving.ready(async move { stats.caught_up().await });
+        }
         let grpc = tokio::spawn(c2d_proto::server::serve(
             listener,
             CrmServiceServer::new(CrmGrpc::new(Arc::clone(&shared))),
@@ -301,18 +326,23 @@ impl CrmSync {
             });
         }
 
-        let applier = Arc::clone(&shared);
-        let handler = move |delivery: Delivery| {
-            let shared = Arc::clone(&applier);
-            async move {
-                shared
-                    .apply(&delivery)
-                    .await
-                    .map_err(HandlerError::transient)?;
-                Ok::<(), HandlerError>(())
+        let consumed = match reading {
+            Reading::Whole(subscriber) => subscriber
+                .run(
+                    applying(Arc::clone(&shared), projection::CONSUMER.to_owned()),
+                    stopped(stop.clone()),
+                )
+                .await
+                .map(|_| ()),
+            Reading::Partitioned(ownership) => {
+                let shared = Arc::clone(&shared);
+                read_owned_partitions(ownership, stopped(stop.clone()), move |partition, stop| {
+                    read_partition(Arc::clone(&shared), client.clone(), partition, stop)
+                })
+                .await;
+                Ok(())
             }
         };
-        let consumed = subscriber.run(handler, stopped(stop.clone())).await;
 
         for worker in workers {
             let _ = worker.await;
@@ -323,6 +353,97 @@ impl CrmSync {
         consumed?;
         served?;
         Ok(())
+    }
+}
+
+/// How this process reads the log.
+// One value per run: boxing the subscriber would gain nothing.
+#[allow(clippy::large_enum_variant)]
+enum Reading {
+    Whole(Subscriber),
+    Partitioned(Ownership),
+}
+
+/// The subscriber of the directory, position kept in the store.
+fn subscriber_config(durable: &str) -> SubscriberConfig {
+    SubscriberConfig::new(durable)
+        .position_kept_by_handler()
+        // A store outage stalls the projection instead of dead-lettering its events.
+        .max_deliveries(u64::MAX)
+}
+
+/// The handler: each event applied in its own transaction, moving `consumer`'s position.
+fn applying(shared: Arc<Shared>, consumer: String) -> impl Handler + Clone {
+    move |delivery: Delivery| {
+        let (shared, consumer) = (Arc::clone(&shared), consumer.clone());
+        async move {
+            shared
+                .apply_as(&consumer, &delivery)
+                .await
+                .map_err(HandlerError::transient)?;
+            Ok::<(), HandlerError>(())
+        }
+    }
+}
+
+fn spawn_workers(shared: &Arc<Shared>, stop: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
+    shared
+        .connectors
+        .iter()
+        .map(|connector| {
+            tokio::spawn(worker::run(
+                shared.store.clone(),
+                Arc::clone(connector),
+                Arc::clone(&shared.metrics),
+                Arc::clone(&shared.wakers[&connector.name]),
+                stop.clone(),
+            ))
+        })
+        .collect()
+}
+
+/// One owned partition applied into the shared directory until it moves. The owner of
+/// partition 0 also delivers the connectors' queues, so that exactly one replica does, and
+/// stops before the lease can move to another.
+async fn read_partition(
+    shared: Arc<Shared>,
+    client: async_nats::Client,
+    partition: u32,
+    stop: PartitionStop,
+) {
+    let (stop_workers, workers_stop) = watch::channel(false);
+    let workers = if partition == 0 {
+        spawn_workers(&shared, workers_stop)
+    } else {
+        Vec::new()
+    };
+    let consumer = projection::partition_consumer(partition);
+    let config =
+        subscriber_config(&format!("{SUBSCRIBER}-partition-{partition}")).partition(partition);
+    let store = shared.store.clone();
+    let position = || {
+        let (store, consumer) = (store.clone(), consumer.clone());
+        async move {
+            match projection::position_of(&store, &consumer).await {
+                Ok(position) => Some(position),
+                Err(error) => {
+                    tracing::warn!(partition, %error, "cannot read the partition's position from the store");
+                    None
+                }
+            }
+        }
+    };
+    follow_partition(
+        client,
+        config,
+        position,
+        applying(Arc::clone(&shared), consumer.clone()),
+        stop,
+    )
+    .await;
+    let _ = stop_workers.send(true);
+    for worker in workers {
+        let _ = worker.await;
     }
 }
 

@@ -1,0 +1,229 @@
+//! c2d-crm-sync as replicas sharing the log's partitions and one PostgreSQL directory, against
+//! a real nats-server and gateway: the directory they build equals the one a single process
+//! builds from the whole log; and again after a replica is stopped and another added.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use c2d_crm_sync::{Config, CrmSync};
+use c2d_proto::crm::CrmServiceClient;
+use c2d_proto::crm::v1::{
+    GetClientRequest, ListClientRequestsRequest, ListClientTagsRequest, SearchClientsRequest,
+    get_client_request::By,
+};
+use c2d_testkit::partitions::wait_for_owners;
+use c2d_testkit::{Pipeline, TestDatabase, eventually};
+use serde_json::json;
+use tokio::sync::oneshot;
+use tonic::transport::Channel;
+
+const PARTITIONS: u32 = 8;
+const TENANTS: usize = 12;
+/// 2024-03-10T00:00:00Z.
+const DAY: i64 = 1_710_028_800;
+
+/// c2d-crm-sync in-process on a free port: a replica when `replica` is named.
+struct Running {
+    stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), c2d_crm_sync::CrmSyncError>>,
+    client: CrmServiceClient<Channel>,
+}
+
+async fn start(pipeline: &Pipeline, store_url: &str, replica: Option<&str>) -> Running {
+    let (nats_url, store_url) = (pipeline.nats.url(), store_url.to_owned());
+    let replica = replica.map(str::to_owned);
+    let config = Config::from_lookup(|name| match name {
+        "NATS_URL" => Some(nats_url.clone()),
+        "CRM_STORE_URL" => Some(store_url.clone()),
+        "CRM_METRICS_ADDR" => Some("off".into()),
+        "CRM_PARTITIONS" => replica.as_ref().map(|_| PARTITIONS.to_string()),
+        "CRM_REPLICA" => replica.clone(),
+        "CRM_LEASE_SECS" => Some("2".into()),
+        _ => None,
+    })
+    .expect("test configuration is valid");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let crm_sync = CrmSync::open(config)
+        .await
+        .expect("crm-sync opens its store");
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(crm_sync.run(listener, async {
+        let _ = stopped.await;
+    }));
+    let client = eventually("CrmService reachable", Duration::from_secs(10), || {
+        let endpoint = endpoint.clone();
+        async move {
+            CrmServiceClient::connect(endpoint)
+                .await
+                .map_err(|e| e.to_string())
+        }
+    })
+    .await;
+    Running { stop, task, client }
+}
+
+impl Running {
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        self.task.await.unwrap().expect("crm-sync stops cleanly");
+    }
+}
+
+/// Every tenant's clients with their requests and tags, as CrmService answers them.
+async fn directory(running: &Running) -> Result<BTreeMap<String, Vec<String>>, String> {
+    let mut client = running.client.clone();
+    let mut directory = BTreeMap::new();
+    for n in 0..TENANTS {
+        let tenant = format!("tenant-{n}");
+        let found = client
+            .search_clients(SearchClientsRequest {
+                tenant: tenant.clone(),
+                limit: 1000,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| e.to_string())?
+            .into_inner();
+        let mut records = Vec::new();
+        for summary in found.clients {
+            let id = summary.client_id;
+            let record = client
+                .get_client(GetClientRequest {
+                    tenant: tenant.clone(),
+                    by: Some(By::ClientId(id)),
+                })
+                .await
+                .map_err(|e| e.to_string())?
+                .into_inner();
+            let requests = client
+                .list_client_requests(ListClientRequestsRequest {
+                    tenant: tenant.clone(),
+                    client_id: id,
+                })
+                .await
+                .map_err(|e| e.to_string())?
+                .into_inner();
+            let tags = client
+                .list_client_tags(ListClientTagsRequest {
+                    tenant: tenant.clone(),
+                    client_id: id,
+                })
+                .await
+                .map_err(|e| e.to_string())?
+                .into_inner();
+            records.push(format!("{record:?} {requests:?} {tags:?}"));
+        }
+        directory.insert(tenant, records);
+    }
+    Ok(directory)
+}
+
+/// `requests` conversations of every tenant: a new client, a message in, an answer, a tag,
+/// the request closed.
+async fn post_conversations(pipeline: &Pipeline, first: i64, requests: i64) {
+    for request in first..first + requests {
+        for n in 0..TENANTS {
+            let tenant = format!("tenant-{n}");
+            let opened = DAY + request * 600 + n as i64;
+            let client = 1_000 + request % 4;
+            let bodies = [
+                json!({"id": client, "name": format!("Cliente {request}"), "phone": format!("+55 11 9{client:04}-0000"),
+                       "channels": [{"id": 3, "transports": ["whatsapp"]}], "hook_type": "new_client", "event_time": opened}),
+                json!({"message_id": request * 10 + 1, "type": "from_client", "text": "Olá", "transport": "whatsapp",
+                       "client_id": client, "channel_id": 3, "request_id": request, "hook_type": "inbox", "event_time": opened + 1}),
+                json!({"message_id": request * 10 + 2, "type": "to_client", "text": "Bom dia", "transport": "whatsapp",
+                       "client_id": client, "operator_id": 7, "channel_id": 3, "request_id": request, "hook_type": "outbox",
+                       "event_time": opened + 30}),
+                json!({"id": 5 + request % 2, "name": format!("tag {}", request % 2), "client_id": client,
+                       "hook_type": "add_tag_to_client", "event_time": opened + 40}),
+                json!({"dialog_id": 1, "request_id": request, "created": opened, "updated": opened + 900,
+                       "client_id": client, "channel_id": 3, "operator_id": 7, "transport": "whatsapp",
+                       "hook_type": "close_request", "event_time": opened + 900}),
+            ];
+            for body in bodies {
+                pipeline.post_as(&tenant, body.to_string()).await;
+            }
+        }
+    }
+}
+
+/// Waits until the replicas' directory equals the whole-log process's, once both hold `clients`
+/// clients per tenant.
+async fn agrees(replica: &Running, whole: &Running, clients: usize, what: &str) {
+    eventually(what, Duration::from_secs(60), || async move {
+        let expected = directory(whole).await?;
+        if expected.values().any(|records| records.len() != clients) {
+            return Err("the whole-log process is still applying".to_owned());
+        }
+        let got = directory(replica).await?;
+        if got != expected {
+            let differ: Vec<&String> = expected
+                .keys()
+                .filter(|tenant| got.get(*tenant) != expected.get(*tenant))
+                .collect();
+            return Err(format!("tenants that differ: {differ:?}"));
+        }
+        Ok(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_build_the_directory_one_process_builds_from_the_whole_log() {
+    let pipeline = Pipeline::start_partitioned(PARTITIONS, TENANTS).await;
+    let (whole_db, shared_db) = (
+        TestDatabase::create().await.expect("a PostgreSQL database"),
+        TestDatabase::create().await.expect("a PostgreSQL database"),
+    );
+    post_conversations(&pipeline, 0, 6).await;
+    let whole = start(&pipeline, &whole_db.url, None).await;
+    let first = start(&pipeline, &shared_db.url, Some("crm-sync-0")).await;
+    let second = start(&pipeline, &shared_db.url, Some("crm-sync-1")).await;
+    wait_for_owners(
+        &pipeline.nats,
+        "crm-sync",
+        PARTITIONS,
+        &["crm-sync-0", "crm-sync-1"],
+    )
+    .await;
+    agrees(&first, &whole, 4, "two replicas' directory").await;
+
+    first.stop().await;
+    let third = start(&pipeline, &shared_db.url, Some("crm-sync-2")).await;
+    post_conversations(&pipeline, 6, 4).await;
+    // Requests 6..10 change every client's name, requests and tags.
+    eventually(
+        "the whole-log process has the new events",
+        Duration::from_secs(60),
+        || {
+            let whole = &whole;
+            async move {
+                let directory = directory(whole).await?;
+                let last = directory["tenant-0"]
+                    .iter()
+                    .any(|record| record.contains("Cliente 9"));
+                last.then_some(()).ok_or("not yet".to_owned())
+            }
+        },
+    )
+    .await;
+    wait_for_owners(
+        &pipeline.nats,
+        "crm-sync",
+        PARTITIONS,
+        &["crm-sync-1", "crm-sync-2"],
+    )
+    .await;
+    agrees(
+        &second,
+        &whole,
+        4,
+        "the directory after a replica left and one joined",
+    )
+    .await;
+    agrees(&third, &whole, 4, "the same, asked of the new replica").await;
+    second.stop().await;
+    third.stop().await;
+    whole.stop().await;
+}
