@@ -20,7 +20,15 @@ promises an operator:
 - NATS has users (nats-users.conf, included by nats.conf) whose passwords come from the
   c2d-nats-users Secret, and every service that reaches NATS presents its own user, with its
   password from that Secret: no anonymous client, no service borrowing another's rights, and no
-  two services sharing one user (but `reader`, which is your own services' shared one).
+  two services sharing one user (but `reader`, which is your own services' shared one);
+- the consumers that read the whole log through one durable consumer (analytics, crm-sync,
+  alerting) run one replica unless they share the log's partitions (docs/scaling.md); a service
+  with `*_PARTITIONS` > 0 reads as many partitions as the gateway files (GATEWAY_PARTITIONS),
+  runs as a StatefulSet (stable pod names: the replicas' names in the partition leases, from
+  metadata.name when set) and, with several replicas, mounts no claim they would all share;
+  partitioned analytics advertises an address the other replicas can reach, and its pods may
+  reach each other's gRPC port (NetworkPolicy); partitioned crm-sync stores in PostgreSQL, the
+  URL from a Secret.
 
 Usage: check-manifests.py OVERLAY RENDERED.yaml [--self-test]
 With --self-test, it breaks each promise in turn in a copy of the objects and fails unless every
@@ -57,6 +65,19 @@ def env(c, name, default=None):
         if var["name"] == name:
             return var.get("value", default)
     return default
+
+
+def env_var(c, name):
+    """The whole `env` entry (value or valueFrom), or None."""
+    return next((var for var in c.get("env", []) if var["name"] == name), None)
+
+
+def workload(objects, name):
+    """The Deployment or StatefulSet `name`, whichever kind it is."""
+    for obj in objects:
+        if obj.get("kind") in ("Deployment", "StatefulSet") and obj["metadata"]["name"] == name:
+            return obj
+    raise Refused(f"no Deployment or StatefulSet {name} in the rendered manifests")
 
 
 def quantity(text):
@@ -207,12 +228,101 @@ def check_nats_users(objects):
     return f"{clients} NATS clients each with its own user"
 
 
+# The consumers that read the whole log in order through one durable consumer, and the prefix of
+# their *_PARTITIONS variable when they can share the log's partitions instead (docs/scaling.md).
+IN_ORDER_CONSUMERS = {"analytics": "ANALYTICS", "crm-sync": "CRM", "alerting": None}
+
+
+def partitions_of(c, variable):
+    value = env(c, variable, "0")
+    if not re.fullmatch(r"\d+", str(value)):
+        raise Refused(f"{variable}={value!r} is not a number of partitions")
+    return int(value)
+
+
+def check_partitions(objects):
+    gateway = container(find(objects, "StatefulSet", "gateway"), "gateway")
+    filed = partitions_of(gateway, "GATEWAY_PARTITIONS")
+    partitioned = []
+    # Every service's partitions are the gateway's: another count reads partitions that hold
+    # other tenants than it computes (or that do not exist), and some tenants are read by nobody.
+    for obj in objects:
+        if obj.get("kind") not in ("Deployment", "StatefulSet") or obj["metadata"]["name"] == "gateway":
+            continue
+        for c in obj["spec"]["template"]["spec"]["containers"]:
+            for var in c.get("env", []):
+                if not re.fullmatch(r"[A-Z_]+_PARTITIONS", var["name"]):
+                    continue
+                count = partitions_of(c, var["name"])
+                if count > 0 and count != filed:
+                    raise Refused(f"{obj['kind']} {obj['metadata']['name']} reads {count} partitions ({var['name']}) but the gateway files the log in {filed} (GATEWAY_PARTITIONS): a service's partitions must be the gateway's")
+                if count > 0:
+                    partitioned.append((obj, c, var["name"][: -len("_PARTITIONS")]))
+    for name, prefix in IN_ORDER_CONSUMERS.items():
+        obj = workload(objects, name)
+        c = container(obj, name)
+        replicas = obj["spec"].get("replicas", 1)
+        if replicas > 1 and (prefix is None or partitions_of(c, f"{prefix}_PARTITIONS") == 0):
+            remedy = f"run one, or share the partitions with {prefix}_PARTITIONS" if prefix else "run one"
+            raise Refused(f"{obj['kind']} {name} runs {replicas} replicas over the whole log: they would share one durable consumer and each see part of the events ({remedy})")
+    for obj, c, prefix in partitioned:
+        where = f"{obj['kind']} {obj['metadata']['name']}"
+        if obj["kind"] != "StatefulSet":
+            raise Refused(f"{where} shares partitions ({prefix}_PARTITIONS) with names that change at every restart: run it as a StatefulSet, each pod's name its replica's name in the leases")
+        replica = env_var(c, f"{prefix}_REPLICA")
+        if replica is not None and replica.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") != "metadata.name":
+            raise Refused(f"{where}: {prefix}_REPLICA must be the pod's name (fieldRef metadata.name): replicas with one name would take each other's partitions")
+        if prefix == "CRM":
+            store = env_var(c, "CRM_STORE_URL") or {}
+            secret = store.get("valueFrom", {}).get("secretKeyRef", {})
+            if not secret.get("name") and not str(store.get("value", "")).startswith("postgres"):
+                raise Refused(f"{where} shares partitions without PostgreSQL: its replicas apply into one directory, so CRM_STORE_URL must be a postgres:// URL, from a Secret (crm-sync refuses CRM_PARTITIONS on SQLite)")
+        if prefix == "ANALYTICS":
+            address = env(c, "ANALYTICS_ADVERTISE_ADDR")
+            if not address or re.match(r"(0\.0\.0\.0|127\.|localhost|\[::\])", address):
+                raise Refused(f"{where} advertises no address the other replicas can reach (ANALYTICS_ADVERTISE_ADDR={address!r}; e.g. $(POD_IP):50052): calls for the tenants it owns could not be forwarded to it")
+            # Kubernetes expands $(NAME) only from variables defined above it; else it stays as is.
+            earlier = [var["name"] for var in c["env"][: c["env"].index(env_var(c, "ANALYTICS_ADVERTISE_ADDR"))]]
+            for name in re.findall(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)", address):
+                if name not in earlier:
+                    raise Refused(f"{where}: ANALYTICS_ADVERTISE_ADDR={address!r} names $({name}), which is not defined above it in env: the pod would advertise it literally")
+        replicas = obj["spec"].get("replicas", 1)
+        pod = obj["spec"]["template"]["spec"]
+        shared = [v["persistentVolumeClaim"]["claimName"] for v in pod.get("volumes", []) if "persistentVolumeClaim" in v]
+        if replicas > 1 and shared:
+            raise Refused(f"{where} runs {replicas} replicas on one claim ({', '.join(shared)}): each replica needs a volume of its own (volumeClaimTemplates)")
+    check_analytics_peers(objects)
+    services = " and ".join(f"{obj['metadata']['name']} ({obj['spec'].get('replicas', 1)} replicas)" for obj, _, _ in partitioned)
+    return f"{services} over the gateway's {filed} partitions" if partitioned else f"in-order consumers at one replica (GATEWAY_PARTITIONS={filed})"
+
+
+def check_analytics_peers(objects):
+    """Analytics replicas forward calls to each other: its policies must let its pods in on 50052."""
+    labels = workload(objects, "analytics")["spec"]["template"]["metadata"]["labels"]
+
+    def selects(selector):
+        return all(labels.get(k) == v for k, v in selector.get("matchLabels", {}).items())
+
+    policies = [p for p in objects if p.get("kind") == "NetworkPolicy" and "Ingress" in p["spec"].get("policyTypes", ["Ingress"])]
+    if not any(selects(p["spec"]["podSelector"]) for p in policies):
+        return
+    for policy in (p for p in policies if selects(p["spec"]["podSelector"])):
+        for rule in policy["spec"].get("ingress", []):
+            ports = [port.get("port") for port in rule.get("ports", [])]
+            peers = rule.get("from")
+            if (not ports or 50052 in ports) and (peers is None or any(
+                    "podSelector" in peer and "namespaceSelector" not in peer and selects(peer["podSelector"]) for peer in peers)):
+                return
+    raise Refused("no NetworkPolicy lets analytics pods reach each other's gRPC port 50052: replicas could not forward a tenant's call to its owner")
+
+
 def check(objects, production):
     check_ingress(objects)
     clients = check_nats_users(objects)
     drain = check_gateway(objects, production)
     check_autoscaled(objects, drain)
-    return f"no access log of webhook URLs, spool on a retained claim, a {drain} s stop, no replicas under an HPA, {clients}, NATS anti-affinity required; {check_nats(objects, production)}"
+    partitions = check_partitions(objects)
+    return f"no access log of webhook URLs, spool on a retained claim, a {drain} s stop, no replicas under an HPA, {clients}, {partitions}, NATS anti-affinity required; {check_nats(objects, production)}"
 
 
 def breaks(objects):
@@ -242,11 +352,11 @@ def breaks(objects):
         find(o, "Ingress", "webhooks")["metadata"]["annotations"].pop("nginx.ingress.kubernetes.io/enable-access-log")
 
     def anonymous(o):
-        analytics = container(find(o, "Deployment", "analytics"), "analytics")
+        analytics = container(workload(o, "analytics"), "analytics")
         analytics["env"] = [v for v in analytics["env"] if not v["name"].startswith("NATS_")]
 
     def borrowed(o):
-        crm = container(find(o, "Deployment", "crm-sync"), "crm-sync")
+        crm = container(workload(o, "crm-sync"), "crm-sync")
         for var in crm["env"]:
             if var["name"] == "NATS_USER":
                 var["value"] = "gateway"
@@ -263,7 +373,73 @@ def breaks(objects):
         config = config_map(o, "nats-config")
         config["data"]["nats.conf"] = config["data"]["nats.conf"].replace("include ./nats-users.conf", "")
 
+    def set_env(c, name, entry):
+        c["env"] = [v for v in c.get("env", []) if v["name"] != name] + ([dict(name=name, **entry)] if entry else [])
+
+    def partitioned(o, name, prefix):
+        """`name` as the production overlay runs it: 3 replicas over the gateway's 16 partitions."""
+        set_env(container(find(o, "StatefulSet", "gateway"), "gateway"), "GATEWAY_PARTITIONS", {"value": "16"})
+        obj = workload(o, name)
+        obj["spec"]["replicas"] = 3
+        c = container(obj, name)
+        set_env(c, f"{prefix}_PARTITIONS", {"value": "16"})
+        set_env(c, f"{prefix}_REPLICA", {"valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}})
+        if prefix == "ANALYTICS":
+            set_env(c, "POD_IP", {"valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}})
+            set_env(c, "ANALYTICS_ADVERTISE_ADDR", {"value": "$(POD_IP):50052"})
+        return obj, c
+
+    def other_partitions(o):
+        gateway = container(find(o, "StatefulSet", "gateway"), "gateway")
+        analytics = container(workload(o, "analytics"), "analytics")
+        set_env(analytics, "ANALYTICS_PARTITIONS", {"value": str(int(env(gateway, "GATEWAY_PARTITIONS", "0")) + 8)})
+
+    def unpartitioned_replicas(o):
+        analytics = workload(o, "analytics")
+        analytics["spec"]["replicas"] = 2
+        set_env(container(analytics, "analytics"), "ANALYTICS_PARTITIONS", None)
+
+    def as_deployment(o):
+        partitioned(o, "analytics", "ANALYTICS")[0]["kind"] = "Deployment"
+
+    def one_replica_name(o):
+        _, c = partitioned(o, "crm-sync", "CRM")
+        set_env(c, "CRM_REPLICA", {"value": "crm-sync"})
+
+    def crm_on_sqlite(o):
+        _, c = partitioned(o, "crm-sync", "CRM")
+        set_env(c, "CRM_STORE_URL", None)
+
+    def no_advertised_address(o):
+        _, c = partitioned(o, "analytics", "ANALYTICS")
+        set_env(c, "ANALYTICS_ADVERTISE_ADDR", None)
+
+    def address_before_ip(o):
+        _, c = partitioned(o, "analytics", "ANALYTICS")
+        address = env_var(c, "ANALYTICS_ADVERTISE_ADDR")
+        c["env"].remove(address)
+        c["env"].insert(0, address)
+
+    def one_claim(o):
+        obj, _ = partitioned(o, "analytics", "ANALYTICS")
+        obj["spec"].pop("volumeClaimTemplates", None)
+        obj["spec"]["template"]["spec"]["volumes"] = [{"name": "data", "persistentVolumeClaim": {"claimName": "analytics-data"}}]
+
+    def no_peers(o):
+        policy = find(o, "NetworkPolicy", "analytics-from-clients")
+        policy["spec"]["ingress"] = [r for r in policy["spec"]["ingress"]
+                                     if not any(p.get("podSelector", {}).get("matchLabels", {}).get("app.kubernetes.io/name") == "analytics" for p in r.get("from", []))]
+
     return [
+        edit("analytics reading other partitions than the gateway files", other_partitions),
+        edit("two analytics replicas over the whole log", unpartitioned_replicas),
+        edit("partitioned analytics as a Deployment (no stable names)", as_deployment),
+        edit("crm-sync replicas all named crm-sync", one_replica_name),
+        edit("crm-sync replicas on the SQLite default", crm_on_sqlite),
+        edit("analytics replicas advertising no address", no_advertised_address),
+        edit("analytics replicas advertising $(POD_IP) before POD_IP is defined", address_before_ip),
+        edit("analytics replicas on one claim", one_claim),
+        edit("analytics pods that may not reach each other", no_peers),
         edit("an access log of webhook URLs", access_log),
         edit("an anonymous NATS client", anonymous),
         edit("a service with the gateway's NATS user and its own password", borrowed),

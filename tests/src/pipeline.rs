@@ -34,6 +34,19 @@ impl Pipeline {
     /// As [`Pipeline::start`], with the gateway also filing events by tenant partition
     /// (`GATEWAY_PARTITIONS`), for `tenants` tenants named `tenant-{n}`.
     pub async fn start_partitioned(partitions: u32, tenants: usize) -> Pipeline {
+        let nats = NatsServer::start().await.expect("nats-server starts");
+        Self::start_partitioned_on(nats, partitions, tenants).await
+    }
+
+    /// As [`Pipeline::start_partitioned`], on a server with production's users.
+    pub async fn start_partitioned_with_users(partitions: u32, tenants: usize) -> Pipeline {
+        let nats = NatsServer::start_with_users()
+            .await
+            .expect("nats-server starts");
+        Self::start_partitioned_on(nats, partitions, tenants).await
+    }
+
+    async fn start_partitioned_on(nats: NatsServer, partitions: u32, tenants: usize) -> Pipeline {
         let tokens: Vec<String> = (0..tenants)
             .map(|n| format!("tenant-{n}=tenant-{n}-secret-1"))
             .collect();
@@ -41,7 +54,6 @@ impl Pipeline {
             ("GATEWAY_TOKENS", tokens.join(",")),
             ("GATEWAY_PARTITIONS", partitions.to_string()),
         ];
-        let nats = NatsServer::start().await.expect("nats-server starts");
         Self::start_with(nats, &gateway_env).await
     }
 

@@ -157,3 +157,82 @@ async fn a_wrong_password_is_refused_with_what_to_check() {
         "an unknown user"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replicas_credentials_are_enough_to_share_partitions_and_read_its_own() {
+    use c2d_proto::partitions::partition_of;
+    use c2d_subscriber::ownership::{Ownership, OwnershipConfig};
+    let pipeline = Pipeline::start_partitioned_with_users(4, 4).await;
+    for n in 0..8 {
+        pipeline
+            .post_as(&format!("tenant-{}", n % 4), c2d_testkit::inbox(n))
+            .await;
+    }
+    for user in ["analytics", "crm-sync"] {
+        let (client, errors) = connect_as(&pipeline, user).await;
+        let mut config = OwnershipConfig::new(user, &format!("{user}-0"), "-", 4);
+        config.lease = Duration::from_secs(2);
+        let ownership = Ownership::join(client.clone(), config)
+            .await
+            .expect("a replica opens the leases bucket");
+        let mut owned = ownership.owned();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let keeper = ownership.clone();
+        let leases = tokio::spawn(async move {
+            keeper
+                .run(async move {
+                    let _ = stopped.await;
+                })
+                .await
+        });
+        let all = owned
+            .wait_for(|owned| owned.len() == 4)
+            .await
+            .expect("the replica owns every partition")
+            .clone();
+        // Each partition's events, read with this user's credentials.
+        for partition in all {
+            let expected = (0..8u64)
+                .filter(|n| partition_of(&format!("tenant-{}", n % 4), 4) == partition)
+                .count();
+            if expected == 0 {
+                continue;
+            }
+            let config = SubscriberConfig::new(format!("{user}-partition-{partition}"))
+                .partition(partition)
+                .position_kept_by_handler();
+            let subscriber = Subscriber::open(client.clone(), config)
+                .await
+                .expect("a replica reads its partition");
+            let (seen, done) = (Arc::new(Mutex::new(0usize)), Arc::new(Notify::new()));
+            let (count, finished) = (seen.clone(), done.clone());
+            subscriber
+                .run(
+                    move |_: Delivery| {
+                        let (count, finished) = (count.clone(), finished.clone());
+                        async move {
+                            let mut count = count.lock().unwrap();
+                            *count += 1;
+                            if *count == expected {
+                                finished.notify_one();
+                            }
+                            Ok::<(), HandlerError>(())
+                        }
+                    },
+                    async move { done.notified().await },
+                )
+                .await
+                .expect("the partition is read");
+            assert_eq!(
+                *seen.lock().unwrap(),
+                expected,
+                "{user}: partition {partition}"
+            );
+        }
+        let _ = stop.send(());
+        leases.await.unwrap();
+        ownership.release().await;
+        let errors = errors.lock().unwrap();
+        assert!(errors.is_empty(), "{user}: the server refused: {errors:?}");
+    }
+}
