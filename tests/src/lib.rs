@@ -21,6 +21,7 @@ pub mod partitions;
 mod pipeline;
 pub mod postgres;
 mod process;
+pub mod replicas;
 pub mod services;
 mod wait;
 

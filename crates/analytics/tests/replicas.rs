@@ -6,20 +6,13 @@ use std::time::Duration;
 
 use c2d_analytics::{Analytics, Config};
 use c2d_proto::analytics::AnalyticsServiceClient;
-use c2d_proto::analytics::v1::{
-    Dimension, Granularity, Metric, SummaryRequest, SummaryResponse, TimeRange, TimeSeriesRequest,
-    TimeSeriesResponse,
-};
 use c2d_testkit::partitions::wait_for_owners;
+use c2d_testkit::replicas::{analytics_answers, conversation, requests_closed};
 use c2d_testkit::{Pipeline, eventually};
-use prost_types::Timestamp;
-use serde_json::json;
 use tokio::sync::oneshot;
 
 const PARTITIONS: u32 = 8;
 const TENANTS: usize = 12;
-/// 2024-03-10T00:00:00Z.
-const DAY: i64 = 1_710_028_800;
 
 /// c2d-analytics in-process on a free port: a replica when `replica` is named, else one
 /// process that reads the whole log.
@@ -84,92 +77,25 @@ impl Running {
     }
 }
 
-/// A tenant's answers, as one comparison.
-#[derive(Debug, PartialEq)]
-struct Answers {
-    operators: SummaryResponse,
-    channels: SummaryResponse,
-    inbound_by_hour: TimeSeriesResponse,
-}
-
-fn day() -> Option<TimeRange> {
-    Some(TimeRange {
-        start: Some(Timestamp {
-            seconds: DAY,
-            nanos: 0,
-        }),
-        end: Some(Timestamp {
-            seconds: DAY + 86_400,
-            nanos: 0,
-        }),
-    })
-}
-
-async fn answers(running: &Running, tenant: &str) -> Result<Answers, String> {
-    let mut client = running.client().await;
-    let summary = SummaryRequest {
-        tenant: tenant.into(),
-        range: day(),
-    };
-    let series = TimeSeriesRequest {
-        tenant: tenant.into(),
-        metric: Metric::InboundMessages as i32,
-        range: day(),
-        granularity: Granularity::Hour as i32,
-        group_by: Dimension::Unspecified as i32,
-        filters: vec![],
-        quantile: 0.0,
-    };
-    let text = |status: tonic::Status| format!("{tenant}: {status}");
-    Ok(Answers {
-        operators: client
-            .operator_summary(summary.clone())
-            .await
-            .map_err(text)?
-            .into_inner(),
-        channels: client
-            .channel_summary(summary)
-            .await
-            .map_err(text)?
-            .into_inner(),
-        inbound_by_hour: client
-            .query_time_series(series)
-            .await
-            .map_err(text)?
-            .into_inner(),
-    })
-}
-
-/// `requests` conversations of every tenant: a message in, an answer, the request closed.
+/// `requests` conversations of every tenant, through the gateway.
 async fn post_conversations(pipeline: &Pipeline, first: i64, requests: i64) {
     for request in first..first + requests {
         for n in 0..TENANTS {
-            let tenant = format!("tenant-{n}");
-            let opened = DAY + request * 600 + n as i64;
-            let client = 1_000 + request;
-            let message = |id: i64, hook: &str, at: i64| {
-                json!({"message_id": id, "type": if hook == "inbox" { "from_client" } else { "to_client" },
-                       "text": "Olá", "transport": "whatsapp", "client_id": client, "operator_id": if hook == "inbox" { None } else { Some(7 + request % 3) },
-                       "channel_id": 3, "request_id": request, "hook_type": hook, "event_time": at})
-            };
-            pipeline
-                .post_as(
-                    &tenant,
-                    message(request * 10 + 1, "inbox", opened).to_string(),
-                )
-                .await;
-            pipeline
-                .post_as(
-                    &tenant,
-                    message(request * 10 + 2, "outbox", opened + 30 + request).to_string(),
-                )
-                .await;
-            let close = json!({"dialog_id": 1, "request_id": request, "created": opened, "updated": opened + 900,
-                               "client_id": client, "channel_id": 3, "operator_id": 7, "transport": "whatsapp",
-                               "hook_type": "close_request", "event_time": opened + 900});
-            pipeline.post_as(&tenant, close.to_string()).await;
+            for body in conversation(request, n) {
+                pipeline
+                    .post_as(&format!("tenant-{n}"), body.to_string())
+                    .await;
+            }
         }
     }
+}
+
+async fn answers(running: &Running, tenant: &str) -> Result<String, String> {
+    analytics_answers(&mut running.client().await, tenant).await
+}
+
+async fn closed(running: &Running, tenant: &str) -> Result<u64, String> {
+    requests_closed(&mut running.client().await, tenant).await
 }
 
 /// Waits until `replica` answers every tenant as `whole` does.
@@ -202,11 +128,10 @@ async fn replicas_answer_every_tenant_as_one_process_reading_the_whole_log_does(
         || {
             let whole = &whole;
             async move {
-                let answers = answers(whole, "tenant-0").await?;
-                let total = answers.operators.total.unwrap_or_default();
-                (total.requests_closed == 5)
+                let closed = closed(whole, "tenant-0").await?;
+                (closed == 5)
                     .then_some(())
-                    .ok_or(format!("{} requests closed", total.requests_closed))
+                    .ok_or(format!("{closed} requests closed"))
             }
         },
     )
@@ -241,14 +166,10 @@ async fn replicas_answer_every_tenant_as_one_process_reading_the_whole_log_does(
         || {
             let whole = &whole;
             async move {
-                let total = answers(whole, "tenant-0")
-                    .await?
-                    .operators
-                    .total
-                    .unwrap_or_default();
-                (total.requests_closed == 8)
+                let closed = closed(whole, "tenant-0").await?;
+                (closed == 8)
                     .then_some(())
-                    .ok_or(format!("{} requests closed", total.requests_closed))
+                    .ok_or(format!("{closed} requests closed"))
             }
         },
     )

@@ -61,6 +61,9 @@ pub struct Store {
     writer: Arc<Mutex<()>>,
 }
 
+/// The PostgreSQL advisory lock held while migrating ("c2dcrm" in ASCII).
+const MIGRATION_LOCK: i64 = 0x6332_6463_726d;
+
 impl Store {
     /// Opens (creating if need be) the store at `url` and applies pending migrations.
     pub async fn open(url: &str) -> Result<Store, StoreError> {
@@ -118,8 +121,29 @@ impl Store {
         self.pool.close().await;
     }
 
+    /// Applies the pending migrations. On PostgreSQL, replicas starting together (crm-sync
+    /// with CRM_PARTITIONS) share the database: an advisory lock lets one migrate while the
+    /// others wait, then find nothing left to do.
     async fn migrate(&self, shown: &str) -> Result<(), StoreError> {
         let _writing = self.write().await;
+        let mut lock = self.pool.acquire().await?;
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_advisory_lock($1)")
+                .bind(MIGRATION_LOCK)
+                .execute(&mut *lock)
+                .await?;
+        }
+        let migrated = self.migrate_locked(shown).await;
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_advisory_unlock($1)")
+                .bind(MIGRATION_LOCK)
+                .execute(&mut *lock)
+                .await?;
+        }
+        migrated
+    }
+
+    async fn migrate_locked(&self, shown: &str) -> Result<(), StoreError> {
         self.pool
             .execute(
                 "CREATE TABLE IF NOT EXISTS schema_migrations (

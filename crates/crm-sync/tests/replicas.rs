@@ -7,20 +7,14 @@ use std::time::Duration;
 
 use c2d_crm_sync::{Config, CrmSync};
 use c2d_proto::crm::CrmServiceClient;
-use c2d_proto::crm::v1::{
-    GetClientRequest, ListClientRequestsRequest, ListClientTagsRequest, SearchClientsRequest,
-    get_client_request::By,
-};
 use c2d_testkit::partitions::wait_for_owners;
+use c2d_testkit::replicas::{conversation, crm_directory};
 use c2d_testkit::{Pipeline, TestDatabase, eventually};
-use serde_json::json;
 use tokio::sync::oneshot;
 use tonic::transport::Channel;
 
 const PARTITIONS: u32 = 8;
 const TENANTS: usize = 12;
-/// 2024-03-10T00:00:00Z.
-const DAY: i64 = 1_710_028_800;
 
 /// c2d-crm-sync in-process on a free port: a replica when `replica` is named.
 struct Running {
@@ -70,79 +64,22 @@ impl Running {
     }
 }
 
-/// Every tenant's clients with their requests and tags, as CrmService answers them.
-async fn directory(running: &Running) -> Result<BTreeMap<String, Vec<String>>, String> {
-    let mut client = running.client.clone();
-    let mut directory = BTreeMap::new();
-    for n in 0..TENANTS {
-        let tenant = format!("tenant-{n}");
-        let found = client
-            .search_clients(SearchClientsRequest {
-                tenant: tenant.clone(),
-                limit: 1000,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| e.to_string())?
-            .into_inner();
-        let mut records = Vec::new();
-        for summary in found.clients {
-            let id = summary.client_id;
-            let record = client
-                .get_client(GetClientRequest {
-                    tenant: tenant.clone(),
-                    by: Some(By::ClientId(id)),
-                })
-                .await
-                .map_err(|e| e.to_string())?
-                .into_inner();
-            let requests = client
-                .list_client_requests(ListClientRequestsRequest {
-                    tenant: tenant.clone(),
-                    client_id: id,
-                })
-                .await
-                .map_err(|e| e.to_string())?
-                .into_inner();
-            let tags = client
-                .list_client_tags(ListClientTagsRequest {
-                    tenant: tenant.clone(),
-                    client_id: id,
-                })
-                .await
-                .map_err(|e| e.to_string())?
-                .into_inner();
-            records.push(format!("{record:?} {requests:?} {tags:?}"));
-        }
-        directory.insert(tenant, records);
-    }
-    Ok(directory)
+fn tenants() -> Vec<String> {
+    (0..TENANTS).map(|n| format!("tenant-{n}")).collect()
 }
 
-/// `requests` conversations of every tenant: a new client, a message in, an answer, a tag,
-/// the request closed.
+async fn directory(running: &Running) -> Result<BTreeMap<String, Vec<String>>, String> {
+    crm_directory(&mut running.client.clone(), &tenants()).await
+}
+
+/// `requests` conversations of every tenant, through the gateway.
 async fn post_conversations(pipeline: &Pipeline, first: i64, requests: i64) {
     for request in first..first + requests {
         for n in 0..TENANTS {
-            let tenant = format!("tenant-{n}");
-            let opened = DAY + request * 600 + n as i64;
-            let client = 1_000 + request % 4;
-            let bodies = [
-                json!({"id": client, "name": format!("Cliente {request}"), "phone": format!("+55 11 9{client:04}-0000"),
-                       "channels": [{"id": 3, "transports": ["whatsapp"]}], "hook_type": "new_client", "event_time": opened}),
-                json!({"message_id": request * 10 + 1, "type": "from_client", "text": "Olá", "transport": "whatsapp",
-                       "client_id": client, "channel_id": 3, "request_id": request, "hook_type": "inbox", "event_time": opened + 1}),
-                json!({"message_id": request * 10 + 2, "type": "to_client", "text": "Bom dia", "transport": "whatsapp",
-                       "client_id": client, "operator_id": 7, "channel_id": 3, "request_id": request, "hook_type": "outbox",
-                       "event_time": opened + 30}),
-                json!({"id": 5 + request % 2, "name": format!("tag {}", request % 2), "client_id": client,
-                       "hook_type": "add_tag_to_client", "event_time": opened + 40}),
-                json!({"dialog_id": 1, "request_id": request, "created": opened, "updated": opened + 900,
-                       "client_id": client, "channel_id": 3, "operator_id": 7, "transport": "whatsapp",
-                       "hook_type": "close_request", "event_time": opened + 900}),
-            ];
-            for body in bodies {
-                pipeline.post_as(&tenant, body.to_string()).await;
+            for body in conversation(request, n) {
+                pipeline
+                    .post_as(&format!("tenant-{n}"), body.to_string())
+                    .await;
             }
         }
     }
