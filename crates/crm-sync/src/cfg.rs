@@ -128,4 +128,26 @@ mod tests {
         .unwrap_err();
         assert!(error.to_string().contains("/nonexistent/connectors.toml"));
     }
+
+    #[test]
+    fn replicas_share_one_postgresql_directory() {
+        let error = Config::from_lookup(|n| (n == "CRM_PARTITIONS").then(|| "16".into()))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("CRM_STORE_URL") && error.contains("postgres://"),
+            "{error}"
+        );
+        let config = Config::from_lookup(|n| match n {
+            "CRM_PARTITIONS" => Some("16".into()),
+            "CRM_STORE_URL" => Some("postgres://crm:secret@db:5432/crm".into()),
+            "CRM_REPLICA" => Some("crm-sync-2".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(
+            (config.partitions, config.replica.as_str()),
+            (16, "crm-sync-2")
+        );
+    }
 }
