@@ -42,6 +42,24 @@ pub fn conversation(request: i64, n: usize) -> Vec<serde_json::Value> {
     ]
 }
 
+/// Conversations `requests` of the tenants `tenant-0` .. `tenant-{tenants - 1}`, posted
+/// through `pipeline`'s gateway (as [`crate::Pipeline::start_partitioned`] names them).
+pub async fn post_conversations(
+    pipeline: &crate::Pipeline,
+    requests: std::ops::Range<i64>,
+    tenants: usize,
+) {
+    for request in requests {
+        for n in 0..tenants {
+            for body in conversation(request, n) {
+                pipeline
+                    .post_as(&format!("tenant-{n}"), body.to_string())
+                    .await;
+            }
+        }
+    }
+}
+
 fn day() -> Option<TimeRange> {
     let at = |seconds| Some(Timestamp { seconds, nanos: 0 });
     Some(TimeRange {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use c2d_analytics::{Analytics, Config};
 use c2d_proto::analytics::AnalyticsServiceClient;
 use c2d_testkit::partitions::wait_for_owners;
-use c2d_testkit::replicas::{analytics_answers, conversation, requests_closed};
+use c2d_testkit::replicas::{analytics_answers, post_conversations, requests_closed};
 use c2d_testkit::{Pipeline, eventually};
 use tokio::sync::oneshot;
 
@@ -77,25 +77,23 @@ impl Running {
     }
 }
 
-/// `requests` conversations of every tenant, through the gateway.
-async fn post_conversations(pipeline: &Pipeline, first: i64, requests: i64) {
-    for request in first..first + requests {
-        for n in 0..TENANTS {
-            for body in conversation(request, n) {
-                pipeline
-                    .post_as(&format!("tenant-{n}"), body.to_string())
-                    .await;
-            }
-        }
-    }
-}
-
 async fn answers(running: &Running, tenant: &str) -> Result<String, String> {
     analytics_answers(&mut running.client().await, tenant).await
 }
 
 async fn closed(running: &Running, tenant: &str) -> Result<u64, String> {
     requests_closed(&mut running.client().await, tenant).await
+}
+
+/// Waits until `running` counts `requests` closed requests of tenant-0: it has read that far.
+async fn has_closed(running: &Running, requests: u64, what: &str) {
+    eventually(what, Duration::from_secs(60), || async move {
+        let closed = closed(running, "tenant-0").await?;
+        (closed == requests)
+            .then_some(())
+            .ok_or(format!("{closed} requests closed"))
+    })
+    .await;
 }
 
 /// Waits until `replica` answers every tenant as `whole` does.
@@ -117,25 +115,12 @@ async fn agrees(replica: &Running, whole: &Running, what: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_answer_every_tenant_as_one_process_reading_the_whole_log_does() {
     let pipeline = Pipeline::start_partitioned(PARTITIONS, TENANTS).await;
-    post_conversations(&pipeline, 0, 5).await;
+    post_conversations(&pipeline, 0..5, TENANTS).await;
     let whole = start(&pipeline, None).await;
     let first = start(&pipeline, Some("analytics-0")).await;
     let second = start(&pipeline, Some("analytics-1")).await;
     // The whole-log process has every event once its answers stop changing with the log's.
-    eventually(
-        "the whole-log process caught up",
-        Duration::from_secs(60),
-        || {
-            let whole = &whole;
-            async move {
-                let closed = closed(whole, "tenant-0").await?;
-                (closed == 5)
-                    .then_some(())
-                    .ok_or(format!("{closed} requests closed"))
-            }
-        },
-    )
-    .await;
+    has_closed(&whole, 5, "the whole-log process caught up").await;
     wait_for_owners(
         &pipeline.nats,
         "analytics",
@@ -159,21 +144,8 @@ async fn replicas_answer_every_tenant_as_one_process_reading_the_whole_log_does(
     // analytics-0 stops (its partitions are released), analytics-2 joins, more events arrive.
     first.stop().await;
     let third = start(&pipeline, Some("analytics-2")).await;
-    post_conversations(&pipeline, 5, 3).await;
-    eventually(
-        "the whole-log process has the new events",
-        Duration::from_secs(60),
-        || {
-            let whole = &whole;
-            async move {
-                let closed = closed(whole, "tenant-0").await?;
-                (closed == 8)
-                    .then_some(())
-                    .ok_or(format!("{closed} requests closed"))
-            }
-        },
-    )
-    .await;
+    post_conversations(&pipeline, 5..8, TENANTS).await;
+    has_closed(&whole, 8, "the whole-log process has the new events").await;
     wait_for_owners(
         &pipeline.nats,
         "analytics",

@@ -8,7 +8,7 @@ use std::time::Duration;
 use c2d_crm_sync::{Config, CrmSync};
 use c2d_proto::crm::CrmServiceClient;
 use c2d_testkit::partitions::wait_for_owners;
-use c2d_testkit::replicas::{conversation, crm_directory};
+use c2d_testkit::replicas::{crm_directory, post_conversations};
 use c2d_testkit::{Pipeline, TestDatabase, eventually};
 use tokio::sync::oneshot;
 use tonic::transport::Channel;
@@ -72,19 +72,6 @@ async fn directory(running: &Running) -> Result<BTreeMap<String, Vec<String>>, S
     crm_directory(&mut running.client.clone(), &tenants()).await
 }
 
-/// `requests` conversations of every tenant, through the gateway.
-async fn post_conversations(pipeline: &Pipeline, first: i64, requests: i64) {
-    for request in first..first + requests {
-        for n in 0..TENANTS {
-            for body in conversation(request, n) {
-                pipeline
-                    .post_as(&format!("tenant-{n}"), body.to_string())
-                    .await;
-            }
-        }
-    }
-}
-
 /// Waits until the replicas' directory equals the whole-log process's, once both hold `clients`
 /// clients per tenant.
 async fn agrees(replica: &Running, whole: &Running, clients: usize, what: &str) {
@@ -113,7 +100,7 @@ async fn replicas_build_the_directory_one_process_builds_from_the_whole_log() {
         TestDatabase::create().await.expect("a PostgreSQL database"),
         TestDatabase::create().await.expect("a PostgreSQL database"),
     );
-    post_conversations(&pipeline, 0, 6).await;
+    post_conversations(&pipeline, 0..6, TENANTS).await;
     let whole = start(&pipeline, &whole_db.url, None).await;
     let first = start(&pipeline, &shared_db.url, Some("crm-sync-0")).await;
     let second = start(&pipeline, &shared_db.url, Some("crm-sync-1")).await;
@@ -128,7 +115,7 @@ async fn replicas_build_the_directory_one_process_builds_from_the_whole_log() {
 
     first.stop().await;
     let third = start(&pipeline, &shared_db.url, Some("crm-sync-2")).await;
-    post_conversations(&pipeline, 6, 4).await;
+    post_conversations(&pipeline, 6..10, TENANTS).await;
     // Requests 6..10 change every client's name, requests and tags.
     eventually(
         "the whole-log process has the new events",
