@@ -6,7 +6,7 @@ CARGO ?= cargo
 NATS_SERVER := $(CURDIR)/tools/bin/nats-server
 export NATS_SERVER_BIN := $(NATS_SERVER)
 
-.PHONY: all tools postgres chromium build test lint fmt fuzz run demo deploy-check bench-gateway bench-subscriber bench-analytics bench-hints bench-console screenshots clean
+.PHONY: all tools postgres chromium build test lint fmt fuzz run demo deploy-check bench-gateway bench-subscriber bench-analytics bench-scale bench-hints bench-console screenshots clean
 
 all: build
 
@@ -74,6 +74,10 @@ bench-subscriber: tools
 ## bench-analytics: rebuild rate vs a raw ordered read, and 30-day summary latency over 1M events
 bench-analytics: tools
 	$(CARGO) bench -p c2d-analytics --bench analytics
+
+## bench-scale: c2d-analytics replaying one log as 1, 2 and 3 replicas: rate, CPU per event per replica, memory per tenant
+bench-scale: tools
+	$(CARGO) bench -p c2d-analytics --bench scale
 
 ## bench-console: the console's pages p50/p99 for a tenant with a million events
 bench-console: tools

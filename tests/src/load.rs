@@ -186,6 +186,14 @@ pub fn cpu_time(pid: u32) -> Option<Duration> {
     Some(Duration::from_millis(ticks * 10))
 }
 
+/// A process's resident memory in KiB, from `/proc/{pid}/status`; `None` where there is no
+/// procfs. What benchmarks report as the memory a read model costs.
+pub fn resident_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
 /// CPU spent by some processes (a server, nats-server, this process) since [`Cpu::start`]:
 /// what each costs per request or event, printed beside a rate.
 pub struct Cpu {
@@ -235,6 +243,15 @@ impl Cpu {
             })
             .collect()
     }
+}
+
+/// A benchmark's size setting: the number in environment variable `name` (`BENCH_EVENTS`,
+/// say), or `default` when it is unset or not a number.
+pub fn bench_setting(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(default)
 }
 
 /// How a benchmark reports a target.

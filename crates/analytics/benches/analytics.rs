@@ -15,7 +15,7 @@ use c2d_analytics::{Analytics, Config};
 use c2d_proto::analytics::AnalyticsServiceClient;
 use c2d_proto::analytics::v1::{SummaryRequest, TimeRange};
 use c2d_proto::events::Event;
-use c2d_testkit::load::{Cpu, quantile_ms, verdict};
+use c2d_testkit::load::{Cpu, bench_setting, quantile_ms, verdict};
 use c2d_testkit::{Pipeline, ordered_read_rate, publish_deliveries};
 use prost_types::Timestamp;
 use tokio::sync::{broadcast, watch};
@@ -39,16 +39,9 @@ fn main() -> anyhow::Result<()> {
     tokio::runtime::Runtime::new()?.block_on(bench())
 }
 
-fn env(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 async fn bench() -> anyhow::Result<()> {
-    let events = env("BENCH_EVENTS", 200_000);
-    let query_events = env("BENCH_QUERY_EVENTS", 1_000_000);
+    let events = bench_setting("BENCH_EVENTS", 200_000);
+    let query_events = bench_setting("BENCH_QUERY_EVENTS", 1_000_000);
     println!(
         "bench-analytics: {} cores",
         std::thread::available_parallelism().map_or(0, |n| n.get())

@@ -4,18 +4,20 @@
 
 use std::sync::Arc;
 
-use c2d_subscriber::Stats;
+use c2d_subscriber::metrics::ConsumerProgress;
 use c2d_telemetry::metrics::GrpcMetrics;
 use prometheus_client::registry::Registry;
 
-/// The registry the endpoint serves, and the gRPC metrics the server records into it.
-pub fn registry(consumer: Arc<Stats>) -> (Registry, GrpcMetrics) {
+/// The registry the endpoint serves, and the gRPC metrics the server records into it: the
+/// progress of the one subscriber, or of a replica's partition readers.
+pub fn registry(consumer: Arc<dyn ConsumerProgress>) -> (Registry, GrpcMetrics) {
     c2d_subscriber::metrics::service_registry("c2d_analytics", consumer)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use c2d_subscriber::Stats;
 
     #[test]
     fn the_alert_rules_name_only_metrics_analytics_renders() {

@@ -20,6 +20,7 @@ use c2d_proto::partitions::partition_of;
 use c2d_subscriber::SubscriberConfig;
 use c2d_subscriber::ownership::Ownership;
 use c2d_subscriber::partition_readers::{PartitionStop, follow_partition};
+use c2d_subscriber::replica_progress::ReplicaProgress;
 use tokio::sync::{broadcast, watch};
 use tonic::Status;
 use tonic::transport::Channel;
@@ -150,6 +151,8 @@ pub struct PartitionReader {
     pub data_dir: std::path::PathBuf,
     pub snapshot_interval: Duration,
     pub minutes: broadcast::Sender<MinuteUpdate>,
+    /// The replica's metrics and readiness, which every partition's reader reports to.
+    pub progress: Arc<ReplicaProgress>,
 }
 
 impl PartitionReader {
@@ -181,7 +184,6 @@ impl PartitionReader {
             )),
         ];
         let config = SubscriberConfig::new(format!("analytics-partition-{partition}"))
-            .partition(partition)
             .position_kept_by_handler();
         let position = || {
             let last = projection
@@ -192,9 +194,11 @@ impl PartitionReader {
         };
         follow_partition(
             self.client.clone(),
+            partition,
             config,
             position,
             applying(Arc::clone(&projection)),
+            Arc::clone(&self.progress),
             stop,
         )
         .await;

@@ -22,9 +22,9 @@ use prost_types::Timestamp;
 use tokio::net::TcpListener;
 use tokio::sync::{broadcast, watch};
 
-use c2d_subscriber::Stats;
 use c2d_subscriber::ownership::{Ownership, OwnershipConfig, OwnershipError};
 use c2d_subscriber::partition_readers::read_owned_partitions;
+use c2d_subscriber::replica_progress::ReplicaProgress;
 
 use crate::aggregates::Measure;
 use crate::cfg::Config;
@@ -119,7 +119,7 @@ impl Analytics {
         tracing::info!(?start_at, "following the event log");
 
         let stats = subscriber.stats();
-        let (registry, grpc_metrics) = crate::metrics::registry(Arc::clone(&stats));
+        let (registry, grpc_metrics) = crate::metrics::registry(stats.clone());
         c2d_telemetry::metrics::spawn(
             self.config.metrics_addr,
             "ANALYTICS_METRICS_ADDR",
@@ -190,8 +190,10 @@ impl Analytics {
         let partitions = Arc::new(Partitions::new(config.partitions, ownership));
         tracing::info!(partitions = config.partitions, replica = %config.replica, address = %config.advertise_addr, "sharing the partitions with the other replicas");
 
-        // No single consumer to report: each partition's reader is its own.
-        let (registry, grpc_metrics) = crate::metrics::registry(Arc::new(Stats::default()));
+        // The partition readers together are the consumer reported, and the replica is ready
+        // once every partition it owns has caught up.
+        let progress = Arc::new(ReplicaProgress::default());
+        let (registry, grpc_metrics) = crate::metrics::registry(progress.clone());
         c2d_telemetry::metrics::spawn(
             config.metrics_addr,
             "ANALYTICS_METRICS_ADDR",
@@ -204,10 +206,14 @@ impl Analytics {
         let grpc = tokio::spawn(c2d_proto::server::serve(
             listener,
             AnalyticsServiceServer::new(service),
-            Serving::default().metrics(grpc_metrics),
+            Serving::default().metrics(grpc_metrics).ready({
+                let progress = Arc::clone(&progress);
+                async move { progress.caught_up().await }
+            }),
             stopped(stop.clone()),
         ));
         let reader = PartitionReader {
+            progress,
             partitions: Arc::clone(&partitions),
             client,
             data_dir: config.data_dir.clone(),

@@ -10,6 +10,7 @@ use c2d_testkit::partitions::wait_for_owners;
 use c2d_testkit::replicas::{analytics_answers, post_conversations, requests_closed};
 use c2d_testkit::{Pipeline, eventually};
 use tokio::sync::oneshot;
+use tonic_health::pb::health_check_response::ServingStatus;
 
 const PARTITIONS: u32 = 8;
 const TENANTS: usize = 12;
@@ -96,6 +97,21 @@ async fn has_closed(running: &Running, requests: u64, what: &str) {
     .await;
 }
 
+/// Waits until `replica` reports SERVING: every partition it reads has caught up.
+async fn is_ready(replica: &Running) {
+    let endpoint = format!("http://{}", replica.addr);
+    eventually("the replica is ready", Duration::from_secs(30), || {
+        let endpoint = endpoint.clone();
+        async move {
+            match c2d_testkit::grpc::health(&endpoint, c2d_proto::analytics::SERVICE_NAME).await {
+                Ok(ServingStatus::Serving) => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        }
+    })
+    .await;
+}
+
 /// Waits until `replica` answers every tenant as `whole` does.
 async fn agrees(replica: &Running, whole: &Running, what: &str) {
     eventually(what, Duration::from_secs(60), || async move {
@@ -141,6 +157,10 @@ async fn replicas_answer_every_tenant_as_one_process_reading_the_whole_log_does(
     )
     .await;
 
+    for replica in [&first, &second] {
+        is_ready(replica).await;
+    }
+
     // analytics-0 stops (its partitions are released), analytics-2 joins, more events arrive.
     first.stop().await;
     let third = start(&pipeline, Some("analytics-2")).await;
@@ -155,6 +175,7 @@ async fn replicas_answer_every_tenant_as_one_process_reading_the_whole_log_does(
     .await;
     agrees(&second, &whole, "analytics-1 after the change of replicas").await;
     agrees(&third, &whole, "analytics-2 after the change of replicas").await;
+    is_ready(&third).await;
     second.stop().await;
     third.stop().await;
     whole.stop().await;

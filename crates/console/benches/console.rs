@@ -32,10 +32,7 @@ fn delivery(n: u64, now: i64) -> String {
 }
 
 async fn bench() -> anyhow::Result<()> {
-    let events: u64 = std::env::var("BENCH_EVENTS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1_000_000);
+    let events = c2d_testkit::load::bench_setting("BENCH_EVENTS", 1_000_000);
     println!(
         "bench-console: {} cores, {events} events of tenant acme",
         std::thread::available_parallelism().map_or(0, |n| n.get())

@@ -15,8 +15,10 @@ use std::time::Duration;
 
 use c2d_proto::crm::CrmServiceServer;
 use c2d_proto::events::STREAM;
+use c2d_subscriber::metrics::ConsumerProgress as _;
 use c2d_subscriber::ownership::{Ownership, OwnershipConfig, OwnershipError};
 use c2d_subscriber::partition_readers::{PartitionStop, follow_partition, read_owned_partitions};
+use c2d_subscriber::replica_progress::ReplicaProgress;
 use c2d_subscriber::{
     Delivery, Handler, HandlerError, StartAt, SubscribeError, Subscriber, SubscriberConfig,
 };
@@ -88,6 +90,8 @@ pub struct Shared {
     pending: AtomicU64,
     /// The last stream sequence handled, whether it changed the directory or not.
     handled: AtomicU64,
+    /// A replica's partition readers (`CRM_PARTITIONS`), whose lags add up to the replica's.
+    replica: Option<Arc<ReplicaProgress>>,
 }
 
 impl Shared {
@@ -118,9 +122,12 @@ impl Shared {
         }
     }
 
-    /// Events stored but not handled yet.
+    /// Events stored but not handled yet (by this replica, in the partitions it owns).
     pub fn lag(&self) -> u64 {
-        self.pending.load(Ordering::Relaxed)
+        match &self.replica {
+            Some(replica) => replica.pending(),
+            None => self.pending.load(Ordering::Relaxed),
+        }
     }
 
     /// The last stream sequence handled: everything up to it is in the directory.
@@ -236,6 +243,7 @@ impl CrmSync {
                 jetstream: None,
                 pending: AtomicU64::new(0),
                 handled: AtomicU64::new(0),
+                replica: None,
             }),
         })
     }
@@ -266,6 +274,9 @@ impl CrmSync {
             unreachable!("nothing else holds the shared state before run");
         };
         shared.jetstream = Some(async_nats::jetstream::new(client.clone()));
+        if self.config.partitions > 0 {
+            shared.replica = Some(Arc::new(ReplicaProgress::default()));
+        }
         let shared = Arc::new(shared);
 
         // One replica reads the whole log; replicas read the partitions each owns.
@@ -418,8 +429,7 @@ async fn read_partition(
         Vec::new()
     };
     let consumer = projection::partition_consumer(partition);
-    let config =
-        subscriber_config(&format!("{SUBSCRIBER}-partition-{partition}")).partition(partition);
+    let config = subscriber_config(&format!("{SUBSCRIBER}-partition-{partition}"));
     let store = shared.store.clone();
     let position = || {
         let (store, consumer) = (store.clone(), consumer.clone());
@@ -433,11 +443,14 @@ async fn read_partition(
             }
         }
     };
+    let progress = shared.replica.clone().unwrap_or_default();
     follow_partition(
         client,
+        partition,
         config,
         position,
         applying(Arc::clone(&shared), consumer.clone()),
+        progress,
         stop,
     )
     .await;

@@ -15,7 +15,7 @@ use c2d_hints::projection::Projection;
 use c2d_hints::service::HintsGrpc;
 use c2d_proto::hints::v1::SuggestRequest;
 use c2d_proto::hints::{HintsServiceClient, HintsServiceServer};
-use c2d_testkit::load::quantile_ms;
+use c2d_testkit::load::{quantile_ms, resident_kib};
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -106,19 +106,6 @@ impl History {
     }
 }
 
-/// The process's resident memory (Linux), 0 where it cannot be read.
-fn resident_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|status| {
-            status
-                .lines()
-                .find(|line| line.starts_with("VmRSS:"))
-                .and_then(|line| line.split_whitespace().nth(1)?.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
 fn percentiles(name: &str, mut micros: Vec<u32>, elapsed: Duration) {
     micros.sort_unstable();
     println!(
@@ -136,7 +123,7 @@ async fn main() -> anyhow::Result<()> {
     let mut random = Random(0x9e37_79b9_7f4a_7c15);
     let history = History::new(&mut random);
     let mut knowledge = Knowledge::default();
-    let rss_before = resident_kib();
+    let rss_before = resident_kib(std::process::id()).unwrap_or(0);
     let started = Instant::now();
     for _ in 0..PAIRS {
         let kind = random.below(KINDS);
@@ -145,7 +132,9 @@ async fn main() -> anyhow::Result<()> {
         knowledge.add_pair(&question, &answer);
     }
     let indexed = started.elapsed();
-    let memory_kib = resident_kib().saturating_sub(rss_before);
+    let memory_kib = resident_kib(std::process::id())
+        .unwrap_or(0)
+        .saturating_sub(rss_before);
     println!(
         "bench-hints: {} pairs indexed ({} distinct answers) in {:.2} s, ~{} MiB resident ({} bytes per pair), {} cores",
         knowledge.index().pairs(),

@@ -20,10 +20,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn bench() -> anyhow::Result<()> {
-    let events: u64 = std::env::var("BENCH_EVENTS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(200_000);
+    let events = c2d_testkit::load::bench_setting("BENCH_EVENTS", 200_000);
     // The gateway creates the streams, as in production.
     let pipeline = Pipeline::start().await;
     let nats = &pipeline.nats;

@@ -68,6 +68,7 @@ mod in_order;
 pub mod metrics;
 pub mod ownership;
 pub mod partition_readers;
+pub mod replica_progress;
 mod subscriber;
 
 pub use attempt::REPLAY_PENDING;

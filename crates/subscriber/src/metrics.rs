@@ -9,7 +9,9 @@
 //! - `{prefix}_consumer_lag_events`: events of the log not handled yet (the alert on a
 //!   consumer falling behind reads this);
 //! - `{prefix}_consumer_caught_up`: 1 once everything that was in the log at start has been
-//!   handled (the service is then SERVING in gRPC health).
+//!   handled (the service is then SERVING in gRPC health); for a replica, while every
+//!   partition it reads has caught up;
+//! - `{prefix}_partitions_read`: the partitions a replica reads now (replicas only).
 
 use std::sync::Arc;
 
@@ -22,15 +24,50 @@ use prometheus_client::registry::Registry;
 
 use crate::Stats;
 
-/// Registers `stats`' metrics in `registry`.
-pub fn register(registry: &mut Registry, stats: Arc<Stats>) {
-    registry.register_collector(Box::new(ConsumerCollector(stats)));
+/// What the metrics read of a consumer: one subscriber's [`Stats`], or a replica's partition
+/// readers together ([`crate::replica_progress::ReplicaProgress`]).
+pub trait ConsumerProgress: std::fmt::Debug + Send + Sync {
+    fn handled(&self) -> u64;
+    fn retried(&self) -> u64;
+    fn dead_lettered(&self) -> u64;
+    fn pending(&self) -> u64;
+    fn is_caught_up(&self) -> bool;
+    /// The partitions read now, by a replica; `None` for a reader of the whole log.
+    fn partitions(&self) -> Option<usize> {
+        None
+    }
+}
+
+impl ConsumerProgress for Stats {
+    fn handled(&self) -> u64 {
+        Stats::handled(self)
+    }
+    fn retried(&self) -> u64 {
+        Stats::retried(self)
+    }
+    fn dead_lettered(&self) -> u64 {
+        Stats::dead_lettered(self)
+    }
+    fn pending(&self) -> u64 {
+        Stats::pending(self)
+    }
+    fn is_caught_up(&self) -> bool {
+        Stats::is_caught_up(self)
+    }
+}
+
+/// Registers the consumer's metrics in `registry`.
+pub fn register(registry: &mut Registry, consumer: Arc<dyn ConsumerProgress>) {
+    registry.register_collector(Box::new(ConsumerCollector(consumer)));
 }
 
 /// The registry of a service that consumes the log and answers gRPC, under `prefix`
 /// (`c2d_analytics`): its consumer's progress and its calls per method. The service adds its
 /// own metrics to it, and gives the [`GrpcMetrics`] to the server.
-pub fn service_registry(prefix: &str, consumer: Arc<Stats>) -> (Registry, GrpcMetrics) {
+pub fn service_registry(
+    prefix: &str,
+    consumer: Arc<dyn ConsumerProgress>,
+) -> (Registry, GrpcMetrics) {
     let mut registry = Registry::with_prefix(prefix);
     let grpc = GrpcMetrics::register(&mut registry);
     register(&mut registry, consumer);
@@ -38,7 +75,7 @@ pub fn service_registry(prefix: &str, consumer: Arc<Stats>) -> (Registry, GrpcMe
 }
 
 #[derive(Debug)]
-struct ConsumerCollector(Arc<Stats>);
+struct ConsumerCollector(Arc<dyn ConsumerProgress>);
 
 impl Collector for ConsumerCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
@@ -81,7 +118,14 @@ impl Collector for ConsumerCollector {
                 i64::from(stats.is_caught_up()),
             ),
         ];
-        for (name, help, value) in gauges {
+        let partitions = stats.partitions().map(|read| {
+            (
+                "partitions_read",
+                "Partitions of the log this replica reads now (replicas only)",
+                read as i64,
+            )
+        });
+        for (name, help, value) in gauges.into_iter().chain(partitions) {
             let gauge = ConstGauge::new(value);
             gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
         }
@@ -97,7 +141,7 @@ mod tests {
     fn a_consumers_progress_is_read_at_scrape_time() {
         let stats = Arc::new(Stats::default());
         let mut registry = Registry::with_prefix("c2d_x");
-        register(&mut registry, Arc::clone(&stats));
+        register(&mut registry, stats.clone());
         let before = c2d_telemetry::metrics::render(&registry);
         assert!(before.contains("c2d_x_consumer_caught_up 0"), "{before}");
         stats.observe_pending(3);

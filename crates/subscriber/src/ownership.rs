@@ -13,7 +13,8 @@
 //! renews the partitions it owns up to its fair share (⌈partitions / members⌉), and claims
 //! free ones up to that share with a create, which fails if another replica got there first.
 //! Renewals are compare-and-set on the entry's revision, so a replica that lost a partition
-//! learns it at its next renewal.
+//! learns it at its next renewal. A replica starting waits a fifth of a lease between writing
+//! its member entry and its first claim, so that replicas started together share at once.
 //!
 //! No two owners at once: a replica gives a partition up *locally first* (it stops reading it)
 //! and lets the entry lapse; another replica can claim it only once the entry has vanished, a
@@ -29,6 +30,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, kv};
 use bytes::Bytes;
+use c2d_proto::partitions::PARTITIONED_STREAM;
 use futures_util::StreamExt as _;
 use tokio::sync::{Mutex, watch};
 use tokio::time::Instant;
@@ -52,7 +54,8 @@ pub struct OwnershipConfig {
     pub partitions: u32,
     /// How long a lease lasts without renewal; a dead replica's partitions move after it.
     pub lease: Duration,
-    /// Replicas of the bucket (3 on a NATS cluster).
+    /// Replicas of the bucket when this replica creates it, at least: it takes those of the
+    /// partitioned log (3 on a production cluster) when that exists.
     pub bucket_replicas: usize,
 }
 
@@ -141,19 +144,39 @@ impl Ownership {
         let jetstream = jetstream::new(client);
         let kv = match jetstream.get_key_value(LEASES_BUCKET).await {
             Ok(kv) => kv,
-            Err(_) => jetstream
+            Err(_) => match jetstream
                 .create_key_value(kv::Config {
                     bucket: LEASES_BUCKET.into(),
                     description: "partition leases of the services' replicas".into(),
                     history: 1,
                     max_age: config.lease,
-                    num_replicas: config.bucket_replicas,
+                    num_replicas: bucket_replicas(&jetstream, config.bucket_replicas).await,
                     storage: jetstream::stream::StorageType::File,
                     ..Default::default()
                 })
                 .await
-                .map_err(|e| OwnershipError::Bucket(e.to_string()))?,
+            {
+                Ok(kv) => kv,
+                // Another replica (of this service or another) created it meanwhile.
+                Err(create) => jetstream
+                    .get_key_value(LEASES_BUCKET)
+                    .await
+                    .map_err(|_| OwnershipError::Bucket(create.to_string()))?,
+            },
         };
+        // Entries vanish after the bucket's max_age, whoever created it: that is the lease
+        // every replica times its renewals and fencing by.
+        let mut config = config;
+        let max_age = kv
+            .status()
+            .await
+            .map_err(|e| OwnershipError::Bucket(e.to_string()))?
+            .max_age();
+        if max_age != config.lease && !max_age.is_zero() {
+            tracing::warn!(group = %config.group, configured = ?config.lease, bucket = ?max_age,
+                "the leases bucket {LEASES_BUCKET} keeps entries for another time than this replica's lease; using the bucket's (give every service the same lease, or delete the bucket while no replica runs)");
+            config.lease = max_age;
+        }
         let (owned, _) = watch::channel(BTreeSet::new());
         Ok(Ownership {
             inner: Arc::new(Inner {
@@ -174,10 +197,24 @@ impl Ownership {
     /// Keeps this replica's leases until `shutdown` completes; then owns nothing. Call
     /// [`Ownership::release`] once the partitions' readers have stopped, so that others take
     /// them over at once instead of a lease later.
+    ///
+    /// Before its first claim a replica makes itself seen and waits a fifth of a lease, so
+    /// that replicas started together (a rollout, a whole deployment restarted) count each
+    /// other and claim their shares at once, instead of the first one claiming everything
+    /// and the others waiting a lease for the surplus to lapse.
     pub async fn run(&self, shutdown: impl Future<Output = ()>) {
         let period = self.inner.config.lease / 3;
         let mut shutdown = std::pin::pin!(shutdown);
         let mut last_error = String::new();
+        if self.announce().await.is_ok() {
+            tokio::select! {
+                () = &mut shutdown => {
+                    self.inner.owned.send_replace(BTreeSet::new());
+                    return;
+                }
+                () = tokio::time::sleep(self.inner.config.lease / 5) => {}
+            }
+        }
         loop {
             match self.tick().await {
                 Ok(()) => last_error.clear(),
@@ -278,12 +315,7 @@ impl Ownership {
         let config = &self.inner.config;
         let kv = &self.inner.kv;
         let me = Bytes::from(config.replica.clone());
-        kv.put(
-            member_key(&config.group, &config.replica),
-            Bytes::from(config.address.clone()),
-        )
-        .await
-        .map_err(|e| OwnershipError::Read(e.to_string()))?;
+        self.announce().await?;
         let members = self.members().await?.len().max(1) as u32;
         let share = config.partitions.div_ceil(members) as usize;
 
@@ -339,6 +371,20 @@ impl Ownership {
         Ok(())
     }
 
+    /// Writes this replica's member entry: it is alive, and answers at its address.
+    async fn announce(&self) -> Result<(), OwnershipError> {
+        let config = &self.inner.config;
+        self.inner
+            .kv
+            .put(
+                member_key(&config.group, &config.replica),
+                Bytes::from(config.address.clone()),
+            )
+            .await
+            .map_err(|e| OwnershipError::Read(e.to_string()))?;
+        Ok(())
+    }
+
     /// Gives up, locally, every lease not renewed for two thirds of a lease: before it can
     /// lapse and be claimed by another replica.
     async fn fence(&self) {
@@ -365,6 +411,20 @@ impl Ownership {
             true
         });
     }
+}
+
+/// The replicas of a new leases bucket: as many as the partitioned log it divides has (three
+/// on a production cluster, so that losing a NATS node loses no lease), and at least
+/// `configured`.
+async fn bucket_replicas(jetstream: &jetstream::Context, configured: usize) -> usize {
+    let log = match jetstream.get_stream(PARTITIONED_STREAM).await {
+        Ok(mut stream) => stream
+            .info()
+            .await
+            .map_or(0, |info| info.config.num_replicas),
+        Err(_) => 0,
+    };
+    log.max(configured)
 }
 
 fn member_key(group: &str, replica: &str) -> String {

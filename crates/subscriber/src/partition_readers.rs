@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::FutureExt as _;
@@ -17,6 +18,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::{StartAt, SubscriberConfig};
 use crate::ownership::Ownership;
+use crate::replica_progress::ReplicaProgress;
 use crate::subscriber::{Handler, Subscriber};
 
 /// Completes when the partition's reader must stop (the partition moved, or the replica
@@ -88,22 +90,27 @@ async fn stop(partition: u32, (stop, reader): (oneshot::Sender<()>, JoinHandle<(
     tracing::info!(partition, "partition let go");
 }
 
-/// Reads one owned partition with `handler` until `stop`: a subscriber made from `config`
-/// (`SubscriberConfig::partition`, position kept by the handler) that starts after the
-/// sequence `position()` gives, and starts again a second after a failure, so that a partition
-/// stays read for as long as it is owned. `position()` is `None` when the read model cannot
-/// tell now (its store is down): then it is asked again.
+/// Reads one owned partition with `handler` until `stop`: a subscriber made from
+/// `SubscriberConfig::partition(partition)` of `config` (position kept by the handler) that
+/// starts after the sequence `position()` gives, and starts again a second after a failure,
+/// so that a partition stays read for as long as it is owned. `position()` is `None` when the
+/// read model cannot tell now (its store is down): then it is asked again. The reader reports
+/// to `progress`, the replica's metrics and readiness.
 pub async fn follow_partition<H, P, Fut>(
     client: async_nats::Client,
+    partition: u32,
     config: SubscriberConfig,
     position: P,
     handler: H,
+    progress: Arc<ReplicaProgress>,
     stop: PartitionStop,
 ) where
     H: Handler + Clone,
     P: Fn() -> Fut,
     Fut: Future<Output = Option<u64>>,
 {
+    let config = config.partition(partition);
+    progress.claimed(partition);
     let mut stop = stop.fuse();
     loop {
         let read = match position().await {
@@ -114,25 +121,29 @@ pub async fn follow_partition<H, P, Fut>(
                     StartAt::Sequence(after + 1)
                 };
                 match Subscriber::open(client.clone(), config.clone().start_at(start_at)).await {
-                    Ok(subscriber) => subscriber
-                        .run(handler.clone(), &mut stop)
-                        .await
-                        .map(|_| ())
-                        .map_err(|error| error.to_string()),
+                    Ok(subscriber) => {
+                        progress.reading(partition, subscriber.stats());
+                        subscriber
+                            .run(handler.clone(), &mut stop)
+                            .await
+                            .map(|_| ())
+                            .map_err(|error| error.to_string())
+                    }
                     Err(error) => Err(error.to_string()),
                 }
             }
             None => Err("the read model's position cannot be read".to_owned()),
         };
         if stop.is_terminated() {
-            return;
+            break;
         }
         if let Err(error) = read {
             tracing::warn!(subscriber = %config.durable, %error, "reading the partition failed; trying again");
         }
         tokio::select! {
-            () = &mut stop => return,
+            () = &mut stop => break,
             () = tokio::time::sleep(Duration::from_secs(1)) => {}
         }
     }
+    progress.let_go(partition);
 }

@@ -1,0 +1,146 @@
+//! A replica's progress over the partitions it reads, as one consumer's: what its metrics
+//! and its readiness read.
+//!
+//! A replica runs one subscriber per owned partition ([`crate::partition_readers`]), and they
+//! come and go as ownership moves. Its operators still want one answer to "how far behind is
+//! this pod, and is it ready": the events handled by all its readers (counters that never go
+//! back, though readers stop), the lag of the partitions it owns now, and caught up once every
+//! owned partition has caught up.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use crate::Stats;
+use crate::metrics::ConsumerProgress;
+
+/// The partition readers of one replica, seen together.
+#[derive(Debug, Default)]
+pub struct ReplicaProgress {
+    /// The running reader of each owned partition; a placeholder that has done nothing until
+    /// the reader's subscriber is open, so a partition just claimed is not caught up.
+    readers: Mutex<BTreeMap<u32, Arc<Stats>>>,
+    /// What readers that stopped had done: handled, retried, dead-lettered.
+    stopped: [AtomicU64; 3],
+}
+
+impl ReplicaProgress {
+    /// `partition` is read from now on; its subscriber is not open yet.
+    pub(crate) fn claimed(&self, partition: u32) {
+        self.reading(partition, Arc::new(Stats::default()));
+    }
+
+    /// `partition` is read by a subscriber reporting to `stats` (a new one after a failure).
+    pub(crate) fn reading(&self, partition: u32, stats: Arc<Stats>) {
+        if let Some(before) = self.lock().insert(partition, stats) {
+            self.keep_counts(&before);
+        }
+    }
+
+    /// `partition` is not read by this replica any more.
+    pub(crate) fn let_go(&self, partition: u32) {
+        if let Some(before) = self.lock().remove(&partition) {
+            self.keep_counts(&before);
+        }
+    }
+
+    /// The partitions read now.
+    pub fn partitions_read(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Completes once [`ConsumerProgress::is_caught_up`]: what the replica waits for before it
+    /// reports SERVING. Checked every 100 ms, since readers come and go.
+    pub async fn caught_up(&self) {
+        while !self.is_caught_up() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    fn keep_counts(&self, stats: &Stats) {
+        for (kept, count) in
+            self.stopped
+                .iter()
+                .zip([stats.handled(), stats.retried(), stats.dead_lettered()])
+        {
+            kept.fetch_add(count, Ordering::Relaxed);
+        }
+    }
+
+    fn total(&self, kept: usize, count: fn(&Stats) -> u64) -> u64 {
+        // Under the lock, so a reader moving to `stopped` is not counted twice or missed.
+        let readers = self.lock();
+        self.stopped[kept].load(Ordering::Relaxed) + readers.values().map(|s| count(s)).sum::<u64>()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u32, Arc<Stats>>> {
+        self.readers.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The replica's readers together, as the metrics and readiness read one consumer.
+impl ConsumerProgress for ReplicaProgress {
+    /// Events done with by this replica's readers since it started.
+    fn handled(&self) -> u64 {
+        self.total(0, Stats::handled)
+    }
+
+    fn retried(&self) -> u64 {
+        self.total(1, Stats::retried)
+    }
+
+    fn dead_lettered(&self) -> u64 {
+        self.total(2, Stats::dead_lettered)
+    }
+
+    /// Events of the owned partitions not handled yet.
+    fn pending(&self) -> u64 {
+        self.lock().values().map(|stats| stats.pending()).sum()
+    }
+
+    /// Whether this replica reads at least one partition and every one it reads has caught
+    /// up: its answers for the tenants it owns are current.
+    fn is_caught_up(&self) -> bool {
+        let readers = self.lock();
+        !readers.is_empty() && readers.values().all(|stats| stats.is_caught_up())
+    }
+
+    fn partitions(&self) -> Option<usize> {
+        Some(self.partitions_read())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_survive_readers_and_caught_up_needs_every_owned_partition() {
+        let progress = ReplicaProgress::default();
+        assert!(!progress.is_caught_up(), "nothing owned yet");
+        progress.claimed(1);
+        progress.claimed(2);
+        let one = Arc::new(Stats::default());
+        progress.reading(1, Arc::clone(&one));
+        one.observe_pending(2);
+        one.done_with(1);
+        one.done_with(0);
+        assert!(!progress.is_caught_up(), "partition 2 has not started");
+        let two = Arc::new(Stats::default());
+        progress.reading(2, Arc::clone(&two));
+        two.observe_pending(5);
+        assert_eq!(progress.pending(), 5);
+        two.done_with(0);
+        assert!(progress.is_caught_up());
+        assert_eq!(progress.handled(), 3);
+
+        progress.let_go(1);
+        assert_eq!(progress.handled(), 3, "a stopped reader's count is kept");
+        assert_eq!(progress.partitions_read(), 1);
+        // A new subscriber of partition 2 after a failure starts its counts afresh.
+        progress.reading(2, Arc::new(Stats::default()));
+        assert_eq!(progress.handled(), 3);
+        assert!(!progress.is_caught_up());
+    }
+}
