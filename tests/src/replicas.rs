@@ -76,6 +76,7 @@ pub async fn analytics_answers(
 ) -> Result<String, String> {
     let text = |status: tonic::Status| format!("{tenant}: {status}");
     let summary = SummaryRequest {
+        sla_business_minutes: 0,
         tenant: tenant.into(),
         range: day(),
     };
@@ -108,6 +109,7 @@ pub async fn requests_closed(
     tenant: &str,
 ) -> Result<u64, String> {
     let summary = SummaryRequest {
+        sla_business_minutes: 0,
         tenant: tenant.into(),
         range: day(),
     };

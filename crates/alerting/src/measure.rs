@@ -75,6 +75,7 @@ impl Analytics {
     /// The tenant's total over `[start, end)`.
     async fn total(&self, tenant: &str, start: SystemTime, end: SystemTime) -> Option<Summary> {
         let request = SummaryRequest {
+            sla_business_minutes: 0,
             tenant: tenant.to_owned(),
             range: Some(TimeRange {
                 start: Some(start.into()),

@@ -15,13 +15,15 @@
 //! ```
 //!
 //! A rule may also group its notifications (`group_wait`), repeat them until acknowledged
-//! (`repeat_interval`), and `[[inhibit]]` entries let a greater alert mute a lesser one of the
+//! (`repeat_interval`), keep the tenant's working hours (`hours = "business"`: a wait counts
+//! working time only, other rules raise nothing while the tenant is closed), and `[[inhibit]]` entries let a greater alert mute a lesser one of the
 //! same tenant. `${NAME}` in any string is read from the environment. Durations are written
 //! `500ms`, `30s`, `10m`, `2h`.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use c2d_calendar::Calendars;
 use serde::Deserialize;
 
 /// Where notifications go.
@@ -128,6 +130,22 @@ pub struct Rule {
     pub group_wait: Option<Duration>,
     /// A firing alert nobody acknowledged is notified again this often; None: once.
     pub repeat_interval: Option<Duration>,
+    /// Whether the rule keeps the tenant's working hours.
+    pub hours: Hours,
+}
+
+/// Which hours a rule keeps (`hours = "business"`): the tenant's calendar
+/// (docs/business-hours.md). A tenant without a calendar is always open, so for it both are
+/// the same.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Hours {
+    /// Around the clock.
+    #[default]
+    Always,
+    /// Only working hours: a wait rule's `after` counts working time only (a client who
+    /// writes at night is waited for from the opening), and any other rule raises no alert
+    /// while the tenant is closed.
+    Business,
 }
 
 impl Rule {
@@ -192,6 +210,13 @@ impl Rule {
             }
         };
         let mut text = format!("{what}; {scope}");
+        match (self.hours, &self.condition) {
+            (Hours::Always, _) => {}
+            (Hours::Business, Condition::Wait { .. }) => {
+                text.push_str("; counting the tenant's working hours only")
+            }
+            (Hours::Business, _) => text.push_str("; only while the tenant is open"),
+        }
         if let Some(wait) = self.group_wait {
             text.push_str(&format!("; notifications grouped for {}", human(wait)));
         }
@@ -253,6 +278,9 @@ pub struct Rules {
     pub receivers: Vec<Receiver>,
     pub rules: Vec<Rule>,
     pub inhibitions: Vec<Inhibition>,
+    /// The tenants' calendars, which `hours = "business"` rules keep: the C2D_CALENDARS
+    /// bucket as it is now (none until the service watches it: always open).
+    pub calendars: Calendars,
 }
 
 impl Rules {
@@ -331,6 +359,7 @@ struct RuleSpec {
     group_wait: Option<String>,
     repeat_interval: Option<String>,
     baseline: Option<String>,
+    hours: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -525,6 +554,15 @@ fn check(
                 .transpose()
                 .map_err(|e| invalid(format!("{field}: {e}")))
         };
+        let hours = match spec.hours.as_deref() {
+            None | Some("always") => Hours::Always,
+            Some("business") => Hours::Business,
+            Some(other) => {
+                return Err(invalid(format!(
+                    "hours {other:?} is not known: use \"always\" (the default) or \"business\" (the tenant's calendar)"
+                )));
+            }
+        };
         let group_wait = optional("group_wait", &spec.group_wait)?;
         let repeat_interval = optional("repeat_interval", &spec.repeat_interval)?;
         rules.rules.push(Rule {
@@ -540,6 +578,7 @@ fn check(
             tenants: spec.tenants.clone(),
             group_wait,
             repeat_interval,
+            hours,
         });
     }
     for (index, spec) in file.inhibit.into_iter().enumerate() {
@@ -612,6 +651,7 @@ mod tests {
         name = "waiting"
         kind = "wait"
         after = "10m"
+        hours = "business"
         receiver = "ops"
         route = [{ tag = "VIP", receiver = "vip" }]
 
@@ -667,6 +707,14 @@ mod tests {
                 after: Duration::from_secs(600)
             }
         );
+        assert_eq!(
+            (rules.rules[0].hours, rules.rules[1].hours),
+            (Hours::Always, Hours::Business)
+        );
+        assert_eq!(
+            rules.rules[1].describe(),
+            "fires when a client message has no operator answer within 10m; every tenant; counting the tenant's working hours only"
+        );
         assert_eq!(rules.rules[1].receiver_for(&["VIP".into()]), "vip");
         assert_eq!(rules.rules[1].receiver_for(&[]), "ops");
         assert!(rules.rules[3].applies_to("acme") && !rules.rules[3].applies_to("globex"));
@@ -708,6 +756,10 @@ mod tests {
                 "event, wait, threshold or silence",
             ),
             (FILE.replace("BOT_TOKEN", "UNSET"), "${UNSET}"),
+            (
+                FILE.replace("hours = \"business\"", "hours = \"office\""),
+                "use \"always\" (the default) or \"business\"",
+            ),
             (FILE.replace("hook_type = ", "hook_typ = "), "hook_typ"),
             (
                 FILE.replace("hook_type = ", "hook_typ = "),

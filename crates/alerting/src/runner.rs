@@ -23,8 +23,9 @@ use crate::engine::{Engine, StateError};
 use crate::enrich::Directory;
 use crate::measure::Analytics;
 use crate::notify;
-use crate::rules::{Condition, Rule};
+use crate::rules::{Condition, Hours, Rule};
 use crate::service::AlertingGrpc;
+use c2d_calendar::{CalendarStore, StoreError};
 
 /// The durable consumer's name.
 const SUBSCRIBER: &str = "alerting";
@@ -58,6 +59,8 @@ pub enum AlertingError {
     Serve(#[from] c2d_proto::server::ServeError),
     #[error(transparent)]
     Metrics(#[from] c2d_telemetry::startup::StartupError),
+    #[error(transparent)]
+    Calendars(#[from] StoreError),
 }
 
 /// Runs c2d-alerting until `shutdown`.
@@ -100,15 +103,14 @@ pub async fn run(
     if config.rules.rules.is_empty() {
         tracing::warn!("no rules (set ALERTING_RULES_FILE): nothing will fire");
     }
-    let engine = Arc::new(
-        Engine::open(
-            jetstream,
-            Arc::new(config.rules),
-            directory,
-            config.replicas,
-        )
-        .await?,
-    );
+    let mut rules = config.rules;
+    // The calendars are followed only when a rule keeps working hours.
+    if rules.rules.iter().any(|rule| rule.hours == Hours::Business) {
+        let store = CalendarStore::open(client.clone(), config.replicas).await?;
+        rules.calendars = store.watch().await?;
+    }
+    let engine =
+        Arc::new(Engine::open(jetstream, Arc::new(rules), directory, config.replicas).await?);
 
     let subscriber = Subscriber::open(
         client.clone(),

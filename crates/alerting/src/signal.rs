@@ -41,6 +41,16 @@ pub fn wait_signal(event: &Event) -> Option<WaitSignal> {
     })
 }
 
+/// The messenger of a message or of a request's closing (`whatsapp`, `telegram`, ...): whose
+/// hours a business-time wait counts by, when the tenant's calendar has hours per channel.
+pub fn transport(event: &Event) -> Option<&str> {
+    match &event.payload {
+        Some(Payload::Inbox(m) | Payload::Outbox(m)) => m.transport.as_deref(),
+        Some(Payload::CloseRequest(d) | Payload::CloseDialog(d)) => d.transport.as_deref(),
+        _ => None,
+    }
+}
+
 /// What a wait alert says: the client by name when the CRM knows it, else by id.
 pub fn wait_summary(
     name: Option<String>,

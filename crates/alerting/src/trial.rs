@@ -183,6 +183,7 @@ mod tests {
             tenants: Vec::new(),
             group_wait: None,
             repeat_interval: None,
+            hours: crate::rules::Hours::Always,
         }
     }
 

@@ -185,6 +185,7 @@ async fn query_latency(events: u64) -> anyhow::Result<(f64, f64, usize)> {
     ));
     let mut client = AnalyticsServiceClient::connect(format!("http://{addr}")).await?;
     let request = SummaryRequest {
+        sla_business_minutes: 0,
         tenant: "acme".into(),
         range: Some(TimeRange {
             start: Some(Timestamp {

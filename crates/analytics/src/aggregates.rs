@@ -70,12 +70,22 @@ pub enum Measure {
     Events,
     FirstResponse,
     Resolution,
+    /// [`Measure::FirstResponse`] in the tenant's business time.
+    FirstResponseBusiness,
+    /// [`Measure::Resolution`] in the tenant's business time.
+    ResolutionBusiness,
 }
 
 impl Measure {
     /// Whether cells of this measure hold a sketch of durations rather than a count.
     pub fn is_duration(self) -> bool {
-        matches!(self, Measure::FirstResponse | Measure::Resolution)
+        matches!(
+            self,
+            Measure::FirstResponse
+                | Measure::Resolution
+                | Measure::FirstResponseBusiness
+                | Measure::ResolutionBusiness
+        )
     }
 }
 

@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
+use c2d_calendar::Calendars;
 use c2d_proto::analytics::AnalyticsServiceClient;
 use c2d_proto::analytics::v1::MinuteUpdate;
 use c2d_proto::partitions::partition_of;
@@ -153,6 +154,8 @@ pub struct PartitionReader {
     pub minutes: broadcast::Sender<MinuteUpdate>,
     /// The replica's metrics and readiness, which every partition's reader reports to.
     pub progress: Arc<ReplicaProgress>,
+    /// The tenants' calendars, which every partition's projection counts business time by.
+    pub calendars: Calendars,
 }
 
 impl PartitionReader {
@@ -167,6 +170,8 @@ impl PartitionReader {
                 Projection::default()
             }
         };
+        let mut projection = projection;
+        projection.use_calendars(self.calendars.clone());
         let projection = Arc::new(RwLock::new(projection));
         self.partitions.hold(partition, Arc::clone(&projection));
         let (stop_background, background_stop) = watch::channel(false);

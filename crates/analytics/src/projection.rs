@@ -14,7 +14,8 @@ use prost_types::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use crate::aggregates::{Dims, DimsId, Granularity, Measure, Names, TenantAggregates};
-use crate::requests::RequestClock;
+use crate::requests::{RequestClock, TenantCalendar};
+use c2d_calendar::Calendars;
 
 /// Everything analytics knows.
 #[derive(Debug, Default, Serialize, Deserialize)]
@@ -28,6 +29,10 @@ pub struct Projection {
     /// The wall clock, refreshed every few hundred events: live enough for minute updates.
     #[serde(skip)]
     now: i64,
+    /// The tenants' business-hours calendars, as the C2D_CALENDARS bucket holds them now;
+    /// none: every tenant is open around the clock.
+    #[serde(skip)]
+    calendars: Option<Calendars>,
 }
 
 /// One tenant's aggregates and the state needed to compute them.
@@ -54,11 +59,15 @@ impl Projection {
             return true;
         };
         let at = seconds(&event_time);
+        let calendar = self
+            .calendars
+            .as_ref()
+            .and_then(|calendars| calendars.configured(&event.tenant));
         let tenant = match self.tenants.get_mut(&event.tenant) {
             Some(tenant) => tenant,
             None => self.tenants.entry(event.tenant.clone()).or_default(),
         };
-        tenant.apply(at, event);
+        tenant.apply(at, event, &calendar);
         // Live updates are about the present: a replay of old events announces nothing.
         let minute = Granularity::Minute.floor(at.floor() as i64);
         if sequence.is_multiple_of(256) || self.now == 0 {
@@ -68,6 +77,13 @@ impl Projection {
             self.changed_minutes.insert((event.tenant.clone(), minute));
         }
         true
+    }
+
+    /// Business time is counted by `calendars` from now on. A calendar's change applies to
+    /// the requests settled after it; a rebuild counts every request by the calendars of the
+    /// day of the rebuild.
+    pub fn use_calendars(&mut self, calendars: Calendars) {
+        self.calendars = Some(calendars);
     }
 
     /// The minutes whose totals changed since the last call, for live updates.
@@ -105,7 +121,7 @@ impl Projection {
 }
 
 impl Tenant {
-    fn apply(&mut self, at: f64, event: &Event) {
+    fn apply(&mut self, at: f64, event: &Event, calendar: &TenantCalendar) {
         let second = at.floor() as i64;
         self.newest = self.newest.max(second);
         let hook_type = HookType::parse(&event.hook_type).map_or("unknown", HookType::as_str);
@@ -134,6 +150,7 @@ impl Tenant {
                             ..dims
                         },
                         &mut self.aggregates,
+                        calendar,
                     );
                 }
             }
@@ -151,7 +168,7 @@ impl Tenant {
                 }
                 if let (Some(request), Some(_)) = (message.request_id, message.operator_id) {
                     let clock = self.requests.entry(request).or_default();
-                    clock.operator_message(at, dims, &mut self.aggregates);
+                    clock.operator_message(at, dims, &mut self.aggregates, calendar);
                 }
             }
             Some(Payload::OutboxStatus(status)) => {
@@ -228,7 +245,7 @@ impl Tenant {
                 self.aggregates.count(Measure::RequestsClosed, second, dims);
                 if let Some(request) = dialog.request_id {
                     let clock = self.requests.entry(request).or_default();
-                    clock.closed(at, dims, &mut self.aggregates);
+                    clock.closed(at, dims, &mut self.aggregates, calendar);
                 }
             }
             _ => {}

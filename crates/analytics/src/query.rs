@@ -168,6 +168,8 @@ fn measure(metric: i32) -> Result<Measure, QueryError> {
         Ok(Metric::Events) => Measure::Events,
         Ok(Metric::FirstResponseSeconds) => Measure::FirstResponse,
         Ok(Metric::ResolutionSeconds) => Measure::Resolution,
+        Ok(Metric::FirstResponseBusinessSeconds) => Measure::FirstResponseBusiness,
+        Ok(Metric::ResolutionBusinessSeconds) => Measure::ResolutionBusiness,
         Ok(Metric::Unspecified) | Err(_) => return Err(QueryError::UnknownMetric(metric)),
     })
 }

@@ -5,6 +5,15 @@
 //! request's first message to its close_request. Whenever a late event moves either, the
 //! sample recorded before is taken back from the sketches and the new one added, so the
 //! figures are those of the events' own times, whatever order they came in.
+//!
+//! Each duration is also measured in business time: the working time the tenant's calendar
+//! counts between the same two instants, under the hours of the request's transport. A client
+//! who writes at 23:00 on a Friday and is answered at 09:05 on Monday waited five business
+//! minutes. A tenant without a calendar is open around the clock, so both figures are equal.
+
+use std::sync::Arc;
+
+use c2d_calendar::Calendar;
 
 use serde::{Deserialize, Serialize};
 
@@ -32,7 +41,13 @@ pub struct RequestClock {
     closed: Option<(f64, DimsId)>,
     first_response: Option<Sample>,
     resolution: Option<Sample>,
+    first_response_business: Option<Sample>,
+    resolution_business: Option<Sample>,
 }
+
+/// The tenant's calendar, when it has one: `None` counts business time as wall-clock time
+/// without asking a calendar.
+pub type TenantCalendar = Option<Arc<Calendar>>;
 
 impl RequestClock {
     /// The time of the request's last known event.
@@ -50,28 +65,46 @@ impl RequestClock {
     }
 
     /// A message from the client at `at`.
-    pub fn client_message(&mut self, at: f64, dims: Dims, aggregates: &mut TenantAggregates) {
+    pub fn client_message(
+        &mut self,
+        at: f64,
+        dims: Dims,
+        aggregates: &mut TenantAggregates,
+        calendar: &TenantCalendar,
+    ) {
         if self.first_client.is_none_or(|(first, _)| at < first) {
             self.first_client = Some((at, aggregates.combinations.intern(dims)));
         }
         self.opened(at);
-        self.settle(aggregates);
+        self.settle(aggregates, calendar);
     }
 
     /// A message from an operator at `at`.
-    pub fn operator_message(&mut self, at: f64, dims: Dims, aggregates: &mut TenantAggregates) {
+    pub fn operator_message(
+        &mut self,
+        at: f64,
+        dims: Dims,
+        aggregates: &mut TenantAggregates,
+        calendar: &TenantCalendar,
+    ) {
         self.replies
             .push((at, aggregates.combinations.intern(dims)));
         self.opened(at);
-        self.settle(aggregates);
+        self.settle(aggregates, calendar);
     }
 
     /// The request was closed at `at`.
-    pub fn closed(&mut self, at: f64, dims: Dims, aggregates: &mut TenantAggregates) {
+    pub fn closed(
+        &mut self,
+        at: f64,
+        dims: Dims,
+        aggregates: &mut TenantAggregates,
+        calendar: &TenantCalendar,
+    ) {
         if self.closed.is_none_or(|(closed, _)| at < closed) {
             self.closed = Some((at, aggregates.combinations.intern(dims)));
         }
-        self.settle(aggregates);
+        self.settle(aggregates, calendar);
     }
 
     fn opened(&mut self, at: f64) {
@@ -81,7 +114,7 @@ impl RequestClock {
     }
 
     /// Records the samples the clock now defines, replacing outdated ones.
-    fn settle(&mut self, aggregates: &mut TenantAggregates) {
+    fn settle(&mut self, aggregates: &mut TenantAggregates, calendar: &TenantCalendar) {
         let first_response = self.first_client.and_then(|(asked, client)| {
             let (answered, operator) = self
                 .replies
@@ -99,11 +132,20 @@ impl RequestClock {
                 seconds: answered - asked,
             })
         });
+        let first_response_business = first_response
+            .zip(self.first_client)
+            .map(|(sample, (asked, _))| business(sample, asked, aggregates, calendar));
         replace(
             aggregates,
             Measure::FirstResponse,
             &mut self.first_response,
             first_response,
+        );
+        replace(
+            aggregates,
+            Measure::FirstResponseBusiness,
+            &mut self.first_response_business,
+            first_response_business,
         );
 
         let resolution = match (self.opened, self.closed) {
@@ -114,13 +156,48 @@ impl RequestClock {
             }),
             _ => None,
         };
+        let resolution_business = resolution
+            .zip(self.opened)
+            .map(|(sample, opened)| business(sample, opened, aggregates, calendar));
         replace(
             aggregates,
             Measure::Resolution,
             &mut self.resolution,
             resolution,
         );
+        replace(
+            aggregates,
+            Measure::ResolutionBusiness,
+            &mut self.resolution_business,
+            resolution_business,
+        );
     }
+}
+
+/// `sample`, a wall-clock duration from `start`, in the business time of `calendar` under the
+/// hours of the sample's transport.
+fn business(
+    sample: Sample,
+    start: f64,
+    aggregates: &TenantAggregates,
+    calendar: &TenantCalendar,
+) -> Sample {
+    let Some(calendar) = calendar else {
+        return sample;
+    };
+    let transport = aggregates.combinations.get(sample.dims).transport;
+    let channel = (transport != 0).then(|| aggregates.names.text(transport));
+    let seconds = match (instant(start), instant(start + sample.seconds)) {
+        (Some(from), Some(to)) => calendar.business_time(channel, from, to).as_secs_f64(),
+        _ => sample.seconds,
+    };
+    Sample { seconds, ..sample }
+}
+
+/// Fractional Unix seconds as an instant; `None` outside the years calendars know.
+fn instant(seconds: f64) -> Option<c2d_calendar::Timestamp> {
+    let whole = seconds.floor();
+    c2d_calendar::from_unix(whole as i64, ((seconds - whole) * 1e9) as i32)
 }
 
 fn replace(
@@ -170,13 +247,42 @@ mod tests {
     }
 
     #[test]
+    fn business_time_counts_only_the_tenants_working_hours() {
+        // Weekdays 09:00-18:00 in São Paulo (UTC-3, no DST since 2019).
+        let calendar = Calendar::parse_json(
+            r#"{"time_zone": "America/Sao_Paulo", "weekly": {"mon": ["09:00-18:00"],
+                "tue": ["09:00-18:00"], "wed": ["09:00-18:00"], "thu": ["09:00-18:00"],
+                "fri": ["09:00-18:00"]}}"#,
+        )
+        .unwrap();
+        let calendar = Some(Arc::new(calendar));
+        let mut aggregates = TenantAggregates::default();
+        let mut clock = RequestClock::default();
+        // Friday 2024-03-01 17:00 local (20:00Z); answered Monday 09:05 local (12:05Z).
+        let asked = (T0 + 20 * 3_600) as f64;
+        let answered = (T0 + 3 * 86_400 + 12 * 3_600 + 5 * 60) as f64;
+        clock.client_message(asked, Dims::default(), &mut aggregates, &calendar);
+        clock.operator_message(answered, operator(5), &mut aggregates, &calendar);
+        clock.closed(answered + 600.0, operator(5), &mut aggregates, &calendar);
+        let range = (T0, T0 + 7 * 86_400);
+        let whole = &aggregates.summary(range, None)[""];
+        let max = |measure| whole[&measure].sketch.quantile(1.0);
+        // Wall clock: 2 days 16 h 5 min. Business: Friday 17:00-18:00 and Monday 09:00-09:05.
+        assert!(
+            (max(Measure::FirstResponse) - (answered - asked)).abs() < 0.01 * (answered - asked)
+        );
+        assert!((max(Measure::FirstResponseBusiness) - 3_900.0).abs() < 39.0);
+        assert!((max(Measure::ResolutionBusiness) - 4_500.0).abs() < 45.0);
+    }
+
+    #[test]
     fn first_response_is_the_first_operator_message_after_the_client() {
         let mut aggregates = TenantAggregates::default();
         let mut clock = RequestClock::default();
         let t = T0 as f64;
-        clock.client_message(t + 100.0, Dims::default(), &mut aggregates);
-        clock.operator_message(t + 160.0, operator(5), &mut aggregates);
-        clock.operator_message(t + 400.0, operator(6), &mut aggregates);
+        clock.client_message(t + 100.0, Dims::default(), &mut aggregates, &None);
+        clock.operator_message(t + 160.0, operator(5), &mut aggregates, &None);
+        clock.operator_message(t + 400.0, operator(6), &mut aggregates, &None);
         let [(count, seconds)] = frt(&aggregates)[..] else {
             panic!()
         };
@@ -191,10 +297,10 @@ mod tests {
         let mut aggregates = TenantAggregates::default();
         let mut clock = RequestClock::default();
         let t = T0 as f64;
-        clock.client_message(t + 100.0, Dims::default(), &mut aggregates);
-        clock.operator_message(t + 160.0, operator(5), &mut aggregates);
+        clock.client_message(t + 100.0, Dims::default(), &mut aggregates, &None);
+        clock.operator_message(t + 160.0, operator(5), &mut aggregates, &None);
         // Delivered late: the client had written 40 s earlier.
-        clock.client_message(t + 60.0, Dims::default(), &mut aggregates);
+        clock.client_message(t + 60.0, Dims::default(), &mut aggregates, &None);
         let [(count, seconds)] = frt(&aggregates)[..] else {
             panic!()
         };
@@ -207,10 +313,10 @@ mod tests {
         let mut aggregates = TenantAggregates::default();
         let mut clock = RequestClock::default();
         let t = T0 as f64;
-        clock.operator_message(t + 10.0, operator(5), &mut aggregates);
-        clock.client_message(t + 100.0, Dims::default(), &mut aggregates);
+        clock.operator_message(t + 10.0, operator(5), &mut aggregates, &None);
+        clock.client_message(t + 100.0, Dims::default(), &mut aggregates, &None);
         assert!(frt(&aggregates).is_empty());
-        clock.operator_message(t + 130.0, operator(5), &mut aggregates);
+        clock.operator_message(t + 130.0, operator(5), &mut aggregates, &None);
         assert_eq!(frt(&aggregates).len(), 1);
     }
 
@@ -219,8 +325,8 @@ mod tests {
         let mut aggregates = TenantAggregates::default();
         let mut clock = RequestClock::default();
         let t = T0 as f64;
-        clock.closed(t + 3_700.0, operator(5), &mut aggregates);
-        clock.client_message(t + 100.0, Dims::default(), &mut aggregates);
+        clock.closed(t + 3_700.0, operator(5), &mut aggregates, &None);
+        clock.client_message(t + 100.0, Dims::default(), &mut aggregates, &None);
         let resolution = aggregates.series(
             Measure::Resolution,
             Granularity::Day,

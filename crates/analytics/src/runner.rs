@@ -22,6 +22,7 @@ use prost_types::Timestamp;
 use tokio::net::TcpListener;
 use tokio::sync::{broadcast, watch};
 
+use c2d_calendar::{CalendarStore, Calendars, StoreError};
 use c2d_subscriber::ownership::{Ownership, OwnershipConfig, OwnershipError};
 use c2d_subscriber::partition_readers::read_owned_partitions;
 use c2d_subscriber::replica_progress::ReplicaProgress;
@@ -51,6 +52,8 @@ pub enum AnalyticsError {
     Metrics(#[from] c2d_telemetry::startup::StartupError),
     #[error(transparent)]
     Ownership(#[from] OwnershipError),
+    #[error(transparent)]
+    Calendars(#[from] StoreError),
 }
 
 /// c2d-analytics, ready to run.
@@ -101,9 +104,17 @@ impl Analytics {
         let stop = stop_flag(shutdown);
 
         let client = c2d_subscriber::connect("c2d-analytics", &self.config.nats_url).await?;
+        let (calendar_store, calendars) = open_calendars(&client).await?;
+        let calendar_view = calendars.clone();
         if self.config.partitions > 0 {
-            return self.run_partitioned(client, listener, stop).await;
+            return self
+                .run_partitioned(client, listener, (calendar_store, calendars), stop)
+                .await;
         }
+        self.projection
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .use_calendars(calendar_view);
         // The projection keeps its position (the snapshot's sequence): every replica reads the
         // whole log for itself, in order, with no consumer state on the server.
         let after = read(&self.projection).last_sequence;
@@ -132,7 +143,8 @@ impl Analytics {
             .ready(async move { stats.caught_up().await })
             .metrics(grpc_metrics);
         let projections = Projections::Whole(self.projection());
-        let service = AnalyticsGrpc::new(projections, self.minutes.clone(), stop.clone());
+        let service = AnalyticsGrpc::new(projections, self.minutes.clone(), stop.clone())
+            .with_calendars(calendar_store, calendars);
         let grpc = tokio::spawn(c2d_proto::server::serve(
             listener,
             AnalyticsServiceServer::new(service),
@@ -176,6 +188,7 @@ impl Analytics {
         self,
         client: async_nats::Client,
         listener: TcpListener,
+        (calendar_store, calendars): (CalendarStore, Calendars),
         stop: watch::Receiver<bool>,
     ) -> Result<(), AnalyticsError> {
         let config = &self.config;
@@ -202,7 +215,8 @@ impl Analytics {
         )
         .await?;
         let projections = Projections::Partitioned(Arc::clone(&partitions));
-        let service = AnalyticsGrpc::new(projections, self.minutes.clone(), stop.clone());
+        let service = AnalyticsGrpc::new(projections, self.minutes.clone(), stop.clone())
+            .with_calendars(calendar_store, calendars.clone());
         let grpc = tokio::spawn(c2d_proto::server::serve(
             listener,
             AnalyticsServiceServer::new(service),
@@ -214,6 +228,7 @@ impl Analytics {
         ));
         let reader = PartitionReader {
             progress,
+            calendars,
             partitions: Arc::clone(&partitions),
             client,
             data_dir: config.data_dir.clone(),
@@ -228,6 +243,18 @@ impl Analytics {
         .await;
         Ok(c2d_proto::server::drain(grpc).await?)
     }
+}
+
+/// The tenants' calendars (docs/business-hours.md): the bucket, made with as many replicas as
+/// the log when this is the first service to need it, and this process's live view of it.
+async fn open_calendars(
+    client: &async_nats::Client,
+) -> Result<(CalendarStore, Calendars), StoreError> {
+    let jetstream = async_nats::jetstream::new(client.clone());
+    let replicas = c2d_subscriber::replicas_of(&jetstream, c2d_proto::events::STREAM).await;
+    let store = CalendarStore::open(client.clone(), replicas).await?;
+    let calendars = store.watch().await?;
+    Ok((store, calendars))
 }
 
 /// The subscriber's handler: each event folded into `projection`, under its write lock (in

@@ -5,10 +5,13 @@ use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::{RwLock, RwLockReadGuard};
 
+use c2d_calendar::Calendar;
+use c2d_calendar::{CalendarStore, Calendars};
 use c2d_proto::analytics::AnalyticsService;
 use c2d_proto::analytics::v1::{
-    MinuteUpdate, Point, Quantiles, Summary, SummaryRequest, SummaryResponse, TimeSeriesRequest,
-    TimeSeriesResponse, WatchMinutesRequest,
+    GetCalendarRequest, MinuteUpdate, Point, Quantiles, SetCalendarRequest, Summary,
+    SummaryRequest, SummaryResponse, TenantCalendar, TimeSeriesRequest, TimeSeriesResponse,
+    WatchMinutesRequest,
 };
 use futures_util::Stream;
 use prost_types::Timestamp;
@@ -17,6 +20,7 @@ use tonic::metadata::MetadataValue;
 use tonic::{Request, Response, Status};
 
 use crate::aggregates::{Dimension, Measure, Total};
+use crate::error::{calendar_status, calendar_store_status};
 use crate::partitioned::{FORWARDED, Located, Projections};
 use crate::projection::Projection;
 use crate::query;
@@ -29,6 +33,9 @@ pub struct AnalyticsGrpc {
     minutes: broadcast::Sender<MinuteUpdate>,
     /// Raised at shutdown: live streams end, so the server can stop.
     stop: watch::Receiver<bool>,
+    /// Where the tenants' calendars are kept, and this process's view of them; none: the
+    /// calendar calls are UNAVAILABLE.
+    calendars: Option<(CalendarStore, Calendars)>,
 }
 
 impl AnalyticsGrpc {
@@ -41,7 +48,40 @@ impl AnalyticsGrpc {
             projections,
             minutes,
             stop,
+            calendars: None,
         }
+    }
+
+    /// The calendar calls read and write `store`; a change is answered once `view` (what
+    /// this process counts by) shows it.
+    pub fn with_calendars(mut self, store: CalendarStore, view: Calendars) -> Self {
+        self.calendars = Some((store, view));
+        self
+    }
+
+    fn calendars(&self) -> Result<&CalendarStore, Status> {
+        match &self.calendars {
+            Some((store, _)) => Ok(store),
+            None => Err(Status::unavailable(
+                "this c2d-analytics keeps no calendars (it has no NATS connection)",
+            )),
+        }
+    }
+
+    /// Waits (up to five seconds) until this process counts `tenant`'s business time by
+    /// `calendar`: events applied after a SetCalendar answer use it. The other replicas see
+    /// the change as quickly, through the same bucket.
+    async fn in_force(&self, tenant: &str, calendar: Option<&Calendar>) {
+        let Some((_, view)) = &self.calendars else {
+            return;
+        };
+        for _ in 0..500 {
+            if view.configured(tenant).as_deref() == calendar {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        tracing::warn!(%tenant, "the calendar change is stored but not seen here after 5 s; the watch of C2D_CALENDARS may be reconnecting");
     }
 
     /// Where the tenant of `request` is held; an empty tenant is refused first.
@@ -77,11 +117,15 @@ fn summary_of(
     let projection = read(projection)?;
     let tenant = query::tenant(&projection, &request.tenant)?;
     let range = query::summary_range(request.range.as_ref())?;
+    let sla_minutes = match request.sla_business_minutes {
+        0 => DEFAULT_SLA_BUSINESS_MINUTES,
+        minutes => minutes,
+    };
     let mut summaries: Vec<Summary> = tenant
         .aggregates
         .summary(range, Some(group))
         .into_iter()
-        .map(|(key, totals)| summary(key, &totals))
+        .map(|(key, totals)| summary(key, &totals, sla_minutes))
         .collect();
     summaries.sort_by(|a, b| natural(&a.key).cmp(&natural(&b.key)));
     let total = tenant
@@ -92,7 +136,8 @@ fn summary_of(
     Ok(SummaryResponse {
         summaries,
         quantile_relative_error: RELATIVE_ERROR,
-        total: Some(summary(String::new(), &total)),
+        total: Some(summary(String::new(), &total, sla_minutes)),
+        sla_business_minutes: sla_minutes,
     })
 }
 
@@ -188,6 +233,51 @@ impl AnalyticsService for AnalyticsGrpc {
         }
     }
 
+    async fn get_calendar(
+        &self,
+        request: Request<GetCalendarRequest>,
+    ) -> Result<Response<TenantCalendar>, Status> {
+        let tenant = request.into_inner().tenant;
+        let calendar = self
+            .calendars()?
+            .get(&tenant)
+            .await
+            .map_err(calendar_store_status)?;
+        Ok(Response::new(tenant_calendar(tenant, calendar)))
+    }
+
+    async fn set_calendar(
+        &self,
+        request: Request<SetCalendarRequest>,
+    ) -> Result<Response<TenantCalendar>, Status> {
+        let SetCalendarRequest {
+            tenant,
+            calendar_json,
+        } = request.into_inner();
+        let calendar = Calendar::parse_json(&calendar_json).map_err(calendar_status)?;
+        self.calendars()?
+            .put(&tenant, &calendar)
+            .await
+            .map_err(calendar_store_status)?;
+        self.in_force(&tenant, Some(&calendar)).await;
+        tracing::info!(%tenant, time_zone = calendar.time_zone(), "calendar set");
+        Ok(Response::new(tenant_calendar(tenant, Some(calendar))))
+    }
+
+    async fn delete_calendar(
+        &self,
+        request: Request<GetCalendarRequest>,
+    ) -> Result<Response<TenantCalendar>, Status> {
+        let tenant = request.into_inner().tenant;
+        self.calendars()?
+            .delete(&tenant)
+            .await
+            .map_err(calendar_store_status)?;
+        self.in_force(&tenant, None).await;
+        tracing::info!(%tenant, "calendar deleted");
+        Ok(Response::new(tenant_calendar(tenant, None)))
+    }
+
     type WatchMinutesStream = MinuteStream;
 
     async fn watch_minutes(
@@ -226,7 +316,19 @@ impl AnalyticsService for AnalyticsGrpc {
     }
 }
 
-fn summary(key: String, totals: &HashMap<Measure, Total>) -> Summary {
+/// What the calendar calls answer: the calendar in force for `tenant`.
+fn tenant_calendar(tenant: String, calendar: Option<Calendar>) -> TenantCalendar {
+    TenantCalendar {
+        tenant,
+        configured: calendar.is_some(),
+        calendar_json: calendar.unwrap_or_else(Calendar::always_open).to_json(),
+    }
+}
+
+/// The SLA target when a request names none: a first response within 15 business minutes.
+pub const DEFAULT_SLA_BUSINESS_MINUTES: u32 = 15;
+
+fn summary(key: String, totals: &HashMap<Measure, Total>, sla_minutes: u32) -> Summary {
     let count = |measure| totals.get(&measure).map_or(0, |t| t.count);
     let quantiles = |measure| {
         totals.get(&measure).map(|t| Quantiles {
@@ -251,6 +353,13 @@ fn summary(key: String, totals: &HashMap<Measure, Total>) -> Summary {
         requests_closed: count(Measure::RequestsClosed),
         first_response_seconds: quantiles(Measure::FirstResponse),
         resolution_seconds: quantiles(Measure::Resolution),
+        first_response_business_seconds: quantiles(Measure::FirstResponseBusiness),
+        resolution_business_seconds: quantiles(Measure::ResolutionBusiness),
+        first_response_sla_ratio: totals
+            .get(&Measure::FirstResponseBusiness)
+            .map_or(0.0, |t| {
+                t.sketch.fraction_at_most(f64::from(sla_minutes) * 60.0)
+            }),
     }
 }
 

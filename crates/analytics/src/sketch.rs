@@ -103,6 +103,25 @@ impl Sketch {
         self.last_bin().map_or(0.0, value_of)
     }
 
+    /// The share of samples at most `limit` seconds, 0 to 1 (0 for an empty sketch): an SLA
+    /// ratio. Samples in `limit`'s own bin count as within it, so a sample within
+    /// [`RELATIVE_ERROR`] above `limit` may count too.
+    pub fn fraction_at_most(&self, limit: f64) -> f64 {
+        if self.count == 0 || limit < 0.0 {
+            return 0.0;
+        }
+        let within = match bin_of(limit) {
+            None => self.zeros,
+            Some(bin) => {
+                let bins = usize::try_from(bin - self.offset + 1)
+                    .unwrap_or(0)
+                    .min(self.counts.len());
+                self.zeros + self.counts[..bins].iter().sum::<u64>()
+            }
+        };
+        within as f64 / self.count as f64
+    }
+
     fn first_bin(&self) -> Option<i32> {
         (!self.counts.is_empty()).then_some(self.offset)
     }
@@ -143,6 +162,19 @@ fn value_of(bin: i32) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_share_within_a_limit_counts_every_sample_at_or_below_it() {
+        let mut sketch = Sketch::default();
+        assert_eq!(sketch.fraction_at_most(60.0), 0.0);
+        for seconds in [0.0, 30.0, 59.0, 120.0, 900.0] {
+            sketch.add(seconds);
+        }
+        assert_eq!(sketch.fraction_at_most(60.0), 3.0 / 5.0);
+        assert_eq!(sketch.fraction_at_most(0.0), 1.0 / 5.0);
+        assert_eq!(sketch.fraction_at_most(1_000.0), 1.0);
+        assert_eq!(sketch.fraction_at_most(10.0), 1.0 / 5.0);
+    }
 
     fn exact_quantile(sorted: &[f64], q: f64) -> f64 {
         let rank = ((q * sorted.len() as f64).ceil() as usize).max(1);

@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 use crate::projection::Projection;
 
 // 02: cells and request clocks name their dimensions by combination id.
-const MAGIC: &[u8; 8] = b"C2DANL02";
+// 03: request clocks keep their business-time samples too.
+const MAGIC: &[u8; 8] = b"C2DANL03";
 const FILE_NAME: &str = "analytics.snapshot";
 
 /// Why a snapshot could not be read or written.

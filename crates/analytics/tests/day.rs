@@ -235,6 +235,7 @@ async fn answers(
         .unwrap()
         .into_inner();
     let summary = SummaryRequest {
+        sla_business_minutes: 0,
         tenant: tenant.into(),
         range: day_range(),
     };
@@ -459,6 +460,7 @@ async fn a_scripted_day_is_answered_exactly_across_restarts_rebuilds_and_redeliv
     // Clear errors for bad questions.
     let unknown = client
         .operator_summary(SummaryRequest {
+            sla_business_minutes: 0,
             tenant: "initech".into(),
             range: day_range(),
         })
@@ -476,6 +478,7 @@ async fn a_scripted_day_is_answered_exactly_across_restarts_rebuilds_and_redeliv
     };
     let bad_range = client
         .channel_summary(SummaryRequest {
+            sla_business_minutes: 0,
             tenant: "acme".into(),
             range: Some(backwards),
         })

@@ -1,5 +1,12 @@
 //! Per-tenant business-hours calendars: how much working time lies between two instants, and
-//! when a given amount of it will have passed. No I/O.
+//! when a given amount of it will have passed; and [`store`], which keeps every tenant's
+//! calendar in a JetStream KV bucket.
+//!
+//! The arithmetic ([`Calendar`]) does no I/O: it is pure, so it is tested without any server
+//! and asked on every event without waiting. Only [`store`] talks to NATS: calendars are
+//! configuration people change at run time, so they live in one KV bucket that every replica
+//! of every service watches ([`CalendarStore::watch`] gives a live [`Calendars`] view), and an
+//! edit applies everywhere without a restart.
 //!
 //! Contact centers judge first-response and resolution times within working hours: a client who
 //! writes at 23:00 on a Friday has not been kept waiting 60 hours by Monday 09:00. So analytics
@@ -31,16 +38,24 @@ mod business_time;
 mod calendar;
 mod error;
 mod hours;
+pub mod store;
 
 pub use business_time::HORIZON_DAYS;
 pub use calendar::Calendar;
 pub use error::CalendarError;
 pub use jiff::Timestamp;
+pub use store::{CALENDARS_BUCKET, CalendarStore, Calendars, StoreError};
 
 /// The instant `seconds` and `nanos` after the Unix epoch, as in a protobuf `Timestamp`; `None`
 /// outside the years -9999 to 9999 or for nanos outside `-999_999_999..=999_999_999`.
 pub fn from_unix(seconds: i64, nanos: i32) -> Option<Timestamp> {
     Timestamp::new(seconds, nanos).ok()
+}
+
+/// The instant `millis` milliseconds after the Unix epoch, as services keep their clocks;
+/// `None` outside the years -9999 to 9999.
+pub fn from_unix_millis(millis: i64) -> Option<Timestamp> {
+    Timestamp::from_millisecond(millis).ok()
 }
 
 #[cfg(test)]

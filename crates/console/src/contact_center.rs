@@ -251,6 +251,7 @@ async fn charts(
     let summary = |by_operator: bool| {
         let mut analytics = services.analytics.clone();
         let request = SummaryRequest {
+            sla_business_minutes: 0,
             tenant: tenant.to_owned(),
             range: Some(range.proto()),
         };
@@ -348,7 +349,7 @@ async fn charts(
     Ok(format!(
         "{figures}<div class=\"charts\">{volume}{first}{resolution}{failures}</div>\
          <h2>By channel</h2>{channels}<h2>By operator</h2>{operators}",
-        figures = figures(&total),
+        figures = figures(&total, by_channel.sla_business_minutes),
         volume = chart::lines(
             "volume",
             "Messages in and out",
@@ -387,7 +388,7 @@ async fn charts(
 }
 
 /// The range's totals, as the headline figures.
-fn figures(total: &Summary) -> String {
+fn figures(total: &Summary, sla_minutes: u32) -> String {
     let quantiles = |q: Option<Quantiles>| {
         let q = q.unwrap_or_default();
         format!("{} / {} s", chart::shown(q.p50), chart::shown(q.p90))
@@ -399,14 +400,27 @@ fn figures(total: &Summary) -> String {
          <div>delivery failures<b data-figure=\"failures\">{}</b></div>\
          <div>requests closed<b data-figure=\"requests-closed\">{}</b></div>\
          <div>first response p50 / p90<b>{}</b></div>\
-         <div>resolution p50 / p90<b>{}</b></div></div>",
+         <div>resolution p50 / p90<b>{}</b></div>\
+         <div>in business hours: first response p50 / p90<b data-figure=\"first-response-business\">{}</b></div>\
+         <div>answered within {} business minutes<b data-figure=\"sla\">{}</b></div></div>",
         total.inbound_messages,
         total.outbound_messages,
         total.delivery_failures,
         total.requests_closed,
         quantiles(total.first_response_seconds),
         quantiles(total.resolution_seconds),
+        quantiles(total.first_response_business_seconds),
+        sla_minutes,
+        sla(total),
     )
+}
+
+/// The SLA ratio as a percentage; blank without first responses.
+fn sla(summary: &Summary) -> String {
+    match &summary.first_response_business_seconds {
+        Some(q) if q.count > 0 => format!("{:.0}%", summary.first_response_sla_ratio * 100.0),
+        _ => String::new(),
+    }
 }
 
 /// The summaries by channel or operator as a table.
@@ -425,7 +439,7 @@ fn table(id: &str, key: &str, summaries: &[Summary]) -> String {
         .iter()
         .map(|s| {
             format!(
-                "<tr data-key=\"{key}\"><td>{key}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.1}%</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                "<tr data-key=\"{key}\"><td>{key}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.1}%</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 s.inbound_messages,
                 s.outbound_messages,
                 s.delivery_failures,
@@ -434,13 +448,16 @@ fn table(id: &str, key: &str, summaries: &[Summary]) -> String {
                 quantile(s.first_response_seconds, true),
                 quantile(s.resolution_seconds, false),
                 quantile(s.resolution_seconds, true),
+                quantile(s.first_response_business_seconds, true),
+                sla(s),
                 key = escape(&s.key),
             )
         })
         .collect();
     format!(
         "<table id=\"{id}\"><thead><tr><th>{key}</th><th>inbound</th><th>outbound</th><th>failures</th><th>failure rate</th>\
-         <th>first response p50 (s)</th><th>p90</th><th>resolution p50 (s)</th><th>p90</th></tr></thead><tbody>{rows}</tbody></table>"
+         <th>first response p50 (s)</th><th>p90</th><th>resolution p50 (s)</th><th>p90</th>\
+         <th>first response p90, business (s)</th><th>SLA</th></tr></thead><tbody>{rows}</tbody></table>"
     )
 }
 

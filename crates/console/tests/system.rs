@@ -392,6 +392,7 @@ async fn in_a_browser_the_console_shows_what_the_services_answer_and_acts_for_it
     assert_eq!(shown_failures, failures);
     let total = analytics
         .channel_summary(SummaryRequest {
+            sla_business_minutes: 0,
             tenant: "acme".into(),
             range: Some(range),
         })

@@ -253,19 +253,42 @@ pub struct AnalyticsArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum AnalyticsCommand {
-    /// Volumes, failures, first-response and resolution times per operator or channel.
+    /// Volumes, failures, first-response and resolution times (wall-clock and business
+    /// time) and the SLA ratio, per operator or channel.
     Summary {
         #[command(flatten)]
         args: AnalyticsArgs,
         /// operator or channel.
         #[arg(long, default_value = "operator")]
         by: String,
+        /// The SLA's first-response target in business minutes (the sla column).
+        #[arg(long, default_value_t = 15)]
+        sla_minutes: u32,
+    },
+    /// The tenant's business-hours calendar (docs/business-hours.md): shown, or set from a
+    /// JSON file (`-` for stdin), or deleted.
+    Calendar {
+        #[arg(
+            long,
+            env = "C2D_ANALYTICS_URL",
+            default_value = "http://127.0.0.1:50052"
+        )]
+        analytics_url: String,
+        #[arg(long)]
+        tenant: String,
+        /// A calendar JSON file to set, or - to read it from stdin.
+        #[arg(long, conflicts_with = "delete")]
+        set: Option<std::path::PathBuf>,
+        /// Removes the calendar: the tenant's business time is wall-clock time again.
+        #[arg(long)]
+        delete: bool,
     },
     /// A metric per bucket.
     Series {
         #[command(flatten)]
         args: AnalyticsArgs,
-        /// inbound_messages, outbound_messages, delivery_failures, first_response_seconds, ...
+        /// inbound_messages, outbound_messages, delivery_failures, first_response_seconds,
+        /// first_response_business_seconds, ...
         #[arg(long, default_value = "inbound_messages")]
         metric: String,
         /// minute, hour or day.

@@ -50,19 +50,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Events(command) => events(command, json).await,
         Command::Analytics(command) => {
             let rows = match command {
-                AnalyticsCommand::Summary { args, by } => {
+                AnalyticsCommand::Summary {
+                    args,
+                    by,
+                    sla_minutes,
+                } => {
                     let by_channel = match by.as_str() {
                         "operator" => false,
                         "channel" => true,
                         other => anyhow::bail!("--by {other:?}: use operator or channel"),
                     };
-                    commands::analytics::summary(
-                        args.analytics_url,
-                        args.tenant,
-                        by_channel,
-                        args.since,
-                    )
-                    .await?
+                    commands::analytics::summary(args, by_channel, sla_minutes).await?
                 }
                 AnalyticsCommand::Series {
                     args,
@@ -80,6 +78,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         quantile,
                     };
                     commands::analytics::series(args.analytics_url, request).await?
+                }
+                AnalyticsCommand::Calendar {
+                    analytics_url,
+                    tenant,
+                    set,
+                    delete,
+                } => {
+                    let change = match (set, delete) {
+                        (Some(path), _) => commands::analytics::CalendarChange::Set(path),
+                        (None, true) => commands::analytics::CalendarChange::Delete,
+                        (None, false) => commands::analytics::CalendarChange::Show,
+                    };
+                    commands::analytics::calendar(analytics_url, tenant, change).await?
                 }
             };
             rows.print(json);

@@ -384,6 +384,7 @@ async fn the_whole_system_agrees_with_what_the_simulated_chat2desk_delivered() {
                         .map_err(|e| e.to_string())?;
                     let answer = client
                         .channel_summary(SummaryRequest {
+                            sla_business_minutes: 0,
                             tenant: tenant.into(),
                             range: Some(range),
                         })
@@ -431,6 +432,43 @@ async fn the_whole_system_agrees_with_what_the_simulated_chat2desk_delivered() {
         .find(|r| r["channel"] == "TOTAL")
         .unwrap();
     assert_eq!(total["inbound"], expected[&("acme", "inbox")]);
+    assert!(
+        total.get("frt_business_p90_s").is_some() && total.get("sla").is_some(),
+        "business time beside wall-clock time: {total}"
+    );
+
+    // A calendar set through the command line is the one AnalyticsService keeps (as the
+    // analytics NATS user, in the C2D_CALENDARS bucket).
+    let calendar_file = dir.path().join("calendar.json");
+    std::fs::write(
+        &calendar_file,
+        r#"{"time_zone": "America/Sao_Paulo", "weekly": {"mon": ["09:00-18:00"]}}"#,
+    )
+    .unwrap();
+    let calendar = |extra: &[&str]| -> Json {
+        let mut args = vec![
+            "--json",
+            "analytics",
+            "calendar",
+            "--analytics-url",
+            &analytics_url,
+            "--tenant",
+            "globex",
+        ];
+        args.extend_from_slice(extra);
+        serde_json::from_str(&c2dctl(&args)).unwrap()
+    };
+    let set = calendar(&["--set", calendar_file.to_str().unwrap()]);
+    assert_eq!(set[0]["configured"], true);
+    let shown = calendar(&[]);
+    assert!(
+        shown[0]["calendar"]
+            .as_str()
+            .unwrap()
+            .contains("America/Sao_Paulo"),
+        "{shown}"
+    );
+    assert_eq!(calendar(&["--delete"])[0]["configured"], false);
 
     // The CRM knows every new client, by the name they arrived with.
     let mut crm_client = CrmServiceClient::connect(crm_url.clone()).await.unwrap();

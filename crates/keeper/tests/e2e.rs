@@ -371,6 +371,7 @@ async fn after_chat2desk_disabled_the_webhook_every_message_is_stored_exactly_on
                     .map_err(|e| e.to_string())?;
                 let total = client
                     .channel_summary(SummaryRequest {
+                        sla_business_minutes: 0,
                         tenant: "acme".into(),
                         range: Some(range),
                     })

@@ -79,4 +79,4 @@ pub use config::{
 pub use connect::{ConnectError, connect};
 pub use delivery::{BoxError, Delivery, HandlerError};
 pub use in_order::ACK_EVERY;
-pub use subscriber::{Handler, Stats, SubscribeError, Subscriber};
+pub use subscriber::{Handler, Stats, SubscribeError, Subscriber, replicas_of};

@@ -150,7 +150,11 @@ impl Ownership {
                     description: "partition leases of the services' replicas".into(),
                     history: 1,
                     max_age: config.lease,
-                    num_replicas: bucket_replicas(&jetstream, config.bucket_replicas).await,
+                    // As many as the partitioned log it divides (three on a production
+                    // cluster), so that losing a NATS node loses no lease.
+                    num_replicas: crate::replicas_of(&jetstream, PARTITIONED_STREAM)
+                        .await
+                        .max(config.bucket_replicas),
                     storage: jetstream::stream::StorageType::File,
                     ..Default::default()
                 })
@@ -411,20 +415,6 @@ impl Ownership {
             true
         });
     }
-}
-
-/// The replicas of a new leases bucket: as many as the partitioned log it divides has (three
-/// on a production cluster, so that losing a NATS node loses no lease), and at least
-/// `configured`.
-async fn bucket_replicas(jetstream: &jetstream::Context, configured: usize) -> usize {
-    let log = match jetstream.get_stream(PARTITIONED_STREAM).await {
-        Ok(mut stream) => stream
-            .info()
-            .await
-            .map_or(0, |info| info.config.num_replicas),
-        Err(_) => 0,
-    };
-    log.max(configured)
 }
 
 fn member_key(group: &str, replica: &str) -> String {

@@ -330,6 +330,19 @@ impl Subscriber {
 }
 
 /// The `CHAT2DESK` stream, waited for up to `config.stream_wait` (see there).
+/// How many NATS servers keep `stream`, 0 when it does not exist (yet): the replicas a
+/// service gives the KV buckets it creates beside the log (leases, calendars), so that they
+/// survive what the log survives.
+pub async fn replicas_of(jetstream: &jetstream::Context, stream: &str) -> usize {
+    match jetstream.get_stream(stream).await {
+        Ok(mut stream) => stream
+            .info()
+            .await
+            .map_or(0, |info| info.config.num_replicas),
+        Err(_) => 0,
+    }
+}
+
 async fn stream(
     jetstream: &jetstream::Context,
     config: &SubscriberConfig,

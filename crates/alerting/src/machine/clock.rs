@@ -227,17 +227,8 @@ mod tests {
     fn a_wait_timer_that_runs_out_fires_about_the_client() {
         let rules = rules(vec![rule("waiting", wait_condition())]);
         let mut machine = Machine::default();
-        run(&mut machine, |m| {
-            m.on_event(
-                &rules,
-                &inbox("acme", "e1", 7, 501, T0),
-                &Clients::new(),
-                T0,
-            )
-        });
-        let effects = run(&mut machine, |m| {
-            m.tick(&rules, &Clients::new(), T0 + 10 * MINUTE - 1)
-        });
+        hear(&mut machine, &rules, &inbox("acme", "e1", 7, 501, T0), T0);
+        let effects = tick(&mut machine, &rules, T0 + 10 * MINUTE - 1);
         assert!(put_alerts(&effects).is_empty(), "not yet");
         assert_eq!(
             machine.lookups_for_tick(&rules, T0 + 10 * MINUTE),
@@ -279,6 +270,68 @@ mod tests {
         );
     }
 
+    /// Weekdays 09:00-18:00 in Berlin, for acme. T0 is Tuesday 2023-11-14, 23:13:20 there
+    /// (22:13:20Z, CET).
+    fn office_hours() -> Rules {
+        let calendar = c2d_calendar::Calendar::parse_json(
+            r#"{"time_zone": "Europe/Berlin", "weekly": {"mon": ["09:00-18:00"],
+                "tue": ["09:00-18:00"], "wed": ["09:00-18:00"], "thu": ["09:00-18:00"],
+                "fri": ["09:00-18:00"]}}"#,
+        )
+        .unwrap();
+        Rules {
+            calendars: c2d_calendar::Calendars::fixed([("acme".to_owned(), calendar)].into()),
+            ..Rules::default()
+        }
+    }
+
+    #[test]
+    fn a_business_time_wait_does_not_fire_at_night_and_fires_the_next_working_morning() {
+        let rules = Rules {
+            rules: vec![Rule {
+                hours: crate::rules::Hours::Business,
+                ..rule("waiting", wait_condition())
+            }],
+            ..office_hours()
+        };
+        let mut machine = Machine::default();
+        hear(&mut machine, &rules, &inbox("acme", "e1", 7, 501, T0), T0);
+        // Wednesday 09:10 in Berlin: ten minutes of working time after the night.
+        let morning = T0 + 9 * HOUR + 56 * MINUTE + 40 * SECOND;
+        for night in [T0 + 10 * MINUTE, T0 + 5 * HOUR, morning - 1] {
+            let effects = tick(&mut machine, &rules, night);
+            assert!(put_alerts(&effects).is_empty(), "not at {night}");
+        }
+        let effects = tick(&mut machine, &rules, morning);
+        let alert = &put_alerts(&effects)[0];
+        assert_eq!(alert.labels["request_id"], "7");
+        assert_eq!(alert.starts_at, morning);
+
+        // A tenant without a calendar waits in wall-clock time.
+        let mut machine = Machine::default();
+        hear(&mut machine, &rules, &inbox("globex", "e2", 8, 502, T0), T0);
+        let effects = tick(&mut machine, &rules, T0 + 10 * MINUTE);
+        assert_eq!(put_alerts(&effects).len(), 1);
+    }
+
+    #[test]
+    fn a_rule_that_keeps_working_hours_raises_nothing_while_the_tenant_is_closed() {
+        let rules = Rules {
+            rules: vec![Rule {
+                hours: crate::rules::Hours::Business,
+                ..rule("whatsapp-disconnected", qr_condition())
+            }],
+            ..office_hours()
+        };
+        let mut machine = Machine::default();
+        let night = hear(&mut machine, &rules, &qr("acme", "e1", "5511"), T0);
+        assert!(put_alerts(&night).is_empty(), "muted at night");
+        // Wednesday 10:00 in Berlin: open.
+        let morning = T0 + 10 * HOUR + 46 * MINUTE + 40 * SECOND;
+        let open = hear(&mut machine, &rules, &qr("acme", "e2", "5511"), morning);
+        assert_eq!(put_alerts(&open).len(), 1, "raised in working hours");
+    }
+
     #[test]
     fn a_timer_whose_rule_is_gone_is_forgotten_unfired() {
         let before = rules(vec![rule("waiting", wait_condition())]);
@@ -317,16 +370,10 @@ mod tests {
             qr_condition_resolving_after(Duration::from_secs(600)),
         )]);
         let mut machine = Machine::default();
-        run(&mut machine, |m| {
-            m.on_event(&rules, &qr("acme", "e1", "5511"), &Clients::new(), T0)
-        });
-        let effects = run(&mut machine, |m| {
-            m.tick(&rules, &Clients::new(), T0 + 10 * MINUTE - 1)
-        });
+        hear(&mut machine, &rules, &qr("acme", "e1", "5511"), T0);
+        let effects = tick(&mut machine, &rules, T0 + 10 * MINUTE - 1);
         assert!(put_alerts(&effects).is_empty());
-        let effects = run(&mut machine, |m| {
-            m.tick(&rules, &Clients::new(), T0 + 10 * MINUTE)
-        });
+        let effects = tick(&mut machine, &rules, T0 + 10 * MINUTE);
         let resolved = &put_alerts(&effects)[0];
         assert_eq!(resolved.state, State::Resolved);
         assert_eq!(resolved.ends_at, Some(T0 + 10 * MINUTE));
@@ -338,9 +385,7 @@ mod tests {
         );
         assert_eq!(published(&effects), std::slice::from_ref(resolved));
         // Resolved once: the next tick leaves it alone.
-        let effects = run(&mut machine, |m| {
-            m.tick(&rules, &Clients::new(), T0 + 11 * MINUTE)
-        });
+        let effects = tick(&mut machine, &rules, T0 + 11 * MINUTE);
         assert!(put_alerts(&effects).is_empty());
     }
 
@@ -357,25 +402,14 @@ mod tests {
         }]);
         // globex never spoke: watched from the start.
         let (mut machine, _) = Machine::restore(&rules, Vec::new(), T0);
-        run(&mut machine, |m| {
-            m.on_event(
-                &rules,
-                &bare_event("acme", "e1", "inbox"),
-                &Clients::new(),
-                T0,
-            )
-        });
-        run(&mut machine, |m| {
-            m.on_event(
-                &rules,
-                &bare_event("acme", "e2", "inbox"),
-                &Clients::new(),
-                T0 + 20 * MINUTE,
-            )
-        });
-        let effects = run(&mut machine, |m| {
-            m.tick(&rules, &Clients::new(), T0 + 30 * MINUTE)
-        });
+        hear(&mut machine, &rules, &bare_event("acme", "e1", "inbox"), T0);
+        hear(
+            &mut machine,
+            &rules,
+            &bare_event("acme", "e2", "inbox"),
+            T0 + 20 * MINUTE,
+        );
+        let effects = tick(&mut machine, &rules, T0 + 30 * MINUTE);
         let fired: Vec<(String, String)> = put_alerts(&effects)
             .iter()
             .map(|a| (a.tenant.clone(), a.summary.clone()))
@@ -394,19 +428,15 @@ mod tests {
                 .map(|e| e.result.clone()),
             Some("2 tenants watched, 1 silent".into())
         );
-        let effects = run(&mut machine, |m| {
-            m.tick(&rules, &Clients::new(), T0 + 31 * MINUTE)
-        });
+        let effects = tick(&mut machine, &rules, T0 + 31 * MINUTE);
         assert!(put_alerts(&effects).is_empty(), "fires once");
 
-        let effects = run(&mut machine, |m| {
-            m.on_event(
-                &rules,
-                &bare_event("globex", "e3", "inbox"),
-                &Clients::new(),
-                T0 + 40 * MINUTE,
-            )
-        });
+        let effects = hear(
+            &mut machine,
+            &rules,
+            &bare_event("globex", "e3", "inbox"),
+            T0 + 40 * MINUTE,
+        );
         let resolved = &put_alerts(&effects)[0];
         assert_eq!(
             (resolved.tenant.as_str(), resolved.state),
@@ -427,15 +457,13 @@ mod tests {
             )
         }]);
         let mut machine = Machine::default();
-        run(&mut machine, |m| {
-            m.on_event(
-                &rules,
-                &bare_event("globex", "e1", "inbox"),
-                &Clients::new(),
-                T0,
-            )
-        });
-        let effects = run(&mut machine, |m| m.tick(&rules, &Clients::new(), T0 + HOUR));
+        hear(
+            &mut machine,
+            &rules,
+            &bare_event("globex", "e1", "inbox"),
+            T0,
+        );
+        let effects = tick(&mut machine, &rules, T0 + HOUR);
         assert!(put_alerts(&effects).is_empty());
     }
 
@@ -446,26 +474,18 @@ mod tests {
             qr_condition_resolving_after(Duration::from_secs(60)),
         )]);
         let mut machine = Machine::default();
-        run(&mut machine, |m| {
-            m.on_event(&rules, &qr("acme", "e1", "5511"), &Clients::new(), T0)
-        });
+        hear(&mut machine, &rules, &qr("acme", "e1", "5511"), T0);
         let silence = silence_everything(&mut machine, "globex", T0, T0 + MINUTE);
-        run(&mut machine, |m| {
-            m.tick(&rules, &Clients::new(), T0 + MINUTE)
-        });
+        tick(&mut machine, &rules, T0 + MINUTE);
         deliver_everything(&mut machine, T0 + MINUTE);
         let fingerprint = machine.alerts()[0].fingerprint.clone();
 
-        let effects = run(&mut machine, |m| {
-            m.tick(&rules, &Clients::new(), T0 + MINUTE + KEEP_RESOLVED_MS)
-        });
+        let effects = tick(&mut machine, &rules, T0 + MINUTE + KEEP_RESOLVED_MS);
         assert!(
             !effects.iter().any(|e| matches!(e, Effect::Delete(_))),
             "kept a week: {effects:?}"
         );
-        let effects = run(&mut machine, |m| {
-            m.tick(&rules, &Clients::new(), T0 + MINUTE + KEEP_RESOLVED_MS + 1)
-        });
+        let effects = tick(&mut machine, &rules, T0 + MINUTE + KEEP_RESOLVED_MS + 1);
         let deleted: Vec<&Effect> = effects
             .iter()
             .filter(|e| matches!(e, Effect::Delete(_)))
@@ -485,20 +505,9 @@ mod tests {
     fn a_firing_alert_is_never_forgotten() {
         let rules = rules(vec![rule("waiting", wait_condition())]);
         let mut machine = Machine::default();
-        run(&mut machine, |m| {
-            m.on_event(
-                &rules,
-                &inbox("acme", "e1", 7, 501, T0),
-                &Clients::new(),
-                T0,
-            )
-        });
-        run(&mut machine, |m| {
-            m.tick(&rules, &Clients::new(), T0 + 10 * MINUTE)
-        });
-        let effects = run(&mut machine, |m| {
-            m.tick(&rules, &Clients::new(), T0 + 30 * KEEP_RESOLVED_MS)
-        });
+        hear(&mut machine, &rules, &inbox("acme", "e1", 7, 501, T0), T0);
+        tick(&mut machine, &rules, T0 + 10 * MINUTE);
+        let effects = tick(&mut machine, &rules, T0 + 30 * KEEP_RESOLVED_MS);
         assert!(!effects.iter().any(|e| matches!(e, Effect::Delete(_))));
         assert_eq!(machine.alerts().len(), 1);
     }

@@ -122,7 +122,6 @@ impl Machine {
 mod tests {
     use std::time::Duration;
 
-    use super::super::Clients;
     use super::super::fixtures::*;
     use super::*;
     use crate::rules::Rule;
@@ -142,23 +141,14 @@ mod tests {
         let rules = grouped();
         let mut machine = Machine::default();
         for (n, at) in [(1, T0), (2, T0 + 10 * SECOND), (3, T0 + 20 * SECOND)] {
-            run(&mut machine, |m| {
-                m.on_event(
-                    &rules,
-                    &failure("acme", &format!("e{n}"), 10 + n, None),
-                    &Clients::new(),
-                    at,
-                )
-            });
-        }
-        run(&mut machine, |m| {
-            m.on_event(
+            hear(
+                &mut machine,
                 &rules,
-                &failure("globex", "e9", 10, None),
-                &Clients::new(),
-                T0,
-            )
-        });
+                &failure("acme", &format!("e{n}"), 10 + n, None),
+                at,
+            );
+        }
+        hear(&mut machine, &rules, &failure("globex", "e9", 10, None), T0);
         assert!(machine.due_batches(T0 + 30 * SECOND - 1).is_empty());
 
         let batches = machine.due_batches(T0 + 30 * SECOND);
@@ -187,20 +177,9 @@ mod tests {
     fn groups_are_per_rule() {
         let rules = grouped();
         let mut machine = Machine::default();
-        run(&mut machine, |m| {
-            m.on_event(&rules, &qr("acme", "e1", "5511"), &Clients::new(), T0)
-        });
-        run(&mut machine, |m| {
-            m.on_event(&rules, &qr("acme", "e2", "5512"), &Clients::new(), T0)
-        });
-        run(&mut machine, |m| {
-            m.on_event(
-                &rules,
-                &failure("acme", "e3", 10, None),
-                &Clients::new(),
-                T0,
-            )
-        });
+        hear(&mut machine, &rules, &qr("acme", "e1", "5511"), T0);
+        hear(&mut machine, &rules, &qr("acme", "e2", "5512"), T0);
+        hear(&mut machine, &rules, &failure("acme", "e3", 10, None), T0);
         let batches = machine.due_batches(T0);
         assert_eq!(batches.len(), 1, "the failure waits: {batches:?}");
         assert_eq!(batches[0].alerts.len(), 2);
@@ -211,9 +190,7 @@ mod tests {
     fn a_delivered_batch_is_done() {
         let rules = grouped();
         let mut machine = Machine::default();
-        run(&mut machine, |m| {
-            m.on_event(&rules, &qr("acme", "e1", "5511"), &Clients::new(), T0)
-        });
+        hear(&mut machine, &rules, &qr("acme", "e1", "5511"), T0);
         let batch = machine.due_batches(T0).remove(0);
         let effects = run(&mut machine, |m| m.batch_done(&batch));
         assert_eq!(effects, [Effect::Delete(batch.keys[0].clone())]);
@@ -224,12 +201,8 @@ mod tests {
     fn a_failed_batch_counts_an_attempt_and_waits_until_its_retry() {
         let rules = grouped();
         let mut machine = Machine::default();
-        run(&mut machine, |m| {
-            m.on_event(&rules, &qr("acme", "e1", "5511"), &Clients::new(), T0)
-        });
-        run(&mut machine, |m| {
-            m.on_event(&rules, &qr("acme", "e2", "5512"), &Clients::new(), T0)
-        });
+        hear(&mut machine, &rules, &qr("acme", "e1", "5511"), T0);
+        hear(&mut machine, &rules, &qr("acme", "e2", "5512"), T0);
         let batch = machine.due_batches(T0).remove(0);
         let effects = run(&mut machine, |m| m.batch_failed(&batch, T0 + SECOND));
         let retried: Vec<(u32, i64)> = notifications(&effects)
@@ -253,9 +226,7 @@ mod tests {
     fn a_batch_failing_after_one_of_its_notifications_was_done_leaves_it_done() {
         let rules = grouped();
         let mut machine = Machine::default();
-        run(&mut machine, |m| {
-            m.on_event(&rules, &qr("acme", "e1", "5511"), &Clients::new(), T0)
-        });
+        hear(&mut machine, &rules, &qr("acme", "e1", "5511"), T0);
         let batch = machine.due_batches(T0).remove(0);
         run(&mut machine, |m| m.batch_done(&batch));
         let effects = run(&mut machine, |m| m.batch_failed(&batch, T0 + SECOND));

@@ -9,8 +9,8 @@ use c2d_proto::events::v1::Event;
 use serde::{Deserialize, Serialize};
 
 use crate::alert::{State, fingerprint};
-use crate::rules::{Condition, Labels, Rule, Rules};
-use crate::signal::{event_condition, received_ms, request_labels, wait_signal};
+use crate::rules::{Condition, Hours, Labels, Rule, Rules};
+use crate::signal::{event_condition, received_ms, request_labels, transport, wait_signal};
 
 use super::lifecycle::client;
 use super::{Clients, Effect, Machine, Record, Step};
@@ -166,7 +166,13 @@ impl Step<'_> {
             client_id: signal.client_id,
             // From when the gateway received it: a restart or a backlog does not extend the
             // wait.
-            deadline: received_ms(event, self.now).min(self.now) + after.as_millis() as i64,
+            deadline: self.deadline(
+                rule,
+                tenant,
+                transport(event),
+                received_ms(event, self.now).min(self.now),
+                after,
+            ),
         };
         let key = Record::timer_key(&timer);
         let fp = fingerprint(&rule.name, tenant, &request_labels(request_id));
@@ -195,6 +201,34 @@ impl Step<'_> {
     }
 }
 
+impl Step<'_> {
+    /// When a wait of `after` from `start` (Unix ms) runs out: `after` later, or, for a rule
+    /// that keeps the tenant's hours, once `after` of working time has passed under the hours
+    /// of the message's transport. A calendar with no working hours ahead never runs out.
+    fn deadline(
+        &self,
+        rule: &Rule,
+        tenant: &str,
+        transport: Option<&str>,
+        start: i64,
+        after: Duration,
+    ) -> i64 {
+        let wall_clock = start + after.as_millis() as i64;
+        if rule.hours != Hours::Business {
+            return wall_clock;
+        }
+        let Some(calendar) = self.rules.calendars.configured(tenant) else {
+            return wall_clock;
+        };
+        match c2d_calendar::from_unix_millis(start)
+            .and_then(|from| calendar.add_business_time(transport, from, after))
+        {
+            Some(at) => at.as_millisecond(),
+            None => i64::MAX,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -206,9 +240,7 @@ mod tests {
     fn an_event_rule_fires_on_a_qr_code() {
         let rules = rules(vec![rule("qr", qr_condition())]);
         let mut machine = Machine::default();
-        let effects = run(&mut machine, |m| {
-            m.on_event(&rules, &qr("acme", "e1", "5511"), &Clients::new(), T0)
-        });
+        let effects = hear(&mut machine, &rules, &qr("acme", "e1", "5511"), T0);
         let alert = &put_alerts(&effects)[0];
         assert_eq!(
             (alert.rule.as_str(), alert.tenant.as_str(), alert.state),
@@ -228,18 +260,14 @@ mod tests {
     fn an_event_rule_fires_on_a_failed_delivery_but_not_a_delivered_one() {
         let rules = rules(vec![rule("failing", failure_condition())]);
         let mut machine = Machine::default();
-        let effects = run(&mut machine, |m| {
-            m.on_event(&rules, &delivered("acme", "e1", 10), &Clients::new(), T0)
-        });
+        let effects = hear(&mut machine, &rules, &delivered("acme", "e1", 10), T0);
         assert!(put_alerts(&effects).is_empty());
-        let effects = run(&mut machine, |m| {
-            m.on_event(
-                &rules,
-                &failure("acme", "e2", 10, Some(501)),
-                &Clients::new(),
-                T0,
-            )
-        });
+        let effects = hear(
+            &mut machine,
+            &rules,
+            &failure("acme", "e2", 10, Some(501)),
+            T0,
+        );
         let alert = &put_alerts(&effects)[0];
         assert_eq!(alert.labels["channel_id"], "10");
         assert_eq!(alert.client.as_ref().map(|c| c.client_id), Some(501));
@@ -266,24 +294,20 @@ mod tests {
             },
         )]);
         let mut machine = Machine::default();
-        let effects = run(&mut machine, |m| {
-            m.on_event(
-                &rules,
-                &bare_event("acme", "e1", "client_deleted"),
-                &Clients::new(),
-                T0,
-            )
-        });
+        let effects = hear(
+            &mut machine,
+            &rules,
+            &bare_event("acme", "e1", "client_deleted"),
+            T0,
+        );
         let alert = &put_alerts(&effects)[0];
         assert_eq!(alert.labels["hook_type"], "client_deleted");
-        let effects = run(&mut machine, |m| {
-            m.on_event(
-                &rules,
-                &bare_event("acme", "e2", "client_created"),
-                &Clients::new(),
-                T0,
-            )
-        });
+        let effects = hear(
+            &mut machine,
+            &rules,
+            &bare_event("acme", "e2", "client_created"),
+            T0,
+        );
         assert!(put_alerts(&effects).is_empty(), "another hook type");
     }
 
@@ -294,9 +318,7 @@ mod tests {
             ..rule("qr", qr_condition())
         }]);
         let mut machine = Machine::default();
-        let effects = run(&mut machine, |m| {
-            m.on_event(&rules, &qr("acme", "e1", "5511"), &Clients::new(), T0)
-        });
+        let effects = hear(&mut machine, &rules, &qr("acme", "e1", "5511"), T0);
         assert!(put_alerts(&effects).is_empty());
     }
 
@@ -304,17 +326,8 @@ mod tests {
     fn a_repeated_event_renews_the_alert_without_notifying_again() {
         let rules = rules(vec![rule("qr", qr_condition())]);
         let mut machine = Machine::default();
-        run(&mut machine, |m| {
-            m.on_event(&rules, &qr("acme", "e1", "5511"), &Clients::new(), T0)
-        });
-        let effects = run(&mut machine, |m| {
-            m.on_event(
-                &rules,
-                &qr("acme", "e2", "5511"),
-                &Clients::new(),
-                T0 + MINUTE,
-            )
-        });
+        hear(&mut machine, &rules, &qr("acme", "e1", "5511"), T0);
+        let effects = hear(&mut machine, &rules, &qr("acme", "e2", "5511"), T0 + MINUTE);
         assert!(notifications(&effects).is_empty());
         assert!(published(&effects).is_empty());
         let renewed = &put_alerts(&effects)[0];
@@ -328,18 +341,9 @@ mod tests {
     fn a_redelivered_event_changes_nothing() {
         let rules = rules(vec![rule("qr", qr_condition())]);
         let mut machine = Machine::default();
-        run(&mut machine, |m| {
-            m.on_event(&rules, &qr("acme", "e1", "5511"), &Clients::new(), T0)
-        });
+        hear(&mut machine, &rules, &qr("acme", "e1", "5511"), T0);
         let before = machine.alerts();
-        let effects = run(&mut machine, |m| {
-            m.on_event(
-                &rules,
-                &qr("acme", "e1", "5511"),
-                &Clients::new(),
-                T0 + SECOND,
-            )
-        });
+        let effects = hear(&mut machine, &rules, &qr("acme", "e1", "5511"), T0 + SECOND);
         assert!(put_alerts(&effects).is_empty());
         assert!(notifications(&effects).is_empty());
         assert_eq!(machine.alerts(), before);
@@ -352,20 +356,14 @@ mod tests {
             qr_condition_resolving_after(Duration::from_secs(60)),
         )]);
         let mut machine = Machine::default();
-        run(&mut machine, |m| {
-            m.on_event(&rules, &qr("acme", "e1", "5511"), &Clients::new(), T0)
-        });
-        run(&mut machine, |m| {
-            m.tick(&rules, &Clients::new(), T0 + 2 * MINUTE)
-        });
-        let effects = run(&mut machine, |m| {
-            m.on_event(
-                &rules,
-                &qr("acme", "e2", "5511"),
-                &Clients::new(),
-                T0 + 3 * MINUTE,
-            )
-        });
+        hear(&mut machine, &rules, &qr("acme", "e1", "5511"), T0);
+        tick(&mut machine, &rules, T0 + 2 * MINUTE);
+        let effects = hear(
+            &mut machine,
+            &rules,
+            &qr("acme", "e2", "5511"),
+            T0 + 3 * MINUTE,
+        );
         let alert = &put_alerts(&effects)[0];
         assert_eq!(alert.state, State::Firing);
         assert_eq!(alert.starts_at, T0 + 3 * MINUTE, "a new firing");
@@ -377,14 +375,7 @@ mod tests {
     fn a_tenant_heard_from_is_written_at_most_every_few_seconds() {
         let rules = rules(Vec::new());
         let mut machine = Machine::default();
-        let effects = run(&mut machine, |m| {
-            m.on_event(
-                &rules,
-                &inbox("acme", "e1", 1, 501, T0),
-                &Clients::new(),
-                T0,
-            )
-        });
+        let effects = hear(&mut machine, &rules, &inbox("acme", "e1", 1, 501, T0), T0);
         assert_eq!(
             effects,
             [Effect::Put(Record::Seen {
@@ -392,14 +383,12 @@ mod tests {
                 at: T0
             })]
         );
-        let effects = run(&mut machine, |m| {
-            m.on_event(
-                &rules,
-                &inbox("acme", "e2", 1, 501, T0),
-                &Clients::new(),
-                T0 + SECOND,
-            )
-        });
+        let effects = hear(
+            &mut machine,
+            &rules,
+            &inbox("acme", "e2", 1, 501, T0),
+            T0 + SECOND,
+        );
         assert_eq!(
             effects,
             [Effect::Heard {
@@ -407,14 +396,12 @@ mod tests {
                 at: T0 + SECOND
             }]
         );
-        let effects = run(&mut machine, |m| {
-            m.on_event(
-                &rules,
-                &inbox("acme", "e3", 1, 501, T0),
-                &Clients::new(),
-                T0 + SEEN_WRITE_EVERY_MS,
-            )
-        });
+        let effects = hear(
+            &mut machine,
+            &rules,
+            &inbox("acme", "e3", 1, 501, T0),
+            T0 + SEEN_WRITE_EVERY_MS,
+        );
         assert_eq!(
             effects,
             [Effect::Put(Record::Seen {
@@ -430,14 +417,12 @@ mod tests {
         let rules = rules(vec![rule("waiting", wait_condition())]);
         let mut machine = Machine::default();
         // Received a minute ago, handled now (a backlog): the wait counts from reception.
-        let effects = run(&mut machine, |m| {
-            m.on_event(
-                &rules,
-                &inbox("acme", "e1", 7, 501, T0 - MINUTE),
-                &Clients::new(),
-                T0,
-            )
-        });
+        let effects = hear(
+            &mut machine,
+            &rules,
+            &inbox("acme", "e1", 7, 501, T0 - MINUTE),
+            T0,
+        );
         let timer = Timer {
             rule: "waiting".into(),
             tenant: "acme".into(),
@@ -454,14 +439,12 @@ mod tests {
             Some("acme: request 7 waits for an answer".into())
         );
         // A second message in the same request waits with the first.
-        let effects = run(&mut machine, |m| {
-            m.on_event(
-                &rules,
-                &inbox("acme", "e2", 7, 501, T0 + MINUTE),
-                &Clients::new(),
-                T0 + MINUTE,
-            )
-        });
+        let effects = hear(
+            &mut machine,
+            &rules,
+            &inbox("acme", "e2", 7, 501, T0 + MINUTE),
+            T0 + MINUTE,
+        );
         assert!(
             !effects
                 .iter()
@@ -474,27 +457,18 @@ mod tests {
     fn an_answer_stops_the_wait_timer() {
         let rules = rules(vec![rule("waiting", wait_condition())]);
         let mut machine = Machine::default();
-        run(&mut machine, |m| {
-            m.on_event(
-                &rules,
-                &inbox("acme", "e1", 7, 501, T0),
-                &Clients::new(),
-                T0,
-            )
-        });
-        let effects = run(&mut machine, |m| {
-            m.on_event(
-                &rules,
-                &outbox("acme", "e2", 7, 501, T0 + MINUTE),
-                &Clients::new(),
-                T0 + MINUTE,
-            )
-        });
+        hear(&mut machine, &rules, &inbox("acme", "e1", 7, 501, T0), T0);
+        let effects = hear(
+            &mut machine,
+            &rules,
+            &outbox("acme", "e2", 7, 501, T0 + MINUTE),
+            T0 + MINUTE,
+        );
         assert!(effects.contains(&Effect::Delete("timer.waiting.acme.7".into())));
         assert!(machine.timers.is_empty());
         assert!(put_alerts(&effects).is_empty());
         // The deadline passes: nothing fires.
-        let effects = run(&mut machine, |m| m.tick(&rules, &Clients::new(), T0 + HOUR));
+        let effects = tick(&mut machine, &rules, T0 + HOUR);
         assert!(put_alerts(&effects).is_empty());
     }
 
@@ -502,22 +476,13 @@ mod tests {
     fn closing_the_request_stops_the_wait_timer() {
         let rules = rules(vec![rule("waiting", wait_condition())]);
         let mut machine = Machine::default();
-        run(&mut machine, |m| {
-            m.on_event(
-                &rules,
-                &inbox("acme", "e1", 7, 501, T0),
-                &Clients::new(),
-                T0,
-            )
-        });
-        let effects = run(&mut machine, |m| {
-            m.on_event(
-                &rules,
-                &close_request("acme", "e2", 7),
-                &Clients::new(),
-                T0 + MINUTE,
-            )
-        });
+        hear(&mut machine, &rules, &inbox("acme", "e1", 7, 501, T0), T0);
+        let effects = hear(
+            &mut machine,
+            &rules,
+            &close_request("acme", "e2", 7),
+            T0 + MINUTE,
+        );
         assert!(effects.contains(&Effect::Delete("timer.waiting.acme.7".into())));
     }
 
@@ -525,36 +490,23 @@ mod tests {
     fn an_answer_after_the_deadline_resolves_the_wait_alert() {
         let rules = rules(vec![rule("waiting", wait_condition())]);
         let mut machine = Machine::default();
-        run(&mut machine, |m| {
-            m.on_event(
-                &rules,
-                &inbox("acme", "e1", 7, 501, T0),
-                &Clients::new(),
-                T0,
-            )
-        });
-        run(&mut machine, |m| {
-            m.tick(&rules, &Clients::new(), T0 + 10 * MINUTE)
-        });
+        hear(&mut machine, &rules, &inbox("acme", "e1", 7, 501, T0), T0);
+        tick(&mut machine, &rules, T0 + 10 * MINUTE);
         // Another message while the alert fires does not start a second wait.
-        let effects = run(&mut machine, |m| {
-            m.on_event(
-                &rules,
-                &inbox("acme", "e2", 7, 501, T0 + 11 * MINUTE),
-                &Clients::new(),
-                T0 + 11 * MINUTE,
-            )
-        });
+        let effects = hear(
+            &mut machine,
+            &rules,
+            &inbox("acme", "e2", 7, 501, T0 + 11 * MINUTE),
+            T0 + 11 * MINUTE,
+        );
         assert!(machine.timers.is_empty());
         assert_eq!(effects.len(), 1, "heard, nothing else: {effects:?}");
-        let effects = run(&mut machine, |m| {
-            m.on_event(
-                &rules,
-                &outbox("acme", "e3", 7, 501, T0 + 12 * MINUTE),
-                &Clients::new(),
-                T0 + 12 * MINUTE,
-            )
-        });
+        let effects = hear(
+            &mut machine,
+            &rules,
+            &outbox("acme", "e3", 7, 501, T0 + 12 * MINUTE),
+            T0 + 12 * MINUTE,
+        );
         let resolved = &put_alerts(&effects)[0];
         assert_eq!(resolved.state, State::Resolved);
         assert_eq!(resolved.ends_at, Some(T0 + 12 * MINUTE));

@@ -6,9 +6,9 @@ use std::time::Duration;
 use c2d_proto::events::Payload;
 use c2d_proto::events::v1::{DialogEvent, Event, Message, OutboxStatus, QrCode};
 
-use super::{Effect, Machine, Notification, Record};
+use super::{Clients, Effect, Machine, Notification, Record};
 use crate::alert::{AlertRecord, Silence, timestamp};
-use crate::rules::{Condition, Labels, Rule, Rules};
+use crate::rules::{Condition, Hours, Labels, Rule, Rules};
 
 pub const T0: i64 = 1_700_000_000_000;
 pub const SECOND: i64 = 1_000;
@@ -27,6 +27,7 @@ pub fn rule(name: &str, condition: Condition) -> Rule {
         tenants: Vec::new(),
         group_wait: None,
         repeat_interval: None,
+        hours: Hours::Always,
     }
 }
 
@@ -152,6 +153,16 @@ pub fn run(
     let effects = transition(machine);
     assert_replays(before, machine, &effects);
     effects
+}
+
+/// `event` heard at `now` (through [`run`]), with no client to look up.
+pub fn hear(machine: &mut Machine, rules: &Rules, event: &Event, now: i64) -> Vec<Effect> {
+    run(machine, |m| m.on_event(rules, event, &Clients::new(), now))
+}
+
+/// A tick at `now` (through [`run`]), with no client to look up.
+pub fn tick(machine: &mut Machine, rules: &Rules, now: i64) -> Vec<Effect> {
+    run(machine, |m| m.tick(rules, &Clients::new(), now))
 }
 
 /// [`run`] for transitions that also answer something (the answer is handed back).

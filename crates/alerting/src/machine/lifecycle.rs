@@ -6,7 +6,7 @@
 
 use crate::alert::{AlertRecord, ClientInfo, State};
 use crate::mute::Mute;
-use crate::rules::{Labels, Rule};
+use crate::rules::{Condition, Hours, Labels, Rule};
 
 use super::{Clients, Effect, Notification, Record, Step};
 
@@ -25,6 +25,16 @@ impl Step<'_> {
 
     /// Fires `alert`, routed by its client's tags to the receiver the rule names for them.
     pub(super) fn fire(&mut self, rule: &Rule, mut alert: AlertRecord) {
+        // A wait that keeps working hours runs out within them (or at closing) by its
+        // deadline; the other rules that keep them raise nothing while the tenant is closed.
+        if rule.hours == Hours::Business
+            && !matches!(rule.condition, Condition::Wait { .. })
+            && !self.tenant_open(&alert.tenant)
+        {
+            tracing::info!(rule = %rule.name, tenant = %alert.tenant, summary = %alert.summary,
+                "outside the tenant's working hours: not raised");
+            return;
+        }
         let tags = alert
             .client
             .as_ref()
@@ -34,6 +44,15 @@ impl Step<'_> {
         tracing::warn!(rule = %rule.name, tenant = %alert.tenant,
             fingerprint = %alert.fingerprint, summary = %alert.summary, "alert firing");
         self.transition(alert);
+    }
+
+    /// Whether `tenant`'s calendar is open now (a tenant without one always is).
+    fn tenant_open(&self, tenant: &str) -> bool {
+        let now = c2d_calendar::from_unix_millis(self.now);
+        match (self.rules.calendars.configured(tenant), now) {
+            (Some(calendar), Some(now)) => calendar.is_open(None, now),
+            _ => true,
+        }
     }
 
     /// Resolves the alert `fingerprint` now, if there is one.
@@ -159,9 +178,7 @@ mod tests {
     fn a_firing_is_queued_then_kept_then_published() {
         let rules = rules(vec![rule("qr", qr_condition())]);
         let mut machine = Machine::default();
-        let effects = run(&mut machine, |m| {
-            m.on_event(&rules, &qr("acme", "e1", "5511"), &Clients::new(), T0)
-        });
+        let effects = hear(&mut machine, &rules, &qr("acme", "e1", "5511"), T0);
         let kinds: Vec<&str> = effects.iter().map(kind).collect();
         assert_eq!(
             kinds,
@@ -198,14 +215,12 @@ mod tests {
         assert_eq!(alert.receiver, "vip");
         assert_eq!(alert.client, Some(vip));
 
-        let effects = run(&mut machine, |m| {
-            m.on_event(
-                &rules,
-                &failure("acme", "e2", 11, Some(502)),
-                &Clients::new(),
-                T0,
-            )
-        });
+        let effects = hear(
+            &mut machine,
+            &rules,
+            &failure("acme", "e2", 11, Some(502)),
+            T0,
+        );
         let alert = &put_alerts(&effects)[0];
         assert_eq!(alert.receiver, "ops", "no tags known: the rule's receiver");
         assert_eq!(
@@ -236,19 +251,15 @@ mod tests {
             },
         });
         let mut machine = Machine::default();
-        run(&mut machine, |m| {
-            m.on_event(&rules, &qr("acme", "e1", "5511"), &Clients::new(), T0)
-        });
+        hear(&mut machine, &rules, &qr("acme", "e1", "5511"), T0);
         let qr_fingerprint = machine.alerts()[0].fingerprint.clone();
 
-        let effects = run(&mut machine, |m| {
-            m.on_event(
-                &rules,
-                &failure("acme", "e2", 10, None),
-                &Clients::new(),
-                T0 + SECOND,
-            )
-        });
+        let effects = hear(
+            &mut machine,
+            &rules,
+            &failure("acme", "e2", 10, None),
+            T0 + SECOND,
+        );
         let inhibited = &put_alerts(&effects)[0];
         assert_eq!(inhibited.inhibited_by, Some(qr_fingerprint));
         assert_eq!(inhibited.notified_at, None);
@@ -256,9 +267,7 @@ mod tests {
         assert_eq!(published(&effects).len(), 1, "still published");
 
         // The QR alert goes quiet and resolves; the lesser one, still firing, is told now.
-        let effects = run(&mut machine, |m| {
-            m.tick(&rules, &Clients::new(), T0 + 2 * MINUTE)
-        });
+        let effects = tick(&mut machine, &rules, T0 + 2 * MINUTE);
         let told: Vec<(String, State)> = notifications(&effects)
             .iter()
             .map(|(_, n)| (n.alert.rule.clone(), n.alert.state))
@@ -287,12 +296,8 @@ mod tests {
         )]);
         let mut machine = Machine::default();
         silence_everything(&mut machine, "acme", T0, T0 + 10 * MINUTE);
-        run(&mut machine, |m| {
-            m.on_event(&rules, &qr("acme", "e1", "5511"), &Clients::new(), T0)
-        });
-        let effects = run(&mut machine, |m| {
-            m.tick(&rules, &Clients::new(), T0 + 2 * MINUTE)
-        });
+        hear(&mut machine, &rules, &qr("acme", "e1", "5511"), T0);
+        let effects = tick(&mut machine, &rules, T0 + 2 * MINUTE);
         let resolved = &put_alerts(&effects)[0];
         assert_eq!(resolved.state, State::Resolved);
         assert!(resolved.silenced_by.is_some(), "the record says why");
@@ -309,22 +314,16 @@ mod tests {
             )
         }]);
         let mut machine = Machine::default();
-        run(&mut machine, |m| {
-            m.on_event(&rules, &qr("acme", "e1", "5511"), &Clients::new(), T0)
-        });
+        hear(&mut machine, &rules, &qr("acme", "e1", "5511"), T0);
         let fingerprint = machine.alerts()[0].fingerprint.clone();
 
         // The first notification is still on its way: no repeat yet, however long.
-        let effects = run(&mut machine, |m| {
-            m.tick(&rules, &Clients::new(), T0 + 11 * MINUTE)
-        });
+        let effects = tick(&mut machine, &rules, T0 + 11 * MINUTE);
         assert!(notifications(&effects).is_empty());
         deliver_everything(&mut machine, T0 + 11 * MINUTE);
 
         // Delivered, and ten minutes since it was told: told again, under a key of its own.
-        let effects = run(&mut machine, |m| {
-            m.tick(&rules, &Clients::new(), T0 + 12 * MINUTE)
-        });
+        let effects = tick(&mut machine, &rules, T0 + 12 * MINUTE);
         let queued = notifications(&effects);
         assert_eq!(queued.len(), 1);
         assert_eq!(
@@ -338,9 +337,7 @@ mod tests {
         deliver_everything(&mut machine, T0 + 12 * MINUTE);
 
         // Not ten minutes since the repeat: nothing.
-        let effects = run(&mut machine, |m| {
-            m.tick(&rules, &Clients::new(), T0 + 21 * MINUTE)
-        });
+        let effects = tick(&mut machine, &rules, T0 + 21 * MINUTE);
         assert!(notifications(&effects).is_empty());
 
         // Acknowledged: never again.
@@ -354,9 +351,7 @@ mod tests {
             .expect("firing")
             .1
         });
-        let effects = run(&mut machine, |m| {
-            m.tick(&rules, &Clients::new(), T0 + 40 * MINUTE)
-        });
+        let effects = tick(&mut machine, &rules, T0 + 40 * MINUTE);
         assert!(notifications(&effects).is_empty());
     }
 
@@ -370,19 +365,13 @@ mod tests {
             )
         }]);
         let mut machine = Machine::default();
-        run(&mut machine, |m| {
-            m.on_event(&rules, &qr("acme", "e1", "5511"), &Clients::new(), T0)
-        });
+        hear(&mut machine, &rules, &qr("acme", "e1", "5511"), T0);
         deliver_everything(&mut machine, T0);
         silence_everything(&mut machine, "acme", T0, T0 + 10 * MINUTE);
-        let effects = run(&mut machine, |m| {
-            m.tick(&rules, &Clients::new(), T0 + 5 * MINUTE)
-        });
+        let effects = tick(&mut machine, &rules, T0 + 5 * MINUTE);
         assert!(notifications(&effects).is_empty());
         // The silence ended: the repeats go on.
-        let effects = run(&mut machine, |m| {
-            m.tick(&rules, &Clients::new(), T0 + 10 * MINUTE)
-        });
+        let effects = tick(&mut machine, &rules, T0 + 10 * MINUTE);
         assert_eq!(notifications(&effects).len(), 1);
     }
 
@@ -393,9 +382,7 @@ mod tests {
             ..rule("qr", qr_condition())
         }]);
         let mut machine = Machine::default();
-        let effects = run(&mut machine, |m| {
-            m.on_event(&rules, &qr("acme", "e1", "5511"), &Clients::new(), T0)
-        });
+        let effects = hear(&mut machine, &rules, &qr("acme", "e1", "5511"), T0);
         let queued = notifications(&effects);
         assert_eq!(queued[0].1.next_attempt_at, T0 + 30 * SECOND);
         assert_eq!(queued[0].1.attempts, 0);

@@ -452,9 +452,7 @@ mod tests {
     fn deletes_forget_the_entry_of_their_key() {
         let rules = rules(vec![rule("qr", qr_condition())]);
         let mut machine = Machine::default();
-        run(&mut machine, |m| {
-            m.on_event(&rules, &qr("acme", "e1", "5511"), &Clients::new(), T0)
-        });
+        hear(&mut machine, &rules, &qr("acme", "e1", "5511"), T0);
         let fingerprint = machine.alerts().remove(0).fingerprint;
         let keys: Vec<String> = machine.notifications.keys().cloned().collect();
         for key in keys
@@ -475,12 +473,8 @@ mod tests {
             rule("failing", failure_condition()),
         ]);
         let mut machine = Machine::default();
-        run(&mut machine, |m| {
-            m.on_event(&rules, &qr("acme", "e1", "5511"), &Clients::new(), T0)
-        });
-        run(&mut machine, |m| {
-            m.on_event(&rules, &qr("acme", "e2", "5512"), &Clients::new(), T0)
-        });
+        hear(&mut machine, &rules, &qr("acme", "e1", "5511"), T0);
+        hear(&mut machine, &rules, &qr("acme", "e2", "5512"), T0);
         let evaluations = machine.evaluations(&rules);
         let (last, firing) = &evaluations["qr"];
         assert_eq!(*firing, 2);

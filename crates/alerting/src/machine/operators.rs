@@ -83,7 +83,7 @@ impl Machine {
 #[cfg(test)]
 mod tests {
     use super::super::fixtures::*;
-    use super::super::{Clients, Effect};
+    use super::super::Effect;
     use super::*;
 
     #[test]
@@ -103,30 +103,20 @@ mod tests {
         assert_eq!((silence.starts_at, silence.ends_at), (T0, T0 + 10 * MINUTE));
         assert_eq!(machine.silences(), std::slice::from_ref(&silence));
 
-        let effects = run(&mut machine, |m| {
-            m.on_event(&rules, &qr("acme", "e1", "5511"), &Clients::new(), T0)
-        });
+        let effects = hear(&mut machine, &rules, &qr("acme", "e1", "5511"), T0);
         let muted = &put_alerts(&effects)[0];
         assert_eq!(muted.silenced_by.as_deref(), Some(silence.id.as_str()));
         assert!(notifications(&effects).is_empty());
 
-        let effects = run(&mut machine, |m| {
-            m.on_event(&rules, &qr("acme", "e2", "5512"), &Clients::new(), T0)
-        });
+        let effects = hear(&mut machine, &rules, &qr("acme", "e2", "5512"), T0);
         assert_eq!(notifications(&effects).len(), 1, "another phone");
-        let effects = run(&mut machine, |m| {
-            m.on_event(&rules, &qr("globex", "e3", "5511"), &Clients::new(), T0)
-        });
+        let effects = hear(&mut machine, &rules, &qr("globex", "e3", "5511"), T0);
         assert_eq!(notifications(&effects).len(), 1, "another tenant");
 
         // Still silenced a minute before its end; told at its end, since it still fires.
-        let effects = run(&mut machine, |m| {
-            m.tick(&rules, &Clients::new(), T0 + 9 * MINUTE)
-        });
+        let effects = tick(&mut machine, &rules, T0 + 9 * MINUTE);
         assert!(notifications(&effects).is_empty());
-        let effects = run(&mut machine, |m| {
-            m.tick(&rules, &Clients::new(), T0 + 10 * MINUTE)
-        });
+        let effects = tick(&mut machine, &rules, T0 + 10 * MINUTE);
         let told = notifications(&effects);
         assert_eq!(told.len(), 1);
         assert_eq!(told[0].1.alert.fingerprint, muted.fingerprint);
@@ -139,18 +129,14 @@ mod tests {
         let rules = rules(vec![rule("qr", qr_condition())]);
         let mut machine = Machine::default();
         let silence = silence_everything(&mut machine, "acme", T0, T0 + HOUR);
-        run(&mut machine, |m| {
-            m.on_event(&rules, &qr("acme", "e1", "5511"), &Clients::new(), T0)
-        });
+        hear(&mut machine, &rules, &qr("acme", "e1", "5511"), T0);
         let expired = run_with(&mut machine, |m| {
             m.expire_silence(&silence.id, T0 + MINUTE)
                 .expect("a silence")
         });
         assert_eq!(expired.ends_at, T0 + MINUTE);
         assert!(!expired.is_active(T0 + MINUTE));
-        let effects = run(&mut machine, |m| {
-            m.tick(&rules, &Clients::new(), T0 + MINUTE)
-        });
+        let effects = tick(&mut machine, &rules, T0 + MINUTE);
         assert_eq!(notifications(&effects).len(), 1);
 
         // Expiring it again does not move its end.
@@ -165,9 +151,7 @@ mod tests {
     fn an_acknowledged_alert_says_who_is_on_it() {
         let rules = rules(vec![rule("qr", qr_condition())]);
         let mut machine = Machine::default();
-        run(&mut machine, |m| {
-            m.on_event(&rules, &qr("acme", "e1", "5511"), &Clients::new(), T0)
-        });
+        hear(&mut machine, &rules, &qr("acme", "e1", "5511"), T0);
         let fingerprint = machine.alerts()[0].fingerprint.clone();
         let (alert, effects) = machine
             .acknowledge(
@@ -203,12 +187,8 @@ mod tests {
                 .err(),
             Some(NotAcknowledged::Unknown)
         );
-        run(&mut machine, |m| {
-            m.on_event(&rules, &qr("acme", "e1", "5511"), &Clients::new(), T0)
-        });
-        run(&mut machine, |m| {
-            m.tick(&rules, &Clients::new(), T0 + MINUTE)
-        });
+        hear(&mut machine, &rules, &qr("acme", "e1", "5511"), T0);
+        tick(&mut machine, &rules, T0 + MINUTE);
         let fingerprint = machine.alerts()[0].fingerprint.clone();
         let before = machine.clone();
         assert_eq!(
