@@ -82,8 +82,8 @@ impl Machine {
 
 #[cfg(test)]
 mod tests {
-    use super::super::fixtures::*;
     use super::super::Effect;
+    use super::super::fixtures::*;
     use super::*;
 
     #[test]
