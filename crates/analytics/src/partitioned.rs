@@ -162,7 +162,7 @@ impl PartitionReader {
     /// Reads `partition` into its own projection until `stop`: its snapshot first, then the
     /// log after it; saved periodically and once more when it stops.
     pub async fn read(self, partition: u32, stop: PartitionStop) {
-        let store = SnapshotStore::new(self.data_dir.join(format!("partition-{partition}")));
+        let store = SnapshotStore::partition(&self.data_dir, partition);
         let projection = match load_snapshot(&store) {
             Ok(projection) => projection,
             Err(error) => {

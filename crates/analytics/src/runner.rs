@@ -70,6 +70,10 @@ impl Analytics {
         let store = SnapshotStore::new(&config.data_dir);
         if rebuild {
             store.delete()?;
+            // A replica's partitions are rebuilt too, each from its start.
+            for partition in SnapshotStore::partitions(&config.data_dir)? {
+                partition.delete()?;
+            }
             tracing::info!("rebuilding: the whole stream will be replayed");
         }
         let projection = load_snapshot(&store)?;

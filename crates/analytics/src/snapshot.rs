@@ -15,6 +15,8 @@ use crate::projection::Projection;
 // 03: request clocks keep their business-time samples too.
 const MAGIC: &[u8; 8] = b"C2DANL03";
 const FILE_NAME: &str = "analytics.snapshot";
+/// A partition's snapshot directory is this and the partition's number.
+const PARTITION_DIR: &str = "partition-";
 
 /// Why a snapshot could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -106,6 +108,39 @@ impl SnapshotStore {
         Ok(bytes.len())
     }
 
+    /// Where a replica keeps the snapshot of one partition it owns (docs/scaling.md): a
+    /// directory of its own under the data directory, so a partition that moves back finds it.
+    pub fn partition(data_dir: &Path, partition: u32) -> Self {
+        SnapshotStore::new(data_dir.join(format!("{PARTITION_DIR}{partition}")))
+    }
+
+    /// The partition snapshots under `data_dir`, whatever the partition count was when they
+    /// were written: what a rebuild deletes besides the whole-log snapshot.
+    pub fn partitions(data_dir: &Path) -> Result<Vec<SnapshotStore>, SnapshotError> {
+        let entries = match fs::read_dir(data_dir) {
+            Ok(entries) => entries,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(source) => {
+                return Err(SnapshotError::Io {
+                    action: "list",
+                    path: data_dir.to_owned(),
+                    source,
+                });
+            }
+        };
+        Ok(entries
+            .filter_map(Result::ok)
+            .filter(|entry| {
+                entry
+                    .file_name()
+                    .to_str()
+                    .and_then(|name| name.strip_prefix(PARTITION_DIR))
+                    .is_some_and(|n| n.parse::<u32>().is_ok())
+            })
+            .map(|entry| SnapshotStore::new(entry.path()))
+            .collect())
+    }
+
     /// Removes the snapshot, for a rebuild from the beginning of the stream.
     pub fn delete(&self) -> Result<(), SnapshotError> {
         match fs::remove_file(self.path()) {
@@ -122,6 +157,37 @@ impl SnapshotStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rebuild_finds_every_partition_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        for partition in [0, 3, 15] {
+            SnapshotStore::partition(dir.path(), partition)
+                .save(&Projection::default())
+                .unwrap();
+        }
+        std::fs::create_dir(dir.path().join("partition-x")).unwrap();
+        let mut found: Vec<PathBuf> = SnapshotStore::partitions(dir.path())
+            .unwrap()
+            .iter()
+            .map(SnapshotStore::path)
+            .collect();
+        found.sort();
+        assert_eq!(
+            found,
+            ["partition-0", "partition-15", "partition-3"]
+                .map(|d| dir.path().join(d).join(FILE_NAME))
+        );
+        for store in SnapshotStore::partitions(dir.path()).unwrap() {
+            store.delete().unwrap();
+            assert!(store.load().unwrap().is_none());
+        }
+        assert!(
+            SnapshotStore::partitions(&dir.path().join("none"))
+                .unwrap()
+                .is_empty()
+        );
+    }
     use c2d_proto::events::{Event, Message, Payload};
 
     #[test]
