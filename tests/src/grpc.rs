@@ -10,6 +10,31 @@ use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
 use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
 use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
 
+/// A client of `service` at `endpoint` (e.g. `http://127.0.0.1:50052`) made by `connect`
+/// (`AnalyticsServiceClient::connect`, say), once the server just started there accepts
+/// connections, tried again until `timeout`.
+pub async fn connected<C, E, F, Fut>(
+    service: &str,
+    endpoint: &str,
+    timeout: std::time::Duration,
+    connect: F,
+) -> C
+where
+    E: std::fmt::Display,
+    F: Fn(String) -> Fut,
+    Fut: std::future::Future<Output = Result<C, E>>,
+{
+    crate::eventually(
+        &format!("{service} reachable at {endpoint}"),
+        timeout,
+        || {
+            let connecting = connect(endpoint.to_owned());
+            async move { connecting.await.map_err(|e| e.to_string()) }
+        },
+    )
+    .await
+}
+
 async fn channel(endpoint: &str) -> anyhow::Result<tonic::transport::Channel> {
     Ok(
         tonic::transport::Endpoint::from_shared(endpoint.to_owned())?

@@ -109,7 +109,6 @@ impl Analytics {
 
         let client = c2d_subscriber::connect("c2d-analytics", &self.config.nats_url).await?;
         let (calendar_store, calendars) = open_calendars(&client).await?;
-        let calendar_view = calendars.clone();
         if self.config.partitions > 0 {
             return self
                 .run_partitioned(client, listener, (calendar_store, calendars), stop)
@@ -118,7 +117,7 @@ impl Analytics {
         self.projection
             .write()
             .unwrap_or_else(PoisonError::into_inner)
-            .use_calendars(calendar_view);
+            .use_calendars(calendars.clone());
         // The projection keeps its position (the snapshot's sequence): every replica reads the
         // whole log for itself, in order, with no consumer state on the server.
         let after = read(&self.projection).last_sequence;

@@ -12,6 +12,7 @@ use c2d_proto::analytics::AnalyticsServiceClient;
 use c2d_proto::analytics::v1::{
     GetCalendarRequest, Metric, SetCalendarRequest, SummaryRequest, TimeRange, TimeSeriesRequest,
 };
+use c2d_testkit::grpc::connected;
 use c2d_testkit::{Pipeline, eventually, stored_events};
 use prost_types::Timestamp;
 use serde_json::json;
@@ -143,14 +144,12 @@ fn week() -> Option<TimeRange> {
 }
 
 async fn client(addr: std::net::SocketAddr) -> AnalyticsServiceClient<tonic::transport::Channel> {
-    eventually(
-        "AnalyticsService reachable",
+    let endpoint = format!("http://{addr}");
+    connected(
+        "AnalyticsService",
+        &endpoint,
         Duration::from_secs(10),
-        || async move {
-            AnalyticsServiceClient::connect(format!("http://{addr}"))
-                .await
-                .map_err(|e| e.to_string())
-        },
+        AnalyticsServiceClient::connect,
     )
     .await
 }

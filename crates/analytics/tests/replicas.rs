@@ -56,18 +56,11 @@ async fn start(pipeline: &Pipeline, replica: Option<&str>) -> Running {
 
 impl Running {
     async fn client(&self) -> AnalyticsServiceClient<tonic::transport::Channel> {
-        let url = format!("http://{}", self.addr);
-        eventually(
-            "AnalyticsService reachable",
+        c2d_testkit::grpc::connected(
+            "AnalyticsService",
+            &format!("http://{}", self.addr),
             Duration::from_secs(10),
-            || {
-                let url = url.clone();
-                async move {
-                    AnalyticsServiceClient::connect(url)
-                        .await
-                        .map_err(|e| e.to_string())
-                }
-            },
+            AnalyticsServiceClient::connect,
         )
         .await
     }

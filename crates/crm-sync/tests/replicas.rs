@@ -45,14 +45,12 @@ async fn start(pipeline: &Pipeline, store_url: &str, replica: Option<&str>) -> R
     let task = tokio::spawn(crm_sync.run(listener, async {
         let _ = stopped.await;
     }));
-    let client = eventually("CrmService reachable", Duration::from_secs(10), || {
-        let endpoint = endpoint.clone();
-        async move {
-            CrmServiceClient::connect(endpoint)
-                .await
-                .map_err(|e| e.to_string())
-        }
-    })
+    let client = c2d_testkit::grpc::connected(
+        "CrmService",
+        &endpoint,
+        Duration::from_secs(10),
+        CrmServiceClient::connect,
+    )
     .await;
     Running { stop, task, client }
 }

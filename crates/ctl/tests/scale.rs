@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use c2d_proto::analytics::AnalyticsServiceClient;
 use c2d_proto::crm::CrmServiceClient;
+use c2d_testkit::grpc::connected;
 use c2d_testkit::partitions::wait_for_owners;
 use c2d_testkit::replicas::{analytics_answers, conversation, crm_directory, requests_closed};
 use c2d_testkit::{
@@ -78,32 +79,22 @@ fn spawn(binary: &str, env: &[(&str, String)], port: u16) -> Running {
 }
 
 async fn analytics_client(running: &Running) -> AnalyticsServiceClient<Channel> {
-    let url = running.url.clone();
-    eventually(
-        "AnalyticsService reachable",
+    connected(
+        "AnalyticsService",
+        &running.url,
         Duration::from_secs(30),
-        || {
-            let url = url.clone();
-            async move {
-                AnalyticsServiceClient::connect(url)
-                    .await
-                    .map_err(|e| e.to_string())
-            }
-        },
+        AnalyticsServiceClient::connect,
     )
     .await
 }
 
 async fn crm_client(running: &Running) -> CrmServiceClient<Channel> {
-    let url = running.url.clone();
-    eventually("CrmService reachable", Duration::from_secs(30), || {
-        let url = url.clone();
-        async move {
-            CrmServiceClient::connect(url)
-                .await
-                .map_err(|e| e.to_string())
-        }
-    })
+    connected(
+        "CrmService",
+        &running.url,
+        Duration::from_secs(30),
+        CrmServiceClient::connect,
+    )
     .await
 }
 
