@@ -59,15 +59,11 @@ impl Projection {
             return true;
         };
         let at = seconds(&event_time);
-        let calendar = self
-            .calendars
-            .as_ref()
-            .and_then(|calendars| calendars.configured(&event.tenant));
         let tenant = match self.tenants.get_mut(&event.tenant) {
             Some(tenant) => tenant,
             None => self.tenants.entry(event.tenant.clone()).or_default(),
         };
-        tenant.apply(at, event, &calendar);
+        tenant.apply(at, event, self.calendars.as_ref());
         // Live updates are about the present: a replay of old events announces nothing.
         let minute = Granularity::Minute.floor(at.floor() as i64);
         if sequence.is_multiple_of(256) || self.now == 0 {
@@ -121,7 +117,12 @@ impl Projection {
 }
 
 impl Tenant {
-    fn apply(&mut self, at: f64, event: &Event, calendar: &TenantCalendar) {
+    /// `calendars` is looked up only for the events whose times business hours count (a
+    /// request's messages and its closing), not for every event.
+    fn apply(&mut self, at: f64, event: &Event, calendars: Option<&Calendars>) {
+        let calendar = || -> TenantCalendar {
+            calendars.and_then(|calendars| calendars.configured(&event.tenant))
+        };
         let second = at.floor() as i64;
         self.newest = self.newest.max(second);
         let hook_type = HookType::parse(&event.hook_type).map_or("unknown", HookType::as_str);
@@ -150,7 +151,7 @@ impl Tenant {
                             ..dims
                         },
                         &mut self.aggregates,
-                        calendar,
+                        &calendar(),
                     );
                 }
             }
@@ -168,7 +169,7 @@ impl Tenant {
                 }
                 if let (Some(request), Some(_)) = (message.request_id, message.operator_id) {
                     let clock = self.requests.entry(request).or_default();
-                    clock.operator_message(at, dims, &mut self.aggregates, calendar);
+                    clock.operator_message(at, dims, &mut self.aggregates, &calendar());
                 }
             }
             Some(Payload::OutboxStatus(status)) => {
@@ -245,7 +246,7 @@ impl Tenant {
                 self.aggregates.count(Measure::RequestsClosed, second, dims);
                 if let Some(request) = dialog.request_id {
                     let clock = self.requests.entry(request).or_default();
-                    clock.closed(at, dims, &mut self.aggregates, calendar);
+                    clock.closed(at, dims, &mut self.aggregates, &calendar());
                 }
             }
             _ => {}

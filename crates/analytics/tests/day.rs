@@ -163,25 +163,29 @@ async fn start(pipeline: &Pipeline, data_dir: &std::path::Path, rebuild: bool) -
 
 impl Running {
     async fn caught_up(&self, last: u64) {
-        for _ in 0..2_400 {
-            if self.projection.read().unwrap().last_sequence >= last {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!("analytics did not catch up to sequence {last}");
+        c2d_testkit::eventually(
+            &format!("analytics caught up to sequence {last}"),
+            Duration::from_secs(60),
+            || async {
+                let at = self.projection.read().unwrap().last_sequence;
+                if at >= last {
+                    Ok(())
+                } else {
+                    Err(format!("at {at}"))
+                }
+            },
+        )
+        .await
     }
 
     async fn client(&self) -> AnalyticsServiceClient<tonic::transport::Channel> {
-        for _ in 0..200 {
-            if let Ok(client) =
-                AnalyticsServiceClient::connect(format!("http://{}", self.addr)).await
-            {
-                return client;
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!("AnalyticsService is not reachable");
+        c2d_testkit::grpc::connected(
+            "AnalyticsService",
+            &format!("http://{}", self.addr),
+            Duration::from_secs(5),
+            AnalyticsServiceClient::connect,
+        )
+        .await
     }
 
     async fn stop(self) {

@@ -110,27 +110,19 @@ impl CalendarStore {
         replicas: usize,
     ) -> Result<CalendarStore, StoreError> {
         let jetstream = jetstream::new(client.clone());
-        let kv = match jetstream.get_key_value(CALENDARS_BUCKET).await {
-            Ok(kv) => kv,
-            Err(_) => match jetstream
-                .create_key_value(kv::Config {
-                    bucket: CALENDARS_BUCKET.into(),
-                    description: "per-tenant business-hours calendars (JSON), key = tenant".into(),
-                    history: HISTORY,
-                    num_replicas: replicas.max(1),
-                    storage: jetstream::stream::StorageType::File,
-                    ..Default::default()
-                })
-                .await
-            {
-                Ok(kv) => kv,
-                // Another replica (of this service or another) created it meanwhile.
-                Err(create) => jetstream
-                    .get_key_value(CALENDARS_BUCKET)
-                    .await
-                    .map_err(|_| StoreError::Bucket(create.to_string()))?,
+        let kv = c2d_subscriber::bucket::open_or_create(
+            &jetstream,
+            kv::Config {
+                bucket: CALENDARS_BUCKET.into(),
+                description: "per-tenant business-hours calendars (JSON), key = tenant".into(),
+                history: HISTORY,
+                num_replicas: replicas.max(1),
+                storage: jetstream::stream::StorageType::File,
+                ..Default::default()
             },
-        };
+        )
+        .await
+        .map_err(|e| StoreError::Bucket(e.to_string()))?;
         let stream = jetstream
             .get_stream_no_info(format!("KV_{CALENDARS_BUCKET}"))
             .await

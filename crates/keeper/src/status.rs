@@ -81,20 +81,19 @@ impl State {
         jetstream: &jetstream::Context,
         replicas: usize,
     ) -> Result<State, StateError> {
-        let kv = match jetstream.get_key_value(BUCKET).await {
-            Ok(kv) => kv,
-            Err(_) => jetstream
-                .create_key_value(jetstream::kv::Config {
-                    bucket: BUCKET.into(),
-                    description: "c2d-keeper: webhook checks and backfilled gaps per tenant".into(),
-                    history: 1,
-                    num_replicas: replicas,
-                    storage: jetstream::stream::StorageType::File,
-                    ..Default::default()
-                })
-                .await
-                .map_err(|e| StateError::Bucket(e.to_string()))?,
-        };
+        let kv = c2d_subscriber::bucket::open_or_create(
+            jetstream,
+            jetstream::kv::Config {
+                bucket: BUCKET.into(),
+                description: "c2d-keeper: webhook checks and backfilled gaps per tenant".into(),
+                history: 1,
+                num_replicas: replicas,
+                storage: jetstream::stream::StorageType::File,
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| StateError::Bucket(e.to_string()))?;
         Ok(State { kv })
     }
 

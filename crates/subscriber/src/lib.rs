@@ -58,6 +58,7 @@
 
 mod ack_floor;
 mod attempt;
+pub mod bucket;
 mod concurrent;
 mod config;
 pub mod connect;

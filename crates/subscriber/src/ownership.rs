@@ -106,7 +106,7 @@ pub enum OwnershipError {
     #[error("invalid partition ownership configuration: {0}")]
     Config(String),
     #[error(
-        "cannot open the KV bucket {LEASES_BUCKET} (does this NATS user may use $KV.{LEASES_BUCKET}.>?): {0}"
+        "cannot open the KV bucket {LEASES_BUCKET} (is JetStream enabled, and may this NATS user use $JS.API.> and $KV.{LEASES_BUCKET}.>?): {0}"
     )]
     Bucket(String),
     #[error("cannot read the partition leases in {LEASES_BUCKET}: {0}")]
@@ -142,32 +142,24 @@ impl Ownership {
     ) -> Result<Ownership, OwnershipError> {
         config.validate()?;
         let jetstream = jetstream::new(client);
-        let kv = match jetstream.get_key_value(LEASES_BUCKET).await {
-            Ok(kv) => kv,
-            Err(_) => match jetstream
-                .create_key_value(kv::Config {
-                    bucket: LEASES_BUCKET.into(),
-                    description: "partition leases of the services' replicas".into(),
-                    history: 1,
-                    max_age: config.lease,
-                    // As many as the partitioned log it divides (three on a production
-                    // cluster), so that losing a NATS node loses no lease.
-                    num_replicas: crate::replicas_of(&jetstream, PARTITIONED_STREAM)
-                        .await
-                        .max(config.bucket_replicas),
-                    storage: jetstream::stream::StorageType::File,
-                    ..Default::default()
-                })
-                .await
-            {
-                Ok(kv) => kv,
-                // Another replica (of this service or another) created it meanwhile.
-                Err(create) => jetstream
-                    .get_key_value(LEASES_BUCKET)
+        let kv = crate::bucket::open_or_create(
+            &jetstream,
+            kv::Config {
+                bucket: LEASES_BUCKET.into(),
+                description: "partition leases of the services' replicas".into(),
+                history: 1,
+                max_age: config.lease,
+                // As many as the partitioned log it divides (three on a production
+                // cluster), so that losing a NATS node loses no lease.
+                num_replicas: crate::replicas_of(&jetstream, PARTITIONED_STREAM)
                     .await
-                    .map_err(|_| OwnershipError::Bucket(create.to_string()))?,
+                    .max(config.bucket_replicas),
+                storage: jetstream::stream::StorageType::File,
+                ..Default::default()
             },
-        };
+        )
+        .await
+        .map_err(|e| OwnershipError::Bucket(e.to_string()))?;
         // Entries vanish after the bucket's max_age, whoever created it: that is the lease
         // every replica times its renewals and fencing by.
         let mut config = config;

@@ -146,3 +146,36 @@ async fn partitions_move_when_a_replica_dies_or_joins_and_never_have_two_owners(
     let conflicts = conflicts.lock().unwrap();
     assert!(conflicts.is_empty(), "two owners at once: {conflicts:?}");
 }
+
+/// Services of a deployment start together and ask for a bucket with configurations of their
+/// own (another version, another replica count): each must come up on the one bucket the
+/// first of them created, whichever that was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn services_racing_to_create_a_bucket_all_open_the_same_one() {
+    use async_nats::jetstream::kv;
+    let nats = NatsServer::start().await.unwrap();
+    let jetstream = nats.jetstream().await;
+    let racers: Vec<_> = (1..=8)
+        .map(|history| {
+            let jetstream = jetstream.clone();
+            tokio::spawn(async move {
+                c2d_subscriber::bucket::open_or_create(
+                    &jetstream,
+                    kv::Config {
+                        bucket: "RACE".into(),
+                        history,
+                        ..Default::default()
+                    },
+                )
+                .await
+            })
+        })
+        .collect();
+    let mut histories = BTreeSet::new();
+    for racer in racers {
+        let store = racer.await.unwrap().expect("every racer opens the bucket");
+        histories.insert(store.status().await.unwrap().history());
+        store.put("seen", "yes".into()).await.unwrap();
+    }
+    assert_eq!(histories.len(), 1, "one bucket for all: {histories:?}");
+}
