@@ -254,6 +254,14 @@ pub fn bench_setting(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+/// The run with the median rate of a benchmark's alternating runs (an odd number, at least
+/// one): the readers and servers compared share two cores with nats-server, whose speed
+/// moves from run to run by more than the differences measured.
+pub fn median_run<T>(mut runs: Vec<T>, rate: impl Fn(&T) -> f64) -> T {
+    runs.sort_by(|a, b| rate(a).total_cmp(&rate(b)));
+    runs.swap_remove(runs.len() / 2)
+}
+
 /// How a benchmark reports a target.
 pub fn verdict(met: bool) -> &'static str {
     if met { "met" } else { "NOT MET" }

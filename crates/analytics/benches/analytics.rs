@@ -15,7 +15,7 @@ use c2d_analytics::{Analytics, Config};
 use c2d_proto::analytics::AnalyticsServiceClient;
 use c2d_proto::analytics::v1::{SummaryRequest, TimeRange};
 use c2d_proto::events::Event;
-use c2d_testkit::load::{Cpu, bench_setting, quantile_ms, verdict};
+use c2d_testkit::load::{Cpu, bench_setting, median_run, quantile_ms, verdict};
 use c2d_testkit::{Pipeline, ordered_read_rate, publish_deliveries};
 use prost_types::Timestamp;
 use tokio::sync::{broadcast, watch};
@@ -67,7 +67,10 @@ async fn bench() -> anyhow::Result<()> {
         let cpu = Cpu::start(&reader_and_nats);
         rebuilds.push((rebuild_rate(&pipeline, events).await?, cpu.per(events, 1)));
     }
-    let ((raw, raw_cpu), (rebuild, rebuild_cpu)) = (median(&mut raws), median(&mut rebuilds));
+    let ((raw, raw_cpu), (rebuild, rebuild_cpu)) = (
+        median_run(raws, |(rate, _)| *rate),
+        median_run(rebuilds, |(rate, _)| *rate),
+    );
     println!();
     println!(
         "{:<42} {:>12}  CPU per event: reader + nats-server (median of {RUNS} alternating runs)",
@@ -101,12 +104,6 @@ async fn bench() -> anyhow::Result<()> {
         verdict(p99 < 5.0)
     );
     Ok(())
-}
-
-/// The run with the median rate.
-fn median(runs: &mut [(f64, String)]) -> (f64, String) {
-    runs.sort_by(|a, b| a.0.total_cmp(&b.0));
-    runs[runs.len() / 2].clone()
 }
 
 /// Delivery `n` of a busy contact center, over the 30 days.

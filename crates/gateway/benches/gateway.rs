@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use bytes::Bytes;
-use c2d_testkit::load::{Cpu, LoadReport, Worker, closed_loop, post_load, verdict};
+use c2d_testkit::load::{Cpu, LoadReport, Worker, closed_loop, median_run, post_load, verdict};
 use c2d_testkit::{GatewayProcess, NatsServer, free_port, unique_fixture_bodies};
 use prost::Message as _;
 
@@ -155,8 +155,8 @@ async fn bench() -> anyhow::Result<()> {
         .map(|(report, _)| report.requests)
         .sum::<u64>()
         + unspooled_report.requests;
-    let (relay_report, relay_cpu) = median(relays);
-    let (gateway_report, gateway_cpu) = median(gateways);
+    let (relay_report, relay_cpu) = median_run(relays, |(report, _)| report.rate());
+    let (gateway_report, gateway_cpu) = median_run(gateways, |(report, _)| report.rate());
     let stored = nats
         .jetstream()
         .await
@@ -261,12 +261,6 @@ fn print_budget(plain_rate: f64, plain: &[f64], gateway: &[f64]) {
          and the plain server {:.1} on the HTTP alone",
         plain[1], gateway[2], plain[0]
     );
-}
-
-/// The run with the median rate.
-fn median(mut runs: Vec<(LoadReport, Vec<f64>)>) -> (LoadReport, Vec<f64>) {
-    runs.sort_by(|a, b| a.0.rate().total_cmp(&b.0.rate()));
-    runs.swap_remove(runs.len() / 2)
 }
 
 /// One run of a baseline server, this benchmark's own binary started with `flag` (and the port,

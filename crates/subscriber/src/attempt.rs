@@ -26,20 +26,9 @@ use crate::subscriber::{Handler, Subscriber};
 pub const REPLAY_PENDING: u64 = 1_000;
 
 impl Subscriber {
-    /// Reads a message's metadata and event; a message that is no event, or an event
-    /// delivered more often than allowed without an answer, is poison.
-    pub(crate) fn open_message(&self, message: &jetstream::Message) -> Opened {
-        let meta = match message.info() {
-            Ok(info) => Meta {
-                stream_sequence: info.stream_sequence,
-                delivered: info.delivered.max(1) as u64,
-                pending: info.pending,
-            },
-            Err(error) => {
-                tracing::warn!(%error, subject = %message.subject, "a message without JetStream metadata; ignored");
-                return Opened::Ignored;
-            }
-        };
+    /// Reads a message's event; a message that is no event, or an event delivered more often
+    /// than allowed without an answer, is poison.
+    pub(crate) fn open_message(&self, message: &jetstream::Message, meta: Meta) -> Opened {
         let event = match Event::decode(message.payload.clone()) {
             Ok(event) => event,
             Err(error) => {
@@ -206,11 +195,34 @@ impl Subscriber {
     }
 }
 
-/// Where an event stands in the stream and in its deliveries.
+/// Where an event stands in the stream and in its deliveries, read once per message from its
+/// reply subject.
+#[derive(Clone, Copy)]
 pub(crate) struct Meta {
     pub(crate) stream_sequence: u64,
+    /// The consumer's number of this delivery, to see a lost one.
+    pub(crate) delivery: u64,
     pub(crate) delivered: u64,
     pub(crate) pending: u64,
+}
+
+impl Meta {
+    /// `None` for a message without JetStream metadata, which no consumer should deliver; it
+    /// is ignored, with a warning.
+    pub(crate) fn of(message: &jetstream::Message) -> Option<Meta> {
+        match message.info() {
+            Ok(info) => Some(Meta {
+                stream_sequence: info.stream_sequence,
+                delivery: info.consumer_sequence,
+                delivered: info.delivered.max(1) as u64,
+                pending: info.pending,
+            }),
+            Err(error) => {
+                tracing::warn!(%error, subject = %message.subject, "a message without JetStream metadata; ignored");
+                None
+            }
+        }
+    }
 }
 
 /// A message as read from the stream.
@@ -224,7 +236,6 @@ pub(crate) enum Opened {
         names: Option<(String, String)>,
         reason: String,
     },
-    Ignored,
 }
 
 /// The result of one run of the handler.

@@ -21,8 +21,9 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::ack_floor::AckFloor;
-use crate::attempt::{Attempt, Opened};
-use crate::in_order::{ACK_EVERY, Handled, QUIET_ACK_DELAY};
+use crate::attempt::{Attempt, Meta, Opened};
+use crate::in_order::{ACK_EVERY, Handled};
+use crate::quiet_ack::QuietAck;
 use crate::subscriber::{Handler, MessageStream, SubscribeError, Subscriber, next_message};
 
 impl Subscriber {
@@ -35,6 +36,7 @@ impl Subscriber {
         // Tells the slots waiting for a retry that the subscriber stops.
         let (stop_slots, slot_stop) = watch::channel(false);
         let mut floor = AckFloor::default();
+        let mut quiet_ack = QuietAck::new();
         // The consumer's number of the last delivery taken, to see a lost one.
         let mut last_delivery: Option<u64> = None;
         // After a lost delivery: no reading until the slots are empty and this time is past.
@@ -50,7 +52,6 @@ impl Subscriber {
                 messages = Some(self.pull().await?);
             }
             let room = in_flight.len() < self.config.concurrency && paused_until.is_none();
-            let resume_at = paused_until.unwrap_or_else(Instant::now);
             tokio::select! {
                 biased;
                 () = &mut *shutdown, if !stopping => {
@@ -59,42 +60,41 @@ impl Subscriber {
                     let _ = stop_slots.send(true);
                 }
                 Some(finished) = in_flight.next(), if !in_flight.is_empty() => {
-                    if let Some((sequence, message)) = finished {
-                        floor.handled(sequence, message);
-                    }
-                    if floor.unacked() as u64 >= ACK_EVERY {
-                        self.ack_floor(&mut floor).await;
-                    }
+                    self.settle(finished, &mut floor, &mut quiet_ack).await;
                 }
-                () = tokio::time::sleep(QUIET_ACK_DELAY), if floor.unacked() > 0 => {
+                () = quiet_ack.due(), if floor.unacked() > 0 && quiet_ack.is_armed() => {
                     self.ack_floor(&mut floor).await;
                 }
-                () = tokio::time::sleep_until(resume_at), if paused_until.is_some() && in_flight.is_empty() => {
+                // Made only when it is polled: a branch's future is made on every turn.
+                () = async { if let Some(resume_at) = paused_until { tokio::time::sleep_until(resume_at).await } }, if paused_until.is_some() && in_flight.is_empty() => {
                     paused_until = None;
                     last_delivery = None;
                 }
                 next = next_message(&mut messages), if room && !stopping => match next {
                     Some(Ok(message)) if cumulative => {
-                        let Ok(info) = message.info() else {
-                            tracing::warn!(subject = %message.subject, "a message without JetStream metadata; ignored");
+                        let Some(meta) = Meta::of(&message) else {
                             continue;
                         };
-                        let delivery = info.consumer_sequence;
-                        if last_delivery.is_some_and(|last| delivery > last + 1) {
+                        if last_delivery.is_some_and(|last| meta.delivery > last + 1) {
                             // As in order (see there): ack nothing after the lost delivery,
                             // and let JetStream deliver again what was not acked.
-                            tracing::warn!(subscriber = %self.config.durable, expected = last_delivery.unwrap_or(0) + 1, got = delivery,
+                            tracing::warn!(subscriber = %self.config.durable, expected = last_delivery.unwrap_or(0) + 1, got = meta.delivery,
                                 "deliveries were skipped (a NATS failover?): pulling again after ack_wait, when JetStream redelivers what was not acked");
                             messages = None;
                             paused_until = Some(Instant::now() + self.config.ack_wait);
                             continue;
                         }
-                        last_delivery = Some(delivery);
-                        let sequence = info.stream_sequence;
-                        if floor.take(sequence) {
-                            in_flight.push(self.handle_in_slot(Arc::clone(&handler), message, sequence, slot_stop.clone()).left_future());
-                        } else {
-                            tracing::debug!(stream_sequence = sequence, "delivered again while in hand; this copy is dropped");
+                        last_delivery = Some(meta.delivery);
+                        if !floor.take(meta.stream_sequence) {
+                            tracing::debug!(stream_sequence = meta.stream_sequence, "delivered again while in hand; this copy is dropped");
+                            continue;
+                        }
+                        let mut slot = Box::pin(self.handle_in_slot(Arc::clone(&handler), message, meta, slot_stop.clone()));
+                        // Most handlers finish without waiting: their event is settled at
+                        // once, without a turn through the slots.
+                        match (&mut slot).now_or_never() {
+                            Some(finished) => self.settle(finished, &mut floor, &mut quiet_ack).await,
+                            None => in_flight.push(slot.left_future()),
                         }
                     }
                     Some(Ok(message)) => in_flight.push(self.handle_alone(Arc::clone(&handler), message).map(|()| None).right_future()),
@@ -114,16 +114,36 @@ impl Subscriber {
         &self,
         handler: Arc<H>,
         message: jetstream::Message,
-        sequence: u64,
+        meta: Meta,
         mut stop: watch::Receiver<bool>,
     ) -> Option<(u64, jetstream::Message)> {
         let stop = async move {
             let _ = stop.wait_for(|stopped| *stopped).await;
         };
         let mut stop = std::pin::pin!(stop.fuse());
-        match self.handle_in_order(&*handler, &message, &mut stop).await {
+        match self
+            .handle_in_order(&*handler, &message, meta, &mut stop)
+            .await
+        {
             Handled::Interrupted => None,
-            Handled::Done | Handled::DeadLettered | Handled::Skipped => Some((sequence, message)),
+            Handled::Done | Handled::DeadLettered => Some((meta.stream_sequence, message)),
+        }
+    }
+
+    /// A slot's event is done with: handled or dead-lettered (`finished` is its sequence and
+    /// message, acked with the floor), or interrupted by the stop (`None`, not acked).
+    async fn settle(
+        &self,
+        finished: Option<(u64, jetstream::Message)>,
+        floor: &mut AckFloor<jetstream::Message>,
+        quiet_ack: &mut QuietAck,
+    ) {
+        if let Some((sequence, message)) = finished {
+            floor.handled(sequence, message);
+            quiet_ack.arm();
+        }
+        if floor.unacked() as u64 >= ACK_EVERY {
+            self.ack_floor(floor).await;
         }
     }
 
@@ -141,7 +161,10 @@ impl Subscriber {
         handler: Arc<H>,
         message: jetstream::Message,
     ) {
-        let (meta, names, reason) = match self.open_message(&message) {
+        let Some(meta) = Meta::of(&message) else {
+            return;
+        };
+        let (meta, names, reason) = match self.open_message(&message, meta) {
             Opened::Event(meta, event) => {
                 let names = (event.event_id.clone(), event.tenant.clone());
                 match self
@@ -172,7 +195,6 @@ impl Subscriber {
                 names,
                 reason,
             } => (meta, names, reason),
-            Opened::Ignored => return,
         };
         if self
             .store_dead_letter(&message, &meta, meta.delivered, names.as_ref(), reason)

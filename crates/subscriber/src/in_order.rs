@@ -10,7 +10,6 @@
 
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use async_nats::jetstream;
 use c2d_proto::events::Event;
@@ -18,12 +17,12 @@ use futures_util::future::FusedFuture;
 use prost::Message as _;
 
 use crate::attempt::{Attempt, Meta, Opened};
+use crate::quiet_ack::QuietAck;
 use crate::subscriber::{Handler, MessageStream, SubscribeError, Subscriber, next_message};
 
-/// In order, events are acked cumulatively: one ack for this many events...
+/// In order, events are acked cumulatively: one ack for this many events, or fewer once the
+/// first of them waited [`QUIET_ACK_DELAY`](crate::quiet_ack::QUIET_ACK_DELAY).
 pub const ACK_EVERY: u64 = 64;
-/// ...or for the events handled so far once the stream has been quiet this long.
-pub(crate) const QUIET_ACK_DELAY: Duration = Duration::from_millis(20);
 
 impl Subscriber {
     pub(crate) async fn run_in_order<H: Handler, S: FusedFuture<Output = ()>>(
@@ -35,6 +34,7 @@ impl Subscriber {
         // The last handled event not acked yet, and how many are handled since the last ack.
         let mut unacked: Option<jetstream::Message> = None;
         let mut handled_since_ack = 0;
+        let mut quiet_ack = QuietAck::new();
         // The consumer's number of the last delivery handled.
         let mut last_delivery: Option<u64> = None;
         loop {
@@ -44,7 +44,7 @@ impl Subscriber {
             let next = tokio::select! {
                 biased;
                 () = &mut *shutdown => break,
-                () = tokio::time::sleep(QUIET_ACK_DELAY), if unacked.is_some() => {
+                () = quiet_ack.due(), if unacked.is_some() && quiet_ack.is_armed() => {
                     self.ack_through(unacked.take(), &mut handled_since_ack).await;
                     continue;
                 }
@@ -61,10 +61,11 @@ impl Subscriber {
                     continue;
                 }
             };
-            if self.acks()
-                && let Ok(info) = message.info()
-            {
-                let delivery = info.consumer_sequence;
+            let Some(meta) = Meta::of(&message) else {
+                continue;
+            };
+            if self.acks() {
+                let delivery = meta.delivery;
                 if last_delivery.is_some_and(|last| delivery > last + 1) {
                     tracing::warn!(subscriber = %self.config.durable, expected = last_delivery.unwrap_or(0) + 1, got = delivery,
                         "deliveries were skipped (a NATS failover?): pulling again after ack_wait, when JetStream redelivers what was not acked");
@@ -80,9 +81,12 @@ impl Subscriber {
                 }
                 last_delivery = Some(delivery);
             }
-            match self.handle_in_order(handler, &message, shutdown).await {
+            match self
+                .handle_in_order(handler, &message, meta, shutdown)
+                .await
+            {
                 Handled::Done => handled_since_ack += 1,
-                Handled::DeadLettered | Handled::Skipped => {}
+                Handled::DeadLettered => {}
                 Handled::Interrupted => break,
             }
             if !self.acks() {
@@ -93,6 +97,7 @@ impl Subscriber {
             }
             // Acked with the next cumulative ack, dead-lettered or not.
             unacked = Some(message);
+            quiet_ack.arm();
             if handled_since_ack >= ACK_EVERY {
                 self.ack_through(unacked.take(), &mut handled_since_ack)
                     .await;
@@ -108,9 +113,10 @@ impl Subscriber {
         &self,
         handler: &H,
         message: &jetstream::Message,
+        meta: Meta,
         shutdown: &mut Pin<&mut S>,
     ) -> Handled {
-        let (meta, mut event) = match self.open_message(message) {
+        let (meta, mut event) = match self.open_message(message, meta) {
             Opened::Event(meta, event) => (meta, event),
             Opened::Poison {
                 meta,
@@ -122,7 +128,6 @@ impl Subscriber {
                     .dead_letter_in_order(message, &meta, delivered, names, reason, shutdown)
                     .await;
             }
-            Opened::Ignored => return Handled::Skipped,
         };
         let mut delivered = meta.delivered;
         loop {
@@ -210,8 +215,6 @@ pub(crate) enum Handled {
     Done,
     /// Stored on the dead-letter subject; acked with the events after it.
     DeadLettered,
-    /// Not an event delivery at all; acked with the events after it.
-    Skipped,
     /// The subscriber was stopped while the event waited for a retry: it is not acked.
     Interrupted,
 }

@@ -66,6 +66,7 @@ pub mod dead_letter;
 mod delivery;
 pub mod history;
 mod in_order;
+mod quiet_ack;
 pub mod metrics;
 pub mod ownership;
 pub mod partition_readers;

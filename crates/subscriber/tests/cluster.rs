@@ -36,6 +36,8 @@ async fn losing_the_stream_leader_under_load_without_the_spool_loses_no_acknowle
 /// Kills the stream's leader under load; checks that every event answered 2xx is in the stream
 /// once and reaches a consumer. Returns how many deliveries were refused.
 async fn leader_kill(spool: bool) -> u64 {
+    // Each phase says when it ended, to tell which one a slow run spent its time in.
+    let started = Instant::now();
     let mut cluster = NatsCluster::start(3).await.expect("a 3-node NATS cluster");
     let gateway_bin = workspace_binary("c2d-gateway").unwrap();
     let spool_dir = tempfile::tempdir().unwrap();
@@ -171,7 +173,8 @@ async fn leader_kill(spool: bool) -> u64 {
         .expect("the leader is one of ours")
         .stop();
     println!(
-        "killed {leader}, the CHAT2DESK stream's leader, after {before_kill} events were acknowledged"
+        "killed {leader}, the CHAT2DESK stream's leader, after {before_kill} events were acknowledged, at {:.1} s",
+        started.elapsed().as_secs_f64()
     );
     // The load goes on until the cluster has recovered: a few hundred more events stored.
     let killed_at = Instant::now();
@@ -223,6 +226,10 @@ async fn leader_kill(spool: bool) -> u64 {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    println!(
+        "load stopped and the spool empty at {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
 
     // Every acknowledged event is stored once, on the surviving nodes (read once the stream
     // has its new leader).
@@ -255,7 +262,10 @@ async fn leader_kill(spool: bool) -> u64 {
             }
         }
     };
-    println!("{new_leader} leads the stream now");
+    println!(
+        "{new_leader} leads the stream now; read it at {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
     let mut in_stream: HashSet<String> = HashSet::new();
     let mut duplicates = 0;
     for stored in &stored {
@@ -294,8 +304,9 @@ async fn leader_kill(spool: bool) -> u64 {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     println!(
-        "the consumer saw all {} acknowledged events",
-        acknowledged.len()
+        "the consumer saw all {} acknowledged events at {:.1} s",
+        acknowledged.len(),
+        started.elapsed().as_secs_f64()
     );
     let _ = stop_consumer.send(());
     let _ = consumer.await;
