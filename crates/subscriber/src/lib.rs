@@ -66,10 +66,10 @@ pub mod dead_letter;
 mod delivery;
 pub mod history;
 mod in_order;
-mod quiet_ack;
 pub mod metrics;
 pub mod ownership;
 pub mod partition_readers;
+mod quiet_ack;
 pub mod replica_progress;
 mod subscriber;
 
