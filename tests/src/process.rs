@@ -48,7 +48,16 @@ pub fn workspace_binary(name: &str) -> anyhow::Result<std::path::PathBuf> {
         if release {
             command.arg("--release");
         }
-        match command.status() {
+        let started = Instant::now();
+        let status = command.status();
+        // A test that ran minutes because it rebuilt the workspace first says so.
+        if started.elapsed() > Duration::from_secs(5) {
+            println!(
+                "brought the workspace's test build up to date first (cargo test --no-run --workspace): {:.0} s",
+                started.elapsed().as_secs_f64()
+            );
+        }
+        match status {
             Ok(status) if status.success() => Ok(()),
             Ok(status) => Err(format!(
                 "cargo test --no-run --workspace exited with {status}"
