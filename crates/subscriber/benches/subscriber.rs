@@ -39,6 +39,7 @@ async fn bench() -> anyhow::Result<()> {
     // more than the differences measured: the readers take turns, and each SDK reader is
     // judged by the median of its ratios to the raw read of the same round.
     let reader_and_nats = [std::process::id(), nats.pid().unwrap_or_default()];
+    // (concurrency, name); 0 is the raw read.
     let readers = [
         (0, "raw ordered read (no decode, no ack)"),
         (1, "c2d-subscriber, in order"),

@@ -2,11 +2,12 @@
 //! [`QUIET_ACK_DELAY`] after an event was handled, so that a stream gone quiet does not keep
 //! handled events unacked (and due for redelivery after a restart).
 //!
-//! One timer serves a whole run, armed when an event is handled while none was waiting for an
-//! ack, and left alone while more are handled. A timer per event, as a `sleep` in the read
-//! loop would make, cost the SDK more than the event's own decoding: each one reads the clock,
-//! enters and leaves tokio's timer wheel, and often wakes the runtime's driver with a syscall.
-//! Armed once per ack, the timer costs nothing per event.
+//! One timer serves a whole run. It is set when an event is handled and it is not running,
+//! and left alone until it fires: while events wait for their ack, an ack goes out at least
+//! every `QUIET_ACK_DELAY`, and the timer is set at most that often, whatever the rate of
+//! events. A timer per event, as a `sleep` in the read loop would make, cost the SDK more than
+//! the event's own decoding: each one reads the clock, enters and leaves tokio's timer wheel,
+//! and often wakes the runtime's driver with a syscall.
 
 use std::pin::Pin;
 use std::time::Duration;
@@ -31,7 +32,7 @@ impl QuietAck {
     }
 
     /// An event was handled and waits for its ack: the ack goes out `QUIET_ACK_DELAY` from now
-    /// at the latest, or earlier if the timer already runs for an earlier event.
+    /// at the latest, or earlier if the timer already runs.
     pub(crate) fn arm(&mut self) {
         if !self.armed {
             self.sleep.as_mut().reset(Instant::now() + QUIET_ACK_DELAY);
