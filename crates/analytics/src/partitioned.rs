@@ -163,14 +163,13 @@ impl PartitionReader {
     /// log after it; saved periodically and once more when it stops.
     pub async fn read(self, partition: u32, stop: PartitionStop) {
         let store = SnapshotStore::partition(&self.data_dir, partition);
-        let projection = match load_snapshot(&store) {
+        let mut projection = match load_snapshot(&store) {
             Ok(projection) => projection,
             Err(error) => {
                 tracing::error!(partition, %error, "the partition's snapshot cannot be read; replaying the partition from its start");
                 Projection::default()
             }
         };
-        let mut projection = projection;
         projection.use_calendars(self.calendars.clone());
         let projection = Arc::new(RwLock::new(projection));
         self.partitions.hold(partition, Arc::clone(&projection));

@@ -228,8 +228,7 @@ impl CalendarStore {
         }
         let mut entries = Vec::with_capacity(tenants.len());
         for tenant in tenants {
-            if validate_tenant(&tenant).is_err() {
-                tracing::warn!(key = %tenant, "a key of {CALENDARS_BUCKET} is not a tenant name (letters, digits, '-', '_'); ignored");
+            if !is_tenant_key(&tenant) {
                 continue;
             }
             let entry = self
@@ -386,9 +385,7 @@ impl Calendars {
             .get(tenant)
             .map_or_else(|| Arc::clone(&ALWAYS_OPEN), Arc::clone)
     }
-}
 
-impl Calendars {
     /// The tenant's own calendar, `None` when it has none: for callers that count a tenant
     /// without one in wall-clock time directly, without the calendar's arithmetic.
     pub fn configured(&self, tenant: &str) -> Option<Arc<Calendar>> {
@@ -456,8 +453,7 @@ async fn follow(
                     let Some(shared) = shared.upgrade() else {
                         return;
                     };
-                    if validate_tenant(&entry.key).is_err() {
-                        tracing::warn!(key = %entry.key, "a key of {CALENDARS_BUCKET} is not a tenant name (letters, digits, '-', '_'); ignored");
+                    if !is_tenant_key(&entry.key) {
                         continue;
                     }
                     if applied
@@ -528,6 +524,16 @@ fn decode(value: &[u8]) -> Result<Calendar, CalendarError> {
         // Not UTF-8, so not JSON either; serde_json says where it goes wrong.
         Err(_) => serde_json::from_slice::<Calendar>(value).map_err(CalendarError::from),
     }
+}
+
+/// Whether a key read from the bucket is a tenant's; one that is not (put there by hand) is
+/// ignored, with a warning.
+fn is_tenant_key(key: &str) -> bool {
+    let tenant = validate_tenant(key).is_ok();
+    if !tenant {
+        tracing::warn!(%key, "a key of {CALENDARS_BUCKET} is not a tenant name (letters, digits, '-', '_'); ignored");
+    }
+    tenant
 }
 
 /// Tenant names become KV keys, where `.` separates tokens and `*` and `>` are wildcards; the

@@ -261,9 +261,10 @@ pub enum AnalyticsCommand {
         /// operator or channel.
         #[arg(long, default_value = "operator")]
         by: String,
-        /// The SLA's first-response target in business minutes (the sla column).
-        #[arg(long, default_value_t = 15)]
-        sla_minutes: u32,
+        /// The SLA's first-response target in business minutes (the sla column); c2d-analytics'
+        /// default (15) when not given.
+        #[arg(long)]
+        sla_minutes: Option<u32>,
     },
     /// The tenant's business-hours calendar (docs/business-hours.md): shown, or set from a
     /// JSON file (`-` for stdin), or deleted.

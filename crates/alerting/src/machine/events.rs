@@ -199,9 +199,7 @@ impl Step<'_> {
             format!("{tenant}: request {request_id} waits for an answer"),
         );
     }
-}
 
-impl Step<'_> {
     /// When a wait of `after` from `start` (Unix ms) runs out: `after` later, or, for a rule
     /// that keeps the tenant's hours, once `after` of working time has passed under the hours
     /// of the message's transport. A calendar with no working hours ahead never runs out.

@@ -32,15 +32,16 @@ async fn connect(url: &str) -> anyhow::Result<AnalyticsServiceClient<tonic::tran
 
 /// Summaries per operator or per channel, and a TOTAL row for the whole tenant: times in
 /// wall-clock and in business seconds, and the share answered within `sla_minutes` of
-/// business time.
+/// business time (the service's default when `None`).
 pub async fn summary(
     args: AnalyticsArgs,
     by_channel: bool,
-    sla_minutes: u32,
+    sla_minutes: Option<u32>,
 ) -> anyhow::Result<Rows> {
     let mut client = connect(&args.analytics_url).await?;
     let request = SummaryRequest {
-        sla_business_minutes: sla_minutes,
+        // 0 asks for the service's default.
+        sla_business_minutes: sla_minutes.unwrap_or(0),
         tenant: args.tenant,
         range: last(args.since),
     };
