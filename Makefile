@@ -6,7 +6,7 @@ CARGO ?= cargo
 NATS_SERVER := $(CURDIR)/tools/bin/nats-server
 export NATS_SERVER_BIN := $(NATS_SERVER)
 
-.PHONY: all tools postgres chromium build test lint fmt fuzz run demo deploy-check bench-gateway bench-subscriber bench-analytics bench-scale bench-hints bench-console screenshots clean
+.PHONY: all tools postgres chromium build test lint fmt fuzz run demo deploy-check bench-gateway bench-gateway-instructions bench-subscriber bench-analytics bench-scale bench-hints bench-console screenshots clean
 
 all: build
 
@@ -66,6 +66,11 @@ deploy-check:
 ## bench-gateway: gateway vs plain HTTP server, a hand-written relay (alternating runs) and raw JetStream publish
 bench-gateway: tools
 	$(CARGO) bench -p c2d-gateway --bench gateway
+
+## bench-gateway-instructions: instructions per webhook in the gateway's own code (callgrind): steady where the wall clock is not
+bench-gateway-instructions: tools
+	$(CARGO) build --release -p c2d-gateway --bin c2d-gateway
+	@bash scripts/gateway-instructions.sh
 
 ## bench-subscriber: SDK consume rate (decode + ack) vs a raw ordered read of the same stream
 bench-subscriber: tools

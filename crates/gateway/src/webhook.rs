@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Path, RawQuery, State};
-use axum::http::{Extensions, HeaderMap, header};
+use axum::extract::{ConnectInfo, Path, RawQuery, Request, State};
+use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use c2d_proto::events::{Payload, Subject, dlq_subject};
@@ -28,16 +28,18 @@ use crate::event_log::Appended;
 use crate::limits::Refused;
 use crate::tenants::Access;
 
-/// The handler of the webhook route.
+/// The handler of the webhook route. It takes the request whole: axum's `HeaderMap` and
+/// `Extensions` extractors would clone both maps on every delivery.
 pub async fn receive(
     State(gateway): State<Arc<Gateway>>,
     Path(tenant): Path<String>,
     RawQuery(query): RawQuery,
-    extensions: Extensions,
-    headers: HeaderMap,
-    body: Body,
+    request: Request,
 ) -> Response {
-    let peer = extensions
+    let (parts, body) = request.into_parts();
+    let headers = parts.headers;
+    let peer = parts
+        .extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(addr)| addr.ip());
     let started = Instant::now();
@@ -301,14 +303,21 @@ fn authorize(
     }
 }
 
-/// The `token` parameter of the query string, percent-decoded.
+/// The `token` parameter of the query string, percent-decoded. The usual query is just
+/// `token=...` in plain characters, read as it is; only a pair with escapes is decoded.
 fn query_token(query: &str) -> Result<Option<String>, Rejection> {
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query)
-        .map_err(|error| Rejection::BadQuery(error.to_string()))?;
-    Ok(pairs
-        .into_iter()
-        .find(|(name, _)| name == "token")
-        .map(|(_, value)| value))
+    for pair in query.split('&') {
+        if pair.contains(['%', '+']) {
+            let decoded: Vec<(String, String)> = serde_urlencoded::from_str(pair)
+                .map_err(|error| Rejection::BadQuery(error.to_string()))?;
+            if let Some((_, token)) = decoded.into_iter().find(|(name, _)| name == "token") {
+                return Ok(Some(token));
+            }
+        } else if let ("token", token) = pair.split_once('=').unwrap_or((pair, "")) {
+            return Ok(Some(token.to_owned()));
+        }
+    }
+    Ok(None)
 }
 
 /// JSON, or no declared type, or text (some senders label JSON as text/plain). Form and
@@ -448,5 +457,15 @@ mod tests {
             Some("a+b")
         );
         assert_eq!(query_token("x=1").unwrap(), None);
+        assert_eq!(
+            query_token("x=1&token=s3cret").unwrap().as_deref(),
+            Some("s3cret")
+        );
+        assert_eq!(query_token("t%6Fken=a+b").unwrap().as_deref(), Some("a b"));
+        assert_eq!(query_token("token").unwrap().as_deref(), Some(""));
+        assert_eq!(
+            query_token("&&token=x&token=y").unwrap().as_deref(),
+            Some("x")
+        );
     }
 }

@@ -6,16 +6,31 @@
 //! copies. The body is hashed in a canonical form (object keys sorted, no blanks), so a retry
 //! that re-encodes the same JSON differently is still the same event.
 
-use serde_json::Value as Json;
 use sha2::{Digest, Sha256};
+
+use crate::body::Json;
 
 /// Length of an id in hex characters: 128 bits, far beyond any collision risk in a stream.
 pub const EVENT_ID_LEN: usize = 32;
 
+/// The id of a delivery whose body is `body`, built rather than received (the simulator's):
+/// the id the gateway gives the same body.
+pub fn event_id(tenant: &str, body: &serde_json::Value) -> String {
+    delivery_id(tenant, &Json::from(body))
+}
+
 /// The id of a decoded delivery: tenant and canonical JSON body.
-pub fn event_id(tenant: &str, body: &Json) -> String {
+///
+/// The canonical form is compact JSON with object keys sorted, which is how a body's
+/// [`Json`] writes itself. These bytes are hashed into ids that JetStream deduplicates by for
+/// three hours and more, so they must never change between versions: a retry that reaches an
+/// upgraded gateway has to get the id its first try got (`ids_never_change` pins them).
+/// Strings and scalars are written by serde_json's compact serializer, which has one form per
+/// value (one escape per character).
+pub(crate) fn delivery_id(tenant: &str, body: &Json<'_>) -> String {
     let mut canonical = Vec::with_capacity(1024);
-    write_canonical(body, &mut canonical);
+    // Writing into a Vec cannot fail, and a body's JSON always serializes.
+    let _ = serde_json::to_writer(&mut canonical, body);
     digest(b"chat2desk-event-v1", tenant, &canonical)
 }
 
@@ -51,55 +66,6 @@ fn digest(domain: &[u8], tenant: &str, content: &[u8]) -> String {
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
-/// Compact JSON with object keys sorted, whatever order the map keeps them in.
-///
-/// These bytes are hashed into ids that JetStream deduplicates by for three hours and more, so
-/// they must never change between versions: a retry that reaches an upgraded gateway has to get
-/// the id its first try got (`ids_never_change` pins them). Strings and scalars are written by
-/// serde_json's compact serializer, which has one form per value (one escape per character).
-fn write_canonical(value: &Json, out: &mut Vec<u8>) {
-    match value {
-        // serde_json's map is sorted already unless its `preserve_order` feature is on.
-        Json::Object(map) if map.keys().is_sorted() => write_object(map.iter(), out),
-        Json::Object(map) => {
-            let mut entries: Vec<_> = map.iter().collect();
-            entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
-            write_object(entries.into_iter(), out);
-        }
-        Json::Array(items) => {
-            out.push(b'[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_canonical(item, out);
-            }
-            out.push(b']');
-        }
-        scalar => write_compact(scalar, out),
-    }
-}
-
-/// An object whose `entries` come in key order.
-fn write_object<'a>(entries: impl Iterator<Item = (&'a String, &'a Json)>, out: &mut Vec<u8>) {
-    out.push(b'{');
-    for (i, (key, value)) in entries.enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        write_compact(key, out);
-        out.push(b':');
-        write_canonical(value, out);
-    }
-    out.push(b'}');
-}
-
-/// A key, string, number, boolean or null as compact JSON.
-fn write_compact(value: impl serde::Serialize, out: &mut Vec<u8>) {
-    // Writing into a Vec cannot fail, and these values always serialize.
-    let _ = serde_json::to_writer(out, &value);
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -114,11 +80,11 @@ mod tests {
 
     #[test]
     fn key_order_and_blanks_do_not_change_the_id() {
-        let a: Json = serde_json::from_str(r#"{"a":1,"b":{"y":[1,2],"x":"é"}}"#).unwrap();
-        let b: Json =
+        let a: Json<'_> = serde_json::from_str(r#"{"a":1,"b":{"y":[1,2],"x":"é"}}"#).unwrap();
+        let b: Json<'_> =
             serde_json::from_str("{ \"b\": {\"x\": \"\\u00e9\", \"y\": [1, 2]},\n \"a\": 1 }")
                 .unwrap();
-        assert_eq!(event_id("acme", &a), event_id("acme", &b));
+        assert_eq!(delivery_id("acme", &a), delivery_id("acme", &b));
     }
 
     #[test]
@@ -150,18 +116,18 @@ mod tests {
                 "4842f2b4f469a3e0990af87f4dd5ed20",
             ),
         ] {
-            let body: Json = serde_json::from_str(body).unwrap();
-            assert_eq!(event_id("acme", &body), id, "{body}");
+            // As the gateway reads a body, and as the simulator builds one.
+            let read: Json<'_> = serde_json::from_str(body).unwrap();
+            assert_eq!(delivery_id("acme", &read), id, "{body}");
+            let built: serde_json::Value = serde_json::from_str(body).unwrap();
+            assert_eq!(event_id("acme", &built), id, "{body}");
         }
     }
 
     #[test]
     fn canonical_form_is_sorted_and_compact() {
-        let mut out = Vec::new();
-        write_canonical(&json!({"b": [true, null], "a": "x"}), &mut out);
-        assert_eq!(
-            String::from_utf8(out).unwrap(),
-            r#"{"a":"x","b":[true,null]}"#
-        );
+        let value = json!({"b": [true, null], "a": "x"});
+        let out = serde_json::to_string(&Json::from(&value)).unwrap();
+        assert_eq!(out, r#"{"a":"x","b":[true,null]}"#);
     }
 }

@@ -9,14 +9,14 @@
 use std::cell::RefCell;
 
 use prost_types::{Struct, Timestamp, Value};
-use serde_json::{Map, Value as Json};
 
-use crate::json::{to_struct, to_value};
+use crate::body::{Json, Object};
+use crate::json::{struct_of, value_of};
 use crate::time::{parse_time_text, unix_time};
 
 /// One JSON object and the warnings its reading produced.
 pub struct Fields<'a> {
-    object: &'a Map<String, Json>,
+    object: &'a Object<'a>,
     /// Path of this object in the body, for warnings (`""` at the top, `"client."` inside).
     path: &'static str,
     warnings: &'a mut Vec<String>,
@@ -26,7 +26,7 @@ pub struct Fields<'a> {
 }
 
 impl<'a> Fields<'a> {
-    pub fn new(object: &'a Map<String, Json>, warnings: &'a mut Vec<String>) -> Self {
+    pub fn new(object: &'a Object<'a>, warnings: &'a mut Vec<String>) -> Self {
         Fields {
             object,
             path: "",
@@ -67,7 +67,7 @@ impl<'a> Fields<'a> {
     }
 
     /// Every field of the object, for payloads this crate does not know.
-    pub fn all(&self) -> &'a Map<String, Json> {
+    pub fn all(&self) -> &'a Object<'a> {
         self.object
     }
 
@@ -103,7 +103,7 @@ impl<'a> Fields<'a> {
     /// e.g. coordinates sent as `{"lat":..,"lon":..}` survive. Empty values are `None`.
     pub fn text(&mut self, name: &str) -> Option<String> {
         Some(match self.present(name)? {
-            Json::String(s) => s.clone(),
+            Json::String(s) => s.to_string(),
             Json::Number(n) => n.to_string(),
             Json::Bool(b) => b.to_string(),
             other => other.to_string(),
@@ -150,7 +150,7 @@ impl<'a> Fields<'a> {
     }
 
     /// An object. PHP's empty array `[]` is an empty object, read as `None`.
-    pub fn object(&mut self, name: &str) -> Option<&'a Map<String, Json>> {
+    pub fn object(&mut self, name: &str) -> Option<&'a Object<'a>> {
         match self.get(name)? {
             Json::Object(map) => Some(map),
             value if is_empty(value) => None,
@@ -163,7 +163,7 @@ impl<'a> Fields<'a> {
 
     /// A list of objects. A lone object is a list of one; members that are not objects are
     /// skipped with a warning.
-    pub fn objects(&mut self, name: &str) -> Vec<&'a Map<String, Json>> {
+    pub fn objects(&mut self, name: &str) -> Vec<&'a Object<'a>> {
         match self.get(name) {
             Some(Json::Object(map)) => vec![map],
             Some(Json::Array(items)) => items
@@ -191,11 +191,11 @@ impl<'a> Fields<'a> {
                 .iter()
                 .filter(|item| !is_empty(item))
                 .map(|item| match item {
-                    Json::String(s) => s.clone(),
+                    Json::String(s) => s.to_string(),
                     other => other.to_string(),
                 })
                 .collect(),
-            Some(Json::String(s)) if !s.is_empty() => vec![s.clone()],
+            Some(Json::String(s)) if !s.is_empty() => vec![s.to_string()],
             Some(value) if !is_empty(value) => {
                 self.warn(name, "a list of texts", value);
                 Vec::new()
@@ -208,12 +208,12 @@ impl<'a> Fields<'a> {
     /// position, as PHP itself sees it; empty values are `None`.
     pub fn structure(&mut self, name: &str) -> Option<Struct> {
         match self.present(name)? {
-            Json::Object(map) => Some(to_struct(map)),
+            Json::Object(map) => Some(struct_of(map)),
             Json::Array(items) => Some(Struct {
                 fields: items
                     .iter()
                     .enumerate()
-                    .map(|(i, item)| (i.to_string(), to_value(item)))
+                    .map(|(i, item)| (i.to_string(), value_of(item)))
                     .collect(),
             }),
             other => {
@@ -226,21 +226,21 @@ impl<'a> Fields<'a> {
     /// A list of arbitrary JSON values, e.g. attachments. A lone value is a list of one.
     pub fn values(&mut self, name: &str) -> Vec<Value> {
         match self.present(name) {
-            Some(Json::Array(items)) => items.iter().map(to_value).collect(),
-            Some(other) => vec![to_value(other)],
+            Some(Json::Array(items)) => items.iter().map(value_of).collect(),
+            Some(other) => vec![value_of(other)],
             None => Vec::new(),
         }
     }
 
     /// The value under `name` unless it is absent or empty (`null`, `""`, `[]`, `{}`).
-    fn present(&self, name: &str) -> Option<&'a Json> {
+    fn present(&self, name: &str) -> Option<&'a Json<'a>> {
         self.get(name).filter(|v| !is_empty(v))
     }
 
     /// The value under `name`, noting that the parser knows the field.
-    fn get(&self, name: &str) -> Option<&'a Json> {
+    fn get(&self, name: &str) -> Option<&'a Json<'a>> {
         let (key, value) = self.object.get_key_value(name)?;
-        self.asked.borrow_mut().push(key.as_str());
+        self.asked.borrow_mut().push(key);
         Some(value)
     }
 
@@ -250,12 +250,12 @@ impl<'a> Fields<'a> {
         let asked = self.asked.borrow();
         self.object
             .iter()
-            .filter(|(name, value)| !is_empty(value) && !asked.contains(&name.as_str()))
-            .map(|(name, _)| name.clone())
+            .filter(|(name, value)| !is_empty(value) && !asked.contains(name))
+            .map(|(name, _)| name.to_owned())
             .collect()
     }
 
-    fn warn(&mut self, name: &str, expected: &str, got: &Json) {
+    fn warn(&mut self, name: &str, expected: &str, got: &Json<'_>) {
         let mut shown = got.to_string();
         if shown.len() > 64 {
             let cut = (0..=61)
@@ -273,7 +273,7 @@ impl<'a> Fields<'a> {
 }
 
 /// Whether a JSON value is one of the ways Chat2Desk says "nothing".
-fn is_empty(value: &Json) -> bool {
+fn is_empty(value: &Json<'_>) -> bool {
     match value {
         Json::Null => true,
         Json::String(s) => s.trim().is_empty(),
@@ -289,10 +289,13 @@ mod tests {
     use prost_types::value::Kind;
     use serde_json::json;
 
-    fn read<T>(body: Json, f: impl FnOnce(&mut Fields<'_>) -> T) -> (T, Vec<String>) {
-        let map = body.as_object().cloned().unwrap();
+    fn read<T>(body: serde_json::Value, f: impl FnOnce(&mut Fields<'_>) -> T) -> (T, Vec<String>) {
+        let text = body.to_string();
+        let Ok(Json::Object(object)) = serde_json::from_str(&text) else {
+            panic!("{text} is an object")
+        };
         let mut warnings = Vec::new();
-        let value = f(&mut Fields::new(&map, &mut warnings));
+        let value = f(&mut Fields::new(&object, &mut warnings));
         (value, warnings)
     }
 

@@ -8,25 +8,40 @@ use prost_types::value::Kind;
 use prost_types::{ListValue, Struct, Value};
 use serde_json::{Map, Value as Json};
 
+use crate::body::{self, Object};
+
 /// A JSON object as a protobuf `Struct`.
 pub fn to_struct(map: &Map<String, Json>) -> Struct {
-    Struct {
-        fields: map.iter().map(|(k, v)| (k.clone(), to_value(v))).collect(),
-    }
+    struct_of(&Object::from(map))
 }
 
 /// A JSON value as a protobuf `Value`. Numbers become doubles, as protobuf's JSON mapping
 /// does; exact big integers stay readable in the event's raw body.
 pub fn to_value(json: &Json) -> Value {
+    value_of(&body::Json::from(json))
+}
+
+/// A body's object as a protobuf `Struct`: what [`to_struct`] does, for the parser.
+pub(crate) fn struct_of(object: &Object<'_>) -> Struct {
+    Struct {
+        fields: object
+            .iter()
+            .map(|(key, value)| (key.to_owned(), value_of(value)))
+            .collect(),
+    }
+}
+
+/// A body's value as a protobuf `Value`, as [`to_value`].
+pub(crate) fn value_of(json: &body::Json<'_>) -> Value {
     let kind = match json {
-        Json::Null => Kind::NullValue(0),
-        Json::Bool(b) => Kind::BoolValue(*b),
-        Json::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or(f64::NAN)),
-        Json::String(s) => Kind::StringValue(s.clone()),
-        Json::Array(items) => Kind::ListValue(ListValue {
-            values: items.iter().map(to_value).collect(),
+        body::Json::Null => Kind::NullValue(0),
+        body::Json::Bool(b) => Kind::BoolValue(*b),
+        body::Json::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or(f64::NAN)),
+        body::Json::String(s) => Kind::StringValue(s.to_string()),
+        body::Json::Array(items) => Kind::ListValue(ListValue {
+            values: items.iter().map(value_of).collect(),
         }),
-        Json::Object(map) => Kind::StructValue(to_struct(map)),
+        body::Json::Object(object) => Kind::StructValue(struct_of(object)),
     };
     Value { kind: Some(kind) }
 }

@@ -8,6 +8,7 @@
 //! warning on the event rather than a rejected delivery; only a body that is not a JSON object
 //! at all is [`Undecodable`], and the gateway keeps those on the dead-letter subject.
 
+mod body;
 mod event_id;
 mod fields;
 pub mod json;
@@ -17,11 +18,12 @@ pub mod time;
 use bytes::Bytes;
 use c2d_proto::events::{DeadLetter, Event, HookType, Origin, Payload, UNKNOWN_HOOK_TYPE, Unknown};
 use prost_types::Timestamp;
-use serde_json::Value as Json;
 
+use body::Json;
+use event_id::delivery_id;
 pub use event_id::{EVENT_ID_LEN, backfill_event_id, dead_letter_id, event_id};
 use fields::Fields;
-use json::to_struct;
+use json::struct_of;
 
 /// Why a body is not an event. A retry of the same body cannot fix any of these, which is why
 /// the gateway stores such bodies on the dead-letter subject and still answers 2xx.
@@ -80,7 +82,7 @@ pub fn read_delivery(
     unknown_fields.sort_unstable();
 
     let event = Event {
-        event_id: event_id(tenant, &json),
+        event_id: delivery_id(tenant, &json),
         tenant: tenant.to_owned(),
         hook_type,
         event_time: Some(event_time.unwrap_or(received_at)),
@@ -149,7 +151,7 @@ pub fn dead_letter(
     }
 }
 
-fn decode(body: &[u8]) -> Result<Json, Undecodable> {
+fn decode(body: &[u8]) -> Result<Json<'_>, Undecodable> {
     let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(Undecodable::Empty);
@@ -169,7 +171,7 @@ fn read_payload(f: &mut Fields<'_>) -> (String, Payload) {
     let Some(hook) = hook else {
         let mut hook_type = named.unwrap_or_else(|| UNKNOWN_HOOK_TYPE.to_owned());
         hook_type.truncate(hook_type.floor_char_boundary(64));
-        let fields = Some(to_struct(f.all()));
+        let fields = Some(struct_of(f.all()));
         return (hook_type, Payload::Unknown(Unknown { fields }));
     };
 
@@ -208,13 +210,10 @@ fn looks_like_hints(f: &Fields<'_>) -> bool {
         "hint_id",
         "event_time",
     ];
-    f.has("message_id")
-        && f.all()
-            .keys()
-            .all(|key| HINTS_FIELDS.contains(&key.as_str()))
+    f.has("message_id") && f.all().keys().all(|key| HINTS_FIELDS.contains(&key))
 }
 
-fn json_kind(json: &Json) -> &'static str {
+fn json_kind(json: &Json<'_>) -> &'static str {
     match json {
         Json::Null => "null",
         Json::Bool(_) => "boolean",

@@ -146,14 +146,27 @@ pub fn traceparent(span: &Span) -> String {
 
 /// The W3C form of `span_context`, written directly as TraceContextPropagator writes it
 /// (version 00, the sampled flag only): the gateway does this for every delivery, and the
-/// propagator's map and its lookups cost more than the header itself.
+/// propagator's map and its lookups, or even `format!`'s machinery, cost more than the header
+/// itself.
 fn w3c_traceparent(span_context: &SpanContext) -> String {
-    format!(
-        "00-{}-{}-{:02x}",
-        span_context.trace_id(),
-        span_context.span_id(),
-        span_context.trace_flags() & TraceFlags::SAMPLED
-    )
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut header = String::with_capacity(55);
+    header.push_str("00-");
+    let trace_id = span_context.trace_id().to_bytes();
+    let span_id = span_context.span_id().to_bytes();
+    for (i, byte) in trace_id.iter().chain(&span_id).enumerate() {
+        if i == trace_id.len() {
+            header.push('-');
+        }
+        header.push(char::from(HEX[usize::from(byte >> 4)]));
+        header.push(char::from(HEX[usize::from(byte & 0xf)]));
+    }
+    header.push_str(if span_context.is_sampled() {
+        "-01"
+    } else {
+        "-00"
+    });
+    header
 }
 
 /// Makes the trace of `traceparent` (from a NATS header or gRPC metadata) the parent of `span`.
