@@ -82,6 +82,7 @@ pub fn init_at(service: &'static str, level: &str) -> Result<Telemetry, Telemetr
         // every span field is formatted once per record, so the escapes cost on each webhook).
         "text" => tracing_subscriber::fmt::layer()
             .with_ansi(std::io::stderr().is_terminal())
+            .fmt_fields(log_fields::PlainFields)
             .with_writer(std::io::stderr)
             .boxed(),
         "json" => tracing_subscriber::fmt::layer()
@@ -184,6 +185,7 @@ pub fn continue_trace(span: &Span, traceparent: Option<&str>) {
 pub mod backoff;
 pub mod config_file;
 pub mod env;
+mod log_fields;
 pub mod metrics;
 pub mod shutdown;
 pub mod startup;
