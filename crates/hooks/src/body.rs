@@ -53,6 +53,7 @@ impl<'a> Object<'a> {
         self.fields.iter().map(|(key, _)| key.as_ref())
     }
 
+    /// Whether the object has no fields (`{}`), one of the ways Chat2Desk says "nothing".
     pub fn is_empty(&self) -> bool {
         self.fields.is_empty()
     }
