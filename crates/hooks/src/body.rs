@@ -11,7 +11,7 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::Number;
 
@@ -191,7 +191,7 @@ impl<'de> Deserialize<'de> for Key<'de> {
                 Ok(Key(Cow::Borrowed(key)))
             }
 
-            fn visit_str<E: de::Error>(self, key: &str) -> Result<Key<'de>, E> {
+            fn visit_str<E>(self, key: &str) -> Result<Key<'de>, E> {
                 Ok(Key(Cow::Owned(key.to_owned())))
             }
 
