@@ -17,8 +17,8 @@
 //! A rule may also group its notifications (`group_wait`), repeat them until acknowledged
 //! (`repeat_interval`), keep the tenant's working hours (`hours = "business"`: a wait counts
 //! working time only, other rules raise nothing while the tenant is closed), and `[[inhibit]]`
-//! entries let a greater alert mute a lesser one of the same tenant. `${NAME}` in any string is read from the environment. Durations are written
-//! `500ms`, `30s`, `10m`, `2h`.
+//! entries let a greater alert mute a lesser one of the same tenant. `${NAME}` in any string is
+//! read from the environment. Durations are written `500ms`, `30s`, `10m`, `2h`.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
