@@ -1,6 +1,6 @@
-//! What tests of replicas compare: a tenant's analytics answers and CRM directory, read over
-//! gRPC from any replica and from a process that read the whole log; and the traffic they
-//! are built from.
+//! What tests of replicas compare: a tenant's analytics answers and CRM directory (and how far
+//! in the log it is applied), read over gRPC from any replica and from a process that read the
+//! whole log; and the traffic they are built from.
 
 use std::collections::BTreeMap;
 
@@ -10,8 +10,8 @@ use c2d_proto::analytics::v1::{
 };
 use c2d_proto::crm::CrmServiceClient;
 use c2d_proto::crm::v1::{
-    GetClientRequest, ListClientRequestsRequest, ListClientTagsRequest, SearchClientsRequest,
-    get_client_request::By,
+    GetClientRequest, GetSyncStatusRequest, ListClientRequestsRequest, ListClientTagsRequest,
+    SearchClientsRequest, SyncStatus, get_client_request::By,
 };
 use prost_types::Timestamp;
 use serde_json::json;
@@ -168,4 +168,10 @@ pub async fn crm_directory(
         directory.insert(tenant.clone(), records);
     }
     Ok(directory)
+}
+
+/// CrmService's sync status: the log sequence applied is what replicas must agree on.
+pub async fn crm_sync_status(mut client: CrmServiceClient<Channel>) -> Result<SyncStatus, String> {
+    let answer = client.get_sync_status(GetSyncStatusRequest {}).await;
+    Ok(answer.map_err(|status| status.to_string())?.into_inner())
 }

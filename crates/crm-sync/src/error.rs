@@ -1,5 +1,6 @@
 //! Domain errors as gRPC status codes: one place decides what a caller sees.
 
+use c2d_subscriber::log_position::LogPositionError;
 use tonic::Status;
 
 use crate::store::StoreError;
@@ -15,6 +16,8 @@ pub enum CrmError {
     Store(#[from] StoreError),
     #[error("cannot read the stream's state from NATS: {0}")]
     Stream(String),
+    #[error(transparent)]
+    LogPosition(#[from] LogPositionError),
 }
 
 impl From<CrmError> for Status {
@@ -28,6 +31,7 @@ impl From<CrmError> for Status {
                 Status::unavailable(format!("{error}; check the store (CRM_STORE_URL)"))
             }
             CrmError::Stream(message) => Status::unavailable(message),
+            CrmError::LogPosition(error) => Status::unavailable(error.to_string()),
         }
     }
 }

@@ -18,6 +18,7 @@
 
 mod merge;
 
+use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use c2d_proto::events::Payload;
@@ -75,6 +76,27 @@ pub async fn position_of(store: &Store, consumer: &str) -> Result<u64, StoreErro
 /// sequences are that stream's: every replica keeps it in the one directory.
 pub fn partition_consumer(partition: u32) -> String {
     format!("{CONSUMER}/partition-{partition}")
+}
+
+/// Every partition's position, by partition: what the replicas sharing this directory have
+/// applied of `CHAT2DESK_PARTITIONED` (0 for a partition not read yet).
+pub async fn partition_positions(store: &Store, partitions: u32) -> Result<Vec<u64>, StoreError> {
+    let partition_of: HashMap<String, usize> = (0..partitions)
+        .map(|partition| (partition_consumer(partition), partition as usize))
+        .collect();
+    let rows: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT consumer, stream_sequence FROM consumer_position WHERE consumer LIKE $1",
+    )
+    .bind(format!("{CONSUMER}/partition-%"))
+    .fetch_all(store.pool())
+    .await?;
+    let mut positions = vec![0; partitions as usize];
+    for (consumer, sequence) in rows {
+        if let Some(&partition) = partition_of.get(&consumer) {
+            positions[partition] = sequence.max(0) as u64;
+        }
+    }
+    Ok(positions)
 }
 
 /// Applies `event`, stored at `sequence`, inside `transaction`, and moves the position.

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use c2d_proto::crm::CrmServiceServer;
 use c2d_proto::events::STREAM;
+use c2d_subscriber::log_position;
 use c2d_subscriber::metrics::ConsumerProgress as _;
 use c2d_subscriber::ownership::{Ownership, OwnershipConfig, OwnershipError};
 use c2d_subscriber::partition_readers::{PartitionStop, follow_partition, read_owned_partitions};
@@ -92,6 +93,8 @@ pub struct Shared {
     handled: AtomicU64,
     /// A replica's partition readers (`CRM_PARTITIONS`), whose lags add up to the replica's.
     replica: Option<Arc<ReplicaProgress>>,
+    /// `CRM_PARTITIONS`: 0 when this process reads the whole log.
+    partitions: u32,
 }
 
 impl Shared {
@@ -130,10 +133,25 @@ impl Shared {
         }
     }
 
-    /// The last stream sequence handled: everything up to it is in the directory.
-    pub async fn applied_sequence(&self) -> Result<u64, StoreError> {
-        let stored = projection::position(&self.store).await?;
-        Ok(stored.max(self.handled.load(Ordering::Relaxed)))
+    /// The last `CHAT2DESK` sequence handled: everything up to it is in the directory.
+    /// Replicas work it out from every partition's position in the shared directory, so any
+    /// of them gives the same answer.
+    pub async fn applied_sequence(&self) -> Result<u64, CrmError> {
+        match &self.jetstream {
+            Some(jetstream) if self.partitions > 0 => {
+                let handled = projection::partition_positions(&self.store, self.partitions).await?;
+                // Events of other hook types move no partition's position.
+                let applies = |subject: &str| {
+                    let hook_type = subject.rsplit('.').next().unwrap_or_default();
+                    HOOK_TYPES.contains(&hook_type)
+                };
+                Ok(log_position::log_sequence_handled(jetstream, &handled, applies).await?)
+            }
+            _ => {
+                let stored = projection::position(&self.store).await?;
+                Ok(stored.max(self.handled.load(Ordering::Relaxed)))
+            }
+        }
     }
 
     fn handled(&self, delivery: &Delivery) {
@@ -244,6 +262,7 @@ impl CrmSync {
                 pending: AtomicU64::new(0),
                 handled: AtomicU64::new(0),
                 replica: None,
+                partitions: 0,
             }),
         })
     }
@@ -276,6 +295,7 @@ impl CrmSync {
         shared.jetstream = Some(async_nats::jetstream::new(client.clone()));
         if self.config.partitions > 0 {
             shared.replica = Some(Arc::new(ReplicaProgress::default()));
+            shared.partitions = self.config.partitions;
         }
         let shared = Arc::new(shared);
 

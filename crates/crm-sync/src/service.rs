@@ -314,7 +314,7 @@ impl CrmService for CrmGrpc {
         _request: Request<GetSyncStatusRequest>,
     ) -> Result<Response<SyncStatus>, Status> {
         let shared = &self.shared;
-        let applied_sequence = shared.applied_sequence().await.map_err(CrmError::from)?;
+        let applied_sequence = shared.applied_sequence().await?;
         let stream_last_sequence = shared.stream_last_sequence().await?;
         let mut connectors = Vec::new();
         for connector in &shared.connectors {

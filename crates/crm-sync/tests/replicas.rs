@@ -1,6 +1,7 @@
 //! c2d-crm-sync as replicas sharing the log's partitions and one PostgreSQL directory, against
 //! a real nats-server and gateway: the directory they build equals the one a single process
-//! builds from the whole log; and again after a replica is stopped and another added.
+//! builds from the whole log, and every replica reports the whole log applied as that process
+//! does; and again after a replica is stopped and another added.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -8,7 +9,7 @@ use std::time::Duration;
 use c2d_crm_sync::{Config, CrmSync};
 use c2d_proto::crm::CrmServiceClient;
 use c2d_testkit::partitions::wait_for_owners;
-use c2d_testkit::replicas::{crm_directory, post_conversations};
+use c2d_testkit::replicas::{crm_directory, crm_sync_status, post_conversations};
 use c2d_testkit::{Pipeline, TestDatabase, eventually};
 use tokio::sync::oneshot;
 use tonic::transport::Channel;
@@ -91,6 +92,26 @@ async fn agrees(replica: &Running, whole: &Running, clients: usize, what: &str) 
     .await;
 }
 
+/// Waits until `replica` reports, in `CHAT2DESK` sequences, the whole log applied: the
+/// whole-log process's answer once it has applied everything.
+async fn reports_everything_applied(replica: &Running, whole: &Running, what: &str) {
+    eventually(what, Duration::from_secs(60), || async move {
+        let expected = crm_sync_status(whole.client.clone()).await?;
+        let got = crm_sync_status(replica.client.clone()).await?;
+        if expected.applied_sequence != expected.stream_last_sequence {
+            return Err("the whole-log process is still applying".to_owned());
+        }
+        if got.applied_sequence != expected.applied_sequence {
+            return Err(format!(
+                "applied {} of {}",
+                got.applied_sequence, expected.applied_sequence
+            ));
+        }
+        Ok(())
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_build_the_directory_one_process_builds_from_the_whole_log() {
     let pipeline = Pipeline::start_partitioned(PARTITIONS, TENANTS).await;
@@ -110,6 +131,8 @@ async fn replicas_build_the_directory_one_process_builds_from_the_whole_log() {
     )
     .await;
     agrees(&first, &whole, 4, "two replicas' directory").await;
+    reports_everything_applied(&first, &whole, "the first replica's status").await;
+    reports_everything_applied(&second, &whole, "the second replica's status").await;
 
     first.stop().await;
     let third = start(&pipeline, &shared_db.url, Some("crm-sync-2")).await;
@@ -145,6 +168,7 @@ async fn replicas_build_the_directory_one_process_builds_from_the_whole_log() {
     )
     .await;
     agrees(&third, &whole, 4, "the same, asked of the new replica").await;
+    reports_everything_applied(&third, &whole, "the new replica's status").await;
     second.stop().await;
     third.stop().await;
     whole.stop().await;

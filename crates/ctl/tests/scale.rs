@@ -4,7 +4,8 @@
 //! directory). 50 tenants' conversations are posted; midway one replica of each is killed
 //! (SIGKILL) and another started. Afterwards every tenant's analytics answers and CRM
 //! directory, asked of every live replica, equal those of one process of each that rebuilt
-//! them from the whole log; and every tenant's requests are counted exactly once.
+//! them from the whole log; every tenant's requests are counted exactly once; and every
+//! crm-sync replica reports the whole log applied, as the rebuild does.
 
 use std::time::Duration;
 
@@ -12,7 +13,9 @@ use c2d_proto::analytics::AnalyticsServiceClient;
 use c2d_proto::crm::CrmServiceClient;
 use c2d_testkit::grpc::connected;
 use c2d_testkit::partitions::wait_for_owners;
-use c2d_testkit::replicas::{analytics_answers, conversation, crm_directory, requests_closed};
+use c2d_testkit::replicas::{
+    analytics_answers, conversation, crm_directory, crm_sync_status, requests_closed,
+};
 use c2d_testkit::{
     GatewayProcess, NatsCluster, NatsServer, ServiceProcess, TestDatabase, eventually, free_port,
     http, workspace_binary,
@@ -261,6 +264,39 @@ async fn three_replicas_on_a_nats_cluster_lose_one_gain_one_and_answer_as_a_rebu
                 async move {
                     let got = crm_directory(&mut replica, &tenants).await?;
                     (got == *expected).then_some(()).ok_or("differs".to_owned())
+                }
+            },
+        )
+        .await;
+    }
+
+    // Every replica reports, in the log's sequences, the whole log applied, as the rebuild does.
+    let applied = eventually(
+        "the rebuild reports the whole log applied",
+        Duration::from_secs(60),
+        || {
+            let whole = whole.clone();
+            async move {
+                let status = crm_sync_status(whole).await?;
+                (status.applied_sequence == status.stream_last_sequence)
+                    .then_some(status.applied_sequence)
+                    .ok_or(format!("{status:?}"))
+            }
+        },
+    )
+    .await;
+    for running in &crm_replicas {
+        let replica = crm_client(running).await;
+        eventually(
+            "the replica reports what the rebuild reports",
+            Duration::from_secs(60),
+            || {
+                let replica = replica.clone();
+                async move {
+                    let status = crm_sync_status(replica).await?;
+                    (status.applied_sequence == applied)
+                        .then_some(())
+                        .ok_or(format!("applied {} of {applied}", status.applied_sequence))
                 }
             },
         )

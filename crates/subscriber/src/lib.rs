@@ -66,6 +66,7 @@ pub mod dead_letter;
 mod delivery;
 pub mod history;
 mod in_order;
+pub mod log_position;
 pub mod metrics;
 pub mod ownership;
 pub mod partition_readers;
