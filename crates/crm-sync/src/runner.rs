@@ -133,6 +133,17 @@ impl Shared {
         }
     }
 
+    /// Events not in the directory yet, when it is applied through `applied_sequence` and the
+    /// log ends at `stream_last_sequence`: the consumer's count for one process; for replicas
+    /// the rest of the log, since each replica's own lag covers only its partitions.
+    pub fn directory_lag(&self, applied_sequence: u64, stream_last_sequence: u64) -> u64 {
+        if self.partitions > 0 {
+            stream_last_sequence.saturating_sub(applied_sequence)
+        } else {
+            self.lag()
+        }
+    }
+
     /// The last `CHAT2DESK` sequence handled: everything up to it is in the directory.
     /// Replicas work it out from every partition's position in the shared directory, so any
     /// of them gives the same answer.

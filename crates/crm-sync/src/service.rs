@@ -334,7 +334,7 @@ impl CrmService for CrmGrpc {
         Ok(Response::new(SyncStatus {
             applied_sequence,
             stream_last_sequence,
-            lag: shared.lag(),
+            lag: shared.directory_lag(applied_sequence, stream_last_sequence),
             connectors,
         }))
     }

@@ -101,10 +101,10 @@ async fn reports_everything_applied(replica: &Running, whole: &Running, what: &s
         if expected.applied_sequence != expected.stream_last_sequence {
             return Err("the whole-log process is still applying".to_owned());
         }
-        if got.applied_sequence != expected.applied_sequence {
+        if got.applied_sequence != expected.applied_sequence || got.lag != 0 {
             return Err(format!(
-                "applied {} of {}",
-                got.applied_sequence, expected.applied_sequence
+                "applied {} of {}, {} behind",
+                got.applied_sequence, expected.applied_sequence, got.lag
             ));
         }
         Ok(())
