@@ -36,6 +36,8 @@ use crate::snapshot::{SnapshotError, SnapshotStore};
 
 /// The subscriber's name in logs and dead letters.
 const SUBSCRIBER: &str = "analytics";
+/// How often the log says how far reading has come (when it has moved).
+const PROGRESS_EVERY: Duration = Duration::from_secs(10);
 
 /// Why c2d-analytics could not run.
 #[derive(Debug, thiserror::Error)]
@@ -238,12 +240,18 @@ impl Analytics {
             snapshot_interval: config.snapshot_interval,
             minutes: self.minutes.clone(),
         };
+        let logging = tokio::spawn({
+            let progress = Arc::clone(&reader.progress);
+            let stop = stopped(stop.clone());
+            async move { progress.log_every(PROGRESS_EVERY, stop).await }
+        });
         read_owned_partitions(
             partitions.ownership(),
             stopped(stop.clone()),
             move |partition, stop| reader.clone().read(partition, stop),
         )
         .await;
+        let _ = logging.await;
         Ok(c2d_proto::server::drain(grpc).await?)
     }
 }
@@ -381,7 +389,7 @@ pub(crate) async fn broadcast_minutes(
 
 async fn log_progress(projection: Arc<RwLock<Projection>>, stop: watch::Receiver<bool>) {
     let mut last = read(&projection).last_sequence;
-    let mut ticks = tokio::time::interval(Duration::from_secs(10));
+    let mut ticks = tokio::time::interval(PROGRESS_EVERY);
     loop {
         tokio::select! {
             () = stopped(stop.clone()) => return,

@@ -8,6 +8,7 @@
 //! owned partition has caught up.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -55,6 +56,32 @@ impl ReplicaProgress {
     pub async fn caught_up(&self) {
         while !self.is_caught_up() {
             tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Every `every` in which events were handled, one INFO line until `stop` completes: how
+    /// many, over how many partitions, and their lag. A replica's log then shows it working,
+    /// as a reader of the whole log shows its sequence.
+    pub async fn log_every(&self, every: Duration, stop: impl Future<Output = ()>) {
+        let mut stop = std::pin::pin!(stop);
+        let mut last = self.handled();
+        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        loop {
+            tokio::select! {
+                () = &mut stop => return,
+                _ = ticks.tick() => {}
+            }
+            let now = self.handled();
+            if now != last {
+                tracing::info!(
+                    handled = now - last,
+                    partitions = self.partitions_read(),
+                    lag = self.pending(),
+                    "events handled in the last {} s",
+                    every.as_secs()
+                );
+                last = now;
+            }
         }
     }
 
@@ -142,5 +169,57 @@ mod tests {
         progress.reading(2, Arc::new(Stats::default()));
         assert_eq!(progress.handled(), 3);
         assert!(!progress.is_caught_up());
+    }
+
+    /// Log lines written to memory.
+    #[derive(Clone, Default)]
+    struct Lines(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Lines {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_line_for_each_interval_in_which_events_were_handled() {
+        let lines = Lines::default();
+        let writer = lines.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .without_time()
+            .with_writer(move || writer.clone())
+            .finish();
+        let _logging_here = tracing::subscriber::set_default(subscriber);
+        let progress = Arc::new(ReplicaProgress::default());
+        let stats = Arc::new(Stats::default());
+        progress.reading(3, Arc::clone(&stats));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let logging = tokio::spawn({
+            let progress = Arc::clone(&progress);
+            async move {
+                let stopped = async {
+                    let _ = stopped.await;
+                };
+                progress.log_every(Duration::from_secs(10), stopped).await;
+            }
+        });
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        stats.done_with(3);
+        stats.done_with(2);
+        // The first interval handled two events; the second none, and says nothing.
+        tokio::time::sleep(Duration::from_secs(24)).await;
+        stop.send(()).unwrap();
+        logging.await.unwrap();
+
+        let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(
+            text.trim(),
+            "INFO c2d_subscriber::replica_progress: events handled in the last 10 s handled=2 partitions=1 lag=2"
+        );
     }
 }
