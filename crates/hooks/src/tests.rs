@@ -520,45 +520,30 @@ fn the_event_id_is_the_same_for_a_retried_delivery() {
 fn the_fixtures_ids_never_change() {
     // Computed by the parser that read bodies into serde_json::Value: ids deduplicate retries
     // across upgrades, so a new way of reading a body must give every body the same id.
-    for (name, id) in [
-        ("add_tag_to_client", "fad2aca351bb74d413723266db356a6a"),
-        ("add_tag_to_request", "ec4c349f7ebdca69afcdf4286553c9ad"),
-        ("ai_hints_requested", "a2e39945eeaa3cb9e5b345dfd468cb7a"),
-        (
-            "ai_hints_requested.feedback",
-            "fc1c868e8970244d794c953e01c87f6d",
-        ),
-        (
-            "ai_hints_requested.response",
-            "cbb2c1451b5d5a3f1a645719ebc64c27",
-        ),
-        ("client_updated", "f619cd3cf0516d9f542b3dbd9f624f62"),
-        ("close_dialog", "2d31e9f3080c8b5b593dd39efb2d82fc"),
-        ("close_request", "4751ee6c89d61bfc85173eaf82a01995"),
-        ("delete_tag_from_client", "427a8c02e90af752d3ec73000a17948a"),
-        (
-            "delete_tag_from_request",
-            "4a6dd940e68db8fe8a51ff18dea156f8",
-        ),
-        ("dialog_transferred", "0cb04a28466071d02cc66ecde113adad"),
-        ("inbox", "36efa9e814a666d204a0109567d8af88"),
-        ("new_client", "f28b783b58ead44b4c3c0c421e57f02f"),
-        ("new_qr_code", "3d97821f43ee6adb8324e804a2fc40b3"),
-        ("outbox", "7b83d07a8f8891763e9fdf964e6b1f35"),
-        ("outbox_status", "405f5433e362dac5f60ba9f0c47ce779"),
-    ] {
-        let path = format!(
-            "{}/../../fixtures/chat2desk/{name}.json",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        let body = std::fs::read(&path).unwrap();
-        assert_eq!(
-            parse_delivery("acme", body.into(), RECEIVED)
-                .unwrap()
-                .event_id,
-            id,
-            "{name}"
-        );
+    macro_rules! fixture_ids {
+        ($($name:literal => $id:literal,)*) => {
+            [$(($name, fixture!($name), $id)),*]
+        };
+    }
+    for (name, body, id) in fixture_ids! {
+        "add_tag_to_client" => "fad2aca351bb74d413723266db356a6a",
+        "add_tag_to_request" => "ec4c349f7ebdca69afcdf4286553c9ad",
+        "ai_hints_requested" => "a2e39945eeaa3cb9e5b345dfd468cb7a",
+        "ai_hints_requested.feedback" => "fc1c868e8970244d794c953e01c87f6d",
+        "ai_hints_requested.response" => "cbb2c1451b5d5a3f1a645719ebc64c27",
+        "client_updated" => "f619cd3cf0516d9f542b3dbd9f624f62",
+        "close_dialog" => "2d31e9f3080c8b5b593dd39efb2d82fc",
+        "close_request" => "4751ee6c89d61bfc85173eaf82a01995",
+        "delete_tag_from_client" => "427a8c02e90af752d3ec73000a17948a",
+        "delete_tag_from_request" => "4a6dd940e68db8fe8a51ff18dea156f8",
+        "dialog_transferred" => "0cb04a28466071d02cc66ecde113adad",
+        "inbox" => "36efa9e814a666d204a0109567d8af88",
+        "new_client" => "f28b783b58ead44b4c3c0c421e57f02f",
+        "new_qr_code" => "3d97821f43ee6adb8324e804a2fc40b3",
+        "outbox" => "7b83d07a8f8891763e9fdf964e6b1f35",
+        "outbox_status" => "405f5433e362dac5f60ba9f0c47ce779",
+    } {
+        assert_eq!(parse(body).event_id, id, "{name}");
     }
 }
 
