@@ -5,7 +5,8 @@
 //! [`ServiceProcess`] runs one of the workspace's binaries the way a user would; [`http`]
 //! sends plain HTTP/1.1 requests; [`TestDatabase`] is a fresh PostgreSQL database (on a server
 //! the test starts when none runs); [`Pipeline`] puts an in-process gateway in front of a
-//! server for consumers' tests; [`fixture`] reads the project's copy of Chat2Desk's examples;
+//! server for consumers' tests; [`language_model`] stands in for the model c2d-hints may ask;
+//! [`fixture`] reads the project's copy of Chat2Desk's examples;
 //! [`eventually`] is how a test waits for anything.
 //!
 //! The `nats-server` binary is found, in order, at `$NATS_SERVER_BIN`, at the workspace's
@@ -15,6 +16,7 @@ pub mod browser;
 pub mod gateway;
 pub mod grpc;
 pub mod http;
+pub mod language_model;
 pub mod load;
 mod nats;
 pub mod partitions;

@@ -17,10 +17,22 @@
 //! of that answer (or the existing one is marked), and a chosen document counts double per
 //! choice. The answer then wins for questions like that one, and only for those.
 //!
+//! A choice can name an answer the index does not know yet: a hint the language model wrote
+//! is known only to the replica that suggested it, and becomes an answer of the log when the
+//! operator sends it, an outbox event stored after the choice. Such a choice waits, and is
+//! learned when its answer arrives, so every replica and every replay of the log learns it
+//! alike.
+//!
 //! Relevance (0-100) compares an answer's score with the score the asked question would get
 //! against itself: 100 means every meaningful word of the question was matched.
 
+use std::collections::VecDeque;
+
 use rustc_hash::FxHashMap;
+
+/// Choices of answers not known yet, kept per tenant until their answer arrives; the oldest
+/// are forgotten first. An operator sends a chosen hint within minutes, so this is generous.
+pub const WAITING_CHOICES: usize = 10_000;
 
 /// BM25's term-frequency saturation.
 const K1: f32 = 1.2;
@@ -82,6 +94,21 @@ pub struct Index {
     /// Normalised answer text -> id, to find an answer again and to resolve checksum clashes.
     answer_ids: FxHashMap<String, AnswerId>,
     total_len: u64,
+    /// Choices of answers not known yet: the question terms of each, by answer.
+    waiting: FxHashMap<AnswerId, Vec<Vec<String>>>,
+    /// The answers of the waiting choices, one entry per choice, oldest first.
+    waiting_order: VecDeque<AnswerId>,
+    /// Operator choices learned.
+    choices: u64,
+}
+
+/// What became of an operator's choice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Choice {
+    /// The answer is known: it now ranks higher for questions like the one it was chosen for.
+    Learned,
+    /// The answer is not known yet: the choice is learned when it arrives.
+    Waiting,
 }
 
 impl Index {
@@ -106,6 +133,12 @@ impl Index {
                 chosen: 0,
             },
         );
+        if let Some(choices) = self.waiting.remove(&id) {
+            self.waiting_order.retain(|waiting| *waiting != id);
+            for terms in choices {
+                self.learn(&terms, id);
+            }
+        }
         id
     }
 
@@ -121,15 +154,36 @@ impl Index {
     }
 
     /// An operator chose `answer` for a question with `terms`.
-    pub fn choose(&mut self, terms: &[String], answer: AnswerId) -> bool {
-        let Some(known) = self.answers.get_mut(&answer) else {
-            return false;
-        };
-        known.chosen += 1;
+    pub fn choose(&mut self, terms: &[String], answer: AnswerId) -> Choice {
+        if self.answers.contains_key(&answer) {
+            self.learn(terms, answer);
+            return Choice::Learned;
+        }
+        self.waiting.entry(answer).or_default().push(terms.to_vec());
+        self.waiting_order.push_back(answer);
+        while self.waiting_order.len() > WAITING_CHOICES {
+            let Some(oldest) = self.waiting_order.pop_front() else {
+                break;
+            };
+            if let Some(choices) = self.waiting.get_mut(&oldest) {
+                choices.remove(0);
+                if choices.is_empty() {
+                    self.waiting.remove(&oldest);
+                }
+            }
+        }
+        Choice::Waiting
+    }
+
+    /// Counts a choice of the known `answer`, and marks the question's document chosen.
+    fn learn(&mut self, terms: &[String], answer: AnswerId) {
+        if let Some(known) = self.answers.get_mut(&answer) {
+            known.chosen += 1;
+        }
         if !terms.is_empty() {
             self.document(terms, answer, true);
         }
-        true
+        self.choices += 1;
     }
 
     /// Adds the question document (`terms` -> `answer`), or counts it once more.
@@ -184,6 +238,16 @@ impl Index {
     /// Distinct answers.
     pub fn answers(&self) -> usize {
         self.answers.len()
+    }
+
+    /// Operator choices learned from.
+    pub fn choices(&self) -> u64 {
+        self.choices
+    }
+
+    /// Choices waiting for their answer.
+    pub fn waiting_choices(&self) -> usize {
+        self.waiting_order.len()
     }
 
     /// Up to `limit` answers for a question, best first. `ideal` terms (the asked message
@@ -385,12 +449,62 @@ mod tests {
         let card = "We accept Visa, Mastercard and Pix.";
         assert_ne!(before[0].0, card);
         let id = index.answer_id(card);
-        assert!(index.choose(&terms(question), id));
+        assert_eq!(index.choose(&terms(question), id), Choice::Learned);
         assert_eq!(ask(&index, question)[0].0, card);
         assert_eq!(index.answer(id).unwrap().chosen, 1);
-        assert!(
-            !index.choose(&terms(question), 12345),
-            "an unknown hint teaches nothing"
+        assert_eq!(
+            index.choose(&terms(question), 12345),
+            Choice::Waiting,
+            "an unknown hint teaches nothing yet"
         );
+        assert_eq!((index.choices(), index.waiting_choices()), (1, 1));
+    }
+
+    #[test]
+    fn a_choice_of_an_answer_not_known_yet_is_learned_when_the_answer_arrives() {
+        let question = "is my parcel still at the depot?";
+        let written = "Your parcel leaves the depot today.";
+        // The replica that suggested the written hint knows it before the operator chooses it.
+        let mut suggested_here = history();
+        let id = suggested_here.answer_id(written);
+        assert_eq!(suggested_here.choose(&terms(question), id), Choice::Learned);
+        // Another replica, or a replay of the log, sees the choice before the answer: the
+        // operator sends the hint after choosing it.
+        let mut elsewhere = history();
+        assert_eq!(elsewhere.choose(&terms(question), id), Choice::Waiting);
+        assert_eq!((elsewhere.choices(), elsewhere.waiting_choices()), (0, 1));
+
+        for index in [&mut suggested_here, &mut elsewhere] {
+            assert!(index.add_pair(&terms("where is my parcel now"), written));
+        }
+        assert_eq!(elsewhere.answer_id(written), id);
+        for index in [&suggested_here, &elsewhere] {
+            assert_eq!((index.choices(), index.waiting_choices()), (1, 0));
+            assert_eq!(index.answer(id).unwrap().chosen, 1);
+            assert_eq!((index.pairs(), index.answers()), (6, 5));
+            assert_eq!(ask(index, "my parcel is still at the depot?")[0].0, written);
+        }
+    }
+
+    #[test]
+    fn the_oldest_waiting_choices_are_forgotten_first() {
+        let mut index = history();
+        let question = terms("where is my parcel");
+        let answers: Vec<String> = (0..=WAITING_CHOICES)
+            .map(|n| format!("Parcel {n} leaves today."))
+            .collect();
+        let ids: Vec<AnswerId> = answers
+            .iter()
+            .map(|text| Index::default().answer_id(text))
+            .collect();
+        for id in &ids {
+            assert_eq!(index.choose(&question, *id), Choice::Waiting);
+        }
+        assert_eq!(index.waiting_choices(), WAITING_CHOICES);
+        index.answer_id(&answers[0]);
+        assert_eq!(index.choices(), 0, "the oldest choice was forgotten");
+        index.answer_id(&answers[WAITING_CHOICES]);
+        assert_eq!(index.choices(), 1);
+        assert_eq!(index.waiting_choices(), WAITING_CHOICES - 1);
     }
 }

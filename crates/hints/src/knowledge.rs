@@ -13,7 +13,7 @@ use c2d_proto::events::{Event, Payload};
 use rustc_hash::FxHashMap;
 
 use crate::conversation::{Conversation, ConversationKey};
-use crate::index::{AnswerId, Index, QueryTerm};
+use crate::index::{AnswerId, Choice, Index, QueryTerm};
 use crate::mask::mask;
 use crate::text::terms;
 
@@ -62,7 +62,6 @@ pub struct Knowledge {
     messages: FxHashMap<i64, Remembered>,
     message_order: VecDeque<i64>,
     index: Index,
-    choices: u64,
 }
 
 impl Knowledge {
@@ -131,17 +130,13 @@ impl Knowledge {
     }
 
     /// The operator chose hint `hint` for message `message_id`: that answer now ranks higher
-    /// for questions like that message. False when the hint is not an answer this tenant knows.
-    pub fn learn_choice(&mut self, message_id: Option<i64>, hint: AnswerId) -> bool {
+    /// for questions like that message, or will once the answer is known (see [`Choice`]).
+    pub fn learn_choice(&mut self, message_id: Option<i64>, hint: AnswerId) -> Choice {
         let question = message_id
             .and_then(|id| self.messages.get(&id))
             .map(|m| terms(&m.text))
             .unwrap_or_default();
-        let learned = self.index.choose(&question, hint);
-        if learned {
-            self.choices += 1;
-        }
-        learned
+        self.index.choose(&question, hint)
     }
 
     /// Whether the inbox event of this message has been seen.
@@ -233,7 +228,7 @@ impl Knowledge {
     }
 
     pub fn choices(&self) -> u64 {
-        self.choices
+        self.index.choices()
     }
 }
 
@@ -328,7 +323,10 @@ mod tests {
             hints[0].text,
             "[name], seu pedido chega amanhã. Dúvidas: [phone] ou [email]"
         );
-        assert!(knowledge.learn_choice(Some(3), hints[0].id));
+        assert_eq!(
+            knowledge.learn_choice(Some(3), hints[0].id),
+            Choice::Learned
+        );
         assert_eq!(knowledge.choices(), 1);
     }
 

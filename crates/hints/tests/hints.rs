@@ -3,7 +3,8 @@
 //! POSTed as webhooks; then Chat2Desk's ai_hints_requested for a new, similarly worded question
 //! is POSTed and the gateway's answer (Chat2Desk's response format) must carry the operators'
 //! usual answer first. The operator's choice (the second form of ai_hints_requested, and the
-//! Feedback RPC) changes the ranking; a hints service that is absent or slow costs the hints,
+//! Feedback RPC) changes the ranking, on every replica, for a hint the language model wrote too;
+//! a hints service that is absent or slow costs the hints,
 //! never the gateway's deadline nor the event.
 
 use std::time::{Duration, Instant};
@@ -11,6 +12,7 @@ use std::time::{Duration, Instant};
 use c2d_hints::{Config, Hints};
 use c2d_proto::hints::HintsServiceClient;
 use c2d_proto::hints::v1::{FeedbackRequest, StatsRequest, StatsResponse};
+use c2d_testkit::language_model::{ModelReply, chat_completions};
 use c2d_testkit::{GatewayProcess, NatsServer, free_port, stored_events, workspace_binary};
 use serde_json::{Value as Json, json};
 
@@ -95,6 +97,20 @@ impl Stack {
         (answer.status, answer.json())
     }
 
+    /// POSTs the company's [`history`], each question an inbox of its own client and each
+    /// answer the operator's outbox after it.
+    async fn post_history(&self) {
+        let mut message_id = 1_000;
+        for (client, (question, answer)) in (1..).zip(history()) {
+            message_id += 2;
+            assert_eq!(self.post(inbox(message_id, client, question)).await.0, 200);
+            assert_eq!(
+                self.post(outbox(message_id + 1, client, answer)).await.0,
+                200
+            );
+        }
+    }
+
     async fn client(&self) -> HintsServiceClient<tonic::transport::Channel> {
         HintsServiceClient::connect(self.hints_url.clone())
             .await
@@ -103,33 +119,7 @@ impl Stack {
 
     /// Waits until c2d-hints has applied every event the stream holds.
     async fn caught_up(&self) {
-        let client = self.client().await;
-        let jetstream = self.nats.jetstream().await;
-        c2d_testkit::eventually(
-            "c2d-hints to catch up with the log",
-            Duration::from_secs(30),
-            || {
-                let (mut client, jetstream) = (client.clone(), jetstream.clone());
-                async move {
-                    let last = jetstream
-                        .get_stream("CHAT2DESK")
-                        .await
-                        .map_err(|e| e.to_string())?
-                        .get_info()
-                        .await
-                        .map_err(|e| e.to_string())?
-                        .state
-                        .last_sequence;
-                    let stats = tenant_stats(&mut client).await.map_err(|e| e.to_string())?;
-                    if stats.last_sequence >= last {
-                        Ok(())
-                    } else {
-                        Err(format!("at sequence {} of {last}", stats.last_sequence))
-                    }
-                }
-            },
-        )
-        .await;
+        caught_up(&self.nats, &self.hints_url).await;
     }
 
     async fn stop(self) {
@@ -139,6 +129,39 @@ impl Stack {
             .expect("c2d-hints does not panic")
             .expect("c2d-hints stops cleanly");
     }
+}
+
+/// Waits until the c2d-hints at `hints_url` has applied every event the stream holds.
+async fn caught_up(nats: &NatsServer, hints_url: &str) {
+    let client = HintsServiceClient::connect(hints_url.to_owned())
+        .await
+        .expect("c2d-hints accepts connections");
+    let jetstream = nats.jetstream().await;
+    c2d_testkit::eventually(
+        "c2d-hints to catch up with the log",
+        Duration::from_secs(30),
+        || {
+            let (mut client, jetstream) = (client.clone(), jetstream.clone());
+            async move {
+                let last = jetstream
+                    .get_stream("CHAT2DESK")
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .get_info()
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .state
+                    .last_sequence;
+                let stats = tenant_stats(&mut client).await.map_err(|e| e.to_string())?;
+                if stats.last_sequence >= last {
+                    Ok(())
+                } else {
+                    Err(format!("at sequence {} of {last}", stats.last_sequence))
+                }
+            }
+        },
+    )
+    .await;
 }
 
 /// What c2d-hints knows of the test's tenant.
@@ -211,6 +234,14 @@ fn hints_request(message_id: i64, client: i64) -> Json {
     })
 }
 
+/// Chat2Desk's report of an operator's choice (second form of ai_hints_requested).
+fn hint_chosen(message_id: i64, client: i64, hint_id: i64) -> Json {
+    json!({
+        "client_id": client, "message_id": message_id, "hint_id": hint_id,
+        "hook_type": "ai_hints_requested", "event_time": "2026-11-21T09:01:00Z"
+    })
+}
+
 /// The texts of the hints in a gateway answer, checked to be in Chat2Desk's format.
 fn hint_texts(answer: &Json, message_id: i64) -> Vec<String> {
     assert_eq!(answer["message_id"], json!(message_id), "{answer}");
@@ -246,15 +277,7 @@ async fn ask(stack: &Stack, message_id: i64, client: i64, text: &str) -> Json {
 #[tokio::test]
 async fn operators_usual_answer_comes_first_and_choices_change_the_ranking() {
     let stack = Stack::start(&[], &[]).await;
-    let mut message_id = 1_000;
-    for (client, (question, answer)) in (1..).zip(history()) {
-        message_id += 2;
-        assert_eq!(stack.post(inbox(message_id, client, question)).await.0, 200);
-        assert_eq!(
-            stack.post(outbox(message_id + 1, client, answer)).await.0,
-            200
-        );
-    }
+    stack.post_history().await;
     stack.caught_up().await;
     let mut client = stack.client().await;
     let stats = tenant_stats(&mut client).await.unwrap();
@@ -318,12 +341,7 @@ async fn operators_usual_answer_comes_first_and_choices_change_the_ranking() {
     // The operator chose the escalation answer for the late order (Chat2Desk's feedback form,
     // through the gateway): questions like it now get that answer first.
     let escalate_id = answer_id(&stack, 5_001, 501, ESCALATE).await;
-    let (status, _) = stack
-        .post(json!({
-            "client_id": 501, "message_id": 5_001, "hint_id": escalate_id,
-            "hook_type": "ai_hints_requested", "event_time": "2026-11-21T09:01:00Z"
-        }))
-        .await;
+    let (status, _) = stack.post(hint_chosen(5_001, 501, escalate_id)).await;
     assert_eq!(status, 200);
     stack.caught_up().await;
     let answer = ask(
@@ -385,6 +403,79 @@ async fn operators_usual_answer_comes_first_and_choices_change_the_ranking() {
         .unwrap_err();
     assert_eq!(error.code(), tonic::Code::InvalidArgument);
     assert!(error.message().contains("tenant"), "{}", error.message());
+    stack.stop().await;
+}
+
+/// A hint the language model wrote is known at first only to the replica that suggested it;
+/// the operator's choice of it reaches the log before the operator sends it as a message. So
+/// another replica, and any replica replaying the log after a restart, sees the choice before
+/// the answer. The choice must wait for the answer rather than be dropped, or replicas rank
+/// differently and a restart forgets what operators chose.
+#[tokio::test]
+async fn a_chosen_hint_the_model_wrote_is_learned_by_every_replica_and_after_a_restart() {
+    const WRITTEN: &str = "Your parcel is at the depot and leaves today.";
+    let model = chat_completions(ModelReply::Write(WRITTEN), Duration::ZERO).await;
+    let stack = Stack::start(
+        &[
+            ("HINTS_PROVIDER_URL", model.as_str()),
+            ("HINTS_PROVIDER_DEADLINE_MS", "5000"),
+        ],
+        &[],
+    )
+    .await;
+    stack.post_history().await;
+    let question = "my order has not arrived, is my parcel still at the depot?";
+    let answer = ask(&stack, 6_001, 601, question).await;
+    assert_eq!(hint_texts(&answer, 6_001)[0], WRITTEN, "{answer}");
+    let written_id = answer["hints"][0]["id"].as_i64().unwrap();
+
+    // The operator chooses the written hint, then sends it.
+    let (status, _) = stack.post(hint_chosen(6_001, 601, written_id)).await;
+    assert_eq!(status, 200);
+    assert_eq!(stack.post(outbox(6_002, 601, WRITTEN)).await.0, 200);
+    stack.caught_up().await;
+    let suggested_here = tenant_stats(&mut stack.client().await).await.unwrap();
+    assert_eq!(suggested_here.feedback, 1, "{suggested_here:?}");
+
+    // A second replica, without the model, reads the same log from its beginning.
+    let port = free_port();
+    let (stop, replica) = start_hints(&stack.nats, port, &[]).await;
+    let replica_url = format!("http://127.0.0.1:{port}");
+    caught_up(&stack.nats, &replica_url).await;
+    let mut client = HintsServiceClient::connect(replica_url).await.unwrap();
+    let elsewhere = tenant_stats(&mut client).await.unwrap();
+    println!(
+        "the replica that suggested the hint: {suggested_here:?}\nthe other one: {elsewhere:?}"
+    );
+    assert_eq!(
+        (elsewhere.feedback, elsewhere.pairs, elsewhere.answers),
+        (
+            suggested_here.feedback,
+            suggested_here.pairs,
+            suggested_here.answers
+        ),
+        "both replicas learned the same from the log"
+    );
+    let answer = client
+        .suggest(c2d_proto::hints::v1::SuggestRequest {
+            tenant: TENANT.into(),
+            text: Some("is my parcel still at the depot? my order has not arrived".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(answer.ranked_by, "local");
+    assert_eq!(
+        (answer.hints[0].text.as_str(), answer.hints[0].id),
+        (WRITTEN, written_id),
+        "{answer:?}"
+    );
+    let _ = stop.send(());
+    replica
+        .await
+        .expect("c2d-hints does not panic")
+        .expect("c2d-hints stops cleanly");
     stack.stop().await;
 }
 

@@ -6,62 +6,17 @@
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use axum::routing::post;
 use c2d_hints::cfg::ProviderConfig;
 use c2d_hints::projection::Projection;
 use c2d_hints::provider::Provider;
 use c2d_hints::service::HintsGrpc;
 use c2d_proto::hints::HintsService;
 use c2d_proto::hints::v1::{SuggestRequest, SuggestResponse};
-use serde_json::{Value as Json, json};
+use c2d_testkit::language_model::{ModelReply, chat_completions};
 
 const SHIPS: &str = "Orders ship within 3 business days.";
 const COURIER: &str = "I've asked the courier to check your delivery.";
 const WRITTEN: &str = "Your parcel is at the depot and leaves today.";
-
-/// A chat-completions endpoint that answers `behaviour` after `delay`.
-async fn provider(behaviour: &'static str, delay: Duration) -> String {
-    let app = axum::Router::new().route(
-        "/v1/chat/completions",
-        post(move |axum::Json(request): axum::Json<Json>| async move {
-            tokio::time::sleep(delay).await;
-            // What a model is asked: the candidates with their ids, in the user message.
-            let prompt: Json = serde_json::from_str(
-                request["messages"][1]["content"].as_str().unwrap_or("{}"),
-            )
-            .unwrap_or_default();
-            let ids: Vec<i64> = prompt["candidates"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|c| c["id"].as_i64())
-                .collect();
-            let content = match behaviour {
-                // The last candidate is best, and a hint of its own.
-                "rerank" => json!({ "order": ids.iter().rev().collect::<Vec<_>>(), "hint": "" })
-                    .to_string(),
-                "write" => json!({ "order": [], "hint": WRITTEN }).to_string(),
-                _ => "I would suggest the second one.".to_owned(),
-            };
-            let status = if behaviour == "fail" {
-                axum::http::StatusCode::INTERNAL_SERVER_ERROR
-            } else {
-                axum::http::StatusCode::OK
-            };
-            (
-                status,
-                axum::Json(json!({ "choices": [{ "message": { "role": "assistant", "content": content } }] })),
-            )
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!(
-        "http://{}/v1/chat/completions",
-        listener.local_addr().unwrap()
-    );
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    url
-}
 
 fn service(url: Option<String>, deadline: Duration) -> HintsGrpc {
     let mut projection = Projection::default();
@@ -114,12 +69,12 @@ async fn the_providers_ranking_is_taken_when_it_answers_in_time() {
     assert_eq!(local.ranked_by, "local");
     assert_eq!(texts(&local), [SHIPS, COURIER]);
 
-    let url = provider("rerank", Duration::ZERO).await;
+    let url = chat_completions(ModelReply::Reverse, Duration::ZERO).await;
     let (answer, _) = suggest(&service(Some(url), Duration::from_secs(5))).await;
     assert_eq!(answer.ranked_by, "provider");
     assert_eq!(texts(&answer), [COURIER, SHIPS]);
 
-    let url = provider("write", Duration::ZERO).await;
+    let url = chat_completions(ModelReply::Write(WRITTEN), Duration::ZERO).await;
     let (answer, _) = suggest(&service(Some(url), Duration::from_secs(5))).await;
     assert_eq!(texts(&answer), [WRITTEN, SHIPS, COURIER]);
     assert!(
@@ -132,20 +87,23 @@ async fn the_providers_ranking_is_taken_when_it_answers_in_time() {
 async fn a_slow_failing_or_confused_provider_leaves_the_local_ranking_within_the_deadline() {
     let deadline = Duration::from_millis(300);
     for (behaviour, delay) in [
-        ("rerank", Duration::from_secs(10)),
-        ("fail", Duration::ZERO),
-        ("nonsense", Duration::ZERO),
+        (ModelReply::Reverse, Duration::from_secs(10)),
+        (ModelReply::Fail, Duration::ZERO),
+        (ModelReply::Prose, Duration::ZERO),
     ] {
-        let url = provider(behaviour, delay).await;
+        let url = chat_completions(behaviour, delay).await;
         let (answer, elapsed) = suggest(&service(Some(url), deadline)).await;
         println!(
-            "{behaviour} provider: answered in {elapsed:?} by {}",
+            "{behaviour:?} provider: answered in {elapsed:?} by {}",
             answer.ranked_by
         );
-        assert_eq!(answer.ranked_by, "local", "{behaviour}");
-        assert_eq!(texts(&answer), [SHIPS, COURIER], "{behaviour}");
+        assert_eq!(answer.ranked_by, "local", "{behaviour:?}");
+        assert_eq!(texts(&answer), [SHIPS, COURIER], "{behaviour:?}");
         // Far below the slow provider's 10 s: the deadline cut it short.
-        assert!(elapsed < Duration::from_secs(5), "{behaviour}: {elapsed:?}");
+        assert!(
+            elapsed < Duration::from_secs(5),
+            "{behaviour:?}: {elapsed:?}"
+        );
     }
     // Nobody listening at all.
     let url = format!(
