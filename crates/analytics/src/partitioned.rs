@@ -8,6 +8,11 @@
 //! owner. A query names its tenant; the tenant's partition is computed as nats-server computes
 //! it, and the query is answered here when this replica owns the partition, or forwarded once
 //! to the owner. Every AnalyticsService call is about one tenant, so no answer needs merging.
+//!
+//! A partition that moves is replayed by its new owner while that replica serves its other
+//! partitions. Until the replay has caught up, the partition's tenants are answered with
+//! UNAVAILABLE (and the events left), never with the part of their history read so far: a
+//! figure too small would read as a fact, to people and to alert rules alike.
 
 use std::collections::BTreeMap;
 use std::collections::HashMap;
@@ -66,16 +71,19 @@ pub struct Partitions {
     count: u32,
     ownership: Ownership,
     owned: RwLock<BTreeMap<u32, Arc<RwLock<Projection>>>>,
+    /// The partition readers' progress: whether an owned partition has been replayed yet.
+    progress: Arc<ReplicaProgress>,
     /// One client per other replica, made on first use.
     clients: Mutex<HashMap<String, AnalyticsServiceClient<Channel>>>,
 }
 
 impl Partitions {
-    pub fn new(count: u32, ownership: Ownership) -> Partitions {
+    pub fn new(count: u32, ownership: Ownership, progress: Arc<ReplicaProgress>) -> Partitions {
         Partitions {
             count,
             ownership,
             owned: RwLock::default(),
+            progress,
             clients: Mutex::default(),
         }
     }
@@ -88,6 +96,11 @@ impl Partitions {
     async fn locate(&self, tenant: &str, forwarded: bool) -> Result<Located, Status> {
         let partition = partition_of(tenant, self.count);
         if let Some(projection) = self.projection(partition) {
+            if let Some(left) = self.progress.replaying(partition) {
+                return Err(Status::unavailable(format!(
+                    "this replica took partition {partition} (tenant {tenant}) and is still reading its history ({left} events left); ask again in a few seconds"
+                )));
+            }
             return Ok(Located::Here(projection));
         }
         if forwarded {

@@ -205,12 +205,16 @@ impl Analytics {
         );
         leases.lease = config.lease;
         let ownership = Ownership::join(client.clone(), leases).await?;
-        let partitions = Arc::new(Partitions::new(config.partitions, ownership));
-        tracing::info!(partitions = config.partitions, replica = %config.replica, address = %config.advertise_addr, "sharing the partitions with the other replicas");
-
         // The partition readers together are the consumer reported, and the replica is ready
-        // once every partition it owns has caught up.
+        // once every partition it owns has caught up; a partition claimed later is answered
+        // for once it has.
         let progress = Arc::new(ReplicaProgress::default());
+        let partitions = Arc::new(Partitions::new(
+            config.partitions,
+            ownership,
+            Arc::clone(&progress),
+        ));
+        tracing::info!(partitions = config.partitions, replica = %config.replica, address = %config.advertise_addr, "sharing the partitions with the other replicas");
         let (registry, grpc_metrics) = crate::metrics::registry(progress.clone());
         c2d_telemetry::metrics::spawn(
             config.metrics_addr,

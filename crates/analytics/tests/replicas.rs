@@ -1,14 +1,18 @@
 //! c2d-analytics as several replicas sharing the log's partitions, against a real nats-server
 //! and gateway: every tenant's answers, asked of any replica, equal those of one replica that
-//! read the whole log; and again after a replica is stopped and another added.
+//! read the whole log; and again after a replica is stopped and another added. While a
+//! partition moves, its tenants are answered in full or told to ask again, never from a part
+//! of their history.
 
 use std::time::Duration;
 
 use c2d_analytics::{Analytics, Config};
 use c2d_proto::analytics::AnalyticsServiceClient;
 use c2d_testkit::partitions::wait_for_owners;
-use c2d_testkit::replicas::{analytics_answers, post_conversations, requests_closed};
-use c2d_testkit::{Pipeline, eventually};
+use c2d_testkit::replicas::{
+    analytics_answers, conversation, post_conversations, requests_closed, requests_closed_or_status,
+};
+use c2d_testkit::{Pipeline, eventually, publish_deliveries};
 use tokio::sync::oneshot;
 use tonic_health::pb::health_check_response::ServingStatus;
 
@@ -90,6 +94,11 @@ async fn has_closed(running: &Running, requests: u64, what: &str) {
     .await;
 }
 
+/// Waits until the partitions are shared by `replicas`, each owning some.
+async fn owners_are(pipeline: &Pipeline, replicas: &[&str]) {
+    wait_for_owners(&pipeline.nats, "analytics", PARTITIONS, replicas).await;
+}
+
 /// Waits until `replica` reports SERVING: every partition it reads has caught up.
 async fn is_ready(replica: &Running) {
     let endpoint = format!("http://{}", replica.addr);
@@ -130,13 +139,7 @@ async fn replicas_answer_every_tenant_as_one_process_reading_the_whole_log_does(
     let second = start(&pipeline, Some("analytics-1")).await;
     // The whole-log process has every event once its answers stop changing with the log's.
     has_closed(&whole, 5, "the whole-log process caught up").await;
-    wait_for_owners(
-        &pipeline.nats,
-        "analytics",
-        PARTITIONS,
-        &["analytics-0", "analytics-1"],
-    )
-    .await;
+    owners_are(&pipeline, &["analytics-0", "analytics-1"]).await;
     agrees(
         &first,
         &whole,
@@ -159,17 +162,94 @@ async fn replicas_answer_every_tenant_as_one_process_reading_the_whole_log_does(
     let third = start(&pipeline, Some("analytics-2")).await;
     post_conversations(&pipeline, 5..8, TENANTS).await;
     has_closed(&whole, 8, "the whole-log process has the new events").await;
-    wait_for_owners(
-        &pipeline.nats,
-        "analytics",
-        PARTITIONS,
-        &["analytics-1", "analytics-2"],
-    )
-    .await;
+    owners_are(&pipeline, &["analytics-1", "analytics-2"]).await;
     agrees(&second, &whole, "analytics-1 after the change of replicas").await;
     agrees(&third, &whole, "analytics-2 after the change of replicas").await;
     is_ready(&third).await;
     second.stop().await;
     third.stop().await;
     whole.stop().await;
+}
+
+/// Asks the replicas at `addrs` for every tenant's closed requests, over and over until
+/// `stop`; returns how many answers were "ask again" (UNAVAILABLE), and every answer that
+/// was neither that nor `expected`.
+async fn ask_meanwhile(
+    addrs: Vec<String>,
+    expected: Vec<u64>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> (usize, Vec<String>) {
+    let (mut unavailable, mut wrong) = (0, Vec::new());
+    while !*stop.borrow_and_update() {
+        for addr in &addrs {
+            let Ok(mut client) = AnalyticsServiceClient::connect(format!("http://{addr}")).await
+            else {
+                unavailable += 1;
+                continue;
+            };
+            for (n, expected) in expected.iter().enumerate() {
+                let tenant = format!("tenant-{n}");
+                match requests_closed_or_status(&mut client, &tenant).await {
+                    Ok(closed) if closed == *expected => {}
+                    Ok(closed) => wrong.push(format!("{addr}: {tenant} {closed} of {expected}")),
+                    Err(status) if status.code() == tonic::Code::Unavailable => unavailable += 1,
+                    Err(status) => wrong.push(format!("{addr}: {tenant}: {status}")),
+                }
+            }
+        }
+    }
+    (unavailable, wrong)
+}
+
+/// A replica that joins takes half the partitions and reads each one's history while it
+/// already serves: the moved tenants are answered with UNAVAILABLE until then, by it and by
+/// the replica that forwards to it, never with the part read so far.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_moved_partition_is_unavailable_while_it_is_replayed_never_partial() {
+    let pipeline = Pipeline::start_partitioned(PARTITIONS, TENANTS).await;
+    // Straight to the stream: enough history that reading a partition takes a while.
+    let deliveries = (0..400).flat_map(|request| {
+        (0..TENANTS).flat_map(move |n| {
+            conversation(request, n)
+                .into_iter()
+                .map(move |body| (format!("tenant-{n}"), body.to_string().into()))
+        })
+    });
+    publish_deliveries(&pipeline.nats, deliveries)
+        .await
+        .unwrap();
+    let first = start(&pipeline, Some("analytics-0")).await;
+    owners_are(&pipeline, &["analytics-0"]).await;
+    is_ready(&first).await;
+    let mut expected = Vec::new();
+    for n in 0..TENANTS {
+        let closed = closed(&first, &format!("tenant-{n}")).await.unwrap();
+        assert!(closed > 0);
+        expected.push(closed);
+    }
+
+    let second = start(&pipeline, Some("analytics-1")).await;
+    let (stop_asking, stop) = tokio::sync::watch::channel(false);
+    let asking = tokio::spawn(ask_meanwhile(
+        vec![first.addr.clone(), second.addr.clone()],
+        expected,
+        stop,
+    ));
+    owners_are(&pipeline, &["analytics-0", "analytics-1"]).await;
+    is_ready(&second).await;
+    has_closed(
+        &second,
+        closed(&first, "tenant-0").await.unwrap(),
+        "analytics-1 answers",
+    )
+    .await;
+    let _ = stop_asking.send(true);
+    let (unavailable, wrong) = asking.await.unwrap();
+    println!("while the partitions moved: {unavailable} answers were UNAVAILABLE");
+    assert!(
+        wrong.is_empty(),
+        "answers from part of the history: {wrong:#?}"
+    );
+    second.stop().await;
+    first.stop().await;
 }

@@ -7,7 +7,7 @@
 //! back, though readers stop), the lag of the partitions it owns now, and caught up once every
 //! owned partition has caught up.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -22,6 +22,10 @@ pub struct ReplicaProgress {
     /// The running reader of each owned partition; a placeholder that has done nothing until
     /// the reader's subscriber is open, so a partition just claimed is not caught up.
     readers: Mutex<BTreeMap<u32, Arc<Stats>>>,
+    /// The owned partitions whose reader has caught up once since the partition was claimed:
+    /// their projections are current, even while a reader started again after a failure
+    /// works through what arrived meanwhile.
+    replayed: Mutex<BTreeSet<u32>>,
     /// What readers that stopped had done: handled, retried, dead-lettered.
     stopped: [AtomicU64; 3],
 }
@@ -29,6 +33,7 @@ pub struct ReplicaProgress {
 impl ReplicaProgress {
     /// `partition` is read from now on; its subscriber is not open yet.
     pub(crate) fn claimed(&self, partition: u32) {
+        self.replayed().remove(&partition);
         self.reading(partition, Arc::new(Stats::default()));
     }
 
@@ -41,9 +46,28 @@ impl ReplicaProgress {
 
     /// `partition` is not read by this replica any more.
     pub(crate) fn let_go(&self, partition: u32) {
+        self.replayed().remove(&partition);
         if let Some(before) = self.lock().remove(&partition) {
             self.keep_counts(&before);
         }
+    }
+
+    /// While `partition`, read here, is replayed from its start or its snapshot after this
+    /// replica claimed it: the events it has left. A read model answers from a partition only
+    /// once this is `None` (also for a partition not read here), or it answers from the past:
+    /// a partition that moves to a running replica is replayed there while that replica
+    /// already serves the others.
+    pub fn replaying(&self, partition: u32) -> Option<u64> {
+        let stats = self.lock().get(&partition).cloned()?;
+        let mut replayed = self.replayed();
+        if replayed.contains(&partition) {
+            return None;
+        }
+        if stats.is_caught_up() {
+            replayed.insert(partition);
+            return None;
+        }
+        Some(stats.pending())
     }
 
     /// The partitions read now.
@@ -103,6 +127,10 @@ impl ReplicaProgress {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u32, Arc<Stats>>> {
         self.readers.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn replayed(&self) -> std::sync::MutexGuard<'_, BTreeSet<u32>> {
+        self.replayed.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -169,6 +197,35 @@ mod tests {
         progress.reading(2, Arc::new(Stats::default()));
         assert_eq!(progress.handled(), 3);
         assert!(!progress.is_caught_up());
+    }
+
+    #[test]
+    fn a_claimed_partition_is_replaying_until_its_reader_first_catches_up() {
+        let progress = ReplicaProgress::default();
+        assert_eq!(progress.replaying(3), None, "not read here");
+        progress.claimed(3);
+        assert_eq!(
+            progress.replaying(3),
+            Some(0),
+            "its subscriber is not open yet"
+        );
+        let reader = Arc::new(Stats::default());
+        progress.reading(3, Arc::clone(&reader));
+        reader.observe_pending(40);
+        reader.done_with(39);
+        assert_eq!(progress.replaying(3), Some(39));
+        reader.done_with(0);
+        assert_eq!(progress.replaying(3), None);
+        // A reader started again after a failure has events to catch up with, but the
+        // partition's projection stayed current.
+        let again = Arc::new(Stats::default());
+        progress.reading(3, Arc::clone(&again));
+        again.observe_pending(7);
+        assert_eq!(progress.replaying(3), None);
+        // Claimed anew (it moved away and back): replayed again.
+        progress.let_go(3);
+        progress.claimed(3);
+        assert_eq!(progress.replaying(3), Some(0));
     }
 
     /// Log lines written to memory.
