@@ -127,7 +127,10 @@ pub async fn run(
     )
     .await?;
     let serving = Serving::default()
-        .ready(async move { stats.caught_up().await })
+        .ready({
+            let stats = Arc::clone(&stats);
+            async move { stats.caught_up().await }
+        })
         .metrics(grpc_metrics);
     let grpc = tokio::spawn(c2d_proto::server::serve(
         listener,
@@ -144,7 +147,19 @@ pub async fn run(
         notifications,
         stop.clone(),
     ));
-    let clock = tokio::spawn(tick(Arc::clone(&engine), config.tick, stop.clone()));
+    // The clock judges time since events (a client unanswered for 10 minutes, a tenant silent
+    // for 30): not before the events that arrived while this process was down have been read,
+    // or a tenant that kept talking would be called silent and an answered client still
+    // waiting, each alert resolved again a moment later.
+    let clock = tokio::spawn({
+        let (engine, every, stop) = (Arc::clone(&engine), config.tick, stop.clone());
+        async move {
+            tokio::select! {
+                () = stats.caught_up() => tick(engine, every, stop).await,
+                () = stopped(stop.clone()) => {}
+            }
+        }
+    });
     let thresholds: Vec<_> = match analytics {
         Some(analytics) => engine
             .rules

@@ -14,7 +14,7 @@ use c2d_proto::alerting::v1::{
 };
 use c2d_proto::crm::CrmServiceClient;
 use c2d_proto::crm::v1::{GetClientRequest, get_client_request::By};
-use c2d_testkit::{Pipeline, fixture, stream_messages};
+use c2d_testkit::{Pipeline, fixture, publish_deliveries, stream_messages};
 use harness::{
     Received, Shared, evaluated_after, eventually, settled, start_alerting, start_receivers,
     webhook_count,
@@ -436,5 +436,66 @@ async fn alerts_fire_once_enriched_resolve_and_survive_restarts() {
         count("chat2desk.alerts.acme.firing") >= 3,
         "QR, 9001, 9003: {subjects:?}"
     );
+    running.stop().await;
+}
+
+/// A tenant that kept talking while c2d-alerting was down, for longer than a silence rule's
+/// `after`, is not called silent when it comes back: the events that arrived meanwhile are
+/// read before the clock judges anyone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_that_spoke_while_alerting_was_down_is_not_called_silent() {
+    let pipeline = Pipeline::start().await;
+    let (nats_url, jetstream) = (pipeline.nats.url(), pipeline.nats.jetstream().await);
+    let dir = tempfile::tempdir().unwrap();
+    let received: Shared = Arc::default();
+    let receivers = start_receivers(Arc::clone(&received)).await;
+    let rules = harness::rules_file(
+        dir.path(),
+        &receivers,
+        r#"
+[[rule]]
+name = "tenant-silent"
+kind = "silence"
+after = "6s"
+receiver = "ops"
+tenants = ["globex"]
+"#,
+    );
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let running = start_alerting(&nats_url, &rules, &[]).await;
+    pipeline
+        .post_as("globex", message("inbox", 700, 9700, now))
+        .await;
+    settled(&jetstream).await;
+    running.stop().await;
+
+    // Down for 8 s, longer than `after`. Another tenant's busy hour arrives first, so reading
+    // the backlog takes a while, then globex writes every half second.
+    let busy_hour = (0..20_000).map(|n| {
+        let body = message("inbox", 800 + n % 50, 20_000 + n, now);
+        ("acme".to_owned(), body.into())
+    });
+    publish_deliveries(&pipeline.nats, busy_hour).await.unwrap();
+    for n in 1..=16 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        pipeline
+            .post_as("globex", message("inbox", 700, 9700 + n, now + n))
+            .await;
+    }
+    let running = start_alerting(&nats_url, &rules, &[]).await;
+    evaluated_after(&running.endpoint, "tenant-silent", SystemTime::now()).await;
+    settled(&jetstream).await;
+    {
+        let state = received.lock().unwrap();
+        assert_eq!(
+            webhook_count(&state, "tenant-silent", "globex", "firing"),
+            0,
+            "globex was never silent: {:?}",
+            state.webhook
+        );
+    }
     running.stop().await;
 }
