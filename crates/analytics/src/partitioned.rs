@@ -185,6 +185,8 @@ impl PartitionReader {
         };
         projection.use_calendars(self.calendars.clone());
         let projection = Arc::new(RwLock::new(projection));
+        // Replaying from here on, before any query can find the projection.
+        self.progress.claimed(partition);
         self.partitions.hold(partition, Arc::clone(&projection));
         let (stop_background, background_stop) = watch::channel(false);
         let background = [

@@ -31,8 +31,10 @@ pub struct ReplicaProgress {
 }
 
 impl ReplicaProgress {
-    /// `partition` is read from now on; its subscriber is not open yet.
-    pub(crate) fn claimed(&self, partition: u32) {
+    /// `partition` is read from now on; its subscriber is not open yet. A read model that
+    /// shows the partition's projection before its reader starts calls this first, so that the
+    /// projection is never taken for a current one (calling it again is harmless).
+    pub fn claimed(&self, partition: u32) {
         self.replayed().remove(&partition);
         self.reading(partition, Arc::new(Stats::default()));
     }
