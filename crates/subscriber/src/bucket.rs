@@ -7,13 +7,24 @@
 //! configuration is identical, and services of different versions, or with a different
 //! replica count configured, ask for different ones: the loser then opens the bucket the
 //! winner made instead of failing its start.
+//!
+//! On a NATS cluster a bucket just created is not usable at once: until the replicas of its
+//! stream have elected a leader, asking for the stream's state answers "stream not found". A
+//! service that reads the bucket right after opening it (the calendars are read whole at
+//! start) then stopped, so opening waits until the stream answers.
+
+use std::time::Duration;
 
 use async_nats::jetstream::{self, kv};
+
+/// How long a bucket's stream may take to answer after it was opened or created: a leader
+/// election of a new stream on a loaded cluster takes a few seconds.
+const STREAM_READY_WAIT: Duration = Duration::from_secs(15);
 
 /// A bucket that could be neither opened nor created. It says what NATS answered; each
 /// caller's own error adds what to check for its bucket.
 #[derive(Debug, thiserror::Error)]
-#[error("NATS refused to create the bucket {bucket}: {reason}")]
+#[error("NATS refused to create or open the bucket {bucket}: {reason}")]
 pub struct BucketError {
     /// The bucket's name.
     pub bucket: String,
@@ -27,19 +38,46 @@ pub async fn open_or_create(
     jetstream: &jetstream::Context,
     config: kv::Config,
 ) -> Result<kv::Store, BucketError> {
-    if let Ok(store) = jetstream.get_key_value(&config.bucket).await {
-        return Ok(store);
-    }
     let bucket = config.bucket.clone();
-    match jetstream.create_key_value(config).await {
-        Ok(store) => Ok(store),
-        // Another replica (of this service or another) created it meanwhile.
-        Err(create) => jetstream
-            .get_key_value(&bucket)
-            .await
-            .map_err(|_| BucketError {
-                bucket,
-                reason: create.to_string(),
-            }),
+    let store = match jetstream.get_key_value(&bucket).await {
+        Ok(store) => store,
+        Err(_) => match jetstream.create_key_value(config).await {
+            Ok(store) => store,
+            // Another replica (of this service or another) created it meanwhile.
+            Err(create) => jetstream
+                .get_key_value(&bucket)
+                .await
+                .map_err(|_| BucketError {
+                    bucket: bucket.clone(),
+                    reason: create.to_string(),
+                })?,
+        },
+    };
+    stream_answers(jetstream, &bucket).await?;
+    Ok(store)
+}
+
+/// Waits until the stream behind `bucket` answers for its state (see the module's docs).
+async fn stream_answers(jetstream: &jetstream::Context, bucket: &str) -> Result<(), BucketError> {
+    let deadline = tokio::time::Instant::now() + STREAM_READY_WAIT;
+    let mut pause = Duration::from_millis(50);
+    loop {
+        match jetstream.get_stream(format!("KV_{bucket}")).await {
+            Ok(_) => return Ok(()),
+            Err(error) if tokio::time::Instant::now() >= deadline => {
+                return Err(BucketError {
+                    bucket: bucket.to_owned(),
+                    reason: format!(
+                        "its stream still answers \"{error}\" {} s after it was opened",
+                        STREAM_READY_WAIT.as_secs()
+                    ),
+                });
+            }
+            Err(error) => {
+                tracing::debug!(bucket, %error, "the bucket's stream does not answer yet");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(1));
+            }
+        }
     }
 }
