@@ -10,14 +10,15 @@
 //!
 //! On a NATS cluster a bucket just created is not usable at once: until the replicas of its
 //! stream have elected a leader, asking for the stream's state answers "stream not found". A
-//! service that reads the bucket right after opening it (the calendars are read whole at
-//! start) then stopped, so opening waits until the stream answers.
+//! service that reads the bucket right after creating it (the calendars are read whole at
+//! start) then stopped, so creating waits until the stream answers. Opening a bucket asks for
+//! its stream's state already, so a bucket that opens answers.
 
 use std::time::Duration;
 
 use async_nats::jetstream::{self, kv};
 
-/// How long a bucket's stream may take to answer after it was opened or created: a leader
+/// How long a bucket's stream may take to answer after it was created: a leader
 /// election of a new stream on a loaded cluster takes a few seconds.
 const STREAM_READY_WAIT: Duration = Duration::from_secs(15);
 
@@ -38,23 +39,26 @@ pub async fn open_or_create(
     jetstream: &jetstream::Context,
     config: kv::Config,
 ) -> Result<kv::Store, BucketError> {
+    // Opening asks for the bucket's stream state: a bucket opened here answers already.
+    if let Ok(store) = jetstream.get_key_value(&config.bucket).await {
+        return Ok(store);
+    }
     let bucket = config.bucket.clone();
-    let store = match jetstream.get_key_value(&bucket).await {
-        Ok(store) => store,
-        Err(_) => match jetstream.create_key_value(config).await {
-            Ok(store) => store,
-            // Another replica (of this service or another) created it meanwhile.
-            Err(create) => jetstream
-                .get_key_value(&bucket)
-                .await
-                .map_err(|_| BucketError {
-                    bucket: bucket.clone(),
-                    reason: create.to_string(),
-                })?,
-        },
-    };
-    stream_answers(jetstream, &bucket).await?;
-    Ok(store)
+    match jetstream.create_key_value(config).await {
+        Ok(store) => {
+            stream_answers(jetstream, &bucket).await?;
+            Ok(store)
+        }
+        // Another replica (of this service or another) created it meanwhile; opening it
+        // asks for its state, so it answers too.
+        Err(create) => jetstream
+            .get_key_value(&bucket)
+            .await
+            .map_err(|_| BucketError {
+                bucket,
+                reason: create.to_string(),
+            }),
+    }
 }
 
 /// Waits until the stream behind `bucket` answers for its state (see the module's docs).
@@ -68,7 +72,7 @@ async fn stream_answers(jetstream: &jetstream::Context, bucket: &str) -> Result<
                 return Err(BucketError {
                     bucket: bucket.to_owned(),
                     reason: format!(
-                        "its stream still answers \"{error}\" {} s after it was opened",
+                        "its stream still answers \"{error}\" {} s after it was created",
                         STREAM_READY_WAIT.as_secs()
                     ),
                 });
