@@ -4,7 +4,8 @@
 //! after 5 hours without success; what it could not deliver is gone, and nothing comes until
 //! someone re-enables the webhook. The keeper, per tenant with an API token:
 //! - checks the account's `c2d-gateway` webhook on a schedule and registers it again when it is
-//!   missing, changed or disabled ([`webhook`]), with an event alerting fires on and a metric;
+//!   missing, changed or disabled ([`webhook`]), with an event alerting fires on and a metric,
+//!   the event written however often the log or the keeper fails on the way ([`repairs`]);
 //! - knows from the event log which messages are stored and when deliveries stopped
 //!   ([`index`], fed by [`follow`]), and from that and the repairs the gaps ([`gaps`]);
 //! - backfills each gap from Chat2Desk's messages API as the same typed events, marked
@@ -24,6 +25,7 @@ pub mod gaps;
 pub mod index;
 pub mod log;
 pub mod metrics;
+pub mod repairs;
 pub mod runner;
 pub mod status;
 pub mod webhook;

@@ -1,14 +1,15 @@
 //! The running keeper: the log follower, and every `KEEPER_CHECK_INTERVAL` for each tenant a
-//! webhook check (repairing what is wrong, with an event for alerting) and a backfill of the
-//! pending gaps as far as it is safe; the status of each tenant saved in the bucket after each
-//! round. Errors of one tenant (a refused token, an API down, a malformed page) are recorded in
+//! webhook check (repairing what is wrong, with an event for alerting, owed until stored) and a
+//! backfill of the pending gaps as far as it is safe; the status of each tenant saved in the
+//! bucket after each round. Errors of one tenant (a refused token, an API down, a malformed page) are recorded in
 //! its status and metrics and tried again next round; they never stop the keeper.
 
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 
-use c2d_chat2desk::{Chat2DeskApi, RegisterError};
+use c2d_chat2desk::register::gateway_webhook;
+use c2d_chat2desk::{Chat2DeskApi, Webhook};
 use c2d_telemetry::shutdown::stop_flag;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
@@ -21,8 +22,9 @@ use crate::gaps::{self, Gap};
 use crate::index::Index;
 use crate::log::EventLog;
 use crate::metrics::{self, Metrics};
+use crate::repairs;
 use crate::status::{State, StateError, TenantStatus};
-use crate::webhook::{self, Checked, Problem};
+use crate::webhook::{self, Problem};
 
 /// How many gaps a tenant's status keeps.
 const KEPT_GAPS: usize = 50;
@@ -174,7 +176,6 @@ impl Round<'_> {
     /// One tenant's check and backfill; `ready`: the index has read the log to its end.
     async fn keep(&self, kept: &mut Kept, ready: bool) {
         let name = kept.tenant.name.clone();
-        let mut error = None;
         let listed = retrying(
             Retries::default(),
             self.metrics,
@@ -182,28 +183,17 @@ impl Round<'_> {
             "listing webhooks",
             || kept.api.list(),
         )
-        .await
-        .map_err(RegisterError::from);
+        .await;
         // Taken before a repair: what was created before it was never going to be delivered.
         let checked_at = now().seconds;
-        let checked = match listed {
-            Ok(webhooks) => {
-                let gateway = self.config.gateway_url.as_deref();
-                webhook::check(&kept.api, &webhooks, &kept.tenant, gateway).await
-            }
-            Err(e) => Err(e),
-        };
-        match checked {
-            Ok(Checked::Healthy) => kept.status.webhook = "ok".into(),
-            Ok(Checked::Repaired { problem, webhook }) => {
-                self.repaired(&mut kept.status, problem, &webhook, ready, checked_at)
-                    .await;
-            }
+        let mut error = match listed {
+            Ok(webhooks) => self.check(kept, &webhooks, ready, checked_at).await,
             Err(e) => {
                 kept.status.webhook = format!("cannot check: {e}");
-                error = Some(e.to_string());
+                Some(e.to_string())
             }
-        }
+        };
+        self.announce(&mut kept.status).await;
         kept.status.last_check = Some(now().seconds * 1_000 + i64::from(now().nanos) / 1_000_000);
         if ready && error.is_none() {
             error = self.backfill(kept).await;
@@ -219,16 +209,58 @@ impl Round<'_> {
         }
     }
 
-    /// Records a repaired webhook: metric, status, the event alerting fires on, and the gap it
-    /// leaves (from the last delivery, or the lookback, to now; none for a webhook missing that
-    /// never delivered). `ready`: the index has read the log, so its last delivery is known.
-    /// `checked_at`: when the check began, before the repair, so that no message created after
-    /// the webhook was enabled again is taken for one its queue dropped.
-    async fn repaired(
+    /// The tenant's webhook as `webhooks` (just listed) show it, repaired when it is wrong;
+    /// the error that stood in the way of a repair. The repair is written down in the state
+    /// bucket before the webhook is touched, so that its event is owed even if the keeper stops
+    /// in the middle ([`crate::repairs`]).
+    async fn check(
+        &self,
+        kept: &mut Kept,
+        webhooks: &[Webhook],
+        ready: bool,
+        checked_at: i64,
+    ) -> Option<String> {
+        let gateway = self.config.gateway_url.as_deref();
+        let status = &mut kept.status;
+        let Some(problem) = webhook::problem(webhooks, gateway, &kept.tenant) else {
+            status.webhook = "ok".into();
+            if let Some(webhook) = gateway_webhook(webhooks, gateway, &status.tenant) {
+                let finished = repairs::finished(&mut status.unannounced, webhook.id);
+                if finished > 0 {
+                    tracing::info!(tenant = %status.tenant, finished,
+                        "a repair begun before the keeper stopped, or done by hand, is finished; its event follows");
+                }
+            }
+            return None;
+        };
+        repairs::begin(&mut status.unannounced, problem, checked_at);
+        if let Err(e) = self.state.save(status).await {
+            tracing::warn!(tenant = %status.tenant, error = %e,
+                "the repair begins unrecorded: should the keeper stop before this round ends, its alert is lost");
+        }
+        match webhook::repair(&kept.api, &kept.tenant, gateway).await {
+            Ok(webhook) => {
+                repairs::finished(&mut status.unannounced, webhook.id);
+                self.repaired(status, problem, &webhook, ready, checked_at);
+                None
+            }
+            Err(e) => {
+                status.webhook = format!("{}; cannot repair it: {e}", problem.as_str());
+                Some(e.to_string())
+            }
+        }
+    }
+
+    /// Records a repaired webhook: metric, status, and the gap it leaves (from the last
+    /// delivery, or the lookback, to now; none for a webhook missing that never delivered).
+    /// `ready`: the index has read the log, so its last delivery is known. `checked_at`: when
+    /// the check began, before the repair, so that no message created after the webhook was
+    /// enabled again is taken for one its queue dropped.
+    fn repaired(
         &self,
         status: &mut TenantStatus,
         problem: Problem,
-        webhook: &c2d_chat2desk::Webhook,
+        webhook: &Webhook,
         ready: bool,
         checked_at: i64,
     ) {
@@ -238,10 +270,6 @@ impl Round<'_> {
         self.metrics.repaired(&status.tenant, problem.as_str());
         status.repairs += 1;
         status.webhook = format!("repaired (was {})", problem.as_str());
-        let event = webhook::repaired_event(&status.tenant, problem, webhook, at);
-        if let Err(e) = self.log.append(&event).await {
-            tracing::warn!(tenant = %status.tenant, error = %e, "the repair event was not stored; no alert for it");
-        }
         let last_delivery = lock(self.index).last_delivery(&status.tenant);
         // A webhook missing with no delivery in the lookback was never registered (a new
         // tenant): nothing was lost, and the account's history is not the pipeline's to import.
@@ -256,6 +284,36 @@ impl Round<'_> {
         let dropped_before = (problem != Problem::Changed).then_some(checked_at.min(at.seconds));
         let reason = format!("webhook {}", problem.as_str());
         self.add_gap(status, Gap::new(from, at.seconds, &reason, dropped_before));
+    }
+
+    /// Writes the `webhook_repaired` events owed, which alerting turns into alerts; those the
+    /// log does not take (NATS down, the stream failing over) stay owed for the next round.
+    async fn announce(&self, status: &mut TenantStatus) {
+        let mut owed = Vec::new();
+        for repair in std::mem::take(&mut status.unannounced) {
+            let Some(webhook_id) = repair.webhook_id else {
+                owed.push(repair);
+                continue;
+            };
+            let event = webhook::repaired_event(
+                &status.tenant,
+                repair.problem,
+                webhook_id,
+                repair.found_at,
+            );
+            match self.log.append(&event).await {
+                Ok(_) => {
+                    tracing::info!(tenant = %status.tenant, problem = repair.problem.as_str(),
+                        found_at = repair.found_at, "the repair's event is stored")
+                }
+                Err(e) => {
+                    tracing::warn!(tenant = %status.tenant, error = %e,
+                        "the repair's event was not stored; written again next round");
+                    owed.push(repair);
+                }
+            }
+        }
+        status.unannounced = owed;
     }
 
     /// Backfills every pending gap as far as it is safe now; the first error stops the

@@ -7,6 +7,7 @@ use async_nats::jetstream;
 use serde::{Deserialize, Serialize};
 
 use crate::gaps::Gap;
+use crate::repairs::Repair;
 
 /// The bucket.
 pub const BUCKET: &str = "C2D_KEEPER";
@@ -47,6 +48,10 @@ pub struct TenantStatus {
     /// The recent gaps, oldest first.
     #[serde(default)]
     pub gaps: Vec<Gap>,
+    /// Repairs begun or done whose `webhook_repaired` event is not in the log yet, oldest
+    /// first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unannounced: Vec<Repair>,
 }
 
 impl TenantStatus {

@@ -2,7 +2,7 @@
 //! exist, be enabled and point at the gateway with every hook type. When it does not, the
 //! keeper registers it again as `c2dctl webhooks register` does (an update also enables a
 //! disabled webhook), and writes a `webhook_repaired` event to the log, which an alerting rule
-//! (kind `event`) turns into an alert.
+//! (kind `event`) turns into an alert; [`crate::repairs`] sees that the event gets there.
 
 use c2d_chat2desk::register::{gateway_of, gateway_url, gateway_webhook, register};
 use c2d_chat2desk::{Chat2DeskApi, RegisterError, Webhook, every_hook_type};
@@ -15,7 +15,8 @@ use crate::cfg::Tenant;
 pub const REPAIRED_HOOK_TYPE: &str = "webhook_repaired";
 
 /// What was wrong with a webhook.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Problem {
     /// The account has no webhook to the gateway for this tenant.
     Missing,
@@ -34,15 +35,6 @@ impl Problem {
             Problem::Changed => "changed",
         }
     }
-}
-
-/// What a check found and did.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Checked {
-    /// Registered, enabled, as it should be.
-    Healthy,
-    /// It was wrong and is registered again.
-    Repaired { problem: Problem, webhook: Webhook },
 }
 
 /// What is wrong with the tenant's webhook among `webhooks`, if anything; `gateway` is the
@@ -68,37 +60,32 @@ pub fn problem(webhooks: &[Webhook], gateway: Option<&str>, tenant: &Tenant) -> 
     (!known_token || events != every).then_some(Problem::Changed)
 }
 
-/// Repairs the tenant's webhook when `webhooks` (the account's, as just listed) show it wrong.
-pub async fn check(
+/// Registers the tenant's webhook again, as `c2dctl webhooks register` does: created when
+/// missing, updated (and so enabled) otherwise.
+pub async fn repair(
     api: &Chat2DeskApi,
-    webhooks: &[Webhook],
     tenant: &Tenant,
     gateway: Option<&str>,
-) -> Result<Checked, RegisterError> {
-    let Some(problem) = problem(webhooks, gateway, tenant) else {
-        return Ok(Checked::Healthy);
-    };
-    let registered = register(api, gateway, &tenant.name, tenant.gateway_token()).await?;
-    let webhook = match registered {
-        c2d_chat2desk::Registered::Created(w) | c2d_chat2desk::Registered::Updated(w) => w,
-    };
-    Ok(Checked::Repaired { problem, webhook })
+) -> Result<Webhook, RegisterError> {
+    match register(api, gateway, &tenant.name, tenant.gateway_token()).await? {
+        c2d_chat2desk::Registered::Created(w) | c2d_chat2desk::Registered::Updated(w) => Ok(w),
+    }
 }
 
 /// The keeper's event about a repair: hook type [`REPAIRED_HOOK_TYPE`], origin keeper, read by
 /// the same parser as a delivery (an unknown hook type keeps its fields), its id from its body
-/// (the tenant, the webhook, the problem and the second it was found).
-pub fn repaired_event(
-    tenant: &str,
-    problem: Problem,
-    webhook: &Webhook,
-    at: prost_types::Timestamp,
-) -> Event {
+/// (the tenant, the webhook, the problem and the second it was found), so that writing it
+/// again stores it once.
+pub fn repaired_event(tenant: &str, problem: Problem, webhook_id: i64, found_at: i64) -> Event {
+    let at = prost_types::Timestamp {
+        seconds: found_at,
+        nanos: 0,
+    };
     let body = json!({
         "hook_type": REPAIRED_HOOK_TYPE,
         "problem": problem.as_str(),
-        "webhook_id": webhook.id,
-        "event_time": at.seconds,
+        "webhook_id": webhook_id,
+        "event_time": found_at,
     });
     // A JSON object always parses.
     let mut event = c2d_hooks::parse_delivery(tenant, body.to_string().into(), at)
@@ -163,15 +150,11 @@ mod tests {
 
     #[test]
     fn the_repair_event_is_the_keepers() {
-        let at = prost_types::Timestamp {
-            seconds: 1_700_000_000,
-            nanos: 0,
-        };
-        let event = repaired_event("acme", Problem::Disabled, &webhook("https://gw", true), at);
+        let event = repaired_event("acme", Problem::Disabled, 3, 1_700_000_000);
         assert_eq!(event.hook_type, REPAIRED_HOOK_TYPE);
         assert_eq!(event.origin(), Origin::Keeper);
-        assert_eq!(event.event_time, Some(at));
-        let again = repaired_event("acme", Problem::Disabled, &webhook("https://gw", true), at);
+        assert_eq!(event.event_time.map(|t| t.seconds), Some(1_700_000_000));
+        let again = repaired_event("acme", Problem::Disabled, 3, 1_700_000_000);
         assert_eq!(event.event_id, again.event_id);
     }
 }

@@ -31,6 +31,7 @@ pub fn rows(statuses: &[TenantStatus]) -> Rows {
         "webhook",
         "last_check",
         "repairs",
+        "unannounced",
         "gaps_found",
         "backfilled",
         "clients",
@@ -48,6 +49,7 @@ pub fn rows(statuses: &[TenantStatus]) -> Rows {
             json!(s.webhook),
             c2dctl::output::time(last_check.as_ref()),
             json!(s.repairs),
+            json!(s.unannounced.len()),
             json!(s.gaps_found),
             json!(s.backfilled),
             json!(s.backfilled_clients),
@@ -106,6 +108,7 @@ mod tests {
         let json = rows(std::slice::from_ref(&status)).to_json();
         assert_eq!(json[0]["pending"], 1);
         assert_eq!(json[0]["backfilled"], 7);
+        assert_eq!(json[0]["unannounced"], 0);
         let gaps = gap_rows(&[status]).to_json();
         assert_eq!(gaps[0]["from"], "2025-12-06T20:00:00Z");
         assert_eq!(gaps[0]["stored"], 7);
