@@ -12,10 +12,10 @@
 //! Each input goes the same way, under one lock that orders the event handler, the clock, the
 //! notifier and gRPC: read the time once, look up the clients the machine will ask about,
 //! let the machine decide on its draft, then carry out the [`Effect`]s in order, each written
-//! to the bucket before the kept state applies it. A write that fails stops there: the draft
-//! is reset to the kept state, which holds what the bucket holds, and the error goes back to
-//! whoever retries (the subscriber redelivers the event, the clock ticks again, gRPC answers
-//! UNAVAILABLE).
+//! to the bucket before the kept state applies it. A write that fails stops there: the writes
+//! before it are taken back, the draft is reset to the kept state, which holds what the bucket
+//! holds, and the error goes back to whoever retries (the subscriber redelivers the event, the
+//! clock ticks again, gRPC answers UNAVAILABLE).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,7 +28,7 @@ use tokio::sync::{Mutex, Notify};
 use crate::alert::{AlertRecord, Silence, now_ms};
 use crate::enrich::Directory;
 use crate::machine::{
-    Batch, Clients, Effect, Evaluation, Machine, NotAcknowledged, Record, Unreadable,
+    Batch, Clients, Effect, Evaluation, Machine, NotAcknowledged, Record, Undo, Unreadable,
 };
 use crate::rules::{Labels, Rule, Rules};
 
@@ -283,17 +283,41 @@ impl Engine {
         clients
     }
 
-    /// Carries out `effects` in order, each before the kept state applies it; on the first
-    /// that fails, the draft goes back to the kept state.
+    /// Carries out `effects` in order, each before the kept state applies it. On the first
+    /// that fails, the writes before it are taken back ([`crate::machine::Undo`]) and the draft
+    /// goes back to the kept state: the input, tried again, meets the state it first met.
     async fn commit(&self, memory: &mut Memory, effects: Vec<Effect>) -> Result<(), StateError> {
+        let mut written = Vec::new();
         for effect in effects {
+            let undo = memory.kept.undo_of(&effect);
             if let Err(error) = self.carry_out(&effect).await {
+                self.take_back(&mut memory.kept, written).await;
                 memory.draft = memory.kept.clone();
                 return Err(error);
             }
+            written.extend(undo);
             memory.kept.apply(effect);
         }
         Ok(())
+    }
+
+    /// Writes back, last first, what the keys of a failed input's writes held before.
+    async fn take_back(&self, kept: &mut Machine, written: Vec<Undo>) {
+        for undo in written.into_iter().rev() {
+            let restored = match &undo.before {
+                Some(record) => self.put(record).await,
+                None => self.delete(&undo.key).await,
+            };
+            match restored {
+                Ok(()) => undo
+                    .memory
+                    .into_iter()
+                    .for_each(|effect| kept.apply(effect)),
+                // Memory keeps mirroring the bucket: the write stays, and the retry meets it.
+                Err(error) => tracing::error!(%error, key = %undo.key,
+                    "a write of a change that failed half-way could not be taken back"),
+            }
+        }
     }
 
     async fn carry_out(&self, effect: &Effect) -> Result<(), StateError> {

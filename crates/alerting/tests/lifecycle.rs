@@ -297,3 +297,87 @@ async fn alerts_are_grouped_repeated_until_acknowledged_inhibited_and_tried() {
         "2 acme, 2 QR (firing, resolved), 1 globex delivery"
     );
 }
+
+/// A state write that fails half-way is taken back. Here the state bucket stops taking alert
+/// records, and only those (as a stream failing over between two writes would): each try of
+/// the event writes the alert's notification and fails on the alert itself. Those
+/// notifications are taken back, so once the bucket takes everything again the receiver hears
+/// of the alert once, and its resolution under the same start. Left in place, each try's
+/// notification went out, each with its own start, none of them ever resolved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_alert_whose_state_write_failed_half_way_is_notified_once() {
+    let pipeline = Pipeline::start().await;
+    let received: Shared = Arc::default();
+    let receivers = start_receivers(Arc::clone(&received)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let rules = harness::rules_file(
+        dir.path(),
+        &receivers,
+        "[[rule]]\nname = \"whatsapp-disconnected\"\nkind = \"event\"\nhook_type = \"new_qr_code\"\n\
+         receiver = \"ops\"\nresolve_after = \"2s\"\n",
+    );
+    let alerting = start_alerting(&pipeline.nats.url(), &rules, &[]).await;
+
+    let jetstream = pipeline.nats.jetstream().await;
+    let bucket = format!("KV_{}", c2d_alerting::engine::BUCKET);
+    let whole = jetstream
+        .get_stream(&bucket)
+        .await
+        .unwrap()
+        .cached_info()
+        .config
+        .clone();
+    let mut without_alerts = whole.clone();
+    without_alerts.subjects = ["notify", "seen", "timer", "silence"]
+        .map(|kind| format!("$KV.{}.{kind}.>", c2d_alerting::engine::BUCKET))
+        .to_vec();
+    jetstream.update_stream(&without_alerts).await.unwrap();
+    // Each try writes to the bucket at least once (the notification), so four writes are at
+    // least two tries.
+    let written = || async {
+        let mut stream = jetstream
+            .get_stream(&bucket)
+            .await
+            .map_err(|e| e.to_string())?;
+        let info = stream.info().await.map_err(|e| e.to_string())?;
+        Ok::<u64, String>(info.state.last_sequence)
+    };
+    let before = written().await.unwrap();
+    pipeline
+        .post(
+            json!({"phone": "5511999", "qrcode_data": "1@abc", "hook_type": "new_qr_code"})
+                .to_string(),
+        )
+        .await;
+    c2d_testkit::eventually(
+        "alerting to try the event twice",
+        Duration::from_secs(30),
+        || async {
+            let now = written().await?;
+            if now >= before + 4 {
+                Ok(())
+            } else {
+                Err(format!("{} writes", now - before))
+            }
+        },
+    )
+    .await;
+    jetstream.update_stream(&whole).await.unwrap();
+
+    eventually(&received, "the alert fires and resolves", |r| {
+        harness::webhook_count(r, "whatsapp-disconnected", "acme", "resolved") > 0
+    })
+    .await;
+    settled(&jetstream).await;
+    alerting.stop().await;
+    let received = received.lock().unwrap();
+    let starts: Vec<(&Json, &Json)> = received
+        .webhook
+        .iter()
+        .map(|b| (&b["status"], &b["alerts"][0]["starts_at"]))
+        .collect();
+    assert_eq!(starts.len(), 2, "one firing, one resolved: {starts:?}");
+    assert_eq!(starts[0].0, "firing");
+    assert_eq!(starts[1].0, "resolved");
+    assert_eq!(starts[0].1, starts[1].1, "the same alert");
+}

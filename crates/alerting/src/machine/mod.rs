@@ -50,6 +50,7 @@ mod lifecycle;
 mod operators;
 mod record;
 mod threshold;
+mod undo;
 
 pub use clock::KEEP_RESOLVED_MS;
 pub use delivery::{Batch, Notification};
@@ -57,6 +58,7 @@ pub use events::{SEEN_WRITE_EVERY_MS, Timer};
 pub use operators::NotAcknowledged;
 pub use record::Record;
 pub use threshold::threshold_summary;
+pub use undo::Undo;
 
 /// One change the machine decided, as plain data: the engine carries it out (a write to the
 /// bucket, a message published) and then applies it to the state it keeps.
