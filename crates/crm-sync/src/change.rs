@@ -18,6 +18,9 @@ use crate::directory::{self, ClientView};
 use crate::projection::ClientKey;
 use crate::store::StoreError;
 
+/// What sqlx's `Any` driver calls PostgreSQL.
+const POSTGRES: &str = "PostgreSQL";
+
 /// The client's state as connectors receive it (without `version`).
 pub fn client_state(view: &ClientView) -> Json {
     let time = |at: Option<i64>| at.map(clock::rfc3339);
@@ -86,18 +89,32 @@ pub async fn queue_if_changed(
     if connectors.is_empty() {
         return Ok(0);
     }
+    // The client's row is locked before its state is read, so that the changes of one client
+    // are queued one at a time even by several replicas sharing the directory (the owner of
+    // its partition applying an event, another answering ResyncClient): each reads the state
+    // the one before it committed and takes the next version. Unlocked, two took the same
+    // version, and the second's state was dropped as a repeat of the first. SQLite has one
+    // writer at a time, and no FOR UPDATE.
+    let lock = if transaction.backend_name() == POSTGRES {
+        " FOR UPDATE"
+    } else {
+        ""
+    };
+    let row: Option<(Option<String>, i64)> = sqlx::query_as(&format!(
+        "SELECT crm_hash, crm_version FROM clients WHERE tenant = $1 AND client_id = $2{lock}"
+    ))
+    .bind(&client.tenant)
+    .bind(client.client_id)
+    .fetch_optional(&mut **transaction)
+    .await?;
+    let Some((previous, version)) = row else {
+        return Ok(0);
+    };
     let Some(view) = directory::read(transaction, client).await? else {
         return Ok(0);
     };
     let mut state = client_state(&view);
     let hash = fingerprint(&state);
-    let (previous, version): (Option<String>, i64) = sqlx::query_as(
-        "SELECT crm_hash, crm_version FROM clients WHERE tenant = $1 AND client_id = $2",
-    )
-    .bind(&client.tenant)
-    .bind(client.client_id)
-    .fetch_one(&mut **transaction)
-    .await?;
     if !force && previous.as_deref() == Some(hash.as_str()) {
         return Ok(0);
     }

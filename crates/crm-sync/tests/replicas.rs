@@ -173,3 +173,90 @@ async fn replicas_build_the_directory_one_process_builds_from_the_whole_log() {
     third.stop().await;
     whole.stop().await;
 }
+
+/// Replicas write the one directory at once: the owner of a client's partition applies its
+/// events while another replica answers ResyncClient about the same client. After each event,
+/// the newest change queued for the connector is the client as that event left it: the CRM is
+/// never left a change behind. (Without a lock on the client, a resync that read the client
+/// just before an event's commit took the same version as the event's change, and the event's
+/// change was dropped as a repeat.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resync_on_one_replica_never_hides_an_event_applied_on_another() {
+    use c2d_crm_sync::change::queue_if_changed;
+    use c2d_crm_sync::projection::{self, Applied, ClientKey};
+    use c2d_crm_sync::store::Store;
+    use serde_json::{Value as Json, json};
+
+    const TAGS: i64 = 60;
+    let database = TestDatabase::create().await.expect("a PostgreSQL database");
+    let (owner, other) = (
+        Store::open(&database.url).await.unwrap(),
+        Store::open(&database.url).await.unwrap(),
+    );
+    let connectors = vec!["crm".to_owned()];
+    let client = ClientKey {
+        tenant: "acme".into(),
+        client_id: 18_360_561,
+    };
+    let event = |n: i64, body: Json| {
+        let received = prost_types::Timestamp {
+            seconds: 1_700_000_000 + n,
+            nanos: 0,
+        };
+        c2d_hooks::parse_delivery("acme", body.to_string().into(), received).unwrap()
+    };
+    let apply = |n: i64, body: Json| {
+        let (owner, connectors, event) = (&owner, &connectors, event(n, body));
+        async move {
+            let mut transaction = owner.pool().begin().await.unwrap();
+            let applied = projection::apply(&mut transaction, n as u64 + 1, &event)
+                .await
+                .unwrap();
+            let Applied::Applied(Some(changed)) = applied else {
+                panic!("event {n} was not applied: {applied:?}");
+            };
+            queue_if_changed(&mut transaction, &changed, connectors, false)
+                .await
+                .unwrap();
+            transaction.commit().await.unwrap();
+        }
+    };
+    let resync = || async {
+        let mut transaction = other.pool().begin().await.unwrap();
+        queue_if_changed(&mut transaction, &client, &connectors, true)
+            .await
+            .unwrap();
+        transaction.commit().await.unwrap();
+    };
+    let newest_queued = || async {
+        let queued: Vec<String> = sqlx::query_scalar(
+            "SELECT payload FROM crm_outbox WHERE connector = 'crm' AND tenant = $1 AND client_id = $2",
+        )
+        .bind(&client.tenant)
+        .bind(client.client_id)
+        .fetch_all(owner.pool())
+        .await
+        .unwrap();
+        queued
+            .iter()
+            .map(|payload| serde_json::from_str::<Json>(payload).unwrap())
+            .max_by_key(|state| state["version"].as_i64())
+            .unwrap()
+    };
+
+    let created = json!({"id": client.client_id, "phone": "[tg] 1938691", "name": "Peter",
+        "hook_type": "client_updated", "event_time": 1_700_000_000});
+    apply(0, created).await;
+    for n in 1..=TAGS {
+        let tagged = json!({"id": 4_000 + n, "name": format!("Tag {n}"), "client_id": client.client_id,
+            "hook_type": "add_tag_to_client", "event_time": 1_700_000_000 + n});
+        tokio::join!(apply(n, tagged), resync());
+        let newest = newest_queued().await;
+        assert!(
+            newest["tags"].to_string().contains(&format!("\"Tag {n}\"")),
+            "after tag {n}, the newest change queued (version {}) lacks it: {}",
+            newest["version"],
+            newest["tags"]
+        );
+    }
+}
