@@ -13,8 +13,8 @@
 //! notifier and gRPC: read the time once, look up the clients the machine will ask about,
 //! let the machine decide on its draft, then carry out the [`Effect`]s in order, each written
 //! to the bucket before the kept state applies it. A write that fails stops there: the writes
-//! before it are taken back, the draft is reset to the kept state, which holds what the bucket
-//! holds, and the error goes back to whoever retries (the subscriber redelivers the event, the
+//! of the change under way are taken back, the draft is reset to the kept state, which holds
+//! what the bucket holds, and the error goes back to whoever retries (the subscriber redelivers the event, the
 //! clock ticks again, gRPC answers UNAVAILABLE).
 
 use std::sync::Arc;
@@ -34,6 +34,9 @@ use crate::rules::{Labels, Rule, Rules};
 
 /// The bucket alerting keeps its state in.
 pub const BUCKET: &str = "C2D_ALERTING";
+
+/// How many times a write is tried when a change is taken back.
+const RESTORE_TRIES: u32 = 5;
 
 /// Why the state could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -284,39 +287,71 @@ impl Engine {
     }
 
     /// Carries out `effects` in order, each before the kept state applies it. On the first
-    /// that fails, the writes before it are taken back ([`crate::machine::Undo`]) and the draft
-    /// goes back to the kept state: the input, tried again, meets the state it first met.
+    /// that fails, the writes of the change under way are taken back ([`crate::machine::Undo`])
+    /// and the draft goes back to the kept state: the input, tried again, meets the state the
+    /// change first met. A `Publish` ends a change (an alert's notification, record and
+    /// message): what was published stays written, as it would have before.
     async fn commit(&self, memory: &mut Memory, effects: Vec<Effect>) -> Result<(), StateError> {
         let mut written = Vec::new();
         for effect in effects {
             let undo = memory.kept.undo_of(&effect);
             if let Err(error) = self.carry_out(&effect).await {
+                // The write may have been stored with its acknowledgement lost: taken back too,
+                // first, though memory never applied it.
+                if let Some(failed) = undo
+                    && let Err(error) = self.restore(&failed).await
+                {
+                    tracing::warn!(%error, key = %failed.key, "a failed write could not be taken back; it may be stored");
+                }
                 self.take_back(&mut memory.kept, written).await;
                 memory.draft = memory.kept.clone();
                 return Err(error);
             }
-            written.extend(undo);
+            if matches!(effect, Effect::Publish(_)) {
+                written.clear();
+            } else {
+                written.extend(undo);
+            }
             memory.kept.apply(effect);
         }
         Ok(())
     }
 
-    /// Writes back, last first, what the keys of a failed input's writes held before.
+    /// Writes back, last first, what the keys of a change that failed held before. It stops at
+    /// the first write back that fails: the bucket then keeps the change's first writes, as a
+    /// crash in the middle of the change would have left them (a notification is written
+    /// before its alert, so it is never the alert without its notification).
     async fn take_back(&self, kept: &mut Machine, written: Vec<Undo>) {
         for undo in written.into_iter().rev() {
-            let restored = match &undo.before {
-                Some(record) => self.put(record).await,
-                None => self.delete(&undo.key).await,
-            };
-            match restored {
-                Ok(()) => undo
-                    .memory
-                    .into_iter()
-                    .for_each(|effect| kept.apply(effect)),
-                // Memory keeps mirroring the bucket: the write stays, and the retry meets it.
-                Err(error) => tracing::error!(%error, key = %undo.key,
-                    "a write of a change that failed half-way could not be taken back"),
+            if let Err(error) = self.restore(&undo).await {
+                tracing::error!(%error, key = %undo.key,
+                    "a change that failed half-way could not be taken back; its first writes stay");
+                return;
             }
+            undo.memory
+                .into_iter()
+                .for_each(|effect| kept.apply(effect));
+        }
+    }
+
+    /// Writes back what `undo`'s key held, tried [`RESTORE_TRIES`] times over about 1.5 s: a
+    /// write that failed because JetStream was failing over is often taken a moment later.
+    async fn restore(&self, undo: &Undo) -> Result<(), StateError> {
+        let mut delay = Duration::from_millis(100);
+        for _ in 1..RESTORE_TRIES {
+            if self.restore_once(undo).await.is_ok() {
+                return Ok(());
+            }
+            tokio::time::sleep(delay).await;
+            delay *= 2;
+        }
+        self.restore_once(undo).await
+    }
+
+    async fn restore_once(&self, undo: &Undo) -> Result<(), StateError> {
+        match &undo.before {
+            Some(record) => self.put(record).await,
+            None => self.delete(&undo.key).await,
         }
     }
 

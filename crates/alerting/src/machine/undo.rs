@@ -4,7 +4,9 @@
 //! the first try decided: a firing alert whose notification was written but whose own record
 //! was not would fire again on the retry with a new start, and so be notified twice, the
 //! second time under another key (a receiver would open a second incident and never see the
-//! first one resolved). So the engine writes back, in reverse, what each key held before.
+//! first one resolved). So the engine writes back, in reverse, what each key written by the
+//! change under way held before: the writes since the last alert it published, since a
+//! published alert cannot be taken back and must stay as it was announced.
 
 use super::{Effect, Heard, Machine, Record};
 
