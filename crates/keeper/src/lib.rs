@@ -5,7 +5,8 @@
 //! someone re-enables the webhook. The keeper, per tenant with an API token:
 //! - checks the account's `c2d-gateway` webhook on a schedule and registers it again when it is
 //!   missing, changed or disabled ([`webhook`]), with an event alerting fires on and a metric,
-//!   the event written however often the log or the keeper fails on the way ([`repairs`]);
+//!   the event owed until the log takes it, through NATS failovers and keeper restarts
+//!   ([`repairs`]);
 //! - knows from the event log which messages are stored and when deliveries stopped
 //!   ([`index`], fed by [`follow`]), and from that and the repairs the gaps ([`gaps`]);
 //! - backfills each gap from Chat2Desk's messages API as the same typed events, marked

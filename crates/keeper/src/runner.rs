@@ -224,12 +224,15 @@ impl Round<'_> {
         let status = &mut kept.status;
         let Some(problem) = webhook::problem(webhooks, gateway, &kept.tenant) else {
             status.webhook = "ok".into();
-            if let Some(webhook) = gateway_webhook(webhooks, gateway, &status.tenant) {
-                let finished = repairs::finished(&mut status.unannounced, webhook.id);
-                if finished > 0 {
-                    tracing::info!(tenant = %status.tenant, finished,
-                        "a repair begun before the keeper stopped, or done by hand, is finished; its event follows");
-                }
+            let webhook = gateway_webhook(webhooks, gateway, &status.tenant);
+            if let Some(webhook) = webhook
+                && let Some(repair) = repairs::finished(&mut status.unannounced, webhook.id)
+            {
+                // Begun before the keeper stopped, or finished by hand: what it left is the
+                // same, with the time it was found as the last moment the webhook was wrong.
+                tracing::info!(tenant = %status.tenant, found_at = repair.found_at,
+                    "a repair begun earlier is finished; its event and gap follow");
+                self.repaired(status, repair.problem, webhook, ready, repair.found_at);
             }
             return None;
         };

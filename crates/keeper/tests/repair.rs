@@ -17,8 +17,21 @@ use c2d_testkit::{Pipeline, eventually, stored_events};
 use c2dctl::simulator::{self, SimulatorConfig};
 use tokio::sync::oneshot;
 
-/// The keeper of tenant `acme`, in-process, checking every 200 ms until the sender is dropped.
-async fn start_keeper(pipeline: &Pipeline, api: &str) -> oneshot::Sender<()> {
+/// The keeper of tenant `acme`, in-process, checking every 200 ms.
+struct Keeper {
+    stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), c2d_keeper::KeeperError>>,
+}
+
+impl Keeper {
+    /// Stops it, once its round under way is over.
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        self.task.await.unwrap().expect("the keeper stops cleanly");
+    }
+}
+
+async fn start_keeper(pipeline: &Pipeline, api: &str) -> Keeper {
     let config = Config {
         nats_url: pipeline.nats.url(),
         addr: "127.0.0.1:0".parse().unwrap(),
@@ -38,10 +51,10 @@ async fn start_keeper(pipeline: &Pipeline, api: &str) -> oneshot::Sender<()> {
     };
     let listener = tokio::net::TcpListener::bind(config.addr).await.unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(c2d_keeper::run(config, listener, async move {
+    let task = tokio::spawn(c2d_keeper::run(config, listener, async move {
         let _ = stopped.await;
     }));
-    stop
+    Keeper { stop, task }
 }
 
 /// The keeper's status of `acme` once `done` holds for it.
@@ -143,8 +156,7 @@ async fn a_repairs_event_reaches_the_log_after_the_log_or_the_keeper_failed() {
 
     // The keeper stops after it began a repair and re-enabled the webhook, before it wrote
     // anything else: its state holds the repair begun, the webhook is right.
-    drop(keeper);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    keeper.stop().await;
     let state = State::existing(&jetstream).await.unwrap();
     let mut status = state.load("acme").await.unwrap();
     status.unannounced.push(Repair {
@@ -153,12 +165,14 @@ async fn a_repairs_event_reaches_the_log_after_the_log_or_the_keeper_failed() {
         webhook_id: None,
     });
     state.save(&status).await.unwrap();
-    let _keeper = start_keeper(&pipeline, &api).await;
-    status_when(&pipeline, "the begun repair's event is stored", |s| {
+    let keeper = start_keeper(&pipeline, &api).await;
+    let status = status_when(&pipeline, "the begun repair's event is stored", |s| {
         s.unannounced.is_empty()
     })
     .await;
+    assert_eq!(status.repairs, 2, "counted as the repair it was");
     let events = repair_events(&pipeline).await;
     assert_eq!(events.len(), 2, "{events:?}");
     assert_eq!(events[1].event_time.map(|t| t.seconds), Some(1_765_000_000));
+    keeper.stop().await;
 }

@@ -49,7 +49,7 @@ pub fn rows(statuses: &[TenantStatus]) -> Rows {
             json!(s.webhook),
             c2dctl::output::time(last_check.as_ref()),
             json!(s.repairs),
-            json!(s.unannounced.len()),
+            json!(c2d_keeper::repairs::owed(&s.unannounced)),
             json!(s.gaps_found),
             json!(s.backfilled),
             json!(s.backfilled_clients),
