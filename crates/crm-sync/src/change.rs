@@ -130,7 +130,7 @@ pub async fn queue_if_changed(
     .await?;
     state["version"] = json!(version);
     let payload = state.to_string();
-    let key = idempotency_key(client, version);
+    let key = idempotency_key(client, version, &hash);
     let now = clock::now_micros();
     for connector in connectors {
         sqlx::query(
@@ -151,8 +151,42 @@ pub async fn queue_if_changed(
     Ok(connectors.len() as u64)
 }
 
-/// The key a CRM can deduplicate a change by: the same for every retry of the change, new
-/// for every change.
-pub fn idempotency_key(client: &ClientKey, version: i64) -> String {
-    format!("c2d:{}:{}:{}", client.tenant, client.client_id, version)
+/// How many hex digits of the state's fingerprint a key carries.
+const KEY_STATE_DIGITS: usize = 16;
+
+/// The key a CRM can deduplicate a change by: the same for every retry of the change, new for
+/// every change. The version alone is not enough: a directory rebuilt from the log counts
+/// versions from 1 again, and where its history differs from the old one (resyncs the log does
+/// not hold, events the log no longer holds) a version would come again with another state,
+/// which a CRM deduplicating by key would drop, and stay a change behind. With the state's
+/// fingerprint in the key, a rebuild repeats exactly the keys of the changes it repeats.
+pub fn idempotency_key(client: &ClientKey, version: i64, fingerprint: &str) -> String {
+    let state = fingerprint.get(..KEY_STATE_DIGITS).unwrap_or(fingerprint);
+    format!(
+        "c2d:{}:{}:{}:{state}",
+        client.tenant, client.client_id, version
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_names_the_version_and_the_state() {
+        let client = ClientKey {
+            tenant: "acme".into(),
+            client_id: 501,
+        };
+        let ana = fingerprint(&json!({"name": "Ana", "last_contact_at": "2026-01-01T00:00:00Z"}));
+        let ana_later =
+            fingerprint(&json!({"name": "Ana", "last_contact_at": "2026-02-01T00:00:00Z"}));
+        let ana_souza = fingerprint(&json!({"name": "Ana Souza"}));
+        let key = idempotency_key(&client, 2, &ana);
+        assert_eq!(key, format!("c2d:acme:501:2:{}", &ana[..KEY_STATE_DIGITS]));
+        // A retry, or a rebuild repeating the same change: the same key.
+        assert_eq!(idempotency_key(&client, 2, &ana_later), key);
+        // A rebuild whose second change is another state: another key.
+        assert_ne!(idempotency_key(&client, 2, &ana_souza), key);
+    }
 }

@@ -6,6 +6,9 @@
 //! events name only the client, so such a tag goes to whichever request is open when it
 //! arrives.
 
+use std::collections::HashMap;
+
+use c2d_crm_sync::change::queue_if_changed;
 use c2d_crm_sync::directory::{self, ClientView, DialogView, Lookup, RequestView, TagView};
 use c2d_crm_sync::projection::{self, Applied, ClientKey};
 use c2d_crm_sync::store::Store;
@@ -135,4 +138,82 @@ async fn an_event_at_or_below_the_position_is_skipped() {
         assert_eq!(again, Applied::AlreadyApplied, "sequence {sequence}");
     }
     assert_eq!(projection::position(&store).await.unwrap(), 5);
+}
+
+/// `events` applied in order, each change queued for one connector, with a ResyncClient of
+/// client 501 after the event at `resync_after`; every change queued, as (key, state without
+/// `last_contact_at`), oldest first.
+async fn queue_all(
+    store: &Store,
+    events: &[Event],
+    resync_after: Option<usize>,
+) -> Vec<(String, serde_json::Value)> {
+    let connectors = ["crm".to_owned()];
+    for (position, event) in events.iter().enumerate() {
+        let mut transaction = store.pool().begin().await.unwrap();
+        let applied = projection::apply(&mut transaction, position as u64 + 1, event)
+            .await
+            .unwrap();
+        if let Applied::Applied(Some(client)) = applied {
+            queue_if_changed(&mut transaction, &client, &connectors, false)
+                .await
+                .unwrap();
+        }
+        if resync_after == Some(position) {
+            let ana = ClientKey {
+                tenant: "globex".into(),
+                client_id: 501,
+            };
+            queue_if_changed(&mut transaction, &ana, &connectors, true)
+                .await
+                .unwrap();
+        }
+        transaction.commit().await.unwrap();
+    }
+    let queued: Vec<(String, String)> =
+        sqlx::query_as("SELECT idempotency_key, payload FROM crm_outbox ORDER BY id")
+            .fetch_all(store.pool())
+            .await
+            .unwrap();
+    queued
+        .into_iter()
+        .map(|(key, payload)| {
+            let mut state: serde_json::Value = serde_json::from_str(&payload).unwrap();
+            state.as_object_mut().unwrap().remove("last_contact_at");
+            (key, state)
+        })
+        .collect()
+}
+
+/// A directory rebuilt from the log (a lost volume, a move to PostgreSQL) queues its changes
+/// again. Where it repeats a change of the old directory, it repeats that change's key, so a
+/// CRM deduplicating by key takes nothing twice; where its history differs (the old one also
+/// answered a ResyncClient), no key comes again with another state, which such a CRM would
+/// drop as a repeat, staying a change behind.
+#[tokio::test]
+async fn a_rebuilt_directory_never_reuses_a_key_for_another_state() {
+    let dir = tempfile::tempdir().unwrap();
+    let events = events();
+    let first = queue_all(&fresh_store(&dir, "first.db").await, &events, Some(1)).await;
+    let rebuilt = queue_all(&fresh_store(&dir, "rebuilt.db").await, &events, None).await;
+    let first: HashMap<&String, &serde_json::Value> = first.iter().map(|(k, s)| (k, s)).collect();
+    let mut repeated = 0;
+    for (key, state) in &rebuilt {
+        if let Some(before) = first.get(key) {
+            assert_eq!(
+                *before, state,
+                "the key {key} came again with another state"
+            );
+            repeated += 1;
+        }
+    }
+    assert!(
+        repeated > 0,
+        "the changes before the resync come again under their keys"
+    );
+    assert!(
+        repeated < rebuilt.len(),
+        "the changes after it are new to the CRM: {repeated} of {}",
+        rebuilt.len()
+    );
 }
