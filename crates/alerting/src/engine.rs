@@ -14,8 +14,8 @@
 //! let the machine decide on its draft, then carry out the [`Effect`]s in order, each written
 //! to the bucket before the kept state applies it. A write that fails stops there: the writes
 //! of the change under way are taken back, the draft is reset to the kept state, which holds
-//! what the bucket holds, and the error goes back to whoever retries (the subscriber redelivers the event, the
-//! clock ticks again, gRPC answers UNAVAILABLE).
+//! what the bucket holds, and the error goes back to whoever retries (the subscriber
+//! redelivers the event, the clock ticks again, gRPC answers UNAVAILABLE).
 
 use std::sync::Arc;
 use std::time::Duration;

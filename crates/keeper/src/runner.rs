@@ -1,8 +1,9 @@
 //! The running keeper: the log follower, and every `KEEPER_CHECK_INTERVAL` for each tenant a
 //! webhook check (repairing what is wrong, with an event for alerting, owed until stored) and a
 //! backfill of the pending gaps as far as it is safe; the status of each tenant saved in the
-//! bucket after each round. Errors of one tenant (a refused token, an API down, a malformed page) are recorded in
-//! its status and metrics and tried again next round; they never stop the keeper.
+//! bucket after each round. Errors of one tenant (a refused token, an API down, a malformed
+//! page) are recorded in its status and metrics and tried again next round; they never stop
+//! the keeper.
 
 use std::collections::BTreeMap;
 use std::future::Future;
