@@ -2,7 +2,8 @@
 //!
 //! Tests talk to real servers, never to mocks: [`NatsServer`] starts a real `nats-server` with
 //! JetStream on a free loopback port in a temporary directory, and stops it when dropped;
-//! [`ServiceProcess`] runs one of the workspace's binaries the way a user would; [`http`]
+//! [`ServiceProcess`] runs one of the workspace's binaries the way a user would, and
+//! [`InProcess`] one of their libraries' `run` in the test's runtime; [`http`]
 //! sends plain HTTP/1.1 requests; [`TestDatabase`] is a fresh PostgreSQL database (on a server
 //! the test starts when none runs); [`Pipeline`] puts an in-process gateway in front of a
 //! server for consumers' tests; [`language_model`] stands in for the model c2d-hints may ask;
@@ -16,6 +17,7 @@ pub mod browser;
 pub mod gateway;
 pub mod grpc;
 pub mod http;
+mod in_process;
 pub mod language_model;
 pub mod load;
 mod nats;
@@ -33,6 +35,7 @@ use std::path::PathBuf;
 use bytes::Bytes;
 
 pub use gateway::GatewayProcess;
+pub use in_process::{InProcess, Shutdown};
 pub use nats::{
     NatsCluster, NatsServer, ordered_read_rate, publish_deliveries, stored_events, stream_messages,
 };

@@ -13,10 +13,9 @@ use c2d_proto::analytics::v1::{
     Dimension, Filter, Granularity, Metric, SummaryRequest, SummaryResponse, TimeRange,
     TimeSeriesRequest, WatchMinutesRequest,
 };
-use c2d_testkit::{Pipeline, stored_events};
+use c2d_testkit::{InProcess, Pipeline, stored_events};
 use prost_types::Timestamp;
 use serde_json::json;
-use tokio::sync::oneshot;
 use tonic::Code;
 
 /// 2024-03-10T00:00:00Z.
@@ -129,8 +128,7 @@ fn day_range() -> Option<TimeRange> {
 /// c2d-analytics running in-process on a free port, stoppable.
 struct Running {
     addr: SocketAddr,
-    stop: oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<Result<(), c2d_analytics::AnalyticsError>>,
+    service: InProcess<c2d_analytics::AnalyticsError>,
     projection: std::sync::Arc<std::sync::RwLock<c2d_analytics::projection::Projection>>,
 }
 
@@ -149,14 +147,10 @@ async fn start(pipeline: &Pipeline, data_dir: &std::path::Path, rebuild: bool) -
     let addr = listener.local_addr().unwrap();
     let analytics = Analytics::open(config, rebuild).unwrap();
     let projection = analytics.projection();
-    let (stop, stopped) = oneshot::channel();
-    let task = tokio::spawn(analytics.run(listener, async move {
-        let _ = stopped.await;
-    }));
+    let service = InProcess::spawn(|shutdown| analytics.run(listener, shutdown));
     Running {
         addr,
-        stop,
-        task,
+        service,
         projection,
     }
 }
@@ -189,8 +183,7 @@ impl Running {
     }
 
     async fn stop(self) {
-        let _ = self.stop.send(());
-        self.task.await.unwrap().unwrap();
+        self.service.stop().await;
     }
 }
 

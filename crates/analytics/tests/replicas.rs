@@ -12,8 +12,7 @@ use c2d_testkit::partitions::wait_for_owners;
 use c2d_testkit::replicas::{
     analytics_answers, conversation, post_conversations, requests_closed, requests_closed_or_status,
 };
-use c2d_testkit::{Pipeline, eventually, publish_deliveries};
-use tokio::sync::oneshot;
+use c2d_testkit::{InProcess, Pipeline, eventually, publish_deliveries};
 use tonic_health::pb::health_check_response::ServingStatus;
 
 const PARTITIONS: u32 = 8;
@@ -23,8 +22,7 @@ const TENANTS: usize = 12;
 /// process that reads the whole log.
 struct Running {
     addr: String,
-    stop: oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<Result<(), c2d_analytics::AnalyticsError>>,
+    service: InProcess<c2d_analytics::AnalyticsError>,
     _data: tempfile::TempDir,
 }
 
@@ -46,14 +44,10 @@ async fn start(pipeline: &Pipeline, replica: Option<&str>) -> Running {
     })
     .unwrap();
     let analytics = Analytics::open(config, false).unwrap();
-    let (stop, stopped) = oneshot::channel();
-    let task = tokio::spawn(analytics.run(listener, async move {
-        let _ = stopped.await;
-    }));
+    let service = InProcess::spawn(|shutdown| analytics.run(listener, shutdown));
     Running {
         addr,
-        stop,
-        task,
+        service,
         _data: data,
     }
 }
@@ -70,8 +64,7 @@ impl Running {
     }
 
     async fn stop(self) {
-        let _ = self.stop.send(());
-        self.task.await.unwrap().unwrap();
+        self.service.stop().await;
     }
 }
 

@@ -21,11 +21,10 @@ use c2d_proto::crm::v1::{
     ListDeadLettersRequest, RequestState, ResyncClientRequest, RetryDeadLettersRequest,
     SearchClientsRequest, SyncStatus, get_client_request::By,
 };
-use c2d_testkit::{Pipeline, TestDatabase, stored_events, webhook_fixtures};
+use c2d_testkit::{InProcess, Pipeline, TestDatabase, stored_events, webhook_fixtures};
 use prost::Message as _;
 use script::{at, globex_script, tag};
 use serde_json::{Value as Json, json};
-use tokio::sync::oneshot;
 use tonic::Code;
 use tonic::transport::Channel;
 
@@ -255,8 +254,7 @@ contact = {{ id = "$.client_id", name = "$.name", phone = "$.client_phone", tags
 // c2d-crm-sync in-process, on a free port.
 
 struct Running {
-    stop: oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<Result<(), c2d_crm_sync::CrmSyncError>>,
+    service: InProcess<c2d_crm_sync::CrmSyncError>,
     client: CrmServiceClient<Channel>,
 }
 
@@ -281,13 +279,10 @@ async fn start_crm_sync(nats_url: &str, store_url: &str, connectors: &str) -> Ru
     let crm_sync = CrmSync::open(config)
         .await
         .expect("crm-sync opens its store");
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(crm_sync.run(listener, async {
-        let _ = stopped.await;
-    }));
+    let service = InProcess::spawn(|shutdown| crm_sync.run(listener, shutdown));
     for _ in 0..200 {
         if let Ok(client) = CrmServiceClient::connect(endpoint.clone()).await {
-            return Running { stop, task, client };
+            return Running { service, client };
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
@@ -296,8 +291,7 @@ async fn start_crm_sync(nats_url: &str, store_url: &str, connectors: &str) -> Ru
 
 impl Running {
     async fn stop(self) {
-        let _ = self.stop.send(());
-        self.task.await.unwrap().expect("crm-sync stops cleanly");
+        self.service.stop().await;
     }
 }
 

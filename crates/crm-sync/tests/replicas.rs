@@ -10,8 +10,7 @@ use c2d_crm_sync::{Config, CrmSync};
 use c2d_proto::crm::CrmServiceClient;
 use c2d_testkit::partitions::wait_for_owners;
 use c2d_testkit::replicas::{crm_directory, crm_sync_status, post_conversations};
-use c2d_testkit::{Pipeline, TestDatabase, eventually};
-use tokio::sync::oneshot;
+use c2d_testkit::{InProcess, Pipeline, TestDatabase, eventually};
 use tonic::transport::Channel;
 
 const PARTITIONS: u32 = 8;
@@ -19,8 +18,7 @@ const TENANTS: usize = 12;
 
 /// c2d-crm-sync in-process on a free port: a replica when `replica` is named.
 struct Running {
-    stop: oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<Result<(), c2d_crm_sync::CrmSyncError>>,
+    service: InProcess<c2d_crm_sync::CrmSyncError>,
     client: CrmServiceClient<Channel>,
 }
 
@@ -42,10 +40,7 @@ async fn start(pipeline: &Pipeline, store_url: &str, replica: Option<&str>) -> R
     let crm_sync = CrmSync::open(config)
         .await
         .expect("crm-sync opens its store");
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(crm_sync.run(listener, async {
-        let _ = stopped.await;
-    }));
+    let service = InProcess::spawn(|shutdown| crm_sync.run(listener, shutdown));
     let client = c2d_testkit::grpc::connected(
         "CrmService",
         &endpoint,
@@ -53,13 +48,12 @@ async fn start(pipeline: &Pipeline, store_url: &str, replica: Option<&str>) -> R
         CrmServiceClient::connect,
     )
     .await;
-    Running { stop, task, client }
+    Running { service, client }
 }
 
 impl Running {
     async fn stop(self) {
-        let _ = self.stop.send(());
-        self.task.await.unwrap().expect("crm-sync stops cleanly");
+        self.service.stop().await;
     }
 }
 

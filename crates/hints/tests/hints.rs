@@ -13,7 +13,9 @@ use c2d_hints::{Config, Hints};
 use c2d_proto::hints::HintsServiceClient;
 use c2d_proto::hints::v1::{FeedbackRequest, StatsRequest, StatsResponse};
 use c2d_testkit::language_model::{ModelReply, chat_completions};
-use c2d_testkit::{GatewayProcess, NatsServer, free_port, stored_events, workspace_binary};
+use c2d_testkit::{
+    GatewayProcess, InProcess, NatsServer, free_port, stored_events, workspace_binary,
+};
 use serde_json::{Value as Json, json};
 
 const TENANT: &str = "acme";
@@ -60,8 +62,7 @@ struct Stack {
     nats: NatsServer,
     gateway: GatewayProcess,
     hints_url: String,
-    stop: tokio::sync::oneshot::Sender<()>,
-    hints: tokio::task::JoinHandle<Result<(), c2d_hints::HintsError>>,
+    hints: InProcess<c2d_hints::HintsError>,
 }
 
 impl Stack {
@@ -80,12 +81,11 @@ impl Stack {
         )
         .await
         .expect("gateway starts");
-        let (stop, hints) = start_hints(&nats, port, hints_env).await;
+        let hints = start_hints(&nats, port, hints_env).await;
         Stack {
             nats,
             gateway,
             hints_url,
-            stop,
             hints,
         }
     }
@@ -123,11 +123,7 @@ impl Stack {
     }
 
     async fn stop(self) {
-        let _ = self.stop.send(());
-        self.hints
-            .await
-            .expect("c2d-hints does not panic")
-            .expect("c2d-hints stops cleanly");
+        self.hints.stop().await;
     }
 }
 
@@ -178,10 +174,7 @@ async fn start_hints(
     nats: &NatsServer,
     port: u16,
     env: &[(&str, &str)],
-) -> (
-    tokio::sync::oneshot::Sender<()>,
-    tokio::task::JoinHandle<Result<(), c2d_hints::HintsError>>,
-) {
+) -> InProcess<c2d_hints::HintsError> {
     let nats_url = nats.url();
     let addr = format!("127.0.0.1:{port}");
     let env: Vec<(String, String)> = env
@@ -198,11 +191,7 @@ async fn start_hints(
     let listener = tokio::net::TcpListener::bind(config.grpc_addr)
         .await
         .expect("the hints port is free");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let hints = tokio::spawn(Hints::new(config).run(listener, async {
-        let _ = stopped.await;
-    }));
-    (stop, hints)
+    InProcess::spawn(|shutdown| Hints::new(config).run(listener, shutdown))
 }
 
 fn inbox(message_id: i64, client: i64, text: &str) -> Json {
@@ -439,7 +428,7 @@ async fn a_chosen_hint_the_model_wrote_is_learned_by_every_replica_and_after_a_r
 
     // A second replica, without the model, reads the same log from its beginning.
     let port = free_port();
-    let (stop, replica) = start_hints(&stack.nats, port, &[]).await;
+    let replica = start_hints(&stack.nats, port, &[]).await;
     let replica_url = format!("http://127.0.0.1:{port}");
     caught_up(&stack.nats, &replica_url).await;
     let mut client = HintsServiceClient::connect(replica_url).await.unwrap();
@@ -471,11 +460,7 @@ async fn a_chosen_hint_the_model_wrote_is_learned_by_every_replica_and_after_a_r
         (WRITTEN, written_id),
         "{answer:?}"
     );
-    let _ = stop.send(());
-    replica
-        .await
-        .expect("c2d-hints does not panic")
-        .expect("c2d-hints stops cleanly");
+    replica.stop().await;
     stack.stop().await;
 }
 

@@ -13,25 +13,11 @@ use c2d_keeper::webhook::{Problem, REPAIRED_HOOK_TYPE};
 use c2d_keeper::{Config, State, TenantStatus};
 use c2d_proto::events::{Event, Origin, STREAM};
 use c2d_testkit::gateway::ACME_TOKEN;
-use c2d_testkit::{Pipeline, eventually, stored_events};
+use c2d_testkit::{InProcess, Pipeline, eventually, stored_events};
 use c2dctl::simulator::{self, SimulatorConfig};
-use tokio::sync::oneshot;
 
 /// The keeper of tenant `acme`, in-process, checking every 200 ms.
-struct Keeper {
-    stop: oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<Result<(), c2d_keeper::KeeperError>>,
-}
-
-impl Keeper {
-    /// Stops it, once its round under way is over.
-    async fn stop(self) {
-        let _ = self.stop.send(());
-        self.task.await.unwrap().expect("the keeper stops cleanly");
-    }
-}
-
-async fn start_keeper(pipeline: &Pipeline, api: &str) -> Keeper {
+async fn start_keeper(pipeline: &Pipeline, api: &str) -> InProcess<c2d_keeper::KeeperError> {
     let config = Config {
         nats_url: pipeline.nats.url(),
         addr: "127.0.0.1:0".parse().unwrap(),
@@ -50,11 +36,7 @@ async fn start_keeper(pipeline: &Pipeline, api: &str) -> Keeper {
         replicas: 1,
     };
     let listener = tokio::net::TcpListener::bind(config.addr).await.unwrap();
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(c2d_keeper::run(config, listener, async move {
-        let _ = stopped.await;
-    }));
-    Keeper { stop, task }
+    InProcess::spawn(|shutdown| c2d_keeper::run(config, listener, shutdown))
 }
 
 /// The keeper's status of `acme` once `done` holds for it.

@@ -9,8 +9,8 @@ use std::time::Duration;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::post;
+use c2d_testkit::InProcess;
 use serde_json::{Value as Json, json};
-use tokio::sync::oneshot;
 
 /// What the local receivers got.
 #[derive(Default)]
@@ -73,15 +73,13 @@ pub async fn start_receivers(state: Shared) -> String {
 }
 
 pub struct Running {
-    stop: oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<Result<(), c2d_alerting::AlertingError>>,
+    service: InProcess<c2d_alerting::AlertingError>,
     pub endpoint: String,
 }
 
 impl Running {
     pub async fn stop(self) {
-        let _ = self.stop.send(());
-        self.task.await.unwrap().expect("stops cleanly");
+        self.service.stop().await;
     }
 }
 
@@ -103,20 +101,13 @@ pub async fn start_alerting(nats_url: &str, rules: &str, more: &[(&str, &str)]) 
         .expect("valid test configuration");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let endpoint = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(c2d_alerting::run(config, listener, async {
-        let _ = stopped.await;
-    }));
+    let service = InProcess::spawn(|shutdown| c2d_alerting::run(config, listener, shutdown));
     for _ in 0..200 {
         if c2d_testkit::grpc::health(&endpoint, c2d_proto::alerting::SERVICE_NAME)
             .await
             .is_ok()
         {
-            return Running {
-                stop,
-                task,
-                endpoint,
-            };
+            return Running { service, endpoint };
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
