@@ -35,7 +35,7 @@ use std::path::PathBuf;
 use bytes::Bytes;
 
 pub use gateway::GatewayProcess;
-pub use in_process::{InProcess, Shutdown};
+pub use in_process::{InProcess, Killable, Shutdown};
 pub use nats::{
     NatsCluster, NatsServer, ordered_read_rate, publish_deliveries, stored_events, stream_messages,
 };

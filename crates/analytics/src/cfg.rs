@@ -7,6 +7,7 @@
 //! | `ANALYTICS_METRICS_ADDR` | `127.0.0.1:9152` | where `/metrics` (Prometheus) and `/healthz` are served; `off` for none |
 //! | `ANALYTICS_DATA_DIR` | `data/analytics` | where snapshots are kept |
 //! | `ANALYTICS_SNAPSHOT_SECS` | `30` | how often the projection is saved (and at shutdown) |
+//! | `ANALYTICS_SHARED_SNAPSHOT_SECS` | `300` | with partitions: how often a partition's snapshot is shared in the `C2D_ANALYTICS` bucket for its next owner (and when it is let go) |
 //! | `ANALYTICS_PARTITIONS` | `0` | `0`: this replica reads the whole log and holds every tenant. Otherwise the gateway's `GATEWAY_PARTITIONS`: replicas share the partitions of `CHAT2DESK_PARTITIONED` and answer for any tenant, forwarding to its owner (docs/scaling.md) |
 //! | `ANALYTICS_REPLICA` | `HOSTNAME`, else `analytics` | this replica's name among the others (the pod's name; stable, so its partitions come back to it) |
 //! | `ANALYTICS_ADVERTISE_ADDR` | `ANALYTICS_GRPC_ADDR` | where the other replicas reach this one's AnalyticsService (the pod's address and port) |
@@ -23,6 +24,10 @@ pub const DEFAULT_GRPC_ADDR: &str = "127.0.0.1:50052";
 pub const DEFAULT_METRICS_ADDR: &str = "127.0.0.1:9152";
 pub const DEFAULT_DATA_DIR: &str = "data/analytics";
 pub const DEFAULT_SNAPSHOT_INTERVAL: Duration = Duration::from_secs(30);
+/// Longer than the saves to disk: a shared snapshot crosses the network and is stored by every
+/// NATS replica, and it is needed only when a partition's owner dies; a partition let go is
+/// shared as it goes, whatever this says.
+pub const DEFAULT_SHARED_SNAPSHOT_INTERVAL: Duration = Duration::from_secs(300);
 
 /// Everything c2d-analytics needs to run.
 #[derive(Debug, Clone)]
@@ -33,6 +38,7 @@ pub struct Config {
     pub metrics_addr: Option<SocketAddr>,
     pub data_dir: PathBuf,
     pub snapshot_interval: Duration,
+    pub shared_snapshot_interval: Duration,
     /// 0: the whole log in this replica.
     pub partitions: u32,
     pub replica: String,
@@ -65,6 +71,11 @@ impl Config {
             DEFAULT_SNAPSHOT_INTERVAL.as_secs(),
             "a positive number of seconds, e.g. 30",
         )?);
+        let shared_snapshot_interval = Duration::from_secs(env.positive(
+            "ANALYTICS_SHARED_SNAPSHOT_SECS",
+            DEFAULT_SHARED_SNAPSHOT_INTERVAL.as_secs(),
+            "a positive number of seconds, e.g. 300",
+        )?);
         Ok(Config {
             nats_url: env
                 .get("NATS_URL")
@@ -76,6 +87,7 @@ impl Config {
                 .unwrap_or_else(|| DEFAULT_DATA_DIR.to_owned())
                 .into(),
             snapshot_interval,
+            shared_snapshot_interval,
             partitions: env.parse(
                 "ANALYTICS_PARTITIONS",
                 0,
@@ -106,6 +118,10 @@ mod tests {
         let config = Config::from_lookup(|_| None).unwrap();
         assert_eq!(config.grpc_addr.to_string(), DEFAULT_GRPC_ADDR);
         assert_eq!(config.snapshot_interval, DEFAULT_SNAPSHOT_INTERVAL);
+        assert_eq!(
+            config.shared_snapshot_interval,
+            DEFAULT_SHARED_SNAPSHOT_INTERVAL
+        );
         let error = Config::from_lookup(|n| (n == "ANALYTICS_SNAPSHOT_SECS").then(|| "0".into()))
             .unwrap_err();
         assert!(error.to_string().contains("positive number of seconds"));

@@ -12,6 +12,7 @@
 //! - [`requests`]: first-response and resolution times, robust to late events.
 //! - [`sketch`]: the mergeable quantile sketch (1% relative error).
 //! - [`snapshot`]: the projection on disk, so restarts replay little.
+//! - [`shared_snapshots`]: a partition's snapshot in NATS, so its next owner replays little.
 //! - [`query`], [`service`], [`error`]: the gRPC surface and its validation.
 //! - [`partitioned`]: the tenants of the partitions a replica owns, when several share them.
 //! - [`runner`]: the running service; [`cfg`]: its configuration; [`metrics`]: what it
@@ -28,6 +29,7 @@ pub mod query;
 pub mod requests;
 pub mod runner;
 pub mod service;
+pub mod shared_snapshots;
 pub mod sketch;
 pub mod snapshot;
 

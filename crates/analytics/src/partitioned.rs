@@ -4,10 +4,11 @@
 //! With `ANALYTICS_PARTITIONS` set, a replica takes part in the `analytics` group's partition
 //! leases (c2d_subscriber::ownership) and keeps one projection per owned partition, read from
 //! `CHAT2DESK_PARTITIONED` and saved in a snapshot of its own (`partition-{n}` under the data
-//! directory), so a partition that moves is replayed alone, from its own start, by its new
-//! owner. A query names its tenant; the tenant's partition is computed as nats-server computes
-//! it, and the query is answered here when this replica owns the partition, or forwarded once
-//! to the owner. Every AnalyticsService call is about one tenant, so no answer needs merging.
+//! directory), and shared in NATS for the partition's next owner ([`crate::shared_snapshots`]):
+//! a partition that moves is read by its new owner from the further along of the two, and
+//! only the events after it are replayed. A query names its tenant; the tenant's partition is
+//! computed as nats-server computes it, and the query is answered here when this replica owns
+//! the partition, or forwarded once to the owner. Every AnalyticsService call is about one tenant, so no answer needs merging.
 //!
 //! A partition that moves is replayed by its new owner while that replica serves its other
 //! partitions. Until the replay has caught up, the partition's tenants are answered with
@@ -16,6 +17,7 @@
 
 use std::collections::BTreeMap;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -33,6 +35,7 @@ use tonic::transport::Channel;
 
 use crate::projection::Projection;
 use crate::runner::{applying, broadcast_minutes, load_snapshot, save, save_periodically};
+use crate::shared_snapshots::{SharedSnapshotError, SharedSnapshots, Standing};
 use crate::snapshot::SnapshotStore;
 
 /// The request header of a query forwarded by another replica: not forwarded again.
@@ -164,6 +167,14 @@ pub struct PartitionReader {
     pub client: async_nats::Client,
     pub data_dir: std::path::PathBuf,
     pub snapshot_interval: Duration,
+    /// Where each partition's snapshot is shared with its next owner.
+    pub shared: SharedSnapshots,
+    /// How often a partition's snapshot is shared while it is read; a dead owner's next one
+    /// replays at most this much of the log again.
+    pub shared_interval: Duration,
+    /// When this replica's rebuild began (Unix ms), or 0 when it is not rebuilding: the origin
+    /// of a partition it reads from the start.
+    pub rebuilt_at: u64,
     pub minutes: broadcast::Sender<MinuteUpdate>,
     /// The replica's metrics and readiness, which every partition's reader reports to.
     pub progress: Arc<ReplicaProgress>,
@@ -172,17 +183,21 @@ pub struct PartitionReader {
 }
 
 impl PartitionReader {
-    /// Reads `partition` into its own projection until `stop`: its snapshot first, then the
-    /// log after it; saved periodically and once more when it stops.
+    /// Reads `partition` into its own projection until `stop`: from its snapshot, this
+    /// replica's own or the shared one, whichever is further along, then the log after it;
+    /// saved and shared periodically, and once more when it stops.
     pub async fn read(self, partition: u32, stop: PartitionStop) {
         let store = SnapshotStore::partition(&self.data_dir, partition);
         let mut projection = match load_snapshot(&store) {
             Ok(projection) => projection,
             Err(error) => {
-                tracing::error!(partition, %error, "the partition's snapshot cannot be read; replaying the partition from its start");
+                tracing::error!(partition, %error, "the partition's snapshot cannot be read; starting from the shared one, or the partition's start");
                 Projection::default()
             }
         };
+        if projection.last_sequence == 0 {
+            projection.origin = self.rebuilt_at;
+        }
         projection.use_calendars(self.calendars.clone());
         let projection = Arc::new(RwLock::new(projection));
         // Replaying from here on, before any query can find the projection.
@@ -196,6 +211,13 @@ impl PartitionReader {
                 self.snapshot_interval,
                 background_stop.clone(),
             )),
+            tokio::spawn(share_periodically(
+                self.shared.clone(),
+                partition,
+                Arc::clone(&projection),
+                self.shared_interval,
+                background_stop.clone(),
+            )),
             tokio::spawn(broadcast_minutes(
                 Arc::clone(&projection),
                 self.minutes.clone(),
@@ -204,12 +226,26 @@ impl PartitionReader {
         ];
         let config = SubscriberConfig::new(format!("analytics-partition-{partition}"))
             .position_kept_by_handler();
-        let position = || {
-            let last = projection
-                .read()
-                .unwrap_or_else(PoisonError::into_inner)
-                .last_sequence;
-            std::future::ready(Some(last))
+        // The position is known once the shared snapshot has been looked at: until then the
+        // reader asks again, for as long as the partition is owned.
+        let looked_at_shared = &AtomicBool::new(false);
+        let (shared, calendars, current) = (&self.shared, &self.calendars, &projection);
+        let position = move || async move {
+            if !looked_at_shared.load(Ordering::Acquire) {
+                if let Err(error) =
+                    take_shared_if_further(shared, partition, current, calendars).await
+                {
+                    tracing::warn!(partition, %error);
+                    return None;
+                }
+                looked_at_shared.store(true, Ordering::Release);
+            }
+            Some(
+                current
+                    .read()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .last_sequence,
+            )
         };
         follow_partition(
             self.client.clone(),
@@ -226,6 +262,97 @@ impl PartitionReader {
             let _ = task.await;
         }
         save(&store, &projection);
+        if let Err(error) = share(&self.shared, partition, &projection).await {
+            tracing::warn!(%error);
+        }
         self.partitions.let_go(partition);
+    }
+}
+
+/// Replaces `projection` with `partition`'s shared snapshot when that is further along.
+async fn take_shared_if_further(
+    shared: &SharedSnapshots,
+    partition: u32,
+    projection: &RwLock<Projection>,
+    calendars: &Calendars,
+) -> Result<(), SharedSnapshotError> {
+    let own = Standing::of(&projection.read().unwrap_or_else(PoisonError::into_inner));
+    if shared
+        .standing(partition)
+        .await?
+        .is_none_or(|held| held <= own)
+    {
+        return Ok(());
+    }
+    let Some(mut loaded) = shared.load(partition).await? else {
+        return Ok(());
+    };
+    let further = Standing::of(&loaded);
+    if further <= own {
+        return Ok(());
+    }
+    loaded.use_calendars(calendars.clone());
+    *projection.write().unwrap_or_else(PoisonError::into_inner) = loaded;
+    tracing::info!(
+        partition,
+        sequence = further.sequence,
+        own_sequence = own.sequence,
+        "starting from the partition's shared snapshot, further along than this replica's own"
+    );
+    Ok(())
+}
+
+/// Shares `projection`'s snapshot unless the bucket holds one at least as far along; returns
+/// how far along the bucket's is now.
+async fn share(
+    shared: &SharedSnapshots,
+    partition: u32,
+    projection: &Arc<RwLock<Projection>>,
+) -> Result<Standing, SharedSnapshotError> {
+    let encoding = Arc::clone(projection);
+    let encoded = tokio::task::spawn_blocking(move || {
+        let projection = encoding.read().unwrap_or_else(PoisonError::into_inner);
+        SnapshotStore::encode(&projection).map(|bytes| (Standing::of(&projection), bytes))
+    })
+    .await;
+    let (standing, bytes) = match encoded {
+        Ok(Ok(encoded)) => encoded,
+        Ok(Err(error)) => return Err(SharedSnapshotError::write(partition, &error)),
+        Err(error) => return Err(SharedSnapshotError::write(partition, &error)),
+    };
+    if shared.put(partition, standing, &bytes).await? {
+        tracing::debug!(
+            partition,
+            sequence = standing.sequence,
+            size = bytes.len(),
+            "snapshot shared"
+        );
+    }
+    Ok(standing)
+}
+
+/// Shares the partition's snapshot every `interval` while it has moved on.
+async fn share_periodically(
+    shared: SharedSnapshots,
+    partition: u32,
+    projection: Arc<RwLock<Projection>>,
+    interval: Duration,
+    stop: watch::Receiver<bool>,
+) {
+    let mut shared_at: Option<Standing> = None;
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+    loop {
+        tokio::select! {
+            () = c2d_telemetry::shutdown::stopped(stop.clone()) => return,
+            _ = ticks.tick() => {}
+        }
+        let now = Standing::of(&projection.read().unwrap_or_else(PoisonError::into_inner));
+        if shared_at == Some(now) {
+            continue;
+        }
+        match share(&shared, partition, &projection).await {
+            Ok(standing) => shared_at = Some(standing),
+            Err(error) => tracing::warn!(%error),
+        }
     }
 }

@@ -32,6 +32,7 @@ use crate::cfg::Config;
 use crate::partitioned::{PartitionReader, Partitions, Projections};
 use crate::projection::Projection;
 use crate::service::AnalyticsGrpc;
+use crate::shared_snapshots::{SharedSnapshotError, SharedSnapshots};
 use crate::snapshot::{SnapshotError, SnapshotStore};
 
 /// The subscriber's name in logs and dead letters.
@@ -56,11 +57,15 @@ pub enum AnalyticsError {
     Ownership(#[from] OwnershipError),
     #[error(transparent)]
     Calendars(#[from] StoreError),
+    #[error(transparent)]
+    SharedSnapshots(#[from] SharedSnapshotError),
 }
 
 /// c2d-analytics, ready to run.
 pub struct Analytics {
     config: Config,
+    /// When `--rebuild` began (Unix ms), or 0 without it.
+    rebuilt_at: u64,
     store: SnapshotStore,
     projection: Arc<RwLock<Projection>>,
     minutes: broadcast::Sender<MinuteUpdate>,
@@ -70,7 +75,11 @@ impl Analytics {
     /// Loads the last snapshot, or with `rebuild` deletes it to replay the whole stream.
     pub fn open(config: Config, rebuild: bool) -> Result<Analytics, AnalyticsError> {
         let store = SnapshotStore::new(&config.data_dir);
+        let mut rebuilt_at = 0;
         if rebuild {
+            rebuilt_at = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |since| since.as_millis() as u64);
             store.delete()?;
             // A replica's partitions are rebuilt too, each from its start.
             for partition in SnapshotStore::partitions(&config.data_dir)? {
@@ -90,6 +99,7 @@ impl Analytics {
         let (minutes, _) = broadcast::channel(1024);
         Ok(Analytics {
             config,
+            rebuilt_at,
             store,
             projection: Arc::new(RwLock::new(projection)),
             minutes,
@@ -204,6 +214,16 @@ impl Analytics {
             config.partitions,
         );
         leases.lease = config.lease;
+        // The bucket is kept as the log is: with as many replicas (when this replica is the
+        // first to need it), and opened before any partition is claimed.
+        let jetstream = async_nats::jetstream::new(client.clone());
+        let replicas = c2d_subscriber::replicas_of(&jetstream, c2d_proto::events::STREAM)
+            .await
+            .max(
+                c2d_subscriber::replicas_of(&jetstream, c2d_proto::partitions::PARTITIONED_STREAM)
+                    .await,
+            );
+        let shared = SharedSnapshots::open(&client, replicas).await?;
         let ownership = Ownership::join(client.clone(), leases).await?;
         // The partition readers together are the consumer reported, and the replica is ready
         // once every partition it owns has caught up; a partition claimed later is answered
@@ -242,6 +262,9 @@ impl Analytics {
             client,
             data_dir: config.data_dir.clone(),
             snapshot_interval: config.snapshot_interval,
+            shared,
+            shared_interval: config.shared_snapshot_interval,
+            rebuilt_at: self.rebuilt_at,
             minutes: self.minutes.clone(),
         };
         let logging = tokio::spawn({

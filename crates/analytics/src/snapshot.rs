@@ -1,9 +1,10 @@
 //! The projection on disk, so that a restart replays only what came after the snapshot.
 //!
 //! A snapshot is the whole projection, its last applied stream sequence included, encoded with
-//! postcard behind a magic header and a format version. It is written to a temporary file,
-//! flushed to disk and renamed over the previous one: a crash mid-write leaves the previous
-//! snapshot whole.
+//! postcard behind a magic header, a format version and the projection's origin (the rebuild
+//! it descends from). It is written to a temporary file, flushed to disk and renamed over the
+//! previous one: a crash mid-write leaves the previous snapshot whole. The same bytes are what
+//! a replica shares in NATS ([`crate::shared_snapshots`]).
 
 use std::fs;
 use std::io::Write;
@@ -13,7 +14,10 @@ use crate::projection::Projection;
 
 // 02: cells and request clocks name their dimensions by combination id.
 // 03: request clocks keep their business-time samples too.
-const MAGIC: &[u8; 8] = b"C2DANL03";
+// 04: the projection's origin (8 bytes, little-endian) between the header and the body; a 03
+//     snapshot reads as one of origin 0, so an upgrade keeps its snapshots.
+const MAGIC: &[u8; 8] = b"C2DANL04";
+const MAGIC_WITHOUT_ORIGIN: &[u8; 8] = b"C2DANL03";
 const FILE_NAME: &str = "analytics.snapshot";
 /// A partition's snapshot directory is this and the partition's number.
 const PARTITION_DIR: &str = "partition-";
@@ -64,13 +68,25 @@ impl SnapshotStore {
                 });
             }
         };
-        let body = bytes
-            .strip_prefix(MAGIC.as_slice())
-            .ok_or_else(|| SnapshotError::Format { path: path.clone() })?;
-        let mut projection: Projection =
-            postcard::from_bytes(body).map_err(|_| SnapshotError::Format { path })?;
+        Self::decode(&bytes)
+            .map(Some)
+            .ok_or(SnapshotError::Format { path })
+    }
+
+    /// The projection in a snapshot's bytes; `None` when they are not a snapshot this version
+    /// reads.
+    pub fn decode(bytes: &[u8]) -> Option<Projection> {
+        let (origin, body) = match bytes.strip_prefix(MAGIC.as_slice()) {
+            Some(rest) => {
+                let (origin, body) = rest.split_first_chunk::<8>()?;
+                (u64::from_le_bytes(*origin), body)
+            }
+            None => (0, bytes.strip_prefix(MAGIC_WITHOUT_ORIGIN.as_slice())?),
+        };
+        let mut projection: Projection = postcard::from_bytes(body).ok()?;
+        projection.origin = origin;
         projection.reindex();
-        Ok(Some(projection))
+        Some(projection)
     }
 
     /// Writes `projection` atomically; returns the snapshot's size in bytes.
@@ -82,6 +98,7 @@ impl SnapshotStore {
     /// lock, and the slow write to disk after.
     pub fn encode(projection: &Projection) -> Result<Vec<u8>, SnapshotError> {
         let mut bytes = MAGIC.to_vec();
+        bytes.extend(projection.origin.to_le_bytes());
         bytes.extend(postcard::to_stdvec(projection)?);
         Ok(bytes)
     }
@@ -212,10 +229,12 @@ mod tests {
             ..Event::default()
         };
         projection.apply(7, &event);
+        projection.origin = 1_764_000_000_000;
         store.save(&projection).unwrap();
 
         let mut loaded = store.load().unwrap().expect("saved");
         assert_eq!(loaded.last_sequence, 7);
+        assert_eq!(loaded.origin, projection.origin);
         let names = &loaded.tenants["acme"].aggregates.names;
         assert_eq!(
             names.find("telegram").map(|id| names.text(id)),
@@ -231,5 +250,17 @@ mod tests {
         store.delete().unwrap();
         assert!(store.load().unwrap().is_none());
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_snapshot_from_before_origins_loads_as_one_from_no_rebuild() {
+        let mut projection = Projection::default();
+        projection.last_sequence = 42;
+        let mut bytes = MAGIC_WITHOUT_ORIGIN.to_vec();
+        bytes.extend(postcard::to_stdvec(&projection).unwrap());
+        let loaded = SnapshotStore::decode(&bytes).expect("a 03 snapshot is read");
+        assert_eq!((loaded.last_sequence, loaded.origin), (42, 0));
+        assert!(SnapshotStore::decode(&MAGIC[..]).is_none(), "too short");
+        assert!(SnapshotStore::decode(b"C2DANL02whatever").is_none());
     }
 }

@@ -2,33 +2,38 @@
 //! and gateway: every tenant's answers, asked of any replica, equal those of one replica that
 //! read the whole log; and again after a replica is stopped and another added. While a
 //! partition moves, its tenants are answered in full or told to ask again, never from a part
-//! of their history.
+//! of their history; and a partition that moves keeps the history the log no longer holds,
+//! whether its owner stopped or was killed.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
+use c2d_analytics::shared_snapshots::SharedSnapshots;
 use c2d_analytics::{Analytics, Config};
 use c2d_proto::analytics::AnalyticsServiceClient;
+use c2d_proto::partitions::PARTITIONED_STREAM;
 use c2d_testkit::partitions::wait_for_owners;
 use c2d_testkit::replicas::{
     analytics_answers, conversation, post_conversations, requests_closed, requests_closed_or_status,
 };
-use c2d_testkit::{InProcess, Pipeline, eventually, publish_deliveries};
+use c2d_testkit::{Killable, Pipeline, eventually, publish_deliveries, stream_messages};
 use tonic_health::pb::health_check_response::ServingStatus;
 
 const PARTITIONS: u32 = 8;
 const TENANTS: usize = 12;
 
-/// c2d-analytics in-process on a free port: a replica when `replica` is named, else one
-/// process that reads the whole log.
+/// c2d-analytics in-process on a free port and a runtime of its own, as a pod: a replica when
+/// `replica` is named, else one process that reads the whole log.
 struct Running {
     addr: String,
-    service: InProcess<c2d_analytics::AnalyticsError>,
+    service: Killable<c2d_analytics::AnalyticsError>,
     _data: tempfile::TempDir,
 }
 
 async fn start(pipeline: &Pipeline, replica: Option<&str>) -> Running {
     let data = tempfile::tempdir().unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let (url, dir) = (pipeline.nats.url(), data.path().display().to_string());
     let replica = replica.map(str::to_owned);
@@ -40,11 +45,15 @@ async fn start(pipeline: &Pipeline, replica: Option<&str>) -> Running {
         "ANALYTICS_REPLICA" => replica.clone(),
         "ANALYTICS_ADVERTISE_ADDR" => Some(addr.clone()),
         "ANALYTICS_LEASE_SECS" => Some("2".into()),
+        "ANALYTICS_SHARED_SNAPSHOT_SECS" => Some("1".into()),
         _ => None,
     })
     .unwrap();
     let analytics = Analytics::open(config, false).unwrap();
-    let service = InProcess::spawn(|shutdown| analytics.run(listener, shutdown));
+    let service = Killable::spawn(|shutdown| {
+        let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+        analytics.run(listener, shutdown)
+    });
     Running {
         addr,
         service,
@@ -65,6 +74,11 @@ impl Running {
 
     async fn stop(self) {
         self.service.stop().await;
+    }
+
+    /// Stops it as a deleted pod stops: nothing saved, shared or released.
+    fn kill(self) {
+        self.service.kill();
     }
 }
 
@@ -245,4 +259,94 @@ async fn a_moved_partition_is_unavailable_while_it_is_replayed_never_partial() {
     );
     second.stop().await;
     first.stop().await;
+}
+
+/// Every event the partitioned log holds is dropped, as its `max_age` drops old events: what a
+/// partition's next owner cannot replay must come from a snapshot.
+async fn log_forgets_its_history(pipeline: &Pipeline) {
+    let jetstream = pipeline.nats.jetstream().await;
+    let stream = jetstream.get_stream(PARTITIONED_STREAM).await.unwrap();
+    stream.purge().await.unwrap();
+}
+
+/// Waits until every partition's shared snapshot holds the partition's last event.
+async fn all_shared(pipeline: &Pipeline) {
+    let shared = SharedSnapshots::open(&pipeline.client().await, 1)
+        .await
+        .unwrap();
+    let jetstream = pipeline.nats.jetstream().await;
+    let mut last = BTreeMap::new();
+    for message in stream_messages(&jetstream, PARTITIONED_STREAM)
+        .await
+        .unwrap()
+    {
+        let partition: u32 = message
+            .subject
+            .split('.')
+            .nth(2)
+            .and_then(|n| n.parse().ok())
+            .expect("chat2desk.partitioned.{n}.…");
+        last.insert(partition, message.sequence);
+    }
+    let (shared, last) = (&shared, &last);
+    eventually(
+        "every partition's snapshot is shared",
+        Duration::from_secs(30),
+        || async move {
+            for (&partition, &sequence) in last {
+                let held = shared
+                    .standing(partition)
+                    .await
+                    .map_err(|error| error.to_string())?;
+                if held.is_none_or(|held| held.sequence < sequence) {
+                    return Err(format!("partition {partition}: {held:?}, last {sequence}"));
+                }
+            }
+            Ok(())
+        },
+    )
+    .await;
+}
+
+/// A partition that moves keeps its tenants' whole history, also the part the log no longer
+/// holds: its next owner starts from the snapshot its last owner shared, when that owner was
+/// stopped (as in a rolling update) and when it was killed (as a deleted pod).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_moved_partition_keeps_the_history_the_log_no_longer_holds() {
+    let pipeline = Pipeline::start_partitioned(PARTITIONS, TENANTS).await;
+    // Reads the whole log, CHAT2DESK, which keeps every event here.
+    let whole = start(&pipeline, None).await;
+    post_conversations(&pipeline, 0..4, TENANTS).await;
+    let first = start(&pipeline, Some("analytics-0")).await;
+    owners_are(&pipeline, &["analytics-0"]).await;
+    has_closed(&first, 4, "analytics-0 read the partitions").await;
+    first.stop().await;
+
+    log_forgets_its_history(&pipeline).await;
+    post_conversations(&pipeline, 4..6, TENANTS).await;
+    let second = start(&pipeline, Some("analytics-1")).await;
+    owners_are(&pipeline, &["analytics-1"]).await;
+    has_closed(&whole, 6, "the whole-log process has the new events").await;
+    agrees(
+        &second,
+        &whole,
+        "analytics-1 holds what analytics-0 shared as it stopped, and the events after it",
+    )
+    .await;
+
+    all_shared(&pipeline).await;
+    second.kill();
+    log_forgets_its_history(&pipeline).await;
+    post_conversations(&pipeline, 6..7, TENANTS).await;
+    let third = start(&pipeline, Some("analytics-2")).await;
+    owners_are(&pipeline, &["analytics-2"]).await;
+    has_closed(&whole, 7, "the whole-log process has the newest events").await;
+    agrees(
+        &third,
+        &whole,
+        "analytics-2 holds what analytics-1 shared before it was killed, and the events after it",
+    )
+    .await;
+    third.stop().await;
+    whole.stop().await;
 }

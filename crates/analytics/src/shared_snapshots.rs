@@ -1,0 +1,209 @@
+//! Partition snapshots shared through NATS, so that a partition that moves to another replica
+//! goes on from where its last owner was, not from the first event the log still holds.
+//!
+//! A replica's own snapshots ([`crate::snapshot`]) live on its volume, which no other replica
+//! sees. When a partition moves (a rolling update, a deleted pod, a replica added or removed),
+//! its new owner would read it from the start of `CHAT2DESK_PARTITIONED`, and with a `max_age`
+//! on the log every event older than that would be gone from its tenants' figures for good. So
+//! an owner also puts each of its partitions' snapshots into the object store bucket
+//! `C2D_ANALYTICS`, every `ANALYTICS_SHARED_SNAPSHOT_SECS` and when it lets the partition go,
+//! and a replica that takes a partition starts from whichever is further along, its own
+//! snapshot or the shared one.
+//!
+//! Two snapshots of one partition are the same projection at two points of one log, so the one
+//! with the higher stream sequence holds everything the other does. A rebuild is the exception:
+//! after it, every snapshot from before it is stale, whatever its sequence. So a projection
+//! carries its origin (when the rebuild it descends from began), and snapshots are ranked by
+//! origin first and sequence second ([`Standing`]). The same rank keeps a lagging or stale
+//! writer from replacing a better snapshot in the bucket.
+
+use std::collections::HashMap;
+
+use async_nats::jetstream::object_store::{self, ObjectMetadata, ObjectStore};
+use async_nats::jetstream::stream::StorageType;
+use tokio::io::AsyncReadExt as _;
+
+use crate::projection::Projection;
+use crate::snapshot::SnapshotStore;
+
+/// The object store bucket of the replicas' partition snapshots (`OBJ_C2D_ANALYTICS`).
+pub const BUCKET: &str = "C2D_ANALYTICS";
+const SEQUENCE: &str = "sequence";
+const ORIGIN: &str = "origin";
+
+/// How far along a snapshot is: the later rebuild first, then the later event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Standing {
+    /// When the rebuild the snapshot descends from began (Unix ms); 0: none.
+    pub origin: u64,
+    /// The stream sequence of the last event it holds.
+    pub sequence: u64,
+}
+
+impl Standing {
+    /// How far along a snapshot of `projection` is.
+    pub fn of(projection: &Projection) -> Standing {
+        Standing {
+            origin: projection.origin,
+            sequence: projection.last_sequence,
+        }
+    }
+
+    fn from_metadata(metadata: &HashMap<String, String>) -> Option<Standing> {
+        Some(Standing {
+            origin: metadata.get(ORIGIN)?.parse().ok()?,
+            sequence: metadata.get(SEQUENCE)?.parse().ok()?,
+        })
+    }
+}
+
+/// Why the shared snapshots could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum SharedSnapshotError {
+    #[error(
+        "cannot open the object store bucket {BUCKET}: {0}; check that NATS runs JetStream and that the analytics user may publish to $O.{BUCKET}.>"
+    )]
+    Open(String),
+    #[error("cannot read partition {partition}'s shared snapshot: {reason}; trying again")]
+    Read { partition: u32, reason: String },
+    #[error(
+        "cannot share partition {partition}'s snapshot: {reason}; if its next owner is another replica, it replays more of the log"
+    )]
+    Write { partition: u32, reason: String },
+}
+
+impl SharedSnapshotError {
+    pub(crate) fn write(partition: u32, error: &dyn std::fmt::Display) -> SharedSnapshotError {
+        SharedSnapshotError::Write {
+            partition,
+            reason: error.to_string(),
+        }
+    }
+}
+
+/// The bucket of shared partition snapshots.
+#[derive(Clone)]
+pub struct SharedSnapshots {
+    bucket: ObjectStore,
+}
+
+impl SharedSnapshots {
+    /// The bucket, made with `replicas` (the log's) when this is the first replica to need it.
+    pub async fn open(
+        client: &async_nats::Client,
+        replicas: usize,
+    ) -> Result<SharedSnapshots, SharedSnapshotError> {
+        let jetstream = async_nats::jetstream::new(client.clone());
+        let bucket = match jetstream.get_object_store(BUCKET).await {
+            Ok(bucket) => bucket,
+            Err(_) => jetstream
+                .create_object_store(object_store::Config {
+                    bucket: BUCKET.into(),
+                    description: Some(
+                        "c2d-analytics: each partition's latest snapshot, for its next owner"
+                            .into(),
+                    ),
+                    num_replicas: replicas.max(1),
+                    storage: StorageType::File,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|error| SharedSnapshotError::Open(error.to_string()))?,
+        };
+        Ok(SharedSnapshots { bucket })
+    }
+
+    /// How far along `partition`'s shared snapshot is, without reading it; `None` when there
+    /// is none.
+    pub async fn standing(&self, partition: u32) -> Result<Option<Standing>, SharedSnapshotError> {
+        self.held(partition)
+            .await
+            .map_err(|reason| SharedSnapshotError::Read { partition, reason })
+    }
+
+    async fn held(&self, partition: u32) -> Result<Option<Standing>, String> {
+        match self.bucket.info(object_name(partition)).await {
+            Ok(info) => Ok(Standing::from_metadata(&info.metadata)),
+            Err(error) if error.kind() == object_store::InfoErrorKind::NotFound => Ok(None),
+            Err(error) => Err(error.to_string()),
+        }
+    }
+
+    /// `partition`'s shared snapshot; `None` when there is none, or when it is from a version
+    /// that cannot read it (then the log is replayed, as for a snapshot on disk).
+    pub async fn load(&self, partition: u32) -> Result<Option<Projection>, SharedSnapshotError> {
+        let read = |error: &dyn std::fmt::Display| SharedSnapshotError::Read {
+            partition,
+            reason: error.to_string(),
+        };
+        let mut object = match self.bucket.get(object_name(partition)).await {
+            Ok(object) => object,
+            Err(error) if error.kind() == object_store::GetErrorKind::NotFound => return Ok(None),
+            Err(error) => return Err(read(&error)),
+        };
+        let mut bytes = Vec::with_capacity(object.info().size);
+        object
+            .read_to_end(&mut bytes)
+            .await
+            .map_err(|error| read(&error))?;
+        let projection = SnapshotStore::decode(&bytes);
+        if projection.is_none() {
+            tracing::warn!(
+                partition,
+                "the shared snapshot is from another version; it is not used"
+            );
+        }
+        Ok(projection)
+    }
+
+    /// Shares `bytes`, a snapshot of `partition` at `standing`, unless the bucket holds one at
+    /// least as far along; true when it was written.
+    pub async fn put(
+        &self,
+        partition: u32,
+        standing: Standing,
+        bytes: &[u8],
+    ) -> Result<bool, SharedSnapshotError> {
+        let write = |error: &dyn std::fmt::Display| SharedSnapshotError::write(partition, error);
+        let held = self.held(partition).await.map_err(|error| write(&error))?;
+        if held.is_some_and(|held| held >= standing) {
+            return Ok(false);
+        }
+        let metadata = ObjectMetadata {
+            name: object_name(partition),
+            metadata: HashMap::from([
+                (ORIGIN.to_owned(), standing.origin.to_string()),
+                (SEQUENCE.to_owned(), standing.sequence.to_string()),
+            ]),
+            ..Default::default()
+        };
+        self.bucket
+            .put(metadata, &mut &bytes[..])
+            .await
+            .map_err(|error| write(&error))?;
+        Ok(true)
+    }
+}
+
+fn object_name(partition: u32) -> String {
+    format!("partition-{partition}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_later_rebuild_outranks_any_sequence_before_it() {
+        let standing = |origin, sequence| Standing { origin, sequence };
+        assert!(standing(0, 10) > standing(0, 9));
+        assert!(standing(5, 1) > standing(0, 1_000_000));
+        assert!(standing(5, 0) > standing(4, 9));
+        let metadata = HashMap::from([
+            (ORIGIN.to_owned(), "5".to_owned()),
+            (SEQUENCE.to_owned(), "77".to_owned()),
+        ]);
+        assert_eq!(Standing::from_metadata(&metadata), Some(standing(5, 77)));
+        assert_eq!(Standing::from_metadata(&HashMap::new()), None);
+    }
+}

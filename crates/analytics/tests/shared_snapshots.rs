@@ -1,0 +1,84 @@
+//! The shared partition snapshots against a real nats-server: a snapshot is replaced only by
+//! one further along, and one from a later rebuild is further along whatever its sequence, so
+//! neither a lagging owner nor one from before a rebuild can set a partition back.
+
+use c2d_analytics::projection::Projection;
+use c2d_analytics::shared_snapshots::{SharedSnapshots, Standing};
+use c2d_analytics::snapshot::SnapshotStore;
+use c2d_testkit::NatsServer;
+
+fn snapshot(origin: u64, sequence: u64) -> (Standing, Vec<u8>) {
+    let mut projection = Projection::default();
+    projection.origin = origin;
+    projection.last_sequence = sequence;
+    (
+        Standing::of(&projection),
+        SnapshotStore::encode(&projection).unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn only_a_snapshot_further_along_replaces_the_shared_one() {
+    let nats = NatsServer::start().await.unwrap();
+    let shared = SharedSnapshots::open(&nats.client().await, 1)
+        .await
+        .unwrap();
+    assert_eq!(shared.standing(3).await.unwrap(), None);
+    assert!(shared.load(3).await.unwrap().is_none());
+
+    let put = |origin, sequence| {
+        let shared = shared.clone();
+        async move {
+            let (standing, bytes) = snapshot(origin, sequence);
+            shared.put(3, standing, &bytes).await.unwrap()
+        }
+    };
+    assert!(put(0, 10).await, "the first snapshot is shared");
+    assert!(!put(0, 9).await, "a lagging owner's is not");
+    assert!(!put(0, 10).await, "nor the same again");
+    assert!(put(0, 11).await);
+    assert!(
+        put(7, 2).await,
+        "a rebuild's snapshot replaces any from before it"
+    );
+    assert!(
+        !put(0, 500).await,
+        "one from before the rebuild never comes back"
+    );
+
+    let loaded = shared.load(3).await.unwrap().expect("shared");
+    assert_eq!((loaded.origin, loaded.last_sequence), (7, 2));
+    assert_eq!(
+        shared.standing(3).await.unwrap(),
+        Some(Standing {
+            origin: 7,
+            sequence: 2
+        })
+    );
+    assert_eq!(shared.standing(4).await.unwrap(), None, "per partition");
+}
+
+/// With the deployment's NATS users, analytics' own may make the bucket and share snapshots;
+/// another consumer's (here the users' own services', `reader`) may not write them.
+#[tokio::test]
+async fn the_analytics_user_shares_snapshots_and_no_other_consumer_writes_them() {
+    let nats = NatsServer::start_with_users().await.unwrap();
+    let analytics = nats.client_as("analytics").await.unwrap();
+    let shared = SharedSnapshots::open(&analytics, 1)
+        .await
+        .expect("analytics makes the bucket");
+    let (standing, bytes) = snapshot(0, 5);
+    assert!(
+        shared
+            .put(1, standing, &bytes)
+            .await
+            .expect("analytics shares")
+    );
+    assert_eq!(shared.load(1).await.unwrap().unwrap().last_sequence, 5);
+
+    let reader = nats.client_as("reader").await.unwrap();
+    let theirs = SharedSnapshots::open(&reader, 1).await.unwrap();
+    let (standing, bytes) = snapshot(0, 6);
+    assert!(theirs.put(1, standing, &bytes).await.is_err());
+    assert_eq!(shared.standing(1).await.unwrap().unwrap().sequence, 5);
+}
