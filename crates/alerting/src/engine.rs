@@ -320,7 +320,8 @@ impl Engine {
     /// Writes back, last first, what the keys of a change that failed held before. It stops at
     /// the first write back that fails: the bucket then keeps the change's first writes, as a
     /// crash in the middle of the change would have left them (a notification is written
-    /// before its alert, so it is never the alert without its notification).
+    /// before its alert, so it is never the alert without its notification, and when the rule
+    /// fires again the machine keeps the alert as that notification told it).
     async fn take_back(&self, kept: &mut Machine, written: Vec<Undo>) {
         for undo in written.into_iter().rev() {
             if let Err(error) = self.restore(&undo).await {

@@ -2,7 +2,9 @@
 //! its receiver, is published, and is repeated while nobody takes it in hand.
 //!
 //! A new state is queued before the alert is written, so that a crash between the two writes
-//! leaves a notification to send, never an alert marked as told that nobody was told.
+//! leaves a notification to send, never an alert marked as told that nobody was told. Such a
+//! notification is then the one record of its firing, and the alert is taken from it when the
+//! rule fires again ([`Step::fire`]), so that the receiver is not told twice.
 
 use crate::alert::{AlertRecord, ClientInfo, State};
 use crate::mute::Mute;
@@ -25,6 +27,13 @@ impl Step<'_> {
 
     /// Fires `alert`, routed by its client's tags to the receiver the rule names for them.
     pub(super) fn fire(&mut self, rule: &Rule, mut alert: AlertRecord) {
+        if let Some(told) = self.told_but_not_kept(&alert.fingerprint) {
+            tracing::warn!(rule = %rule.name, tenant = %told.tenant, fingerprint = %told.fingerprint,
+                "this alert's firing was queued for its receiver but not kept (a write failed half-way): kept now as told, not told again");
+            self.put(Record::Alert(told.clone()));
+            self.emit(Effect::Publish(told));
+            return;
+        }
         // A wait that keeps working hours runs out within them (or at closing) by its
         // deadline; the other rules that keep them raise nothing while the tenant is closed.
         if rule.hours == Hours::Business
@@ -44,6 +53,24 @@ impl Step<'_> {
         tracing::warn!(rule = %rule.name, tenant = %alert.tenant,
             fingerprint = %alert.fingerprint, summary = %alert.summary, "alert firing");
         self.transition(alert);
+    }
+
+    /// The firing of `fingerprint` whose notification was written but whose own record was
+    /// not: a change cut short by a crash between the two writes, or one that failed half-way
+    /// and could not be taken back while NATS was failing over. The notification goes out as
+    /// it is; firing anew would tell the receiver a second time, under another key, of an
+    /// incident whose first telling would never be resolved.
+    fn told_but_not_kept(&self, fingerprint: &str) -> Option<AlertRecord> {
+        let kept_since = self.machine.alerts.get(fingerprint).map(|a| a.starts_at);
+        let prefix = format!("notify.{fingerprint}.{}.", State::Firing.as_str());
+        self.machine
+            .notifications
+            .iter()
+            .filter(|(key, _)| key.starts_with(&prefix))
+            .map(|(_, notification)| &notification.alert)
+            .filter(|told| kept_since.is_none_or(|since| told.starts_at > since))
+            .max_by_key(|told| told.starts_at)
+            .cloned()
     }
 
     /// Whether `tenant`'s calendar is open now (a tenant without one always is).
@@ -170,7 +197,7 @@ mod tests {
     use std::time::Duration;
 
     use super::super::fixtures::*;
-    use super::super::{Clients, Machine};
+    use super::super::{Clients, Effect, Machine, Record};
     use crate::alert::{ClientInfo, State};
     use crate::rules::{AlertMatcher, Inhibition, Rule};
 
@@ -193,6 +220,50 @@ mod tests {
         let alert = &put_alerts(&effects)[0];
         assert_eq!(alert.notified_at, Some(T0));
         assert_eq!(published(&effects), std::slice::from_ref(alert));
+    }
+
+    /// The notification of a firing was written, the alert's own record was not (a crash, or
+    /// NATS down through the take-back): the event, delivered again, keeps the alert as it was
+    /// told, and queues nothing more; it then resolves under the key it fired under.
+    #[test]
+    fn a_firing_told_but_not_kept_is_kept_on_the_retry_and_not_told_again() {
+        let rules = rules(vec![rule(
+            "qr",
+            qr_condition_resolving_after(Duration::from_secs(60)),
+        )]);
+        let event = qr("acme", "e1", "5511");
+        let mut first = Machine::default();
+        let effects = hear(&mut first, &rules, &event, T0);
+        let told = put_alerts(&effects)[0].clone();
+        let mut half = Machine::default();
+        for effect in effects {
+            let alert_write = matches!(effect, Effect::Put(Record::Alert(_)));
+            if alert_write {
+                break;
+            }
+            half.apply(effect);
+        }
+        assert!(half.alerts().is_empty());
+
+        let effects = hear(&mut half, &rules, &event, T0 + 5 * SECOND);
+        assert!(notifications(&effects).is_empty(), "{effects:?}");
+        assert_eq!(put_alerts(&effects), std::slice::from_ref(&told));
+        assert_eq!(published(&effects), std::slice::from_ref(&told));
+        assert_eq!(
+            half.due_batches(T0 + 5 * SECOND).len(),
+            1,
+            "the first telling"
+        );
+
+        deliver_everything(&mut half, T0 + 5 * SECOND);
+        let effects = tick(&mut half, &rules, T0 + 2 * MINUTE);
+        let resolved = &published(&effects)[0];
+        assert_eq!(resolved.state, State::Resolved);
+        assert_eq!(resolved.starts_at, told.starts_at);
+        // A later firing, after the resolution, is a new incident again.
+        let effects = hear(&mut half, &rules, &qr("acme", "e2", "5511"), T0 + HOUR);
+        assert_eq!(notifications(&effects).len(), 1);
+        assert_eq!(put_alerts(&effects)[0].starts_at, T0 + HOUR);
     }
 
     #[test]
