@@ -44,7 +44,7 @@ async fn start_analytics(nats_url: &str, dir: &std::path::Path) -> String {
     .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let endpoint = format!("http://{}", listener.local_addr().unwrap());
-    let analytics = c2d_analytics::Analytics::open(config, false).unwrap();
+    let analytics = c2d_analytics::Analytics::open(config, c2d_analytics::Rebuild::No).unwrap();
     tokio::spawn(analytics.run(listener, std::future::pending()));
     endpoint
 }

@@ -123,7 +123,7 @@ async fn rebuild_rate(pipeline: &Pipeline, events: u64) -> anyhow::Result<f64> {
         "ANALYTICS_METRICS_ADDR" => Some("127.0.0.1:0".into()),
         _ => None,
     })?;
-    let analytics = Analytics::open(config, true)?;
+    let analytics = Analytics::open(config, c2d_analytics::Rebuild::Alone)?;
     let projection = analytics.projection();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

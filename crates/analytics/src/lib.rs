@@ -34,4 +34,4 @@ pub mod sketch;
 pub mod snapshot;
 
 pub use cfg::Config;
-pub use runner::{Analytics, AnalyticsError};
+pub use runner::{Analytics, AnalyticsError, Rebuild};

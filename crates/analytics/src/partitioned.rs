@@ -172,8 +172,9 @@ pub struct PartitionReader {
     /// How often a partition's snapshot is shared while it is read; a dead owner's next one
     /// replays at most this much of the log again.
     pub shared_interval: Duration,
-    /// When this replica's rebuild began (Unix ms), or 0 when it is not rebuilding: the origin
-    /// of a partition it reads from the start.
+    /// The id of the rebuild this replica takes part in (Unix seconds), or 0 when it is not
+    /// rebuilding: the origin of a partition it reads from the start, and the oldest origin
+    /// of a snapshot it takes up.
     pub rebuilt_at: u64,
     pub minutes: broadcast::Sender<MinuteUpdate>,
     /// The replica's metrics and readiness, which every partition's reader reports to.
@@ -195,7 +196,10 @@ impl PartitionReader {
                 Projection::default()
             }
         };
-        if projection.last_sequence == 0 {
+        // A snapshot from before the rebuild is as good as none (one this rebuild wrote, when
+        // the partition comes back, is kept).
+        if projection.origin < self.rebuilt_at {
+            projection = Projection::default();
             projection.origin = self.rebuilt_at;
         }
         projection.use_calendars(self.calendars.clone());

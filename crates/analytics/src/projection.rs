@@ -22,8 +22,8 @@ use c2d_calendar::Calendars;
 pub struct Projection {
     /// The stream sequence of the last applied event.
     pub last_sequence: u64,
-    /// When the rebuild this projection descends from began (Unix milliseconds), or 0 when it
-    /// does not descend from one. It travels with every snapshot (in its header), so that of
+    /// When the rebuild this projection descends from began (its id, in Unix seconds), or 0 when
+    /// it does not descend from one. It travels with every snapshot (in its header), so that of
     /// two snapshots of one partition the one from the later rebuild wins, and a snapshot taken
     /// before a rebuild is never taken up again by a replica that rebuilt (docs/scaling.md).
     #[serde(skip)]

@@ -59,12 +59,63 @@ pub enum AnalyticsError {
     Calendars(#[from] StoreError),
     #[error(transparent)]
     SharedSnapshots(#[from] SharedSnapshotError),
+    #[error(
+        "--rebuild={0} is not a rebuild id: give the Unix time in seconds when the rebuild began (`date +%s`), the same to every replica"
+    )]
+    RebuildId(String),
+    #[error(
+        "with ANALYTICS_PARTITIONS the replicas rebuild together: start every one of them with the same --rebuild=ID, the Unix time in seconds when the rebuild began (`date +%s`)"
+    )]
+    RebuildWithoutId,
+}
+
+/// What the command line asked of the snapshots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rebuild {
+    /// Go on from them.
+    No,
+    /// Drop them and replay the log, this process alone (`--rebuild`).
+    Alone,
+    /// As `Alone`, as one of the replicas that rebuild together under this id, a Unix time in
+    /// seconds that every one of them is given (`--rebuild=ID`): a partition snapshot of this
+    /// rebuild, shared by another replica, is taken up, and one from before it never is.
+    Together(u64),
+}
+
+impl Rebuild {
+    /// `--rebuild` as given: bare, or with the id the replicas share.
+    pub fn from_flag(value: Option<&str>) -> Result<Rebuild, AnalyticsError> {
+        let Some(value) = value else {
+            return Ok(Rebuild::Alone);
+        };
+        let now = unix_seconds();
+        match value.parse::<u64>() {
+            // After 2001 and at most a day ahead: a Unix time in seconds, not milliseconds.
+            Ok(id) if id > 1_000_000_000 && id <= now + 86_400 => Ok(Rebuild::Together(id)),
+            _ => Err(AnalyticsError::RebuildId(value.to_owned())),
+        }
+    }
+
+    /// The origin of a projection this rebuild reads from the start: 0 without one.
+    fn origin(self) -> u64 {
+        match self {
+            Rebuild::No => 0,
+            Rebuild::Alone => unix_seconds(),
+            Rebuild::Together(id) => id,
+        }
+    }
+}
+
+fn unix_seconds() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |since| since.as_secs())
 }
 
 /// c2d-analytics, ready to run.
 pub struct Analytics {
     config: Config,
-    /// When `--rebuild` began (Unix ms), or 0 without it.
+    /// The origin of a projection read from the start (Unix seconds), 0 without a rebuild.
     rebuilt_at: u64,
     store: SnapshotStore,
     projection: Arc<RwLock<Projection>>,
@@ -72,14 +123,14 @@ pub struct Analytics {
 }
 
 impl Analytics {
-    /// Loads the last snapshot, or with `rebuild` deletes it to replay the whole stream.
-    pub fn open(config: Config, rebuild: bool) -> Result<Analytics, AnalyticsError> {
+    /// Loads the last snapshot, or with a rebuild deletes it to replay the whole stream.
+    pub fn open(config: Config, rebuild: Rebuild) -> Result<Analytics, AnalyticsError> {
+        if rebuild == Rebuild::Alone && config.partitions > 0 {
+            return Err(AnalyticsError::RebuildWithoutId);
+        }
         let store = SnapshotStore::new(&config.data_dir);
-        let mut rebuilt_at = 0;
-        if rebuild {
-            rebuilt_at = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(1, |since| since.as_millis() as u64);
+        let rebuilt_at = rebuild.origin();
+        if rebuild != Rebuild::No {
             store.delete()?;
             // A replica's partitions are rebuilt too, each from its start.
             for partition in SnapshotStore::partitions(&config.data_dir)? {
@@ -448,7 +499,7 @@ mod tests {
         let config =
             Config::from_lookup(|name| (name == "ANALYTICS_DATA_DIR").then(|| dir_text.clone()))
                 .unwrap();
-        let analytics = Analytics::open(config, false).expect("opens");
+        let analytics = Analytics::open(config, Rebuild::No).expect("opens");
         assert_eq!(
             read(&analytics.projection).last_sequence,
             0,

@@ -24,17 +24,20 @@ use async_nats::jetstream::stream::StorageType;
 use tokio::io::AsyncReadExt as _;
 
 use crate::projection::Projection;
-use crate::snapshot::SnapshotStore;
+use crate::snapshot::{FORMAT, SnapshotStore};
 
 /// The object store bucket of the replicas' partition snapshots (`OBJ_C2D_ANALYTICS`).
 pub const BUCKET: &str = "C2D_ANALYTICS";
 const SEQUENCE: &str = "sequence";
 const ORIGIN: &str = "origin";
+/// The snapshot format that wrote an object ([`FORMAT`]): one newer than this version's is
+/// neither read as none nor written over, so a rollout half done cannot set a partition back.
+const WRITTEN_AS: &str = "format";
 
 /// How far along a snapshot is: the later rebuild first, then the later event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Standing {
-    /// When the rebuild the snapshot descends from began (Unix ms); 0: none.
+    /// When the rebuild the snapshot descends from began (Unix seconds); 0: none.
     pub origin: u64,
     /// The stream sequence of the last event it holds.
     pub sequence: u64,
@@ -118,19 +121,27 @@ impl SharedSnapshots {
     pub async fn standing(&self, partition: u32) -> Result<Option<Standing>, SharedSnapshotError> {
         self.held(partition)
             .await
+            .map(|held| held.map(|(standing, _)| standing))
             .map_err(|reason| SharedSnapshotError::Read { partition, reason })
     }
 
-    async fn held(&self, partition: u32) -> Result<Option<Standing>, String> {
+    /// How far along the shared snapshot is, and whether a newer version wrote it.
+    async fn held(&self, partition: u32) -> Result<Option<(Standing, bool)>, String> {
         match self.bucket.info(object_name(partition)).await {
-            Ok(info) => Ok(Standing::from_metadata(&info.metadata)),
+            Ok(info) if info.deleted => Ok(None),
+            Ok(info) => Ok(Standing::from_metadata(&info.metadata).map(|standing| {
+                let written_as = info.metadata.get(WRITTEN_AS).map_or("", String::as_str);
+                (standing, written_as > FORMAT)
+            })),
             Err(error) if error.kind() == object_store::InfoErrorKind::NotFound => Ok(None),
             Err(error) => Err(error.to_string()),
         }
     }
 
-    /// `partition`'s shared snapshot; `None` when there is none, or when it is from a version
-    /// that cannot read it (then the log is replayed, as for a snapshot on disk).
+    /// `partition`'s shared snapshot; `None` when there is none, or when an older version wrote
+    /// it in a format this one does not read (then the log is replayed, as for a snapshot on
+    /// disk). One a newer version wrote is an error, retried until a replica of that version
+    /// takes the partition: replaying the log instead would lose what only that snapshot holds.
     pub async fn load(&self, partition: u32) -> Result<Option<Projection>, SharedSnapshotError> {
         let read = |error: &dyn std::fmt::Display| SharedSnapshotError::Read {
             partition,
@@ -147,10 +158,17 @@ impl SharedSnapshots {
             .await
             .map_err(|error| read(&error))?;
         let projection = SnapshotStore::decode(&bytes);
+        let written_as = object.info().metadata.get(WRITTEN_AS).cloned();
         if projection.is_none() {
+            if written_as.as_deref().is_some_and(|format| format > FORMAT) {
+                return Err(read(&format_args!(
+                    "a newer c2d-analytics wrote it as {}; finish rolling it out to every replica",
+                    written_as.unwrap_or_default()
+                )));
+            }
             tracing::warn!(
                 partition,
-                "the shared snapshot is from another version; it is not used"
+                "the shared snapshot is from an older version; the partition is replayed from the log"
             );
         }
         Ok(projection)
@@ -166,7 +184,7 @@ impl SharedSnapshots {
     ) -> Result<bool, SharedSnapshotError> {
         let write = |error: &dyn std::fmt::Display| SharedSnapshotError::write(partition, error);
         let held = self.held(partition).await.map_err(|error| write(&error))?;
-        if held.is_some_and(|held| held >= standing) {
+        if held.is_some_and(|(held, newer)| newer || held >= standing) {
             return Ok(false);
         }
         let metadata = ObjectMetadata {
@@ -174,6 +192,7 @@ impl SharedSnapshots {
             metadata: HashMap::from([
                 (ORIGIN.to_owned(), standing.origin.to_string()),
                 (SEQUENCE.to_owned(), standing.sequence.to_string()),
+                (WRITTEN_AS.to_owned(), FORMAT.to_owned()),
             ]),
             ..Default::default()
         };

@@ -16,7 +16,8 @@ use crate::projection::Projection;
 // 03: request clocks keep their business-time samples too.
 // 04: the projection's origin (8 bytes, little-endian) between the header and the body; a 03
 //     snapshot reads as one of origin 0, so an upgrade keeps its snapshots.
-const MAGIC: &[u8; 8] = b"C2DANL04";
+pub const FORMAT: &str = "C2DANL04";
+const MAGIC: &[u8] = FORMAT.as_bytes();
 const MAGIC_WITHOUT_ORIGIN: &[u8; 8] = b"C2DANL03";
 const FILE_NAME: &str = "analytics.snapshot";
 /// A partition's snapshot directory is this and the partition's number.
@@ -76,7 +77,7 @@ impl SnapshotStore {
     /// The projection in a snapshot's bytes; `None` when they are not a snapshot this version
     /// reads.
     pub fn decode(bytes: &[u8]) -> Option<Projection> {
-        let (origin, body) = match bytes.strip_prefix(MAGIC.as_slice()) {
+        let (origin, body) = match bytes.strip_prefix(MAGIC) {
             Some(rest) => {
                 let (origin, body) = rest.split_first_chunk::<8>()?;
                 (u64::from_le_bytes(*origin), body)
@@ -260,7 +261,7 @@ mod tests {
         bytes.extend(postcard::to_stdvec(&projection).unwrap());
         let loaded = SnapshotStore::decode(&bytes).expect("a 03 snapshot is read");
         assert_eq!((loaded.last_sequence, loaded.origin), (42, 0));
-        assert!(SnapshotStore::decode(&MAGIC[..]).is_none(), "too short");
+        assert!(SnapshotStore::decode(MAGIC).is_none(), "too short");
         assert!(SnapshotStore::decode(b"C2DANL02whatever").is_none());
     }
 }

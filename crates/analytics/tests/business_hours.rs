@@ -168,7 +168,7 @@ async fn a_scripted_week_counts_business_time_as_computed_by_hand() {
     .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let analytics = Analytics::open(config, false).unwrap();
+    let analytics = Analytics::open(config, c2d_analytics::Rebuild::No).unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let running = tokio::spawn(analytics.run(listener, async move {
         let _ = stopped.await;

@@ -145,6 +145,11 @@ async fn start(pipeline: &Pipeline, data_dir: &std::path::Path, rebuild: bool) -
     .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let rebuild = if rebuild {
+        c2d_analytics::Rebuild::Alone
+    } else {
+        c2d_analytics::Rebuild::No
+    };
     let analytics = Analytics::open(config, rebuild).unwrap();
     let projection = analytics.projection();
     let service = InProcess::spawn(|shutdown| analytics.run(listener, shutdown));

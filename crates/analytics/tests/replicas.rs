@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use c2d_analytics::shared_snapshots::SharedSnapshots;
-use c2d_analytics::{Analytics, Config};
+use c2d_analytics::{Analytics, Config, Rebuild};
 use c2d_proto::analytics::AnalyticsServiceClient;
 use c2d_proto::partitions::PARTITIONED_STREAM;
 use c2d_testkit::partitions::wait_for_owners;
@@ -31,6 +31,10 @@ struct Running {
 }
 
 async fn start(pipeline: &Pipeline, replica: Option<&str>) -> Running {
+    start_with(pipeline, replica, Rebuild::No).await
+}
+
+async fn start_with(pipeline: &Pipeline, replica: Option<&str>, rebuild: Rebuild) -> Running {
     let data = tempfile::tempdir().unwrap();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
@@ -49,7 +53,7 @@ async fn start(pipeline: &Pipeline, replica: Option<&str>) -> Running {
         _ => None,
     })
     .unwrap();
-    let analytics = Analytics::open(config, false).unwrap();
+    let analytics = Analytics::open(config, rebuild).unwrap();
     let service = Killable::spawn(|shutdown| {
         let listener = tokio::net::TcpListener::from_std(listener).unwrap();
         analytics.run(listener, shutdown)
@@ -349,4 +353,48 @@ async fn a_moved_partition_keeps_the_history_the_log_no_longer_holds() {
     .await;
     third.stop().await;
     whole.stop().await;
+}
+
+/// Replicas that rebuild together (`--rebuild=ID`, one id for all of them, started one after
+/// the other) never take up a partition's snapshot from before the rebuild, and always take up
+/// one the rebuild wrote, also when a partition comes to them long after they started.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_rebuilding_together_take_up_only_the_rebuilds_snapshots() {
+    let pipeline = Pipeline::start_partitioned(PARTITIONS, TENANTS).await;
+    post_conversations(&pipeline, 0..4, TENANTS).await;
+    let before = start(&pipeline, Some("analytics-0")).await;
+    owners_are(&pipeline, &["analytics-0"]).await;
+    has_closed(&before, 4, "analytics-0 read the partitions").await;
+    before.stop().await;
+    // What the rebuild replays differs from what the snapshots before it hold.
+    log_forgets_its_history(&pipeline).await;
+    post_conversations(&pipeline, 4..6, TENANTS).await;
+
+    let id = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let first = start_with(&pipeline, Some("analytics-1"), Rebuild::Together(id)).await;
+    owners_are(&pipeline, &["analytics-1"]).await;
+    has_closed(
+        &first,
+        2,
+        "analytics-1 rebuilt from the log, not from the snapshots before the rebuild",
+    )
+    .await;
+    let second = start_with(&pipeline, Some("analytics-2"), Rebuild::Together(id)).await;
+    owners_are(&pipeline, &["analytics-1", "analytics-2"]).await;
+    all_shared(&pipeline).await;
+    // From now on the rebuild's snapshots alone hold the first two conversations.
+    log_forgets_its_history(&pipeline).await;
+    post_conversations(&pipeline, 6..7, TENANTS).await;
+    first.stop().await;
+    owners_are(&pipeline, &["analytics-2"]).await;
+    has_closed(
+        &second,
+        3,
+        "analytics-2 took up the partitions analytics-1 rebuilt, from their snapshots",
+    )
+    .await;
+    second.stop().await;
 }

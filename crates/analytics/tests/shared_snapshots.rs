@@ -3,7 +3,9 @@
 //! neither a lagging owner nor one from before a rebuild can set a partition back.
 
 use c2d_analytics::projection::Projection;
-use c2d_analytics::shared_snapshots::{SharedSnapshots, Standing};
+use std::time::Duration;
+
+use c2d_analytics::shared_snapshots::{BUCKET, SharedSnapshots, Standing};
 use c2d_analytics::snapshot::SnapshotStore;
 use c2d_testkit::NatsServer;
 
@@ -59,7 +61,8 @@ async fn only_a_snapshot_further_along_replaces_the_shared_one() {
 }
 
 /// With the deployment's NATS users, analytics' own may make the bucket and share snapshots;
-/// another consumer's (here the users' own services', `reader`) may not write them.
+/// another consumer's (here the users' own services', `reader`) may not write them, nor empty
+/// or delete the bucket, nor may analytics' own delete it.
 #[tokio::test]
 async fn the_analytics_user_shares_snapshots_and_no_other_consumer_writes_them() {
     let nats = NatsServer::start_with_users().await.unwrap();
@@ -80,5 +83,14 @@ async fn the_analytics_user_shares_snapshots_and_no_other_consumer_writes_them()
     let theirs = SharedSnapshots::open(&reader, 1).await.unwrap();
     let (standing, bytes) = snapshot(0, 6);
     assert!(theirs.put(1, standing, &bytes).await.is_err());
+    let mut jetstream = async_nats::jetstream::new(reader);
+    jetstream.set_timeout(Duration::from_millis(500));
+    let stream = format!("OBJ_{BUCKET}");
+    let bucket = jetstream.get_stream(&stream).await.unwrap();
+    assert!(bucket.purge().await.is_err(), "a reader empties it");
+    assert!(jetstream.delete_stream(&stream).await.is_err());
+    let mut jetstream = async_nats::jetstream::new(analytics);
+    jetstream.set_timeout(Duration::from_millis(500));
+    assert!(jetstream.delete_stream(&stream).await.is_err());
     assert_eq!(shared.standing(1).await.unwrap().unwrap().sequence, 5);
 }

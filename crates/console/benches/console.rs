@@ -66,7 +66,7 @@ async fn bench() -> anyhow::Result<()> {
             "ANALYTICS_METRICS_ADDR" => Some("off".into()),
             _ => None,
         })?,
-        true,
+        c2d_analytics::Rebuild::Alone,
     )?;
     let projection = analytics.projection();
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", analytics_port)).await?;

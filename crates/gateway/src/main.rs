@@ -23,7 +23,7 @@ async fn main() -> anyhow::Result<()> {
     };
     let telemetry = c2d_telemetry::init("c2d-gateway")?;
     let config = Config::from_env()?;
-    if flags.contains(&"--forward-spool") {
+    if flags.has("--forward-spool") {
         let Some(dir) = config.spool_dir.clone() else {
             anyhow::bail!(
                 "--forward-spool needs GATEWAY_SPOOL_DIR: the directory of the spool to forward"

@@ -55,11 +55,10 @@ pub async fn read_owned_partitions<R, F>(
             .filter(|partition| !wanted.contains(partition))
             .copied()
             .collect();
-        for partition in gone {
-            if let Some(reader) = readers.remove(&partition) {
-                stop(partition, reader).await;
-            }
-        }
+        let leaving = gone
+            .into_iter()
+            .filter_map(|partition| Some((partition, readers.remove(&partition)?)));
+        stop_all(leaving).await;
         for &partition in &wanted {
             readers.entry(partition).or_insert_with(|| {
                 let (stop, stopped) = oneshot::channel();
@@ -73,21 +72,29 @@ pub async fn read_owned_partitions<R, F>(
             changed = owned.changed() => if changed.is_err() { break },
         }
     }
-    for (partition, reader) in std::mem::take(&mut readers) {
-        stop(partition, reader).await;
-    }
+    stop_all(std::mem::take(&mut readers)).await;
     let _ = stop_leases.send(());
     let _ = leases.await;
     ownership.release().await;
 }
 
-/// Tells a partition's reader to stop, and waits until it has.
-async fn stop(partition: u32, (stop, reader): (oneshot::Sender<()>, JoinHandle<()>)) {
-    let _ = stop.send(());
-    if let Err(error) = reader.await {
-        tracing::error!(partition, %error, "a partition's reader failed");
+/// Tells the partitions' readers to stop, all at once, and waits until every one has: a
+/// reader's last round (a snapshot saved, say) does not hold back the others' within the
+/// lease.
+async fn stop_all(readers: impl IntoIterator<Item = (u32, (oneshot::Sender<()>, JoinHandle<()>))>) {
+    let stopping: Vec<(u32, JoinHandle<()>)> = readers
+        .into_iter()
+        .map(|(partition, (stop, reader))| {
+            let _ = stop.send(());
+            (partition, reader)
+        })
+        .collect();
+    for (partition, reader) in stopping {
+        if let Err(error) = reader.await {
+            tracing::error!(partition, %error, "a partition's reader failed");
+        }
+        tracing::info!(partition, "partition let go");
     }
-    tracing::info!(partition, "partition let go");
 }
 
 /// Reads one owned partition with `handler` until `stop`: a subscriber made from
@@ -113,7 +120,12 @@ pub async fn follow_partition<H, P, Fut>(
     progress.claimed(partition);
     let mut stop = stop.fuse();
     loop {
-        let read = match position().await {
+        // The read model may take a while to tell (a snapshot to fetch): not past a stop.
+        let position = tokio::select! {
+            position = position() => position,
+            () = &mut stop => break,
+        };
+        let read = match position {
             Some(after) => {
                 let start_at = if after == 0 {
                     StartAt::Beginning
