@@ -15,8 +15,7 @@
 //! UNAVAILABLE (and the events left), never with the part of their history read so far: a
 //! figure too small would read as a fact, to people and to alert rules alike.
 
-use std::collections::BTreeMap;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
@@ -208,7 +207,7 @@ impl PartitionReader {
         self.progress.claimed(partition);
         self.partitions.hold(partition, Arc::clone(&projection));
         let (stop_background, background_stop) = watch::channel(false);
-        let background = [
+        let mut background = vec![
             tokio::spawn(save_periodically(
                 store.clone(),
                 Arc::clone(&projection),
@@ -225,9 +224,16 @@ impl PartitionReader {
             tokio::spawn(broadcast_minutes(
                 Arc::clone(&projection),
                 self.minutes.clone(),
-                background_stop,
+                background_stop.clone(),
             )),
         ];
+        // One replica at a time clears what uploads cut short left in the bucket.
+        if partition == 0 {
+            background.push(tokio::spawn(sweep_periodically(
+                self.shared.clone(),
+                background_stop.clone(),
+            )));
+        }
         let config = SubscriberConfig::new(format!("analytics-partition-{partition}"))
             .position_kept_by_handler();
         // The position is known once the shared snapshot has been looked at: until then the
@@ -356,6 +362,25 @@ async fn share_periodically(
         }
         match share(&shared, partition, &projection).await {
             Ok(standing) => shared_at = Some(standing),
+            Err(error) => tracing::warn!(%error),
+        }
+    }
+}
+
+/// How often the bucket is swept; an upload still under way after this long is taken for dead.
+const SWEEP_EVERY: Duration = Duration::from_secs(3600);
+
+/// Sweeps the shared snapshots' bucket every [`SWEEP_EVERY`], from now on.
+async fn sweep_periodically(shared: SharedSnapshots, stop: watch::Receiver<bool>) {
+    let mut suspects = HashSet::new();
+    let mut ticks = tokio::time::interval(SWEEP_EVERY);
+    loop {
+        tokio::select! {
+            () = c2d_telemetry::shutdown::stopped(stop.clone()) => return,
+            _ = ticks.tick() => {}
+        }
+        match shared.sweep(&suspects).await {
+            Ok(left) => suspects = left,
             Err(error) => tracing::warn!(%error),
         }
     }

@@ -16,11 +16,18 @@
 //! carries its origin (when the rebuild it descends from began), and snapshots are ranked by
 //! origin first and sequence second ([`Standing`]). The same rank keeps a lagging or stale
 //! writer from replacing a better snapshot in the bucket.
+//!
+//! An object is stored as chunks and then the record that names them; an upload cut short (a
+//! pod killed while it shares) leaves chunks that no record names, as big as a snapshot.
+//! [`SharedSnapshots::sweep`] clears them: the owner of partition 0 sweeps every hour, and
+//! clears the chunks no record named at the sweep before either, so that an upload still
+//! under way is never taken for a dead one.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use async_nats::jetstream::object_store::{self, ObjectMetadata, ObjectStore};
-use async_nats::jetstream::stream::StorageType;
+use async_nats::jetstream::stream::{StorageType, Stream};
+use futures_util::TryStreamExt as _;
 use tokio::io::AsyncReadExt as _;
 
 use crate::projection::Projection;
@@ -73,6 +80,8 @@ pub enum SharedSnapshotError {
         "cannot share partition {partition}'s snapshot: {reason}; if its next owner is another replica, it replays more of the log"
     )]
     Write { partition: u32, reason: String },
+    #[error("cannot clear unfinished uploads from the bucket {BUCKET}: {0}; trying again later")]
+    Sweep(String),
 }
 
 impl SharedSnapshotError {
@@ -88,6 +97,8 @@ impl SharedSnapshotError {
 #[derive(Clone)]
 pub struct SharedSnapshots {
     bucket: ObjectStore,
+    /// The bucket's stream, where chunks no object names are found and purged.
+    stream: Stream,
 }
 
 impl SharedSnapshots {
@@ -113,7 +124,11 @@ impl SharedSnapshots {
                 .await
                 .map_err(|error| SharedSnapshotError::Open(error.to_string()))?,
         };
-        Ok(SharedSnapshots { bucket })
+        let stream = jetstream
+            .get_stream(format!("OBJ_{BUCKET}"))
+            .await
+            .map_err(|error| SharedSnapshotError::Open(error.to_string()))?;
+        Ok(SharedSnapshots { bucket, stream })
     }
 
     /// How far along `partition`'s shared snapshot is, without reading it; `None` when there
@@ -201,6 +216,55 @@ impl SharedSnapshots {
             .await
             .map_err(|error| write(&error))?;
         Ok(true)
+    }
+}
+
+impl SharedSnapshots {
+    /// Purges the chunks that no object names now and that no object named at the sweep
+    /// before, whose `suspects` these are; returns this sweep's, for the next.
+    pub async fn sweep(
+        &self,
+        suspects: &HashSet<String>,
+    ) -> Result<HashSet<String>, SharedSnapshotError> {
+        let sweep = |error: &dyn std::fmt::Display| SharedSnapshotError::Sweep(error.to_string());
+        let named: HashSet<String> = self
+            .bucket
+            .list()
+            .await
+            .map_err(|error| sweep(&error))?
+            .map_ok(|info| info.nuid)
+            .try_collect()
+            .await
+            .map_err(|error| sweep(&error))?;
+        let chunks = format!("$O.{BUCKET}.C.");
+        let unnamed: HashSet<String> = self
+            .stream
+            .info_with_subjects(format!("{chunks}>"))
+            .await
+            .map_err(|error| sweep(&error))?
+            .map_ok(|(subject, _)| subject)
+            .try_filter(|subject| {
+                let nuid = subject.strip_prefix(&chunks).unwrap_or_default();
+                std::future::ready(!named.contains(nuid))
+            })
+            .try_collect()
+            .await
+            .map_err(|error| sweep(&error))?;
+        let mut left = HashSet::new();
+        for subject in unnamed {
+            if !suspects.contains(&subject) {
+                left.insert(subject);
+                continue;
+            }
+            let purged = self
+                .stream
+                .purge()
+                .filter(&subject)
+                .await
+                .map_err(|error| sweep(&error))?;
+            tracing::info!(%subject, chunks = purged.purged, "chunks of a snapshot upload that never finished cleared");
+        }
+        Ok(left)
     }
 }
 

@@ -3,7 +3,10 @@
 //! neither a lagging owner nor one from before a rebuild can set a partition back.
 
 use c2d_analytics::projection::Projection;
+use std::collections::HashSet;
 use std::time::Duration;
+
+use futures_util::TryStreamExt as _;
 
 use c2d_analytics::shared_snapshots::{BUCKET, SharedSnapshots, Standing};
 use c2d_analytics::snapshot::SnapshotStore;
@@ -78,6 +81,8 @@ async fn the_analytics_user_shares_snapshots_and_no_other_consumer_writes_them()
             .expect("analytics shares")
     );
     assert_eq!(shared.load(1).await.unwrap().unwrap().last_sequence, 5);
+    let suspects = shared.sweep(&HashSet::new()).await.expect("analytics sweeps");
+    shared.sweep(&suspects).await.expect("and clears");
 
     let reader = nats.client_as("reader").await.unwrap();
     let theirs = SharedSnapshots::open(&reader, 1).await.unwrap();
@@ -93,4 +98,52 @@ async fn the_analytics_user_shares_snapshots_and_no_other_consumer_writes_them()
     jetstream.set_timeout(Duration::from_millis(500));
     assert!(jetstream.delete_stream(&stream).await.is_err());
     assert_eq!(shared.standing(1).await.unwrap().unwrap().sequence, 5);
+}
+
+/// The chunks of an upload cut short are cleared at the second sweep that finds them unnamed
+/// by any object (the first might have met an upload under way); a shared snapshot's stay.
+#[tokio::test]
+async fn chunks_of_an_upload_cut_short_are_cleared_by_the_second_sweep() {
+    let nats = NatsServer::start().await.unwrap();
+    let client = nats.client().await;
+    let shared = SharedSnapshots::open(&client, 1).await.unwrap();
+    let (standing, bytes) = snapshot(0, 9);
+    assert!(shared.put(2, standing, &bytes).await.unwrap());
+    let jetstream = async_nats::jetstream::new(client);
+    let cut_short = format!("$O.{BUCKET}.C.cutshort");
+    jetstream
+        .publish(cut_short.clone(), bytes.clone().into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let chunks = || async {
+        let stream = jetstream.get_stream(format!("OBJ_{BUCKET}")).await.unwrap();
+        let mut subjects: Vec<String> = stream
+            .info_with_subjects(format!("$O.{BUCKET}.C.>"))
+            .await
+            .unwrap()
+            .map_ok(|(subject, _)| subject)
+            .try_collect()
+            .await
+            .unwrap();
+        subjects.sort();
+        subjects
+    };
+    assert_eq!(chunks().await.len(), 2);
+
+    let suspects = shared.sweep(&HashSet::new()).await.unwrap();
+    assert_eq!(suspects, HashSet::from([cut_short.clone()]));
+    assert_eq!(chunks().await.len(), 2, "the first sweep only suspects it");
+    let suspects = shared.sweep(&suspects).await.unwrap();
+    assert!(suspects.is_empty());
+    let left = chunks().await;
+    assert_eq!(left.len(), 1);
+    assert_ne!(left[0], cut_short);
+    let loaded = shared
+        .load(2)
+        .await
+        .unwrap()
+        .expect("the snapshot is whole");
+    assert_eq!(loaded.last_sequence, 9);
 }
