@@ -374,12 +374,14 @@ const SWEEP_EVERY: Duration = Duration::from_secs(3600);
 async fn sweep_periodically(shared: SharedSnapshots, stop: watch::Receiver<bool>) {
     let mut suspects = HashSet::new();
     let mut ticks = tokio::time::interval(SWEEP_EVERY);
+    // After a stall, the next sweep an hour later, never two at once.
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             () = c2d_telemetry::shutdown::stopped(stop.clone()) => return,
             _ = ticks.tick() => {}
         }
-        match shared.sweep(&suspects).await {
+        match shared.sweep(&suspects, SWEEP_EVERY).await {
             Ok(left) => suspects = left,
             Err(error) => tracing::warn!(%error),
         }

@@ -20,10 +20,11 @@
 //! An object is stored as chunks and then the record that names them; an upload cut short (a
 //! pod killed while it shares) leaves chunks that no record names, as big as a snapshot.
 //! [`SharedSnapshots::sweep`] clears them: the owner of partition 0 sweeps every hour, and
-//! clears the chunks no record named at the sweep before either, so that an upload still
-//! under way is never taken for a dead one.
+//! clears the chunks no record named at the sweep before either and none of which was
+//! written in the last hour, so that an upload still under way is never taken for a dead one.
 
 use std::collections::{HashMap, HashSet};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_nats::jetstream::object_store::{self, ObjectMetadata, ObjectStore};
 use async_nats::jetstream::stream::{StorageType, Stream};
@@ -220,11 +221,13 @@ impl SharedSnapshots {
 }
 
 impl SharedSnapshots {
-    /// Purges the chunks that no object names now and that no object named at the sweep
-    /// before, whose `suspects` these are; returns this sweep's, for the next.
+    /// Purges the chunks that no object names now, that no object named at the sweep before
+    /// (whose `suspects` these are), and whose newest is older than `quiet_for`; returns this
+    /// sweep's suspects, for the next.
     pub async fn sweep(
         &self,
         suspects: &HashSet<String>,
+        quiet_for: Duration,
     ) -> Result<HashSet<String>, SharedSnapshotError> {
         let sweep = |error: &dyn std::fmt::Display| SharedSnapshotError::Sweep(error.to_string());
         let named: HashSet<String> = self
@@ -250,9 +253,18 @@ impl SharedSnapshots {
             .try_collect()
             .await
             .map_err(|error| sweep(&error))?;
+        let quiet_since = SystemTime::now()
+            .checked_sub(quiet_for)
+            .and_then(|since| since.duration_since(UNIX_EPOCH).ok())
+            .map_or(0, |since| since.as_secs() as i64);
         let mut left = HashSet::new();
         for subject in unnamed {
-            if !suspects.contains(&subject) {
+            let newest = self
+                .stream
+                .get_last_raw_message_by_subject(&subject)
+                .await
+                .map_err(|error| sweep(&error))?;
+            if !suspects.contains(&subject) || newest.time.unix_timestamp() > quiet_since {
                 left.insert(subject);
                 continue;
             }

@@ -81,8 +81,14 @@ async fn the_analytics_user_shares_snapshots_and_no_other_consumer_writes_them()
             .expect("analytics shares")
     );
     assert_eq!(shared.load(1).await.unwrap().unwrap().last_sequence, 5);
-    let suspects = shared.sweep(&HashSet::new()).await.expect("analytics sweeps");
-    shared.sweep(&suspects).await.expect("and clears");
+    let suspects = shared
+        .sweep(&HashSet::new(), Duration::ZERO)
+        .await
+        .expect("analytics sweeps");
+    shared
+        .sweep(&suspects, Duration::ZERO)
+        .await
+        .expect("and clears");
 
     let reader = nats.client_as("reader").await.unwrap();
     let theirs = SharedSnapshots::open(&reader, 1).await.unwrap();
@@ -101,7 +107,8 @@ async fn the_analytics_user_shares_snapshots_and_no_other_consumer_writes_them()
 }
 
 /// The chunks of an upload cut short are cleared at the second sweep that finds them unnamed
-/// by any object (the first might have met an upload under way); a shared snapshot's stay.
+/// by any object (the first might have met an upload under way), once none was written
+/// lately; a shared snapshot's stay.
 #[tokio::test]
 async fn chunks_of_an_upload_cut_short_are_cleared_by_the_second_sweep() {
     let nats = NatsServer::start().await.unwrap();
@@ -132,10 +139,19 @@ async fn chunks_of_an_upload_cut_short_are_cleared_by_the_second_sweep() {
     };
     assert_eq!(chunks().await.len(), 2);
 
-    let suspects = shared.sweep(&HashSet::new()).await.unwrap();
+    let suspects = shared.sweep(&HashSet::new(), Duration::ZERO).await.unwrap();
     assert_eq!(suspects, HashSet::from([cut_short.clone()]));
     assert_eq!(chunks().await.len(), 2, "the first sweep only suspects it");
-    let suspects = shared.sweep(&suspects).await.unwrap();
+    let again = shared
+        .sweep(&suspects, Duration::from_secs(3600))
+        .await
+        .unwrap();
+    assert_eq!(
+        again, suspects,
+        "written in the last hour: perhaps still under way"
+    );
+    assert_eq!(chunks().await.len(), 2);
+    let suspects = shared.sweep(&suspects, Duration::ZERO).await.unwrap();
     assert!(suspects.is_empty());
     let left = chunks().await;
     assert_eq!(left.len(), 1);

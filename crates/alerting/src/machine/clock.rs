@@ -204,7 +204,18 @@ impl Step<'_> {
             .alerts
             .values()
             .filter(|a| a.ends_at.is_some_and(|end| now - end > KEEP_RESOLVED_MS))
-            .map(|a| format!("alert.{}", a.fingerprint))
+            .flat_map(|a| {
+                // Its notifications still tried after a week go with it: one left alone would
+                // read as a firing told but never kept, and bring the alert back.
+                let told = format!("notify.{}.", a.fingerprint);
+                let notifications = self
+                    .machine
+                    .notifications
+                    .keys()
+                    .filter(move |key| key.starts_with(&told))
+                    .cloned();
+                std::iter::once(format!("alert.{}", a.fingerprint)).chain(notifications)
+            })
             .collect();
         forgotten.sort();
         for key in ended.into_iter().chain(forgotten) {

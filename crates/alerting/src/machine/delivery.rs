@@ -92,9 +92,24 @@ impl Machine {
             .collect()
     }
 
-    /// The batch was delivered, or given up on: its notifications are done.
+    /// The batch was delivered, or given up on: its notifications are done. A firing among
+    /// them that was told but never kept ([`Machine::told_but_not_kept`]) is kept first, as
+    /// told, so that it resolves like any other.
     pub fn batch_done(&mut self, batch: &Batch) -> Vec<Effect> {
-        let effects = batch.keys.iter().cloned().map(Effect::Delete).collect();
+        let fingerprints: BTreeSet<&str> = batch
+            .alerts
+            .iter()
+            .map(|alert| alert.fingerprint.as_str())
+            .collect();
+        let mut effects = Vec::new();
+        for fingerprint in fingerprints {
+            if let Some(told) = self.told_but_not_kept(fingerprint) {
+                tracing::warn!(%fingerprint, "this alert's firing went out but was not kept (a write failed half-way): kept now as told");
+                effects.push(Effect::Put(Record::Alert(told.clone())));
+                effects.push(Effect::Publish(told));
+            }
+        }
+        effects.extend(batch.keys.iter().cloned().map(Effect::Delete));
         self.decided(effects)
     }
 

@@ -3,14 +3,16 @@
 //!
 //! A new state is queued before the alert is written, so that a crash between the two writes
 //! leaves a notification to send, never an alert marked as told that nobody was told. Such a
-//! notification is then the one record of its firing, and the alert is taken from it when the
-//! rule fires again ([`Step::fire`]), so that the receiver is not told twice.
+//! notification is then the one record of its firing, and the alert is kept as it told it:
+//! when the rule fires again ([`Step::fire`]), so that the receiver is not told twice, or
+//! when the notification goes out ([`Machine::batch_done`]), so that the alert it told of
+//! resolves.
 
 use crate::alert::{AlertRecord, ClientInfo, State};
 use crate::mute::Mute;
 use crate::rules::{Condition, Hours, Labels, Rule};
 
-use super::{Clients, Effect, Notification, Record, Step};
+use super::{Clients, Effect, Machine, Notification, Record, Step};
 
 impl Step<'_> {
     /// A new firing alert of `rule` for `tenant`, dated now; the caller adds what it knows
@@ -27,11 +29,16 @@ impl Step<'_> {
 
     /// Fires `alert`, routed by its client's tags to the receiver the rule names for them.
     pub(super) fn fire(&mut self, rule: &Rule, mut alert: AlertRecord) {
-        if let Some(told) = self.told_but_not_kept(&alert.fingerprint) {
+        if let Some(mut told) = self.machine.told_but_not_kept(&alert.fingerprint) {
             tracing::warn!(rule = %rule.name, tenant = %told.tenant, fingerprint = %told.fingerprint,
                 "this alert's firing was queued for its receiver but not kept (a write failed half-way): kept now as told, not told again");
-            self.put(Record::Alert(told.clone()));
-            self.emit(Effect::Publish(told));
+            // Another event of an event rule renews it from now, as it renews a kept alert.
+            if alert.last_event_id != told.last_event_id && alert.resolve_at > told.resolve_at {
+                told.resolve_at = alert.resolve_at;
+                told.last_event_id = alert.last_event_id;
+                told.updated_at = self.now;
+            }
+            self.keep_as_told(told);
             return;
         }
         // A wait that keeps working hours runs out within them (or at closing) by its
@@ -55,22 +62,11 @@ impl Step<'_> {
         self.transition(alert);
     }
 
-    /// The firing of `fingerprint` whose notification was written but whose own record was
-    /// not: a change cut short by a crash between the two writes, or one that failed half-way
-    /// and could not be taken back while NATS was failing over. The notification goes out as
-    /// it is; firing anew would tell the receiver a second time, under another key, of an
-    /// incident whose first telling would never be resolved.
-    fn told_but_not_kept(&self, fingerprint: &str) -> Option<AlertRecord> {
-        let kept_since = self.machine.alerts.get(fingerprint).map(|a| a.starts_at);
-        let prefix = format!("notify.{fingerprint}.{}.", State::Firing.as_str());
-        self.machine
-            .notifications
-            .iter()
-            .filter(|(key, _)| key.starts_with(&prefix))
-            .map(|(_, notification)| &notification.alert)
-            .filter(|told| kept_since.is_none_or(|since| told.starts_at > since))
-            .max_by_key(|told| told.starts_at)
-            .cloned()
+    /// Keeps `told`, an alert whose firing was told but not kept, and publishes it as the
+    /// change would have.
+    fn keep_as_told(&mut self, told: AlertRecord) {
+        self.put(Record::Alert(told.clone()));
+        self.emit(Effect::Publish(told));
     }
 
     /// Whether `tenant`'s calendar is open now (a tenant without one always is).
@@ -180,6 +176,26 @@ impl Step<'_> {
     }
 }
 
+impl Machine {
+    /// The firing of `fingerprint` whose notification was written but whose own record was
+    /// not: a change cut short by a crash between the two writes, or one that failed half-way
+    /// and could not be taken back while NATS was failing over. The notification goes out as
+    /// it is; firing anew would tell the receiver a second time, under another key, of an
+    /// incident whose first telling would never be resolved. (An alert forgotten long after
+    /// it ended takes its notifications with it, so this is never one of those.)
+    pub(super) fn told_but_not_kept(&self, fingerprint: &str) -> Option<AlertRecord> {
+        let kept_since = self.alerts.get(fingerprint).map(|a| a.starts_at);
+        let prefix = format!("notify.{fingerprint}.{}.", State::Firing.as_str());
+        self.notifications
+            .iter()
+            .filter(|(key, _)| key.starts_with(&prefix))
+            .map(|(_, notification)| &notification.alert)
+            .filter(|told| kept_since.is_none_or(|since| told.starts_at > since))
+            .max_by_key(|told| told.starts_at)
+            .cloned()
+    }
+}
+
 /// The client `client_id` of `tenant` as the engine looked them up, or their bare id.
 pub(super) fn client(clients: &Clients, tenant: &str, client_id: i64) -> ClientInfo {
     clients
@@ -198,8 +214,11 @@ mod tests {
 
     use super::super::fixtures::*;
     use super::super::{Clients, Effect, Machine, Record};
+    use crate::alert::AlertRecord;
     use crate::alert::{ClientInfo, State};
+    use crate::rules::Rules;
     use crate::rules::{AlertMatcher, Inhibition, Rule};
+    use c2d_proto::events::v1::Event;
 
     #[test]
     fn a_firing_is_queued_then_kept_then_published() {
@@ -222,28 +241,38 @@ mod tests {
         assert_eq!(published(&effects), std::slice::from_ref(alert));
     }
 
-    /// The notification of a firing was written, the alert's own record was not (a crash, or
-    /// NATS down through the take-back): the event, delivered again, keeps the alert as it was
-    /// told, and queues nothing more; it then resolves under the key it fired under.
-    #[test]
-    fn a_firing_told_but_not_kept_is_kept_on_the_retry_and_not_told_again() {
-        let rules = rules(vec![rule(
-            "qr",
-            qr_condition_resolving_after(Duration::from_secs(60)),
-        )]);
-        let event = qr("acme", "e1", "5511");
+    /// The machine after `event` at `T0` fired an alert whose notification was written and
+    /// whose own record was not (a crash between the two, or NATS down through the
+    /// take-back), and the alert as it was told.
+    fn told_but_not_kept(rules: &Rules, event: &Event) -> (Machine, AlertRecord) {
         let mut first = Machine::default();
-        let effects = hear(&mut first, &rules, &event, T0);
+        let effects = hear(&mut first, rules, event, T0);
         let told = put_alerts(&effects)[0].clone();
         let mut half = Machine::default();
         for effect in effects {
-            let alert_write = matches!(effect, Effect::Put(Record::Alert(_)));
-            if alert_write {
+            if matches!(effect, Effect::Put(Record::Alert(_))) {
                 break;
             }
             half.apply(effect);
         }
         assert!(half.alerts().is_empty());
+        (half, told)
+    }
+
+    fn qr_in_a_minute() -> Rules {
+        rules(vec![rule(
+            "qr",
+            qr_condition_resolving_after(Duration::from_secs(60)),
+        )])
+    }
+
+    /// The event, delivered again, keeps the alert as it was told, and queues nothing more;
+    /// it then resolves under the key it fired under.
+    #[test]
+    fn a_firing_told_but_not_kept_is_kept_on_the_retry_and_not_told_again() {
+        let rules = qr_in_a_minute();
+        let event = qr("acme", "e1", "5511");
+        let (mut half, told) = told_but_not_kept(&rules, &event);
 
         let effects = hear(&mut half, &rules, &event, T0 + 5 * SECOND);
         assert!(notifications(&effects).is_empty(), "{effects:?}");
@@ -264,6 +293,71 @@ mod tests {
         let effects = hear(&mut half, &rules, &qr("acme", "e2", "5511"), T0 + HOUR);
         assert_eq!(notifications(&effects).len(), 1);
         assert_eq!(put_alerts(&effects)[0].starts_at, T0 + HOUR);
+    }
+
+    /// The notifier sends the notification before anything fires again (the usual order, a
+    /// retry waiting for its backoff): the alert is kept as told as the notification goes,
+    /// so the event delivered again finds it firing, and it resolves.
+    #[test]
+    fn a_firing_told_but_not_kept_is_kept_when_its_notification_goes_out() {
+        let rules = qr_in_a_minute();
+        let event = qr("acme", "e1", "5511");
+        let (mut half, told) = told_but_not_kept(&rules, &event);
+        let batch = half.due_batches(T0).remove(0);
+        let effects = run(&mut half, |m| m.batch_done(&batch));
+        assert_eq!(put_alerts(&effects), std::slice::from_ref(&told));
+        assert_eq!(published(&effects), std::slice::from_ref(&told));
+        assert!(half.due_batches(T0 + HOUR).is_empty());
+
+        let effects = hear(&mut half, &rules, &event, T0 + 5 * SECOND);
+        assert!(notifications(&effects).is_empty(), "{effects:?}");
+        let effects = tick(&mut half, &rules, T0 + 2 * MINUTE);
+        let resolved = &published(&effects)[0];
+        assert_eq!(
+            (resolved.state, resolved.starts_at),
+            (State::Resolved, told.starts_at)
+        );
+    }
+
+    /// An alert forgotten a week after it ended takes the notifications still tried with it,
+    /// so that one of them is never taken for a firing told but not kept: the next firing is
+    /// a new incident.
+    #[test]
+    fn a_forgotten_alert_takes_its_notifications_with_it() {
+        let rules = qr_in_a_minute();
+        let mut machine = Machine::default();
+        hear(&mut machine, &rules, &qr("acme", "e1", "5511"), T0);
+        tick(&mut machine, &rules, T0 + 2 * MINUTE);
+        assert_eq!(machine.due_batches(T0 + 2 * MINUTE)[0].keys.len(), 2);
+        tick(&mut machine, &rules, T0 + 8 * 24 * HOUR);
+        assert!(machine.alerts().is_empty());
+        assert!(machine.due_batches(T0 + 8 * 24 * HOUR).is_empty());
+        let effects = hear(
+            &mut machine,
+            &rules,
+            &qr("acme", "e2", "5511"),
+            T0 + 9 * 24 * HOUR,
+        );
+        assert_eq!(notifications(&effects).len(), 1);
+        assert_eq!(put_alerts(&effects)[0].starts_at, T0 + 9 * 24 * HOUR);
+    }
+
+    /// Another event renews the alert it keeps as told, from now, as it renews a kept one.
+    #[test]
+    fn another_event_renews_a_firing_kept_as_told() {
+        let rules = qr_in_a_minute();
+        let (mut half, told) = told_but_not_kept(&rules, &qr("acme", "e1", "5511"));
+        let effects = hear(
+            &mut half,
+            &rules,
+            &qr("acme", "e2", "5511"),
+            T0 + 30 * SECOND,
+        );
+        let kept = &put_alerts(&effects)[0];
+        assert_eq!(kept.starts_at, told.starts_at);
+        assert_eq!(kept.last_event_id.as_deref(), Some("e2"));
+        assert_eq!(kept.resolve_at, Some(T0 + 90 * SECOND));
+        assert!(notifications(&effects).is_empty());
     }
 
     #[test]
