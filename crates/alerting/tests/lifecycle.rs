@@ -1,7 +1,8 @@
 //! The alert lifecycle past firing and resolving, end to end through a real gateway and
 //! nats-server: a burst of alerts grouped into one notification, repeated until someone
 //! acknowledges it, a lesser alert inhibited by a greater one of the same tenant and notified
-//! once that one resolves, rules tried on the recent log, and rules' last evaluation.
+//! once that one resolves, rules tried on the recent log, and rules' last evaluation; and a
+//! change written half-way (a failed write, a crash) notified once and resolved.
 
 mod harness;
 
@@ -380,4 +381,80 @@ async fn an_alert_whose_state_write_failed_half_way_is_notified_once() {
     assert_eq!(starts[0].0, "firing");
     assert_eq!(starts[1].0, "resolved");
     assert_eq!(starts[0].1, starts[1].1, "the same alert");
+}
+
+/// A crash between a firing's two writes (its notification, then its alert) leaves the
+/// notification alone in the bucket, here made by deleting the alert's record while alerting
+/// is down. Started again, alerting sends the notification and keeps the alert as it told it,
+/// so that it resolves under the same start; before, the receiver heard of a firing that never
+/// resolved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_firing_whose_alert_was_never_kept_still_resolves() {
+    use futures_util::TryStreamExt as _;
+    let pipeline = Pipeline::start().await;
+    let received: Shared = Arc::new(Mutex::new(Received {
+        webhook_failures_left: usize::MAX,
+        ..Received::default()
+    }));
+    let receivers = start_receivers(Arc::clone(&received)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let rules = harness::rules_file(
+        dir.path(),
+        &receivers,
+        "[[rule]]\nname = \"whatsapp-disconnected\"\nkind = \"event\"\nhook_type = \"new_qr_code\"\n\
+         receiver = \"ops\"\nresolve_after = \"5s\"\n",
+    );
+    let alerting = start_alerting(&pipeline.nats.url(), &rules, &[]).await;
+    pipeline
+        .post(
+            json!({"phone": "5511999", "qrcode_data": "1@abc", "hook_type": "new_qr_code"})
+                .to_string(),
+        )
+        .await;
+    let jetstream = pipeline.nats.jetstream().await;
+    let bucket = jetstream
+        .get_key_value(c2d_alerting::engine::BUCKET)
+        .await
+        .unwrap();
+    let alert_key = c2d_testkit::eventually(
+        "the alert is kept, its notification tried",
+        Duration::from_secs(10),
+        || async {
+            let keys: Vec<String> = bucket
+                .keys()
+                .await
+                .map_err(|e| e.to_string())?
+                .try_collect()
+                .await
+                .map_err(|e| e.to_string())?;
+            let tried = received.lock().unwrap().webhook_calls > 0;
+            match keys.into_iter().find(|key| key.starts_with("alert.")) {
+                Some(key) if tried => Ok(key),
+                _ => Err("not yet".to_owned()),
+            }
+        },
+    )
+    .await;
+    alerting.stop().await;
+    bucket.delete(&alert_key).await.unwrap();
+    received.lock().unwrap().webhook_failures_left = 0;
+
+    let alerting = start_alerting(&pipeline.nats.url(), &rules, &[]).await;
+    eventually(&received, "the firing told, then resolved", |r| {
+        harness::webhook_count(r, "whatsapp-disconnected", "acme", "resolved") > 0
+    })
+    .await;
+    alerting.stop().await;
+    let received = received.lock().unwrap();
+    let told: Vec<(&Json, &Json)> = received
+        .webhook
+        .iter()
+        .map(|b| (&b["status"], &b["alerts"][0]["starts_at"]))
+        .collect();
+    assert_eq!(told.len(), 2, "one firing, one resolved: {told:?}");
+    assert_eq!(
+        (told[0].0, told[1].0),
+        (&json!("firing"), &json!("resolved"))
+    );
+    assert_eq!(told[0].1, told[1].1, "the same alert");
 }
