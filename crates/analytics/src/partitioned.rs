@@ -32,6 +32,7 @@ use tokio::sync::{broadcast, watch};
 use tonic::Status;
 use tonic::transport::Channel;
 
+use crate::metrics::SharedSnapshotFailures;
 use crate::projection::Projection;
 use crate::runner::{applying, broadcast_minutes, load_snapshot, save, save_periodically};
 use crate::shared_snapshots::{SharedSnapshotError, SharedSnapshots, Standing};
@@ -171,6 +172,8 @@ pub struct PartitionReader {
     /// How often a partition's snapshot is shared while it is read; a dead owner's next one
     /// replays at most this much of the log again.
     pub shared_interval: Duration,
+    /// Where the shared snapshots' failures are counted.
+    pub failures: SharedSnapshotFailures,
     /// The id of the rebuild this replica takes part in (Unix seconds), or 0 when it is not
     /// rebuilding: the origin of a partition it reads from the start, and the oldest origin
     /// of a snapshot it takes up.
@@ -219,6 +222,7 @@ impl PartitionReader {
                 partition,
                 Arc::clone(&projection),
                 self.shared_interval,
+                self.failures.clone(),
                 background_stop.clone(),
             )),
             tokio::spawn(broadcast_minutes(
@@ -231,6 +235,7 @@ impl PartitionReader {
         if partition == 0 {
             background.push(tokio::spawn(sweep_periodically(
                 self.shared.clone(),
+                self.failures.clone(),
                 background_stop.clone(),
             )));
         }
@@ -240,12 +245,14 @@ impl PartitionReader {
         // reader asks again, for as long as the partition is owned.
         let looked_at_shared = &AtomicBool::new(false);
         let (shared, calendars, current) = (&self.shared, &self.calendars, &projection);
+        let failures = &self.failures;
         let position = move || async move {
             if !looked_at_shared.load(Ordering::Acquire) {
                 if let Err(error) =
                     take_shared_if_further(shared, partition, current, calendars).await
                 {
                     tracing::warn!(partition, %error);
+                    failures.count("read");
                     return None;
                 }
                 looked_at_shared.store(true, Ordering::Release);
@@ -274,6 +281,7 @@ impl PartitionReader {
         save(&store, &projection);
         if let Err(error) = share(&self.shared, partition, &projection).await {
             tracing::warn!(%error);
+            self.failures.count("write");
         }
         self.partitions.let_go(partition);
     }
@@ -347,6 +355,7 @@ async fn share_periodically(
     partition: u32,
     projection: Arc<RwLock<Projection>>,
     interval: Duration,
+    failures: SharedSnapshotFailures,
     stop: watch::Receiver<bool>,
 ) {
     let mut shared_at: Option<Standing> = None;
@@ -362,7 +371,10 @@ async fn share_periodically(
         }
         match share(&shared, partition, &projection).await {
             Ok(standing) => shared_at = Some(standing),
-            Err(error) => tracing::warn!(%error),
+            Err(error) => {
+                tracing::warn!(%error);
+                failures.count("write");
+            }
         }
     }
 }
@@ -371,7 +383,11 @@ async fn share_periodically(
 const SWEEP_EVERY: Duration = Duration::from_secs(3600);
 
 /// Sweeps the shared snapshots' bucket every [`SWEEP_EVERY`], from now on.
-async fn sweep_periodically(shared: SharedSnapshots, stop: watch::Receiver<bool>) {
+async fn sweep_periodically(
+    shared: SharedSnapshots,
+    failures: SharedSnapshotFailures,
+    stop: watch::Receiver<bool>,
+) {
     let mut suspects = HashSet::new();
     let mut ticks = tokio::time::interval(SWEEP_EVERY);
     // After a stall, the next sweep an hour later, never two at once.
@@ -383,7 +399,10 @@ async fn sweep_periodically(shared: SharedSnapshots, stop: watch::Receiver<bool>
         }
         match shared.sweep(&suspects, SWEEP_EVERY).await {
             Ok(left) => suspects = left,
-            Err(error) => tracing::warn!(%error),
+            Err(error) => {
+                tracing::warn!(%error);
+                failures.count("sweep");
+            }
         }
     }
 }

@@ -196,7 +196,7 @@ impl Analytics {
         tracing::info!(?start_at, "following the event log");
 
         let stats = subscriber.stats();
-        let (registry, grpc_metrics) = crate::metrics::registry(stats.clone());
+        let (registry, grpc_metrics, _) = crate::metrics::registry(stats.clone());
         c2d_telemetry::metrics::spawn(
             self.config.metrics_addr,
             "ANALYTICS_METRICS_ADDR",
@@ -286,7 +286,7 @@ impl Analytics {
             Arc::clone(&progress),
         ));
         tracing::info!(partitions = config.partitions, replica = %config.replica, address = %config.advertise_addr, "sharing the partitions with the other replicas");
-        let (registry, grpc_metrics) = crate::metrics::registry(progress.clone());
+        let (registry, grpc_metrics, failures) = crate::metrics::registry(progress.clone());
         c2d_telemetry::metrics::spawn(
             config.metrics_addr,
             "ANALYTICS_METRICS_ADDR",
@@ -315,6 +315,7 @@ impl Analytics {
             snapshot_interval: config.snapshot_interval,
             shared,
             shared_interval: config.shared_snapshot_interval,
+            failures,
             rebuilt_at: self.rebuilt_at,
             minutes: self.minutes.clone(),
         };
