@@ -299,6 +299,42 @@ async fn alerts_are_grouped_repeated_until_acknowledged_inhibited_and_tried() {
     );
 }
 
+/// The rules file of the two tests below: WhatsApp disconnected, resolved `resolve_after`
+/// after its last QR code.
+fn qr_rule_file(dir: &std::path::Path, receivers: &str, resolve_after: &str) -> String {
+    harness::rules_file(
+        dir,
+        receivers,
+        &format!(
+            "[[rule]]\nname = \"whatsapp-disconnected\"\nkind = \"event\"\nhook_type = \"new_qr_code\"\n\
+             receiver = \"ops\"\nresolve_after = \"{resolve_after}\"\n"
+        ),
+    )
+}
+
+/// A QR code for acme's phone 5511999, through the gateway.
+async fn post_qr_code(pipeline: &Pipeline) {
+    pipeline
+        .post(
+            json!({"phone": "5511999", "qrcode_data": "1@abc", "hook_type": "new_qr_code"})
+                .to_string(),
+        )
+        .await;
+}
+
+/// The webhook receiver heard of one firing and of its resolution, under the same start.
+fn fired_once_and_resolved(received: &Received) {
+    let starts: Vec<(&Json, &Json)> = received
+        .webhook
+        .iter()
+        .map(|b| (&b["status"], &b["alerts"][0]["starts_at"]))
+        .collect();
+    assert_eq!(starts.len(), 2, "one firing, one resolved: {starts:?}");
+    assert_eq!(starts[0].0, "firing");
+    assert_eq!(starts[1].0, "resolved");
+    assert_eq!(starts[0].1, starts[1].1, "the same alert");
+}
+
 /// A state write that fails half-way is taken back. Here the state bucket stops taking alert
 /// records, and only those (as a stream failing over between two writes would): each try of
 /// the event writes the alert's notification and fails on the alert itself. Those
@@ -311,12 +347,7 @@ async fn an_alert_whose_state_write_failed_half_way_is_notified_once() {
     let received: Shared = Arc::default();
     let receivers = start_receivers(Arc::clone(&received)).await;
     let dir = tempfile::tempdir().unwrap();
-    let rules = harness::rules_file(
-        dir.path(),
-        &receivers,
-        "[[rule]]\nname = \"whatsapp-disconnected\"\nkind = \"event\"\nhook_type = \"new_qr_code\"\n\
-         receiver = \"ops\"\nresolve_after = \"2s\"\n",
-    );
+    let rules = qr_rule_file(dir.path(), &receivers, "2s");
     let alerting = start_alerting(&pipeline.nats.url(), &rules, &[]).await;
 
     let jetstream = pipeline.nats.jetstream().await;
@@ -344,12 +375,7 @@ async fn an_alert_whose_state_write_failed_half_way_is_notified_once() {
         Ok::<u64, String>(info.state.last_sequence)
     };
     let before = written().await.unwrap();
-    pipeline
-        .post(
-            json!({"phone": "5511999", "qrcode_data": "1@abc", "hook_type": "new_qr_code"})
-                .to_string(),
-        )
-        .await;
+    post_qr_code(&pipeline).await;
     c2d_testkit::eventually(
         "alerting to try the event twice",
         Duration::from_secs(30),
@@ -371,16 +397,7 @@ async fn an_alert_whose_state_write_failed_half_way_is_notified_once() {
     .await;
     settled(&jetstream).await;
     alerting.stop().await;
-    let received = received.lock().unwrap();
-    let starts: Vec<(&Json, &Json)> = received
-        .webhook
-        .iter()
-        .map(|b| (&b["status"], &b["alerts"][0]["starts_at"]))
-        .collect();
-    assert_eq!(starts.len(), 2, "one firing, one resolved: {starts:?}");
-    assert_eq!(starts[0].0, "firing");
-    assert_eq!(starts[1].0, "resolved");
-    assert_eq!(starts[0].1, starts[1].1, "the same alert");
+    fired_once_and_resolved(&received.lock().unwrap());
 }
 
 /// A crash between a firing's two writes (its notification, then its alert) leaves the
@@ -398,19 +415,9 @@ async fn a_firing_whose_alert_was_never_kept_still_resolves() {
     }));
     let receivers = start_receivers(Arc::clone(&received)).await;
     let dir = tempfile::tempdir().unwrap();
-    let rules = harness::rules_file(
-        dir.path(),
-        &receivers,
-        "[[rule]]\nname = \"whatsapp-disconnected\"\nkind = \"event\"\nhook_type = \"new_qr_code\"\n\
-         receiver = \"ops\"\nresolve_after = \"5s\"\n",
-    );
+    let rules = qr_rule_file(dir.path(), &receivers, "5s");
     let alerting = start_alerting(&pipeline.nats.url(), &rules, &[]).await;
-    pipeline
-        .post(
-            json!({"phone": "5511999", "qrcode_data": "1@abc", "hook_type": "new_qr_code"})
-                .to_string(),
-        )
-        .await;
+    post_qr_code(&pipeline).await;
     let jetstream = pipeline.nats.jetstream().await;
     let bucket = jetstream
         .get_key_value(c2d_alerting::engine::BUCKET)
@@ -445,16 +452,5 @@ async fn a_firing_whose_alert_was_never_kept_still_resolves() {
     })
     .await;
     alerting.stop().await;
-    let received = received.lock().unwrap();
-    let told: Vec<(&Json, &Json)> = received
-        .webhook
-        .iter()
-        .map(|b| (&b["status"], &b["alerts"][0]["starts_at"]))
-        .collect();
-    assert_eq!(told.len(), 2, "one firing, one resolved: {told:?}");
-    assert_eq!(
-        (told[0].0, told[1].0),
-        (&json!("firing"), &json!("resolved"))
-    );
-    assert_eq!(told[0].1, told[1].1, "the same alert");
+    fired_once_and_resolved(&received.lock().unwrap());
 }

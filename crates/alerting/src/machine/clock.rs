@@ -207,14 +207,9 @@ impl Step<'_> {
             .flat_map(|a| {
                 // Its notifications still tried after a week go with it: one left alone would
                 // read as a firing told but never kept, and bring the alert back.
-                let told = format!("notify.{}.", a.fingerprint);
-                let notifications = self
-                    .machine
-                    .notifications
-                    .keys()
-                    .filter(move |key| key.starts_with(&told))
-                    .cloned();
-                std::iter::once(format!("alert.{}", a.fingerprint)).chain(notifications)
+                let notifications = self.machine.notifications_of(&a.fingerprint);
+                std::iter::once(format!("alert.{}", a.fingerprint))
+                    .chain(notifications.map(|(key, _)| key.clone()))
             })
             .collect();
         forgotten.sort();

@@ -105,8 +105,7 @@ impl Machine {
         for fingerprint in fingerprints {
             if let Some(told) = self.told_but_not_kept(fingerprint) {
                 tracing::warn!(%fingerprint, "this alert's firing went out but was not kept (a write failed half-way): kept now as told");
-                effects.push(Effect::Put(Record::Alert(told.clone())));
-                effects.push(Effect::Publish(told));
+                effects.extend(Machine::keeping_as_told(told));
             }
         }
         effects.extend(batch.keys.iter().cloned().map(Effect::Delete));

@@ -38,7 +38,9 @@ impl Step<'_> {
                 told.last_event_id = alert.last_event_id;
                 told.updated_at = self.now;
             }
-            self.keep_as_told(told);
+            Machine::keeping_as_told(told)
+                .into_iter()
+                .for_each(|effect| self.emit(effect));
             return;
         }
         // A wait that keeps working hours runs out within them (or at closing) by its
@@ -60,13 +62,6 @@ impl Step<'_> {
         tracing::warn!(rule = %rule.name, tenant = %alert.tenant,
             fingerprint = %alert.fingerprint, summary = %alert.summary, "alert firing");
         self.transition(alert);
-    }
-
-    /// Keeps `told`, an alert whose firing was told but not kept, and publishes it as the
-    /// change would have.
-    fn keep_as_told(&mut self, told: AlertRecord) {
-        self.put(Record::Alert(told.clone()));
-        self.emit(Effect::Publish(told));
     }
 
     /// Whether `tenant`'s calendar is open now (a tenant without one always is).
@@ -158,10 +153,7 @@ impl Step<'_> {
                     _ => false,
                 }
             })
-            .filter(|a| {
-                let prefix = format!("notify.{}.", a.fingerprint);
-                !machine.notifications.keys().any(|k| k.starts_with(&prefix))
-            })
+            .filter(|a| machine.notifications_of(&a.fingerprint).next().is_none())
             .cloned()
             .collect();
         due.sort_by(|a, b| a.fingerprint.cmp(&b.fingerprint));
@@ -185,14 +177,34 @@ impl Machine {
     /// it ended takes its notifications with it, so this is never one of those.)
     pub(super) fn told_but_not_kept(&self, fingerprint: &str) -> Option<AlertRecord> {
         let kept_since = self.alerts.get(fingerprint).map(|a| a.starts_at);
-        let prefix = format!("notify.{fingerprint}.{}.", State::Firing.as_str());
-        self.notifications
-            .iter()
-            .filter(|(key, _)| key.starts_with(&prefix))
+        self.notifications_of(fingerprint)
             .map(|(_, notification)| &notification.alert)
+            .filter(|told| told.state == State::Firing)
             .filter(|told| kept_since.is_none_or(|since| told.starts_at > since))
             .max_by_key(|told| told.starts_at)
             .cloned()
+    }
+
+    /// The notifications of the alert `fingerprint` still to send, any state, repeats too:
+    /// their keys are `notify.{fingerprint}.…` ([`AlertRecord::notification_key`]).
+    pub(super) fn notifications_of<'a>(
+        &'a self,
+        fingerprint: &'a str,
+    ) -> impl Iterator<Item = (&'a String, &'a Notification)> {
+        self.notifications.iter().filter(move |(key, _)| {
+            key.strip_prefix("notify.")
+                .and_then(|key| key.strip_prefix(fingerprint))
+                .is_some_and(|rest| rest.starts_with('.'))
+        })
+    }
+
+    /// What keeps `told`, an alert whose firing was told but not kept, as the change that told
+    /// it would have: its record, and its publication.
+    pub(super) fn keeping_as_told(told: AlertRecord) -> [Effect; 2] {
+        [
+            Effect::Put(Record::Alert(told.clone())),
+            Effect::Publish(told),
+        ]
     }
 }
 
