@@ -34,7 +34,9 @@ use tonic::transport::Channel;
 
 use crate::metrics::SharedSnapshotFailures;
 use crate::projection::Projection;
-use crate::runner::{applying, broadcast_minutes, load_snapshot, save, save_periodically};
+use crate::runner::{
+    applying, broadcast_minutes, encoded, load_snapshot, not_saved, save_periodically, write,
+};
 use crate::shared_snapshots::{SharedSnapshotError, SharedSnapshots, Standing};
 use crate::snapshot::SnapshotStore;
 
@@ -278,8 +280,18 @@ impl PartitionReader {
         for task in background {
             let _ = task.await;
         }
-        save(&store, &projection);
-        if let Err(error) = share(&self.shared, partition, &projection).await {
+        // Encoded once, for the disk and for the partition's next owner.
+        let shared = match encoded(&projection) {
+            Ok((standing, bytes)) => {
+                write(&store, standing.sequence, &bytes);
+                share_encoded(&self.shared, partition, standing, &bytes).await
+            }
+            Err(error) => {
+                not_saved(&error);
+                Err(SharedSnapshotError::write(partition, &error))
+            }
+        };
+        if let Err(error) = shared {
             tracing::warn!(%error);
             self.failures.count("write");
         }
@@ -328,17 +340,22 @@ async fn share(
     projection: &Arc<RwLock<Projection>>,
 ) -> Result<Standing, SharedSnapshotError> {
     let encoding = Arc::clone(projection);
-    let encoded = tokio::task::spawn_blocking(move || {
-        let projection = encoding.read().unwrap_or_else(PoisonError::into_inner);
-        SnapshotStore::encode(&projection).map(|bytes| (Standing::of(&projection), bytes))
-    })
-    .await;
-    let (standing, bytes) = match encoded {
-        Ok(Ok(encoded)) => encoded,
-        Ok(Err(error)) => return Err(SharedSnapshotError::write(partition, &error)),
-        Err(error) => return Err(SharedSnapshotError::write(partition, &error)),
-    };
-    if shared.put(partition, standing, &bytes).await? {
+    let (standing, bytes) = tokio::task::spawn_blocking(move || encoded(&encoding))
+        .await
+        .map_err(|error| SharedSnapshotError::write(partition, &error))?
+        .map_err(|error| SharedSnapshotError::write(partition, &error))?;
+    share_encoded(shared, partition, standing, &bytes).await
+}
+
+/// Shares `bytes`, the snapshot of `partition` at `standing`, unless the bucket holds one at
+/// least as far along; returns how far along the bucket's is now.
+async fn share_encoded(
+    shared: &SharedSnapshots,
+    partition: u32,
+    standing: Standing,
+    bytes: &[u8],
+) -> Result<Standing, SharedSnapshotError> {
+    if shared.put(partition, standing, bytes).await? {
         tracing::debug!(
             partition,
             sequence = standing.sequence,

@@ -285,7 +285,8 @@ pub const OPEN_REQUEST_RETENTION: i64 = 30 * 86_400;
 /// How far back an event still counts as live, for minute updates.
 const LIVE_WINDOW_SECONDS: i64 = 2 * 3_600;
 
-fn now_seconds() -> i64 {
+/// The wall clock in Unix seconds.
+pub(crate) fn now_seconds() -> i64 {
     SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)

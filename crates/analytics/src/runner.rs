@@ -30,9 +30,9 @@ use c2d_subscriber::replica_progress::ReplicaProgress;
 use crate::aggregates::Measure;
 use crate::cfg::Config;
 use crate::partitioned::{PartitionReader, Partitions, Projections};
-use crate::projection::Projection;
+use crate::projection::{Projection, now_seconds};
 use crate::service::AnalyticsGrpc;
-use crate::shared_snapshots::{SharedSnapshotError, SharedSnapshots};
+use crate::shared_snapshots::{SharedSnapshotError, SharedSnapshots, Standing};
 use crate::snapshot::{SnapshotError, SnapshotStore};
 
 /// The subscriber's name in logs and dead letters.
@@ -88,7 +88,7 @@ impl Rebuild {
         let Some(value) = value else {
             return Ok(Rebuild::Alone);
         };
-        let now = unix_seconds();
+        let now = now_seconds() as u64;
         match value.parse::<u64>() {
             // After 2001 and at most a day ahead: a Unix time in seconds, not milliseconds.
             Ok(id) if id > 1_000_000_000 && id <= now + 86_400 => Ok(Rebuild::Together(id)),
@@ -100,16 +100,10 @@ impl Rebuild {
     fn origin(self) -> u64 {
         match self {
             Rebuild::No => 0,
-            Rebuild::Alone => unix_seconds(),
+            Rebuild::Alone => now_seconds().max(1) as u64,
             Rebuild::Together(id) => id,
         }
     }
-}
-
-fn unix_seconds() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(1, |since| since.as_secs())
 }
 
 /// c2d-analytics, ready to run.
@@ -380,22 +374,43 @@ fn read(projection: &RwLock<Projection>) -> std::sync::RwLockReadGuard<'_, Proje
     projection.read().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// The projection's snapshot, encoded under its read lock (quick; the slow write comes after),
+/// and how far along it is.
+pub(crate) fn encoded(
+    projection: &RwLock<Projection>,
+) -> Result<(Standing, Vec<u8>), SnapshotError> {
+    let projection = read(projection);
+    SnapshotStore::encode(&projection).map(|bytes| (Standing::of(&projection), bytes))
+}
+
 /// Saves the projection: encoded under the read lock, written to disk after.
 pub(crate) fn save(store: &SnapshotStore, projection: &RwLock<Projection>) -> Option<u64> {
-    let (sequence, bytes) = {
-        let projection = read(projection);
-        (projection.last_sequence, SnapshotStore::encode(&projection))
-    };
-    match bytes.and_then(|bytes| store.write(&bytes)) {
+    match encoded(projection) {
+        Ok((standing, bytes)) => write(store, standing.sequence, &bytes),
+        Err(error) => {
+            not_saved(&error);
+            None
+        }
+    }
+}
+
+/// Writes the encoded snapshot of the projection at `sequence` to disk; the sequence once it
+/// is there.
+pub(crate) fn write(store: &SnapshotStore, sequence: u64, bytes: &[u8]) -> Option<u64> {
+    match store.write(bytes) {
         Ok(size) => {
             tracing::debug!(sequence, size, "snapshot saved");
             Some(sequence)
         }
         Err(error) => {
-            tracing::error!(%error, "snapshot not saved; a restart will replay more of the stream");
+            not_saved(&error);
             None
         }
     }
+}
+
+pub(crate) fn not_saved(error: &SnapshotError) {
+    tracing::error!(%error, "snapshot not saved; a restart will replay more of the stream");
 }
 
 pub(crate) async fn save_periodically(

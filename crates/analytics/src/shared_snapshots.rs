@@ -24,14 +24,14 @@
 //! written in the last hour, so that an upload still under way is never taken for a dead one.
 
 use std::collections::{HashMap, HashSet};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use async_nats::jetstream::object_store::{self, ObjectMetadata, ObjectStore};
 use async_nats::jetstream::stream::{StorageType, Stream};
 use futures_util::TryStreamExt as _;
 use tokio::io::AsyncReadExt as _;
 
-use crate::projection::Projection;
+use crate::projection::{Projection, now_seconds};
 use crate::snapshot::{FORMAT, SnapshotStore};
 
 /// The object store bucket of the replicas' partition snapshots (`OBJ_C2D_ANALYTICS`).
@@ -253,10 +253,7 @@ impl SharedSnapshots {
             .try_collect()
             .await
             .map_err(|error| sweep(&error))?;
-        let quiet_since = SystemTime::now()
-            .checked_sub(quiet_for)
-            .and_then(|since| since.duration_since(UNIX_EPOCH).ok())
-            .map_or(0, |since| since.as_secs() as i64);
+        let quiet_since = now_seconds() - quiet_for.as_secs() as i64;
         let mut left = HashSet::new();
         for subject in unnamed {
             let newest = self

@@ -230,7 +230,7 @@ mod tests {
             ..Event::default()
         };
         projection.apply(7, &event);
-        projection.origin = 1_764_000_000_000;
+        projection.origin = 1_764_000_000;
         store.save(&projection).unwrap();
 
         let mut loaded = store.load().unwrap().expect("saved");
